@@ -1,0 +1,3 @@
+from otp.cli import main
+
+raise SystemExit(main())

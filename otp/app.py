@@ -1,0 +1,176 @@
+"""create_app(settings): routes, error handlers, and a lifespan that owns Redis, the SMS sender and
+the in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from otp import api, keyspace, openapi
+from otp.apikeys import KeyChecker
+from otp.codes import Argon2Params, CodeHasher
+from otp.errors import OtpError
+from otp.keyring import Keyring
+from otp.redis_client import connect
+from otp.settings import Settings
+from otp.sms import ConsoleSender, SmsSender
+from otp.store import UNAVAILABLE_ERRORS, Store
+from otp.verification import Rules, Verifier
+from otp.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
+
+log = logging.getLogger("otp")
+
+
+def error_body(code: str, message: str, field: str | None = None, retry_after: int | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if retry_after is not None:
+        error["retry_after"] = retry_after
+    return {"error": error}
+
+
+async def otp_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OtpError)
+    message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    if exc.status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="otp"'}
+    return JSONResponse(
+        error_body(exc.code, message, exc.field, exc.retry_after), status_code=exc.status, headers=headers
+    )
+
+
+async def storage_error(request: Request, exc: Exception) -> Response:
+    log.warning("storage error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse(
+        error_body("unavailable", "storage is unavailable; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return JSONResponse(
+        error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(error_body("internal", "internal error"), status_code=500)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+READINESS_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
+
+
+async def readyz(request: Request) -> Response:
+    store: Store = request.app.state.store
+    checks: dict[str, str] = {}
+    try:
+        await store.client.ping()
+        checks["redis"] = "ok"
+        beat = await store.client.get(keyspace.worker_heartbeat())
+        checks["worker"] = "ok" if beat else "stale"
+    except READINESS_ERRORS:
+        checks["redis"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi.spec())
+
+
+def build_sender(settings: Settings) -> SmsSender:
+    return ConsoleSender()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    sender: SmsSender | None = None,
+) -> Starlette:
+    if not settings.redis_url:
+        raise ValueError("create_app needs settings.redis_url (otp serve starts an embedded Redis)")
+    if not settings.secret_keys:
+        raise ValueError("create_app needs OTP_SECRET_KEY")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = connect(settings.redis_url or "")
+        keyring = Keyring(settings.secret_keys)
+        store = Store(client, partitions=settings.partitions)
+        hasher = CodeHasher(
+            keyring,
+            Argon2Params(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
+        )
+        rules = Rules(
+            code_length=settings.code_length,
+            code_ttl=settings.code_ttl,
+            max_check_attempts=settings.max_check_attempts,
+            max_sends=settings.max_sends,
+            codes_kept=settings.codes_kept,
+            retention=settings.retention,
+            token_max_age=settings.token_max_age,
+        )
+        app.state.settings = settings
+        app.state.store = store
+        app.state.verifier = Verifier(store, hasher, keyring, rules, clock=clock)
+        app.state.keys = KeyChecker(client)
+        stop = asyncio.Event()
+        task = None
+        if settings.worker:
+            worker = Worker(
+                store,
+                keyring,
+                sender or build_sender(settings),
+                WorkerOptions(app_name=settings.app_name, public_url=settings.public_url, retention=settings.retention),
+                clock=clock,
+            )
+            app.state.worker = worker
+            task = asyncio.create_task(worker.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, timeout=HEARTBEAT_TTL_MS / 1000)
+            await client.aclose()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        *api.routes,
+    ]
+    handlers: dict[Any, Any] = {
+        OtpError: otp_error,
+        HTTPException: http_error,
+        RedisError: storage_error,
+        Exception: internal_error,
+    }
+    for error in UNAVAILABLE_ERRORS:
+        handlers[error] = storage_error
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -1,0 +1,228 @@
+"""The ``otp`` command: serve, worker, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from otp import __version__, apikeys
+from otp.embedded_redis import EmbeddedRedis
+from otp.errors import ConfigError
+from otp.settings import Settings
+
+log = logging.getLogger("otp")
+
+DEV_KEY_FILE = "dev-api-key"
+SECRET_FILE = "secret-key"  # noqa: S105  (a file name, not a secret)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+
+
+def _dev_secret(data_dir: Path) -> str:
+    """The development secret: kept in the data folder so a restart doesn't void pending codes."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    log.warning(
+        "OTP_SECRET_KEY is not set: generated a development secret in %s (set OTP_SECRET_KEY in production)",
+        path,
+    )
+    return secret
+
+
+def _with_local_fallbacks(settings: Settings) -> Settings:
+    """For commands run beside a development `otp serve`: its socket and its secret."""
+    data_dir = Path(settings.data_dir)
+    changes: dict[str, object] = {}
+    if not settings.redis_url and (data_dir / "redis.sock").exists():
+        changes["redis_url"] = f"unix://{(data_dir / 'redis.sock').resolve()}"
+    if not settings.secret_keys and (data_dir / SECRET_FILE).exists():
+        changes["secret_keys"] = (_dev_secret(data_dir),)
+    return settings.with_changes(**changes) if changes else settings
+
+
+def _require_redis(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise ConfigError(f"OTP_REDIS_URL is not set and no development `otp serve` is running in {settings.data_dir}/")
+    return settings.redis_url
+
+
+async def _ensure_dev_key(settings: Settings) -> None:
+    from otp.redis_client import connect
+
+    client = connect(_require_redis(settings))
+    try:
+        if await apikeys.count(client):
+            return
+        _key, token = await apikeys.create(client, "dev", admin=True)
+    finally:
+        await client.aclose()
+    path = Path(settings.data_dir) / DEV_KEY_FILE
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    log.warning("created a development admin API key (also saved in %s):\n\n    %s\n", path, token)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from otp.app import create_app
+
+    settings = Settings.from_env()
+    if args.host:
+        settings = settings.with_changes(host=args.host)
+    if args.port is not None:
+        settings = settings.with_changes(port=args.port)
+    _setup_logging(settings.log_level)
+    embedded: EmbeddedRedis | None = None
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        embedded.start()
+        log.warning("OTP_REDIS_URL is not set: started an embedded Redis (data and AOF in %s/)", settings.data_dir)
+        secret_keys = settings.secret_keys or (_dev_secret(Path(settings.data_dir)),)
+        settings = settings.with_changes(redis_url=embedded.url, secret_keys=secret_keys, dev_mode=True)
+    try:
+        if not settings.secret_keys:
+            raise ConfigError("OTP_SECRET_KEY is required when OTP_REDIS_URL is set (make one: otp keys secret)")
+        if settings.dev_mode:
+            asyncio.run(_ensure_dev_key(settings))
+        if not settings.twilio_configured:
+            log.warning(
+                "no Twilio credentials (OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN): SMS go to the "
+                "console sender, DEVELOPMENT ONLY"
+            )
+        app = create_app(settings)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=None)
+    finally:
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from otp.app import build_sender
+    from otp.keyring import Keyring
+    from otp.redis_client import connect
+    from otp.store import Store
+    from otp.worker import Worker, WorkerOptions
+
+    settings = _with_local_fallbacks(Settings.from_env())
+    _setup_logging(settings.log_level)
+    url = _require_redis(settings)
+    if not settings.secret_keys:
+        raise ConfigError("OTP_SECRET_KEY is required: the worker unseals queued codes with it")
+
+    async def run() -> int:
+        client = connect(url)
+        worker = Worker(
+            Store(client, partitions=settings.partitions),
+            Keyring(settings.secret_keys),
+            build_sender(settings),
+            WorkerOptions(app_name=settings.app_name, public_url=settings.public_url, retention=settings.retention),
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await worker.run(stop, burst=args.burst)
+        finally:
+            await client.aclose()
+        log.info("worker stopped after sending %d SMS", worker.sent)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "secret":
+        print(secrets.token_urlsafe(48))
+        return 0
+    from otp.redis_client import connect
+
+    settings = _with_local_fallbacks(Settings.from_env())
+    url = _require_redis(settings)
+
+    async def run() -> int:
+        client = connect(url)
+        try:
+            if args.keys_command == "create":
+                key, token = await apikeys.create(client, args.name, admin=args.admin)
+                print(f"created {'admin ' if key.admin else ''}key {key.key_id} ({key.name}); shown once:")
+                print(token)
+            elif args.keys_command == "list":
+                for key in await apikeys.list_keys(client):
+                    print(f"{key.key_id}  {'admin' if key.admin else 'client'}  {key.name}")
+            elif args.keys_command == "revoke":
+                if not await apikeys.revoke(client, args.key_id):
+                    print(f"no key {args.key_id}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.key_id}")
+        finally:
+            await client.aclose()
+        return 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otp",
+        description="Self-hosted SMS two-factor authentication. Configuration comes from OTP_* environment "
+        "variables (see README); with none set, `otp serve` runs a development setup with an embedded "
+        "Redis and a console SMS sender.",
+    )
+    parser.add_argument("--version", action="version", version=f"otp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP service (and an in-process SMS worker unless OTP_WORKER=off)")
+    serve.add_argument("--host", help="listen address (default OTP_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default OTP_PORT or 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run an SMS worker: claim queued sends, deliver them, record results")
+    worker.add_argument("--burst", action="store_true", help="drain the queue, then exit")
+    worker.set_defaults(func=cmd_worker)
+
+    keys = sub.add_parser("keys", help="manage API keys and secrets")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = keys_sub.add_parser("create", help="create an API key; the key is printed once, on the last line")
+    create.add_argument("name", help="a label for the key, e.g. the client app's name")
+    create.add_argument("--admin", action="store_true", help="may read every verification and the audit log")
+    keys_sub.add_parser("list", help="list API keys (ids and names, never secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke an API key")
+    revoke.add_argument("key_id")
+    keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"otp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Purpose-bound subkeys derived from ``OTP_SECRET_KEY`` (a list, newest first, for rotation).
+
+Each purpose gets its own HMAC-derived key, so a leak of one use (say, a log's number hashes)
+says nothing about another (the code pepper).  Nothing derived here is ever written to Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+
+def derive(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), f"otp/{purpose}".encode(), hashlib.sha256).digest()
+
+
+def key_id(secret: str) -> str:
+    """A short public fingerprint naming which secret made a hash, so rotation keeps old codes valid."""
+    return derive(secret, "key-id").hex()[:8]
+
+
+@dataclass(frozen=True)
+class Keyring:
+    secrets: tuple[str, ...]
+    _by_id: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.secrets:
+            raise ValueError("a keyring needs at least one secret key")
+        object.__setattr__(self, "_by_id", {key_id(s): s for s in self.secrets})
+
+    @property
+    def current_id(self) -> str:
+        return key_id(self.secrets[0])
+
+    def current(self, purpose: str) -> bytes:
+        return derive(self.secrets[0], purpose)
+
+    def by_id(self, kid: str, purpose: str) -> bytes | None:
+        secret = self._by_id.get(kid)
+        return derive(secret, purpose) if secret is not None else None
+
+    def all(self, purpose: str) -> list[bytes]:
+        return [derive(s, purpose) for s in self.secrets]
+
+    def number_hash(self, e164: str) -> str:
+        """Keyed hash of a number, for correlating log lines and tokens without the number."""
+        return hmac.new(self.current("number-hash"), e164.encode(), hashlib.sha256).hexdigest()[:16]

@@ -1,0 +1,79 @@
+"""Every Redis key name, in one place.
+
+All state about one phone number and its verifications lives under one hash tag, the number's
+*partition* ``{pNN}``, so one Lua script can resend, check and approve atomically and still run on
+Redis Cluster (a script touches one slot only). A verification id carries its partition in its
+first byte, so ``GET /v1/verifications/{id}`` finds the slot without an index. The outbox and the
+audit stream are per partition too: no single key takes every write, and a worker or reader walks
+the partitions.
+
+The partition count is fixed for a deployment (like a shard count): changing it orphans pending
+verifications until they expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+PREFIX = "otp:"
+VERIFICATION_ID = re.compile(r"^VE[0-9a-f]{32}$")
+CONFIG_TAG = "{cfg}"
+
+
+def partition_of_number(e164: str, partitions: int) -> int:
+    # Not keyed: the partition only spreads load and must survive secret-key rotation.
+    return hashlib.sha256(e164.encode()).digest()[0] % partitions
+
+
+def partition_of_id(verification_id: str, partitions: int) -> int:
+    return int(verification_id[2:4], 16) % partitions
+
+
+def new_verification_id(partition: int, partitions: int) -> str:
+    """``VE`` + 32 hex, whose first byte maps to ``partition`` (``partitions`` divides 256)."""
+    spread = secrets.randbelow(256 // partitions)
+    first = partition + partitions * spread
+    return f"VE{first:02x}{secrets.token_hex(15)}"
+
+
+def tag(partition: int) -> str:
+    return f"{PREFIX}{{p{partition:02x}}}:"
+
+
+def verification(partition: int, verification_id: str) -> str:
+    return f"{tag(partition)}v:{verification_id}"
+
+
+def codes(partition: int, verification_id: str) -> str:
+    return f"{tag(partition)}c:{verification_id}"
+
+
+def pending_for_number(partition: int, key_id: str, e164: str) -> str:
+    return f"{tag(partition)}n:{key_id}:{e164}"
+
+
+def job(partition: int, job_id: str) -> str:
+    return f"{tag(partition)}j:{job_id}"
+
+
+def outbox(partition: int) -> str:
+    return f"{tag(partition)}outbox"
+
+
+def audit_stream(partition: int) -> str:
+    return f"{tag(partition)}audit"
+
+
+def api_key(key_id: str) -> str:
+    # Configuration, not state: API keys live until revoked, so they carry no TTL.
+    return f"{PREFIX}{CONFIG_TAG}:key:{key_id}"
+
+
+def api_key_index() -> str:
+    return f"{PREFIX}{CONFIG_TAG}:keys"
+
+
+def worker_heartbeat() -> str:
+    return f"{PREFIX}{CONFIG_TAG}:worker-heartbeat"

@@ -1,0 +1,221 @@
+"""The OpenAPI document for every endpoint, request and response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otp import __version__
+
+ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "example": "invalid_parameter"},
+                "message": {"type": "string"},
+                "field": {"type": ["string", "null"]},
+                "retry_after": {"type": "integer"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+}
+
+DELIVERY = {
+    "type": "object",
+    "properties": {
+        "status": {
+            "type": "string",
+            "enum": ["queued", "sending", "sent", "delivered", "undelivered", "failed", "canceled"],
+        },
+        "updated_at": {"type": "string", "format": "date-time"},
+        "error_code": {"type": "integer"},
+        "error_message": {"type": "string"},
+    },
+}
+
+STATUS = {"type": "string", "enum": ["pending", "approved", "canceled", "expired", "max_attempts_reached"]}
+
+VERIFICATION = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^VE[0-9a-f]{32}$"},
+        "status": STATUS,
+        "to": {"type": "string", "description": "masked", "example": "+1*******2661"},
+        "channel": {"type": "string", "enum": ["sms"]},
+        "locale": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "approved_at": {"type": ["string", "null"], "format": "date-time"},
+        "attempts": {"type": "integer"},
+        "attempts_left": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "send_attempts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "at": {"type": "string", "format": "date-time"},
+                    "channel": {"type": "string"},
+                    "message_sid": {"type": ["string", "null"]},
+                    "segments": {"type": ["integer", "null"]},
+                    "price": {"type": ["string", "null"]},
+                    "price_unit": {"type": ["string", "null"]},
+                    "delivery": DELIVERY,
+                },
+            },
+        },
+    },
+}
+
+START = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["to"],
+    "properties": {
+        "to": {"type": "string", "description": "E.164, or national format in OTP_DEFAULT_REGION"},
+        "channel": {"type": "string", "enum": ["sms"], "default": "sms"},
+        "locale": {"type": "string", "example": "en"},
+        "ip": {"type": "string", "description": "the end user's IP address, for per-IP limits"},
+    },
+}
+
+CHECK = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["code"],
+    "properties": {
+        "id": {"type": "string"},
+        "to": {"type": "string"},
+        "code": {"type": "string", "pattern": "^[0-9]{4,10}$"},
+    },
+}
+
+CHECK_RESULT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "status": STATUS,
+        "approved": {"type": "boolean"},
+        "attempts_left": {"type": "integer"},
+        "delivery": DELIVERY,
+        "token": {"type": "string", "description": "signed approval token, only when approved"},
+    },
+}
+
+TOKEN_VERIFY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["token"],
+    "properties": {"token": {"type": "string"}, "max_age": {"type": "integer", "minimum": 1}},
+}
+
+TOKEN_RESULT = {
+    "type": "object",
+    "properties": {
+        "valid": {"type": "boolean"},
+        "reason": {"type": "string", "enum": ["token_expired", "token_invalid"]},
+        "verification_id": {"type": "string"},
+        "number_hash": {"type": "string"},
+        "approved_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "invalid input",
+        401: "missing or bad API key",
+        404: "not found",
+        409: "not pending",
+        413: "body over 16 KiB",
+        415: "not JSON",
+        429: "rate limited",
+        503: "storage unavailable",
+    }
+    return {str(c): {"description": reasons[c], **_json(ERROR)} for c in codes}
+
+
+def _op(summary: str, ok: int, response: dict[str, Any], body: dict[str, Any] | None, *errors: int) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": []}, {"basic": []}],
+        "responses": {str(ok): {"description": "ok", **_json(response)}, **_errors(*errors)},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, **_json(body)}
+    return op
+
+
+ID_PARAM = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def spec() -> dict[str, Any]:
+    health = {"type": "object", "properties": {"status": {"type": "string"}, "checks": {"type": "object"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "otp",
+            "version": __version__,
+            "description": "Self-hosted SMS two-factor authentication.",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "otpk_<id>_<secret>"},
+                "basic": {"type": "http", "scheme": "basic", "description": "key id : secret"},
+            }
+        },
+        "paths": {
+            "/v1/verifications": {
+                "post": _op("Start (or resend) a verification", 201, VERIFICATION, START, 400, 401, 413, 415, 429, 503)
+            },
+            "/v1/verifications/check": {
+                "post": _op("Check a code", 200, CHECK_RESULT, CHECK, 400, 401, 404, 413, 415, 503)
+            },
+            "/v1/verifications/{id}": {
+                "get": {
+                    **_op("Read a verification", 200, VERIFICATION, None, 400, 401, 404, 503),
+                    "parameters": ID_PARAM,
+                }
+            },
+            "/v1/verifications/{id}/cancel": {
+                "post": {
+                    **_op("Cancel a pending verification", 200, VERIFICATION, None, 400, 401, 404, 409, 503),
+                    "parameters": ID_PARAM,
+                }
+            },
+            "/v1/tokens/verify": {
+                "post": _op("Verify an approval token", 200, TOKEN_RESULT, TOKEN_VERIFY, 400, 401, 415)
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Process alive",
+                    "security": [],
+                    "responses": {"200": {"description": "ok", **_json(health)}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Redis reachable and a worker heartbeat fresh",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "ready", **_json(health)},
+                        "503": {"description": "not ready", **_json(health)},
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
+        },
+    }

@@ -1,0 +1,171 @@
+"""Frozen settings read once from ``OTP_*`` environment variables and validated at startup."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from otp.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from ``"600"``, ``"10m"``, ``"24h"``, ``"250ms"``."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 600, 10m, 24h)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    secret_keys: tuple[str, ...] = ()
+    code_length: int = 6
+    code_ttl: float = 600.0
+    max_check_attempts: int = 5
+    max_sends: int = 5
+    codes_kept: int = 3
+    retention: float = 86400.0
+    token_max_age: float = 300.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_region: str = "US"
+    partitions: int = 16
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    data_dir: str = ".otp"
+    worker: bool = True
+    app_name: str = "otp"
+    public_url: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_from: str = ""
+    twilio_messaging_service_sid: str = ""
+    twilio_api_url: str = ""
+    log_level: str = "INFO"
+    dev_mode: bool = False
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        settings = cls(
+            redis_url=reader.text("OTP_REDIS_URL") or None,
+            secret_keys=reader.secret_keys("OTP_SECRET_KEY"),
+            code_length=reader.integer("OTP_CODE_LENGTH", 6, low=4, high=10),
+            code_ttl=reader.duration("OTP_CODE_TTL", 600.0, low=30.0, high=86400.0),
+            max_check_attempts=reader.integer("OTP_MAX_CHECK_ATTEMPTS", 5, low=1, high=100),
+            max_sends=reader.integer("OTP_MAX_SENDS", 5, low=1, high=20),
+            codes_kept=reader.integer("OTP_CODES_KEPT", 3, low=1, high=10),
+            retention=reader.duration("OTP_RETENTION", 86400.0, low=60.0, high=90 * 86400.0),
+            token_max_age=reader.duration("OTP_TOKEN_MAX_AGE", 300.0, low=1.0, high=86400.0),
+            host=reader.text("OTP_HOST") or "127.0.0.1",
+            port=reader.integer("OTP_PORT", 8000, low=0, high=65535),
+            default_region=reader.region("OTP_DEFAULT_REGION", "US"),
+            partitions=reader.power_of_two("OTP_PARTITIONS", 16),
+            argon2_time_cost=reader.integer("OTP_ARGON2_TIME_COST", 2, low=1, high=20),
+            argon2_memory_kib=reader.integer("OTP_ARGON2_MEMORY_KIB", 19456, low=8, high=4 * 1024 * 1024),
+            argon2_parallelism=reader.integer("OTP_ARGON2_PARALLELISM", 1, low=1, high=16),
+            data_dir=reader.text("OTP_DATA_DIR") or ".otp",
+            worker=reader.switch("OTP_WORKER", True),
+            app_name=reader.text("OTP_APP_NAME") or "otp",
+            public_url=(reader.text("OTP_PUBLIC_URL") or "").rstrip("/"),
+            twilio_account_sid=reader.text("OTP_TWILIO_ACCOUNT_SID") or "",
+            twilio_auth_token=reader.text("OTP_TWILIO_AUTH_TOKEN") or "",
+            twilio_from=reader.text("OTP_TWILIO_FROM") or "",
+            twilio_messaging_service_sid=reader.text("OTP_TWILIO_MESSAGING_SERVICE_SID") or "",
+            twilio_api_url=(reader.text("OTP_TWILIO_API_URL") or "").rstrip("/"),
+            log_level=(reader.text("OTP_LOG_LEVEL") or "INFO").upper(),
+        )
+        reader.raise_if_errors()
+        return settings
+
+
+class _Reader:
+    """Collects every bad variable so the operator sees them all at once."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.errors: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value.strip() if value is not None else None
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.errors.append(f"{name}={raw!r} is not an integer")
+            return default
+        if not low <= value <= high:
+            self.errors.append(f"{name}={value} is out of range ({low}..{high})")
+        return value
+
+    def duration(self, name: str, default: float, *, low: float, high: float) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = parse_duration(raw)
+        except ValueError as exc:
+            self.errors.append(f"{name}: {exc}")
+            return default
+        if not low <= value <= high:
+            self.errors.append(f"{name}={raw!r} is out of range ({low:g}s..{high:g}s)")
+        return value
+
+    def switch(self, name: str, default: bool) -> bool:
+        raw = (self.text(name) or "").lower()
+        if not raw:
+            return default
+        if raw in {"1", "on", "true", "yes"}:
+            return True
+        if raw in {"0", "off", "false", "no"}:
+            return False
+        self.errors.append(f"{name}={raw!r} must be on or off")
+        return default
+
+    def region(self, name: str, default: str) -> str:
+        raw = (self.text(name) or default).upper()
+        if not re.fullmatch(r"[A-Z]{2}", raw):
+            self.errors.append(f"{name}={raw!r} must be a two-letter ISO country code")
+        return raw
+
+    def power_of_two(self, name: str, default: int) -> int:
+        value = self.integer(name, default, low=1, high=256)
+        if value & (value - 1):
+            self.errors.append(f"{name}={value} must be a power of two (1, 2, 4 … 256)")
+        return value
+
+    def secret_keys(self, name: str) -> tuple[str, ...]:
+        raw = self.text(name)
+        if not raw:
+            return ()
+        keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+        for key in keys:
+            if len(key) < 32:
+                self.errors.append(f"{name} holds a key shorter than 32 characters; use `otp keys secret`")
+                break
+        return keys
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(self.errors))

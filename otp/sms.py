@@ -1,0 +1,56 @@
+"""Sending an SMS: the `SmsSender` protocol, and the development console sender."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Protocol
+
+from otp.phone import mask
+
+log = logging.getLogger("otp.sms")
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    to: str
+    body: str
+    status_callback: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_sid: str
+    status: str
+    segments: int | None = None
+    price: str | None = None
+    price_unit: str | None = None
+
+
+class SendError(Exception):
+    """A send that did not go out. ``transient`` ones are retried until the code expires."""
+
+    def __init__(self, message: str, *, transient: bool, error_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.error_code = error_code
+
+
+class SmsSender(Protocol):
+    name: str
+
+    def send(self, message: SmsMessage) -> Receipt:
+        """Blocking: the worker calls it on a thread."""
+        ...
+
+
+class ConsoleSender:
+    """Development only: prints the whole message, code included, to the log."""
+
+    name = "console"
+
+    def send(self, message: SmsMessage) -> Receipt:
+        log.warning("DEVELOPMENT ONLY console SMS (no Twilio configured) to %s: %s", mask(message.to), message.body)
+        return Receipt(message_sid="SM" + secrets.token_hex(16), status="delivered", segments=1)

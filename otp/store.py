@@ -1,0 +1,310 @@
+"""The only module that talks to Redis: Lua scripts loaded once, called with the shared header."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.commands.core import AsyncScript
+
+from otp import keyspace
+from otp.errors import Unavailable
+
+T = TypeVar("T")
+
+SCRIPT_NAMES = (
+    "start",
+    "attempt",
+    "approve",
+    "exhaust",
+    "fetch",
+    "cancel",
+    "claim",
+    "settle_job",
+    "delivery",
+)
+
+# Redis raising these means "not now", never "your request is wrong": they become 503.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+    redis_errors.MasterDownError,
+    OSError,
+)
+
+
+def load_script_source(name: str) -> str:
+    folder = resources.files("otp") / "lua"
+    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+
+
+Flat = list[Any]
+
+
+def flat_to_dict(flat: Sequence[Any]) -> dict[str, str]:
+    items = [v.decode() if isinstance(v, bytes) else str(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    verification_id: str
+    send_number: int
+    to: str
+    sealed_code: str
+    locale: str
+    tries: int
+    expires_ms: int
+    partition: int
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, *, partitions: int, audit_maxlen: int = 1_000_000) -> None:
+        self.client = client
+        self.partitions = partitions
+        self.audit_maxlen_per_partition = max(1, audit_maxlen // partitions)
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(load_script_source(name)) for name in SCRIPT_NAMES
+        }
+
+    async def guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"storage unavailable ({type(exc).__name__}); retry shortly", retry_after=1) from exc
+
+    async def _run(
+        self,
+        name: str,
+        partition: int,
+        keys: Sequence[str],
+        now_ms: int,
+        args: Sequence[Any],
+        audit: dict[str, str] | None = None,
+    ) -> Any:
+        header: list[Any] = [keyspace.tag(partition), now_ms, self.audit_maxlen_per_partition, json.dumps(audit or {})]
+        script = self._scripts[name]
+        return await self.guarded(lambda: script(keys=list(keys), args=[*header, *args]))
+
+    # -- verifications ---------------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        partition: int,
+        now_ms: int,
+        new_id: str,
+        to: str,
+        channel: str,
+        locale: str,
+        key_id: str,
+        ttl_ms: int,
+        max_attempts: int,
+        max_sends: int,
+        codes_kept: int,
+        retention_ms: int,
+        code_hash: str,
+        sealed_code: str,
+        audit: dict[str, str],
+    ) -> tuple[str, dict[str, str]]:
+        mode, flat = await self._run(
+            "start",
+            partition,
+            [keyspace.pending_for_number(partition, key_id, to)],
+            now_ms,
+            [
+                new_id,
+                to,
+                channel,
+                locale,
+                key_id,
+                ttl_ms,
+                max_attempts,
+                max_sends,
+                codes_kept,
+                retention_ms,
+                code_hash,
+                sealed_code,
+            ],
+            audit,
+        )
+        return _text(mode), flat_to_dict(flat)
+
+    async def count_attempt(
+        self,
+        *,
+        partition: int,
+        now_ms: int,
+        verification_id: str,
+        to: str,
+        retention_ms: int,
+        caller: str,
+        admin: bool,
+        audit: dict[str, str],
+    ) -> tuple[str, str, int, int, dict[str, str], dict[str, str]]:
+        """Returns (outcome, id, attempts, max_attempts, {"h:n": hash}, verification record)."""
+        anchor = (
+            keyspace.verification(partition, verification_id)
+            if verification_id
+            else keyspace.pending_for_number(partition, caller, to)
+        )
+        reply = await self._run(
+            "attempt",
+            partition,
+            [anchor],
+            now_ms,
+            [verification_id, to, retention_ms, caller, "1" if admin else "0"],
+            audit,
+        )
+        outcome = _text(reply[0])
+        if outcome == "not_found":
+            return outcome, "", 0, 0, {}, {}
+        return (
+            outcome,
+            _text(reply[1]),
+            int(reply[2]),
+            int(reply[3]),
+            flat_to_dict(reply[4]),
+            flat_to_dict(reply[5]),
+        )
+
+    async def approve(
+        self, *, partition: int, now_ms: int, verification_id: str, retention_ms: int, audit: dict[str, str]
+    ) -> tuple[bool, dict[str, str]]:
+        won, flat = await self._run(
+            "approve",
+            partition,
+            [keyspace.verification(partition, verification_id)],
+            now_ms,
+            [verification_id, retention_ms],
+            audit,
+        )
+        return bool(int(won)), flat_to_dict(flat)
+
+    async def exhaust(
+        self, *, partition: int, now_ms: int, verification_id: str, retention_ms: int, audit: dict[str, str]
+    ) -> dict[str, str]:
+        flat = await self._run(
+            "exhaust",
+            partition,
+            [keyspace.verification(partition, verification_id)],
+            now_ms,
+            [verification_id, retention_ms],
+            audit,
+        )
+        return flat_to_dict(flat)
+
+    async def fetch(self, *, partition: int, now_ms: int, verification_id: str, retention_ms: int) -> dict[str, str]:
+        flat = await self._run(
+            "fetch",
+            partition,
+            [keyspace.verification(partition, verification_id)],
+            now_ms,
+            [verification_id, retention_ms],
+        )
+        return flat_to_dict(flat)
+
+    async def cancel(
+        self,
+        *,
+        partition: int,
+        now_ms: int,
+        verification_id: str,
+        retention_ms: int,
+        owner: str,
+        audit: dict[str, str],
+    ) -> tuple[bool, dict[str, str]]:
+        """``owner`` is the caller's key id, or "" for an admin who may cancel any verification."""
+        changed, flat = await self._run(
+            "cancel",
+            partition,
+            [keyspace.verification(partition, verification_id)],
+            now_ms,
+            [verification_id, retention_ms, owner],
+            audit,
+        )
+        return bool(int(changed)), flat_to_dict(flat)
+
+    # -- outbox and delivery ---------------------------------------------------------------------
+
+    async def claim_jobs(
+        self, *, partition: int, now_ms: int, lease_ms: int, limit: int, retention_ms: int
+    ) -> list[Job]:
+        rows = await self._run(
+            "claim", partition, [keyspace.outbox(partition)], now_ms, [lease_ms, limit, retention_ms]
+        )
+        return [
+            Job(
+                job_id=_text(row[0]),
+                verification_id=_text(row[1]),
+                send_number=int(row[2]),
+                to=_text(row[3]),
+                sealed_code=_text(row[4]),
+                locale=_text(row[5]),
+                tries=int(row[6]),
+                expires_ms=int(row[7]),
+                partition=partition,
+            )
+            for row in rows
+        ]
+
+    async def settle_job(
+        self,
+        *,
+        partition: int,
+        now_ms: int,
+        job_id: str,
+        outcome: str,
+        changes: dict[str, Any],
+        retry_due_ms: int = 0,
+    ) -> str:
+        status = await self._run(
+            "settle_job",
+            partition,
+            [keyspace.outbox(partition)],
+            now_ms,
+            [job_id, outcome, json.dumps(_without_none(changes)), retry_due_ms],
+        )
+        return _text(status)
+
+    async def record_delivery(
+        self, *, partition: int, now_ms: int, verification_id: str, send_number: int, changes: dict[str, Any]
+    ) -> str:
+        status = await self._run(
+            "delivery",
+            partition,
+            [keyspace.verification(partition, verification_id)],
+            now_ms,
+            [verification_id, send_number, json.dumps(_without_none(changes))],
+        )
+        return _text(status)
+
+    async def outbox_depth(self) -> int:
+        async def depth() -> int:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for partition in range(self.partitions):
+                    pipe.zcard(keyspace.outbox(partition))
+                return sum(int(n) for n in await pipe.execute())
+
+        return await self.guarded(depth)
+
+    async def ping(self) -> bool:
+        return bool(await self.guarded(self.client.ping))
+
+
+def _without_none(changes: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in changes.items() if v is not None}

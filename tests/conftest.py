@@ -1,0 +1,157 @@
+"""Real servers for the tests: a private redis-server on a free loopback port (never 6379, never
+a fake), and the app served in-process through its real lifespan."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from otp import apikeys
+from otp.app import create_app
+from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.settings import Settings
+from otp.sms import Receipt, SmsMessage
+
+SECRET = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class Clock:
+    """Injected time: tests move it; Lua scripts receive it as their "now"."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordingSender:
+    """An SmsSender for the core tests: keeps each message so a test can read the code a user got.
+    (The delivery tests drive the real twilio SDK against a loopback stand-in instead.)"""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.messages: list[SmsMessage] = []
+
+    def send(self, message: SmsMessage) -> Receipt:
+        self.messages.append(message)
+        return Receipt(message_sid=f"SM{len(self.messages):032x}", status="queued", segments=1)
+
+    def codes_for(self, to: str) -> list[str]:
+        return [re.findall(r"(?<!\d)\d{4,10}(?!\d)", m.body)[0] for m in self.messages if m.to == to]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with tempfile.TemporaryDirectory(prefix="otp-test-redis-") as data_dir:
+        server = EmbeddedRedis(data_dir, port=free_port(), appendonly=False)
+        server.start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sender() -> RecordingSender:
+    return RecordingSender()
+
+
+def test_settings(redis_url: str, **changes: Any) -> Settings:
+    base = Settings(
+        redis_url=redis_url,
+        secret_keys=(SECRET,),
+        # Cheap argon2 for speed; one test runs the shipped parameters.
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        worker=False,
+        data_dir=tempfile.gettempdir(),
+    )
+    return base.with_changes(**changes)
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return test_settings(redis_url)
+
+
+@dataclass
+class Service:
+    """The app running on real Redis, with a client that holds a valid API key."""
+
+    http: httpx.AsyncClient
+    app: Any
+    redis: aioredis.Redis
+    key: str
+    admin_key: str
+    clock: Clock
+    sender: RecordingSender
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+    async def start(self, to: str = "+15017122661", **body: Any) -> httpx.Response:
+        return await self.http.post("/v1/verifications", json={"to": to, **body}, headers=self.auth())
+
+    async def check(self, code: str, key: str | None = None, **body: Any) -> httpx.Response:
+        return await self.http.post(
+            "/v1/verifications/check", json={"code": code, **body}, headers=self.auth(key)
+        )
+
+    async def deliver(self) -> int:
+        """Run the SMS worker once, as `otp worker --burst` would."""
+        from otp.worker import Worker, WorkerOptions
+
+        state = self.app.state
+        worker = Worker(state.store, state.verifier.keyring, self.sender, WorkerOptions(), clock=self.clock)
+        return await worker.run_once()
+
+    async def last_code(self, to: str = "+15017122661") -> str:
+        await self.deliver()
+        return self.sender.codes_for(to)[-1]
+
+
+async def running_service(settings: Settings, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
+    app = create_app(settings, clock=clock, sender=sender)
+    async with app.router.lifespan_context(app):
+        client = aioredis.Redis.from_url(settings.redis_url or "")
+        _, key = await apikeys.create(client, "test-client")
+        _, admin_key = await apikeys.create(client, "test-admin", admin=True)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://otp.test") as http:
+            yield Service(http, app, client, key, admin_key, clock, sender)
+        await client.aclose()
+
+
+@pytest.fixture
+async def service(settings: Settings, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
+    async for svc in running_service(settings, clock, sender):
+        yield svc
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

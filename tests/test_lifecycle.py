@@ -1,0 +1,211 @@
+"""The verification lifecycle through the /v1 API, on real Redis, with injected time."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import Service
+
+TO = "+15017122661"
+
+
+async def test_start_answers_pending_with_a_masked_number_and_a_queued_send(service: Service) -> None:
+    response = await service.start(TO, channel="sms", locale="en", ip="203.0.113.7")
+    assert response.status_code == 201
+    body = response.json()
+    assert re.fullmatch(r"VE[0-9a-f]{32}", body["id"])
+    assert body["status"] == "pending"
+    assert body["to"] == "+1*******2661"
+    assert body["channel"] == "sms"
+    assert body["expires_at"].endswith("Z")
+    assert len(body["send_attempts"]) == 1
+    assert body["send_attempts"][0]["delivery"]["status"] == "queued"
+    assert body["send_attempts"][0]["channel"] == "sms"
+
+
+async def test_national_format_is_accepted_in_the_default_region(service: Service) -> None:
+    response = await service.start("(501) 712-2661")
+    assert response.status_code == 201
+    assert response.json()["to"] == "+1*******2661"
+
+
+async def test_right_code_approves_instantly_with_a_token(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    response = await service.check(code, id=vid)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "approved"
+    assert body["approved"] is True
+    assert body["token"]
+    assert (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()["status"] == "approved"
+
+
+async def test_right_code_by_number_approves(service: Service) -> None:
+    await service.start(TO)
+    code = await service.last_code()
+    assert (await service.check(code, to=TO)).json()["approved"] is True
+
+
+async def test_right_code_in_the_last_second_approves(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    service.clock.advance(600 - 0.001)
+    assert (await service.check(code, id=vid)).json()["status"] == "approved"
+
+
+async def test_right_code_one_second_late_never_approves(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    service.clock.advance(601)
+    body = (await service.check(code, id=vid)).json()
+    assert body["status"] == "expired"
+    assert body["approved"] is False
+    assert "token" not in body
+
+
+async def test_an_approved_code_never_approves_again(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    assert (await service.check(code, id=vid)).json()["approved"] is True
+    again = (await service.check(code, id=vid)).json()
+    assert again["approved"] is False
+    assert again["status"] == "approved"
+    assert "token" not in again
+
+
+async def test_another_verifications_code_does_not_approve(service: Service) -> None:
+    first = (await service.start(TO)).json()["id"]
+    first_code = await service.last_code()
+    second = (await service.start("+14155552671")).json()["id"]
+    second_code = await service.last_code("+14155552671")
+    if first_code == second_code:  # one chance in a million; the point is the hash, not the digits
+        return
+    assert (await service.check(second_code, id=first)).json()["approved"] is False
+    assert (await service.check(first_code, id=second)).json()["approved"] is False
+
+
+async def test_wrong_code_counts_an_attempt(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    wrong = "000000" if code != "000000" else "111111"
+    body = (await service.check(wrong, id=vid)).json()
+    assert body == {**body, "status": "pending", "approved": False, "attempts_left": 4}
+    fetched = (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()
+    assert fetched["attempts"] == 1
+
+
+async def test_five_wrong_codes_lock_the_verification_even_for_the_right_code(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    wrong = "000000" if code != "000000" else "111111"
+    statuses = [(await service.check(wrong, id=vid)).json() for _ in range(5)]
+    assert [s["attempts_left"] for s in statuses] == [4, 3, 2, 1, 0]
+    assert statuses[-1]["status"] == "max_attempts_reached"
+    after = (await service.check(code, id=vid)).json()
+    assert after["status"] == "max_attempts_reached"
+    assert after["approved"] is False
+
+
+async def test_resend_keeps_the_same_verification_and_the_last_three_codes_valid(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    codes = [await service.last_code()]
+    for _ in range(3):
+        resent = await service.start(TO)
+        assert resent.status_code == 201
+        assert resent.json()["id"] == vid
+        codes.append(await service.last_code())
+    assert len((await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()["send_attempts"]) == 4
+    oldest = codes[0]
+    if oldest not in codes[1:]:
+        assert (await service.check(oldest, id=vid)).json()["approved"] is False
+    assert (await service.check(codes[1], id=vid)).json()["approved"] is True
+
+
+async def test_sixth_send_on_one_verification_is_refused(service: Service) -> None:
+    for _ in range(5):
+        assert (await service.start(TO)).status_code == 201
+    refused = await service.start(TO)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "max_sends_reached"
+    assert int(refused.headers["Retry-After"]) > 0
+
+
+async def test_cancel_makes_the_code_useless(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    canceled = await service.http.post(f"/v1/verifications/{vid}/cancel", headers=service.auth())
+    assert canceled.status_code == 200
+    assert canceled.json()["status"] == "canceled"
+    body = (await service.check(code, id=vid)).json()
+    assert body["status"] == "canceled"
+    assert body["approved"] is False
+    again = await service.http.post(f"/v1/verifications/{vid}/cancel", headers=service.auth())
+    assert again.status_code == 409
+
+
+async def test_a_new_start_after_approval_is_a_new_verification(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    await service.check(await service.last_code(), id=vid)
+    assert (await service.start(TO)).json()["id"] != vid
+
+
+async def test_completed_verification_stays_readable_until_retention_then_404(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    service.clock.advance(601)
+    fetched = await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())
+    assert fetched.status_code == 200
+    assert fetched.json()["status"] == "expired"
+    # Retention is enforced by Redis TTLs on real time; shorten the key's life to see it go.
+    keys = [k async for k in service.redis.scan_iter(f"*v:{vid}")]
+    await service.redis.pexpire(keys[0], 1)
+    await service.redis.delete(keys[0])
+    assert (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).status_code == 404
+
+
+async def test_completed_verification_holds_no_code_material(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    await service.check(await service.last_code(), id=vid)
+    leftovers = [k async for k in service.redis.scan_iter(f"*c:{vid}")]
+    assert leftovers == []
+    record = await service.redis.hgetall([k async for k in service.redis.scan_iter(f"*v:{vid}")][0])
+    assert not any(b"argon2" in v for v in record.values())
+
+
+async def test_unknown_id_is_404(service: Service) -> None:
+    response = await service.http.get("/v1/verifications/VE" + "0" * 32, headers=service.auth())
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_check_for_a_number_without_verification_is_404(service: Service) -> None:
+    response = await service.check("123456", to=TO)
+    assert response.status_code == 404
+
+
+async def test_another_key_cannot_see_or_check_a_verification(service: Service) -> None:
+    from otp import apikeys
+
+    _, other = await apikeys.create(service.redis, "other-tenant")
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    assert (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth(other))).status_code == 404
+    assert (await service.check(code, key=other, id=vid)).status_code == 404
+    assert (await service.check(code, key=other, to=TO)).status_code == 404
+    assert (await service.check(code, id=vid)).json()["approved"] is True
+
+
+async def test_admin_key_reads_any_verification(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    response = await service.http.get(f"/v1/verifications/{vid}", headers=service.auth(service.admin_key))
+    assert response.status_code == 200
+
+
+async def test_token_from_approval_verifies(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    token = (await service.check(await service.last_code(), id=vid)).json()["token"]
+    ok = await service.http.post("/v1/tokens/verify", json={"token": token}, headers=service.auth())
+    assert ok.json()["valid"] is True
+    assert ok.json()["verification_id"] == vid
+    bad = await service.http.post("/v1/tokens/verify", json={"token": token + "x"}, headers=service.auth())
+    assert bad.json() == {"valid": False, "reason": "token_invalid"}
