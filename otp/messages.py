@@ -1,10 +1,190 @@
-"""The text of the SMS."""
+"""The text of the SMS: localized templates, segment counting and a price estimate.
+
+Every template is kept short enough that the worst case this service can produce -- a 10-digit
+code, a 30-character app name and the WebOTP line for a short domain -- still fits in a single
+SMS segment, because each extra segment is billed as a whole message and multipart messages
+arrive out of order on some handsets. ``tests/test_messages.py`` holds that promise.
+
+Segment counting follows GSM 03.38 / 3GPP TS 23.038: GSM-7 when every character is in the basic
+set or its extension table, UCS-2 (UTF-16 code units) otherwise.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Final
+
+# Code first where the language allows it: it stays visible in a truncated notification and
+# it is what autofill heuristics look for. Latin-script templates use only GSM-7 characters
+# (no "ó", "ç", "ã"), since a single such letter switches the whole message to UCS-2 and cuts
+# the segment from 160 to 70 characters. The UCS-2 templates have 4 code units of their own
+# to spend: 70 - 10 (code) - 30 (app name) - 26 (WebOTP line for example.com) = 4.
+TEMPLATES: Final[Mapping[str, str]] = {
+    "en": "{code} is your {app} verification code.",
+    "es": "{code} es tu clave de {app}.",
+    "fr": "{code} est votre code {app}.",
+    "de": "{code} ist Ihr Code für {app}.",
+    "pt": "{code} é sua senha {app}.",
+    "it": "{code} è il tuo codice {app}.",
+    "nl": "{code} is je code voor {app}.",
+    "ja": "{app}認証番号{code}",
+    "zh": "{code}是{app}验证码",
+    "ar": "{app} رمز{code}",
+    "hi": "{app} कोड{code}",
+    "ru": "{app} код{code}",
+}
+
+DEFAULT_LOCALE: Final = "en"
+
+# Only countries with one dominant language: for multilingual ones (BE, CH, CA, IN, SG, ...)
+# a wrong guess reads worse than English. India gets English on purpose: it is the common
+# language of Indian OTP messages and, being GSM-7, buys 160 characters instead of 70.
+_COUNTRY_LOCALES: Final[Mapping[str, str]] = {
+    **dict.fromkeys(
+        "AR BO CL CO CR CU DO EC ES GQ GT HN MX NI PA PE PR PY SV UY VE".split(),
+        "es",
+    ),
+    **dict.fromkeys("AO BR CV GW MZ PT ST".split(), "pt"),
+    **dict.fromkeys("BF BJ CD CG CI FR GA GN MC ML NE SN TG".split(), "fr"),
+    **dict.fromkeys("AT DE LI".split(), "de"),
+    **dict.fromkeys("IT SM VA".split(), "it"),
+    **dict.fromkeys("NL SR".split(), "nl"),
+    "JP": "ja",
+    **dict.fromkeys("CN HK MO TW".split(), "zh"),
+    **dict.fromkeys("AE BH DZ EG IQ JO KW LB LY MA OM PS QA SA SD SY TN YE".split(), "ar"),
+    **dict.fromkeys("BY KG KZ RU".split(), "ru"),
+}
+
+# GSM 03.38 basic character set, minus the escape code 0x1B (not a character of its own).
+# 0x09 is the capital "Ç" per the 3GPP mapping; the lowercase "ç" is not in the set.
+_GSM_BASIC: Final = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ"
+    " !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# Each of these is sent as escape + character: two septets.
+_GSM_EXTENSION: Final = frozenset("\f^{}\\[~]|€")
+
+GSM7: Final = "GSM-7"
+UCS2: Final = "UCS-2"
+
+# (capacity of a single message, capacity of each part of a multipart message); multipart
+# parts lose room to the user data header that numbers them.
+_GSM7_LIMITS: Final = (160, 153)
+_UCS2_LIMITS: Final = (70, 67)
+
+PRICE_UNIT: Final = "USD"
+# Rough per-segment prices for estimates only; real prices come from the provider's receipt.
+DEFAULT_PRICES: Final[Mapping[str, Decimal]] = {
+    "US": Decimal("0.0079"),
+    "CA": Decimal("0.0079"),
+    "GB": Decimal("0.0400"),
+    "DE": Decimal("0.0800"),
+    "FR": Decimal("0.0700"),
+    "ES": Decimal("0.0700"),
+    "IT": Decimal("0.0800"),
+    "NL": Decimal("0.0900"),
+    "BR": Decimal("0.0500"),
+    "MX": Decimal("0.0300"),
+    "IN": Decimal("0.0050"),
+    "JP": Decimal("0.0700"),
+    "*": Decimal("0.0500"),
+}
+_PRICE_QUANTUM: Final = Decimal("0.0001")
+_COUNTRY: Final = re.compile(r"^(?:[A-Z]{2}|\*)$")
+_LOCALE_SEPARATOR: Final = re.compile(r"[-_]")
+
 
 def render(code: str, *, locale: str = "", country: str = "", app_name: str = "otp", webotp_domain: str = "") -> str:
-    body = f"Your {app_name} verification code is: {code}"
+    """The SMS body for ``code``, in the language of ``locale`` or else of ``country``."""
+    body = TEMPLATES[choose_locale(locale, country)].format(code=code, app=app_name)
     if webotp_domain:
+        # The WebOTP / origin-bound code format: the last line is "@domain #code".
         body += f"\n\n@{webotp_domain} #{code}"
     return body
+
+
+def choose_locale(locale: str = "", country: str = "") -> str:
+    """The template key for a language tag (``pt-BR``, ``zh_Hans``, ``EN``) or an ISO 3166 country."""
+    language = _LOCALE_SEPARATOR.split(locale.strip(), maxsplit=1)[0].lower()
+    if language in TEMPLATES:
+        return language
+    # An unsupported language still falls through to the country: a Catalan speaker in Spain
+    # is better served in Spanish than in English.
+    return _COUNTRY_LOCALES.get(country.strip().upper(), DEFAULT_LOCALE)
+
+
+def encoding(body: str) -> str:
+    """``"GSM-7"`` if every character of ``body`` can be sent in GSM 03.38, else ``"UCS-2"``."""
+    return GSM7 if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in body) else UCS2
+
+
+def segments(body: str) -> int:
+    """How many SMS segments ``body`` is billed as (an empty body is still one message)."""
+    if encoding(body) == GSM7:
+        return _pack([2 if ch in _GSM_EXTENSION else 1 for ch in body], *_GSM7_LIMITS)
+    return _pack([_utf16_units(ch) for ch in body], *_UCS2_LIMITS)
+
+
+def _utf16_units(ch: str) -> int:
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
+def _pack(sizes: list[int], single: int, part: int) -> int:
+    """Parts needed for characters of the given sizes, never splitting one across two parts.
+
+    An escape pair or a surrogate pair that would straddle a boundary moves whole to the next
+    part, as careful senders do; counting that way never underestimates.
+    """
+    if sum(sizes) <= single:
+        return 1
+    parts, used = 1, 0
+    for size in sizes:
+        if used + size > part:
+            parts, used = parts + 1, 0
+        used += size
+    return parts
+
+
+def estimate_price(country: str, segments: int, table: Mapping[str, Decimal] | None = None) -> tuple[str, str]:
+    """Estimated cost of sending ``segments`` segments to ``country``: ``("0.0158", "USD")``."""
+    if segments < 0:
+        raise ValueError(f"segments must not be negative, got {segments}")
+    prices = DEFAULT_PRICES if table is None else table
+    per_segment = prices.get(country.strip().upper(), prices.get("*"))
+    if per_segment is None:
+        raise ValueError(f"no price for country {country!r} and no '*' default in the price table")
+    total = (per_segment * segments).quantize(_PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+    return str(total), PRICE_UNIT
+
+
+def parse_price_table(text: str) -> dict[str, Decimal]:
+    """Per-segment prices from ``"US=0.0079,GB=0.04,*=0.05"`` (the format of an env variable)."""
+    table: dict[str, Decimal] = {}
+    for entry in text.split(","):
+        if not entry.strip():
+            continue  # tolerate "US=0.01," and an empty variable
+        country, price = _parse_price_entry(entry)
+        if country in table:
+            raise ValueError(f"price table: {country} is listed twice")
+        table[country] = price
+    return table
+
+
+def _parse_price_entry(entry: str) -> tuple[str, Decimal]:
+    country, sep, amount = entry.partition("=")
+    country, amount = country.strip().upper(), amount.strip()
+    if not sep:
+        raise ValueError(f"price table: {entry.strip()!r} is not COUNTRY=PRICE (e.g. US=0.0079)")
+    if not _COUNTRY.match(country):
+        raise ValueError(f"price table: {country!r} is not a two-letter country code or '*'")
+    try:
+        price = Decimal(amount)
+    except InvalidOperation:
+        raise ValueError(f"price table: {amount!r} for {country} is not a number") from None
+    if not price.is_finite() or price < 0:
+        raise ValueError(f"price table: {amount!r} for {country} is not a price (finite, not negative)")
+    return country, price

@@ -118,9 +118,7 @@ class Service:
         return await self.http.post("/v1/verifications", json={"to": to, **body}, headers=self.auth())
 
     async def check(self, code: str, key: str | None = None, **body: Any) -> httpx.Response:
-        return await self.http.post(
-            "/v1/verifications/check", json={"code": code, **body}, headers=self.auth(key)
-        )
+        return await self.http.post("/v1/verifications/check", json={"code": code, **body}, headers=self.auth(key))
 
     async def deliver(self) -> int:
         """Run the SMS worker once, as `otp worker --burst` would."""

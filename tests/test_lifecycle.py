@@ -115,7 +115,9 @@ async def test_resend_keeps_the_same_verification_and_the_last_three_codes_valid
         assert resent.status_code == 201
         assert resent.json()["id"] == vid
         codes.append(await service.last_code())
-    assert len((await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()["send_attempts"]) == 4
+    assert (
+        len((await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()["send_attempts"]) == 4
+    )
     oldest = codes[0]
     if oldest not in codes[1:]:
         assert (await service.check(oldest, id=vid)).json()["approved"] is False
@@ -168,7 +170,8 @@ async def test_completed_verification_holds_no_code_material(service: Service) -
     await service.check(await service.last_code(), id=vid)
     leftovers = [k async for k in service.redis.scan_iter(f"*c:{vid}")]
     assert leftovers == []
-    record = await service.redis.hgetall([k async for k in service.redis.scan_iter(f"*v:{vid}")][0])
+    record_keys = [k async for k in service.redis.scan_iter(f"*v:{vid}")]
+    record = await service.redis.hgetall(record_keys[0])
     assert not any(b"argon2" in v for v in record.values())
 
 

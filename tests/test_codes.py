@@ -1,0 +1,45 @@
+"""Codes: random digits, peppered argon2id hashes, rotation-safe, sealed for the outbox."""
+
+from __future__ import annotations
+
+from otp import codes, sealing
+from otp.codes import Argon2Params, CodeHasher
+from otp.keyring import Keyring
+
+OLD = "old-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+NEW = "new-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+LIGHT = Argon2Params(time_cost=1, memory_kib=1024)
+
+
+def test_codes_have_the_asked_length_and_only_digits() -> None:
+    for length in (4, 6, 10):
+        code = codes.generate(length)
+        assert len(code) == length and code.isdigit()
+    assert len({codes.generate(6) for _ in range(200)}) > 190
+
+
+def test_shipped_argon2_parameters_make_an_argon2id_hash_that_verifies() -> None:
+    hasher = CodeHasher(Keyring((NEW,)), Argon2Params())
+    stored = hasher.hash_now("123456")
+    assert "$argon2id$" in stored and "m=19456,t=2,p=1" in stored
+    assert "123456" not in stored
+    assert hasher.matches_now(stored, "123456")
+    assert not hasher.matches_now(stored, "123457")
+
+
+def test_the_pepper_matters_a_redis_dump_alone_is_useless() -> None:
+    stored = CodeHasher(Keyring((NEW,)), LIGHT).hash_now("123456")
+    assert not CodeHasher(Keyring((OLD,)), LIGHT).matches_now(stored, "123456")
+
+
+def test_a_code_hashed_before_rotation_still_verifies_after() -> None:
+    stored = CodeHasher(Keyring((OLD,)), LIGHT).hash_now("123456")
+    assert CodeHasher(Keyring((NEW, OLD)), LIGHT).matches_now(stored, "123456")
+
+
+def test_sealed_code_opens_only_with_the_secret() -> None:
+    sealed = sealing.seal(Keyring((NEW,)), "123456")
+    assert "123456" not in sealed
+    assert sealing.unseal(Keyring((OLD, NEW)), sealed) == "123456"
+    assert sealing.unseal(Keyring((OLD,)), sealed) is None
+    assert sealing.unseal(Keyring((NEW,)), sealed[:-4] + "AAAA") is None

@@ -1,0 +1,48 @@
+"""Approval tokens: signed, timed, and verifiable after the signing key has been rotated out."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from otp import tokens
+from otp.errors import InvalidInput
+
+OLD = "old-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+NEW = "new-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def approval() -> tokens.Approval:
+    return tokens.Approval("VE" + "a" * 32, "abcd", int(time.time()))
+
+
+def test_token_round_trips() -> None:
+    token = tokens.issue(approval(), [NEW])
+    assert tokens.verify(token, max_age=60, secret_keys=[NEW]) == approval()
+
+
+def test_token_signed_with_the_old_key_verifies_after_rotation() -> None:
+    token = tokens.issue(approval(), [OLD])
+    assert tokens.verify(token, max_age=60, secret_keys=[NEW, OLD]).verification_id == "VE" + "a" * 32
+
+
+def test_token_from_an_unknown_key_is_refused() -> None:
+    token = tokens.issue(approval(), [OLD])
+    with pytest.raises(InvalidInput) as error:
+        tokens.verify(token, max_age=60, secret_keys=[NEW])
+    assert error.value.code == "token_invalid"
+
+
+def test_expired_token_is_refused() -> None:
+    token = tokens.issue(approval(), [NEW])
+    time.sleep(1.1)
+    with pytest.raises(InvalidInput) as error:
+        tokens.verify(token, max_age=0, secret_keys=[NEW])
+    assert error.value.code == "token_expired"
+
+
+def test_verify_reads_the_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTP_SECRET_KEY", f"{NEW},{OLD}")
+    token = tokens.issue(approval(), [OLD])
+    assert tokens.verify(token, max_age=60).number_hash == "abcd"
