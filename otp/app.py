@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otp import api, keyspace, openapi
+from otp import api, keyspace, openapi, webhooks
 from otp.apikeys import KeyChecker
 from otp.codes import Argon2Params, CodeHasher
 from otp.errors import OtpError
 from otp.keyring import Keyring
+from otp.messages import parse_price_table
 from otp.redis_client import connect
 from otp.settings import Settings
 from otp.sms import ConsoleSender, SmsSender
@@ -102,7 +103,30 @@ async def openapi_json(request: Request) -> Response:
 
 
 def build_sender(settings: Settings) -> SmsSender:
-    return ConsoleSender()
+    if not settings.twilio_configured:
+        return ConsoleSender()
+    from otp.twilio_sender import TwilioSender
+
+    return TwilioSender(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        from_number=settings.twilio_from,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        api_url=settings.twilio_api_url,
+        timeout=settings.twilio_timeout,
+    )
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    return WorkerOptions(
+        app_name=settings.app_name,
+        webotp_domain=settings.webotp_domain,
+        public_url=settings.public_url,
+        retention=settings.retention,
+        code_ttl=settings.code_ttl,
+        poll_after=settings.delivery_poll_after,
+        prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
+    )
 
 
 def create_app(
@@ -145,7 +169,7 @@ def create_app(
                 store,
                 keyring,
                 sender or build_sender(settings),
-                WorkerOptions(app_name=settings.app_name, public_url=settings.public_url, retention=settings.retention),
+                worker_options(settings),
                 clock=clock,
             )
             app.state.worker = worker
@@ -164,6 +188,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *api.routes,
+        *webhooks.routes,
     ]
     handlers: dict[Any, Any] = {
         OtpError: otp_error,

@@ -112,11 +112,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from otp.app import build_sender
+    from otp.app import build_sender, worker_options
     from otp.keyring import Keyring
     from otp.redis_client import connect
     from otp.store import Store
-    from otp.worker import Worker, WorkerOptions
+    from otp.worker import Worker
 
     settings = _with_local_fallbacks(Settings.from_env())
     _setup_logging(settings.log_level)
@@ -130,7 +130,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             Store(client, partitions=settings.partitions),
             Keyring(settings.secret_keys),
             build_sender(settings),
-            WorkerOptions(app_name=settings.app_name, public_url=settings.public_url, retention=settings.retention),
+            worker_options(settings),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

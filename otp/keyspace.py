@@ -62,6 +62,10 @@ def outbox(partition: int) -> str:
     return f"{tag(partition)}outbox"
 
 
+def poll_schedule(partition: int) -> str:
+    return f"{tag(partition)}poll"
+
+
 def audit_stream(partition: int) -> str:
     return f"{tag(partition)}audit"
 

@@ -49,6 +49,10 @@ class Settings:
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_url: str = ""
+    twilio_timeout: float = 10.0
+    webotp_domain: str = ""
+    delivery_poll_after: float = 300.0
+    sms_prices: str = ""
     log_level: str = "INFO"
     dev_mode: bool = False
 
@@ -89,8 +93,13 @@ class Settings:
             twilio_from=reader.text("OTP_TWILIO_FROM") or "",
             twilio_messaging_service_sid=reader.text("OTP_TWILIO_MESSAGING_SERVICE_SID") or "",
             twilio_api_url=(reader.text("OTP_TWILIO_API_URL") or "").rstrip("/"),
+            twilio_timeout=reader.duration("OTP_TWILIO_TIMEOUT", 10.0, low=0.1, high=120.0),
+            webotp_domain=reader.text("OTP_WEBOTP_DOMAIN") or "",
+            delivery_poll_after=reader.duration("OTP_DELIVERY_POLL_AFTER", 300.0, low=1.0, high=86400.0),
+            sms_prices=reader.text("OTP_SMS_PRICES") or "",
             log_level=(reader.text("OTP_LOG_LEVEL") or "INFO").upper(),
         )
+        reader.twilio(settings)
         reader.raise_if_errors()
         return settings
 
@@ -165,6 +174,21 @@ class _Reader:
                 self.errors.append(f"{name} holds a key shorter than 32 characters; use `otp keys secret`")
                 break
         return keys
+
+    def twilio(self, settings: Settings) -> None:
+        if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
+            self.errors.append("OTP_TWILIO_ACCOUNT_SID and OTP_TWILIO_AUTH_TOKEN must be set together")
+        if settings.twilio_configured and not (settings.twilio_from or settings.twilio_messaging_service_sid):
+            self.errors.append("OTP_TWILIO_FROM or OTP_TWILIO_MESSAGING_SERVICE_SID must be set to send through Twilio")
+        if settings.twilio_configured and not settings.public_url:
+            self.errors.append("OTP_PUBLIC_URL must be set with Twilio: it is where delivery reports come back")
+        if settings.sms_prices:
+            from otp.messages import parse_price_table
+
+            try:
+                parse_price_table(settings.sms_prices)
+            except ValueError as exc:
+                self.errors.append(f"OTP_SMS_PRICES: {exc}")
 
     def raise_if_errors(self) -> None:
         if self.errors:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from otp.phone import mask
@@ -29,20 +30,32 @@ class Receipt:
 
 
 class SendError(Exception):
-    """A send that did not go out. ``transient`` ones are retried until the code expires."""
+    """A send that did not go out. ``transient`` ones are retried until the code expires;
+    ``ambiguous`` ones (a timeout) may have gone out after all."""
 
-    def __init__(self, message: str, *, transient: bool, error_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, transient: bool, error_code: int | None = None, ambiguous: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.error_code = error_code
+        self.ambiguous = ambiguous
 
 
 class SmsSender(Protocol):
+    """Blocking calls: the worker runs them on a thread."""
+
     name: str
 
-    def send(self, message: SmsMessage) -> Receipt:
-        """Blocking: the worker calls it on a thread."""
+    def send(self, message: SmsMessage) -> Receipt: ...
+
+    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+        """The same message, if an earlier try did go out (so a retry doesn't send it twice)."""
+        ...
+
+    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+        """(status, error code, error message), for sends that never got a status callback."""
         ...
 
 
@@ -54,3 +67,9 @@ class ConsoleSender:
     def send(self, message: SmsMessage) -> Receipt:
         log.warning("DEVELOPMENT ONLY console SMS (no Twilio configured) to %s: %s", mask(message.to), message.body)
         return Receipt(message_sid="SM" + secrets.token_hex(16), status="delivered", segments=1)
+
+    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+        return None
+
+    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+        return "delivered", None, None

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "claim",
     "settle_job",
     "delivery",
+    "poll_claim",
 )
 
 # Redis raising these means "not now", never "your request is wrong": they become 503.
@@ -271,27 +272,42 @@ class Store:
         outcome: str,
         changes: dict[str, Any],
         retry_due_ms: int = 0,
+        poll_due_ms: int = 0,
     ) -> str:
         status = await self._run(
             "settle_job",
             partition,
             [keyspace.outbox(partition)],
             now_ms,
-            [job_id, outcome, json.dumps(_without_none(changes)), retry_due_ms],
+            [job_id, outcome, json.dumps(_without_none(changes)), retry_due_ms, poll_due_ms],
         )
         return _text(status)
 
     async def record_delivery(
-        self, *, partition: int, now_ms: int, verification_id: str, send_number: int, changes: dict[str, Any]
+        self,
+        *,
+        partition: int,
+        now_ms: int,
+        verification_id: str,
+        send_number: int,
+        changes: dict[str, Any],
+        next_poll_ms: int = 0,
     ) -> str:
         status = await self._run(
             "delivery",
             partition,
             [keyspace.verification(partition, verification_id)],
             now_ms,
-            [verification_id, send_number, json.dumps(_without_none(changes))],
+            [verification_id, send_number, json.dumps(_without_none(changes)), next_poll_ms],
         )
         return _text(status)
+
+    async def claim_polls(
+        self, *, partition: int, now_ms: int, lease_ms: int, limit: int
+    ) -> list[tuple[str, int, str, int]]:
+        """Sends due for a status poll: (verification id, send number, message sid, sent at ms)."""
+        rows = await self._run("poll_claim", partition, [keyspace.poll_schedule(partition)], now_ms, [lease_ms, limit])
+        return [(_text(r[0]), int(r[1]), _text(r[2]), int(float(_text(r[3])))) for r in rows]
 
     async def outbox_depth(self) -> int:
         async def depth() -> int:

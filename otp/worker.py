@@ -7,10 +7,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import phonenumbers
 from starlette.concurrency import run_in_threadpool
 
 from otp import keyspace, messages, sealing
@@ -37,6 +40,11 @@ class WorkerOptions:
     webotp_domain: str = ""
     public_url: str = ""
     retention: float = 86400.0
+    code_ttl: float = 600.0
+    # A send with no final delivery state this long after Twilio accepted it is polled, then
+    # polled again at this interval until the retention period ends.
+    poll_after: float = 300.0
+    prices: Mapping[str, Decimal] | None = None
 
 
 def backoff(tries: int, base: float, cap: float) -> float:
@@ -92,10 +100,59 @@ class Worker:
         return [job for batch in batches for job in batch]
 
     async def run_once(self) -> int:
-        """Claim and process every due job once; returns how many were claimed."""
+        """Claim and process every due job and status poll once; returns how many were claimed."""
         jobs = await self.claim()
-        await asyncio.gather(*(self._process_guarded(job) for job in jobs))
-        return len(jobs)
+        polls = await self.claim_polls()
+        await asyncio.gather(
+            *(self._process_guarded(job) for job in jobs), *(self._poll_guarded(*poll) for poll in polls)
+        )
+        return len(jobs) + len(polls)
+
+    async def claim_polls(self) -> list[tuple[int, str, int, str, int]]:
+        now = self._now_ms()
+        batches = await asyncio.gather(
+            *(
+                self.store.claim_polls(
+                    partition=p, now_ms=now, lease_ms=int(self.options.lease * 1000), limit=self.options.batch
+                )
+                for p in range(self.store.partitions)
+            )
+        )
+        return [(p, *row) for p, batch in enumerate(batches) for row in batch]
+
+    async def _poll_guarded(self, partition: int, vid: str, n: int, sid: str, sent_at_ms: int) -> None:
+        async with self._slots:
+            try:
+                await self.poll(partition, vid, n, sid, sent_at_ms)
+            except Unavailable as exc:
+                log.warning("worker: could not record poll of %s (%s); it will be retried", sid, exc.message)
+
+    async def poll(self, partition: int, vid: str, n: int, sid: str, sent_at_ms: int) -> None:
+        """Settle a send whose status callback never came, from the Message resource."""
+        now = self._now_ms()
+        give_up = now - sent_at_ms > self.options.retention * 1000
+        next_poll = -1 if give_up else now + int(self.options.poll_after * 1000)
+        try:
+            status, error_code, error_message = await run_in_threadpool(self.sender.fetch_status, sid)
+        except SendError as exc:
+            log.warning("status poll of %s failed: %s", sid, exc.message)
+            await self.store.record_delivery(
+                partition=partition,
+                now_ms=now,
+                verification_id=vid,
+                send_number=n,
+                changes={},
+                next_poll_ms=next_poll,
+            )
+            return
+        await self.store.record_delivery(
+            partition=partition,
+            now_ms=self._now_ms(),
+            verification_id=vid,
+            send_number=n,
+            changes={"status": status, "error_code": error_code, "error_message": error_message},
+            next_poll_ms=next_poll,
+        )
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         last_beat = 0.0
@@ -134,12 +191,24 @@ class Worker:
         if code is None:
             await self._settle(job, "failed", {"status": "failed", "error_message": "code sealed with a retired key"})
             return
+        country = phonenumbers.region_code_for_number(phonenumbers.parse(job.to)) or ""
         body = messages.render(
-            code, locale=job.locale, app_name=self.options.app_name, webotp_domain=self.options.webotp_domain
+            code,
+            locale=job.locale,
+            country=country,
+            app_name=self.options.app_name,
+            webotp_domain=self.options.webotp_domain,
         )
         message = SmsMessage(to=job.to, body=body, status_callback=self.status_callback(job))
         try:
-            receipt: Receipt = await run_in_threadpool(self.sender.send, message)
+            receipt: Receipt | None = None
+            if job.tries > 1:
+                # An earlier try may have reached Twilio (a timeout, or a worker killed before it
+                # stored the SID): adopt that message instead of sending the code twice.
+                since = datetime.fromtimestamp(job.expires_ms / 1000 - self.options.code_ttl, UTC)
+                receipt = await run_in_threadpool(self.sender.find_sent, message, since)
+            if receipt is None:
+                receipt = await run_in_threadpool(self.sender.send, message)
         except SendError as exc:
             await self._failed_send(job, exc)
             return
@@ -148,18 +217,24 @@ class Worker:
             await self._failed_send(job, SendError(f"{type(exc).__name__}: {exc}", transient=True))
             return
         self.sent += 1
+        segments = receipt.segments or messages.segments(body)
+        price, unit = receipt.price, receipt.price_unit
+        if price is None:
+            price, unit = messages.estimate_price(country, segments, self.options.prices)
+        now = self._now_ms()
         await self._settle(
             job,
             "sent",
             {
                 "status": receipt.status,
                 "message_sid": receipt.message_sid,
-                "segments": receipt.segments,
-                "price": receipt.price,
-                "price_unit": receipt.price_unit,
-                "sent_at": self._now_ms(),
+                "segments": segments,
+                "price": price,
+                "price_unit": unit,
+                "sent_at": now,
                 "tries": job.tries,
             },
+            poll_due_ms=now + int(self.options.poll_after * 1000),
         )
         log.info("sms sent job=%s to=%s sid=%s", job.job_id, mask(job.to), receipt.message_sid)
 
@@ -182,7 +257,9 @@ class Worker:
             },
         )
 
-    async def _settle(self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0) -> None:
+    async def _settle(
+        self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0
+    ) -> None:
         await self.store.settle_job(
             partition=job.partition,
             now_ms=self._now_ms(),
@@ -190,4 +267,5 @@ class Worker:
             outcome=outcome,
             changes=changes,
             retry_due_ms=due_ms,
+            poll_due_ms=poll_due_ms,
         )

@@ -8,6 +8,7 @@ local NOW = tonumber(ARGV[2])
 local AUDIT_MAXLEN = ARGV[3]
 local AUDIT_CTX = cjson.decode(ARGV[4])
 
+local FINAL = {delivered = true, undelivered = true, failed = true, canceled = true, read = true}
 local DELIVERY_RANK = {accepted = 1, scheduled = 1, queued = 1, sending = 2, sent = 3,
                        undelivered = 4, failed = 4, canceled = 4, delivered = 5, read = 5}
 

@@ -1,0 +1,258 @@
+"""SMS text: every locale fits one segment, segment counting by the GSM 03.38 rules, prices."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from otp import messages
+
+LONGEST_CODE = "1234567890"  # OTP_CODE_LENGTH allows up to 10 digits
+LONG_APP_NAME = "Northwind Traders Secure Login"
+WEBOTP_DOMAIN = "example.com"
+
+LATIN_SCRIPT_LOCALES = ["en", "es", "fr", "de", "pt", "it", "nl"]
+
+
+def test_long_inputs_are_as_long_as_the_tests_claim() -> None:
+    assert len(LONGEST_CODE) == 10
+    assert len(LONG_APP_NAME) == 30
+
+
+def test_templates_cover_the_promised_locales() -> None:
+    assert set(messages.TEMPLATES) >= {"en", "es", "fr", "de", "pt", "it", "nl", "ja", "zh", "ar", "hi", "ru"}
+
+
+@pytest.mark.parametrize("locale", sorted(messages.TEMPLATES))
+@pytest.mark.parametrize("domain", ["", WEBOTP_DOMAIN])
+def test_every_template_is_one_segment_with_longest_code_and_name(locale: str, domain: str) -> None:
+    body = messages.render(LONGEST_CODE, locale=locale, app_name=LONG_APP_NAME, webotp_domain=domain)
+    assert messages.segments(body) == 1, f"{locale}: {messages.encoding(body)} {body!r}"
+
+
+@pytest.mark.parametrize("locale", sorted(messages.TEMPLATES))
+def test_every_template_names_the_code_and_the_service_once(locale: str) -> None:
+    template = messages.TEMPLATES[locale]
+    assert template.count("{code}") == 1
+    assert template.count("{app}") == 1
+    body = messages.render(LONGEST_CODE, locale=locale, app_name=LONG_APP_NAME)
+    assert LONGEST_CODE in body
+    assert LONG_APP_NAME in body
+
+
+@pytest.mark.parametrize("locale", LATIN_SCRIPT_LOCALES)
+def test_latin_script_templates_stay_in_gsm7(locale: str) -> None:
+    body = messages.render(LONGEST_CODE, locale=locale, app_name=LONG_APP_NAME, webotp_domain=WEBOTP_DOMAIN)
+    assert messages.encoding(body) == "GSM-7"
+
+
+def test_english_puts_the_code_first() -> None:
+    assert messages.render("123456", app_name="Acme") == "123456 is your Acme verification code."
+
+
+def test_webotp_line_is_the_last_line_after_a_blank_line() -> None:
+    body = messages.render("123456", app_name="Acme", webotp_domain="example.com")
+    assert body == "123456 is your Acme verification code.\n\n@example.com #123456"
+    assert body.splitlines()[-1] == "@example.com #123456"
+
+
+def test_no_webotp_line_without_a_domain() -> None:
+    assert "@" not in messages.render("123456", locale="ja", app_name="Acme")
+
+
+# --- locale selection ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [("pt-BR", "pt"), ("zh-Hans", "zh"), ("EN", "en"), ("es_MX", "es"), ("de", "de"), (" fr-CA ", "fr")],
+)
+def test_locale_tag_picks_its_primary_language(locale: str, expected: str) -> None:
+    assert messages.choose_locale(locale) == expected
+
+
+def test_locale_tag_wins_over_country() -> None:
+    assert messages.choose_locale("de", "BR") == "de"
+
+
+@pytest.mark.parametrize(
+    ("country", "expected"),
+    [
+        ("BR", "pt"),
+        ("MX", "es"),
+        ("JP", "ja"),
+        ("CN", "zh"),
+        ("TW", "zh"),
+        ("EG", "ar"),
+        ("SA", "ar"),
+        ("RU", "ru"),
+        ("DE", "de"),
+        ("AT", "de"),
+        ("FR", "fr"),
+        ("NL", "nl"),
+        ("IT", "it"),
+        ("br", "pt"),
+    ],
+)
+def test_country_picks_the_language_without_a_locale(country: str, expected: str) -> None:
+    assert messages.choose_locale(country=country) == expected
+
+
+def test_india_gets_english_not_hindi_by_country() -> None:
+    assert messages.choose_locale(country="IN") == "en"
+    assert messages.choose_locale("hi", "IN") == "hi"
+
+
+def test_unsupported_language_falls_back_to_the_country() -> None:
+    assert messages.choose_locale("ca-ES", "ES") == "es"
+
+
+@pytest.mark.parametrize(("locale", "country"), [("", ""), ("sv-SE", "SE"), ("", "US"), ("", "CH"), ("x", "??")])
+def test_unknown_locale_and_country_fall_back_to_english(locale: str, country: str) -> None:
+    assert messages.choose_locale(locale, country) == "en"
+
+
+def test_render_uses_the_country_template() -> None:
+    assert messages.render("123456", country="BR", app_name="Acme") == "123456 é sua senha Acme."
+
+
+# --- segments -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("length", "expected"), [(0, 1), (1, 1), (160, 1), (161, 2), (306, 2), (307, 3), (459, 3)])
+def test_gsm7_segment_boundaries(length: int, expected: int) -> None:
+    body = "a" * length
+    assert messages.encoding(body) == "GSM-7"
+    assert messages.segments(body) == expected
+
+
+@pytest.mark.parametrize(("count", "expected"), [(80, 1), (81, 2)])
+def test_gsm7_extension_characters_count_double(count: int, expected: int) -> None:
+    assert messages.segments("{" * count) == expected
+
+
+@pytest.mark.parametrize("ch", ["^", "{", "}", "\\", "[", "~", "]", "|", "€", "\f"])
+def test_each_extension_character_is_gsm7_and_two_septets(ch: str) -> None:
+    assert messages.encoding(ch) == "GSM-7"
+    assert messages.segments("a" * 158 + ch) == 1
+    assert messages.segments("a" * 159 + ch) == 2
+
+
+def test_escape_pair_is_not_split_across_parts() -> None:
+    # A two-septet "€" after 152 septets would straddle the 153-septet boundary, so it moves
+    # whole to part two: 306 septets then need 3 parts, not the 306 / 153 = 2 a naive count gives.
+    assert messages.segments("a" * 152 + "€" + "a" * 151) == 2
+    assert messages.segments("a" * 152 + "€" + "a" * 152) == 3
+
+
+def test_gsm_basic_set_accents_stay_gsm7() -> None:
+    assert messages.encoding("éèùìòàÇÄÖÑÜäöñüß¿¡£¥§ΔΩ@_") == "GSM-7"
+
+
+@pytest.mark.parametrize("text", ["ó", "ç", "ã", "á", "ê", "ő", "ü\u0301"])
+def test_characters_outside_gsm_switch_to_ucs2(text: str) -> None:
+    assert messages.encoding("code " + text) == "UCS-2"
+
+
+@pytest.mark.parametrize(("length", "expected"), [(70, 1), (71, 2), (134, 2), (135, 3)])
+def test_ucs2_segment_boundaries(length: int, expected: int) -> None:
+    body = "ж" * length
+    assert messages.encoding(body) == "UCS-2"
+    assert messages.segments(body) == expected
+
+
+def test_one_non_gsm_character_puts_the_whole_message_in_ucs2() -> None:
+    assert messages.segments("a" * 69 + "ó") == 1
+    assert messages.segments("a" * 70 + "ó") == 2
+
+
+def test_emoji_counts_as_two_code_units() -> None:
+    assert messages.encoding("🔐") == "UCS-2"
+    assert messages.segments("a" * 68 + "🔐") == 1
+    assert messages.segments("a" * 69 + "🔐") == 2
+
+
+def test_surrogate_pair_is_not_split_across_parts() -> None:
+    # Same rule for UTF-16: 134 code units, but the emoji cannot straddle the 67-unit boundary.
+    assert messages.segments("ж" * 66 + "🔐" + "ж" * 65) == 2
+    assert messages.segments("ж" * 66 + "🔐" + "ж" * 66) == 3
+
+
+# --- prices -------------------------------------------------------------------------------
+
+
+def test_price_is_per_segment_with_four_decimals_in_usd() -> None:
+    assert messages.estimate_price("US", 1) == ("0.0079", "USD")
+    assert messages.estimate_price("US", 2) == ("0.0158", "USD")
+    assert messages.estimate_price("gb", 3) == ("0.1200", "USD")
+
+
+def test_unknown_country_uses_the_default_price() -> None:
+    assert messages.estimate_price("ZZ", 1) == ("0.0500", "USD")
+
+
+def test_zero_segments_cost_nothing() -> None:
+    assert messages.estimate_price("DE", 0) == ("0.0000", "USD")
+
+
+def test_negative_segments_are_rejected() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        messages.estimate_price("US", -1)
+
+
+def test_custom_table_replaces_the_defaults() -> None:
+    table = {"US": Decimal("0.01"), "*": Decimal("0.1")}
+    assert messages.estimate_price("US", 2, table) == ("0.0200", "USD")
+    assert messages.estimate_price("DE", 1, table) == ("0.1000", "USD")
+
+
+def test_price_rounds_half_up_to_four_decimals() -> None:
+    assert messages.estimate_price("US", 1, {"US": Decimal("0.00005")}) == ("0.0001", "USD")
+
+
+def test_table_without_country_or_default_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no price for country 'DE'"):
+        messages.estimate_price("DE", 1, {"US": Decimal("0.01")})
+
+
+def test_price_table_parses_the_env_format() -> None:
+    assert messages.parse_price_table("US=0.0079,GB=0.04,*=0.05") == {
+        "US": Decimal("0.0079"),
+        "GB": Decimal("0.04"),
+        "*": Decimal("0.05"),
+    }
+
+
+def test_price_table_tolerates_spaces_case_and_a_trailing_comma() -> None:
+    assert messages.parse_price_table(" us = 0.01 , *=0.05, ") == {"US": Decimal("0.01"), "*": Decimal("0.05")}
+
+
+def test_empty_price_table_is_empty() -> None:
+    assert messages.parse_price_table("") == {}
+
+
+def test_parsed_table_prices_an_estimate() -> None:
+    table = messages.parse_price_table("US=0.0079,*=0.05")
+    assert messages.estimate_price("US", 3, table) == ("0.0237", "USD")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("US", "is not COUNTRY=PRICE"),
+        ("US:0.01", "is not COUNTRY=PRICE"),
+        ("USA=0.01", "not a two-letter country code"),
+        ("=0.01", "not a two-letter country code"),
+        ("U1=0.01", "not a two-letter country code"),
+        ("US=", "is not a number"),
+        ("US=cheap", "is not a number"),
+        ("US=-0.01", "not a price"),
+        ("US=NaN", "not a price"),
+        ("US=Infinity", "not a price"),
+        ("US=0.01,us=0.02", "US is listed twice"),
+    ],
+)
+def test_bad_price_table_is_rejected_with_a_clear_message(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        messages.parse_price_table(text)
