@@ -125,6 +125,8 @@ def worker_options(settings: Settings) -> WorkerOptions:
         retention=settings.retention,
         code_ttl=settings.code_ttl,
         poll_after=settings.delivery_poll_after,
+        lease=settings.sms_lease,
+        backoff_base=settings.sms_retry_base,
         prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
     )
 

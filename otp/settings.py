@@ -53,6 +53,8 @@ class Settings:
     webotp_domain: str = ""
     delivery_poll_after: float = 300.0
     sms_prices: str = ""
+    sms_lease: float = 30.0
+    sms_retry_base: float = 1.0
     log_level: str = "INFO"
     dev_mode: bool = False
 
@@ -97,6 +99,8 @@ class Settings:
             webotp_domain=reader.text("OTP_WEBOTP_DOMAIN") or "",
             delivery_poll_after=reader.duration("OTP_DELIVERY_POLL_AFTER", 300.0, low=1.0, high=86400.0),
             sms_prices=reader.text("OTP_SMS_PRICES") or "",
+            sms_lease=reader.duration("OTP_SMS_LEASE", 30.0, low=0.5, high=3600.0),
+            sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", 1.0, low=0.01, high=600.0),
             log_level=(reader.text("OTP_LOG_LEVEL") or "INFO").upper(),
         )
         reader.twilio(settings)

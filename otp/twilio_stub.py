@@ -19,7 +19,6 @@ import base64
 import binascii
 import dataclasses
 import json
-import math
 import re
 import secrets
 import signal
@@ -39,6 +38,8 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 
 from twilio.request_validator import RequestValidator
+
+from otp.messages import segments
 
 API_VERSION: Final = "2010-04-01"
 OUTCOMES: Final = frozenset(
@@ -98,21 +99,9 @@ _RANK: Final[dict[str, int]] = {
 }
 _PRICE_PER_SEGMENT: Final = 0.0079
 
-# GSM 03.38 basic set, and the extension table whose characters take two septets.
-_GSM_BASIC: Final = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENDED: Final = frozenset("^{}\\[~]|€\f")
-
 
 def count_segments(body: str) -> int:
-    """SMS segments for ``body``: GSM-7 160/153 septets, else UCS-2 70/67 UTF-16 units."""
-    if all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in body):
-        units, single, multi = sum(2 if ch in _GSM_EXTENDED else 1 for ch in body), 160, 153
-    else:
-        units, single, multi = len(body.encode("utf-16-le")) // 2, 70, 67
-    return 1 if units <= single else math.ceil(units / multi)
+    return segments(body)
 
 
 def error_body(code: int, status: int, message: str | None = None) -> dict[str, Any]:
@@ -414,6 +403,8 @@ class TwilioStub:
                 return
             if create and method == "POST":
                 self._create(request)
+            elif create and method == "GET":
+                self._list(request, path)
             elif fetch and method == "GET":
                 self._fetch(request, fetch["sid"], path)
             else:
@@ -514,6 +505,35 @@ class TwilioStub:
             # Even when the client hung up, Twilio would deliver what it accepted.
             if not plan.instant:
                 self._dispatch(message, plan)
+
+    def _list(self, request: _Handler, path: str) -> None:
+        """Messages newest first, filtered by ``To`` and ``DateSent>`` as Twilio's list does."""
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.path).query))
+        after = query.get("DateSent>")
+        since = datetime.fromisoformat(after.replace("Z", "+00:00")) if after else None
+        with self._lock:
+            found = [
+                m.resource()
+                for m in reversed(self._messages)
+                if (not query.get("To") or m.to == query["To"]) and (since is None or m.date_created >= since)
+            ]
+        size = int(query.get("PageSize", "50"))
+        self._say(f"GET Messages.json {query} -> {len(found)}")
+        self._send(
+            request,
+            200,
+            {
+                "messages": found[:size],
+                "end": max(0, min(size, len(found)) - 1),
+                "first_page_uri": path,
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": path,
+            },
+        )
 
     def _fetch(self, request: _Handler, sid: str, path: str) -> None:
         with self._lock:
