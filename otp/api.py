@@ -35,6 +35,9 @@ def send_attempt_json(attempt: SendAttempt) -> dict[str, Any]:
     return {
         "at": iso(attempt.at),
         "channel": attempt.channel,
+        "sent_at": iso(attempt.sent_at),
+        "tries": attempt.tries,
+        "last_error": attempt.last_error,
         "message_sid": attempt.message_sid,
         "segments": attempt.segments,
         "price": attempt.price,

@@ -55,6 +55,9 @@ class SendAttempt:
     segments: int | None = None
     price: str | None = None
     price_unit: str | None = None
+    sent_at: float | None = None
+    tries: int = 0
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class Verification:
                         segments=data.get("segments"),
                         price=data.get("price"),
                         price_unit=data.get("price_unit"),
+                        sent_at=data["sent_at"] / 1000 if data.get("sent_at") else None,
+                        tries=int(data.get("tries", 0)),
+                        last_error=data.get("last_error"),
                     )
                 )
         attempts.sort(key=lambda a: a.number)

@@ -1,0 +1,83 @@
+"""Delivery survives a worker killed mid-send and a Redis restart between start and send."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import SECRET
+from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, live_service
+
+from otp.embedded_redis import EmbeddedRedis, free_port
+
+TO = "+14155550199"
+
+
+def worker_env(redis_url: str, stub_url: str, public_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTP_")}
+    env.update(
+        OTP_REDIS_URL=redis_url,
+        OTP_SECRET_KEY=SECRET,
+        OTP_TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        OTP_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        OTP_TWILIO_FROM="+15005550006",
+        OTP_TWILIO_API_URL=stub_url,
+        OTP_PUBLIC_URL=public_url,
+        OTP_SMS_LEASE="1",
+        OTP_SMS_RETRY_BASE="0.05",
+        **extra,
+    )
+    return env
+
+
+async def test_a_worker_killed_mid_send_leaves_the_job_to_another_which_sends_it_once(redis_url: str) -> None:
+    async for live in live_service(redis_url, worker=False):
+        live.stub.hang_next(1, seconds=2.0)
+        vid = (await live.start(TO))["id"]
+        env = worker_env(redis_url, live.stub.url, live.base, OTP_TWILIO_TIMEOUT="10")
+        first = subprocess.Popen([sys.executable, "-m", "otp", "worker"], env=env, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 15
+            while not live.stub.messages and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert live.stub.messages, "the first worker never reached Twilio"
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)  # mid-send: Twilio has it, the SID is not stored
+            first.wait()
+        second = await asyncio.create_subprocess_exec(sys.executable, "-m", "otp", "worker", "--burst", env=env)
+        assert await asyncio.wait_for(second.wait(), timeout=30) == 0
+        attempt = await live.delivery(vid, "delivered")
+        assert len(live.stub.messages) == 1
+        assert attempt["message_sid"] == live.stub.messages[0].sid
+
+
+async def test_a_queued_sms_survives_a_redis_crash_with_aof(tmp_path: Path) -> None:
+    port = free_port()
+    redis_server = EmbeddedRedis(tmp_path / "redis", port=port, appendonly=True)
+    redis_server.start()
+    try:
+        async for live in live_service(redis_server.url, worker=False):
+            vid = (await live.start(TO))["id"]
+            await asyncio.sleep(1.5)  # appendfsync everysec: let the AOF reach the disk
+            redis_server.kill()
+            redis_server.start()
+            env = worker_env(redis_server.url, live.stub.url, live.base)
+            worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "otp", "worker", "--burst", env=env)
+            assert await asyncio.wait_for(worker.wait(), timeout=30) == 0
+            assert [m.to for m in live.stub.messages] == [TO]
+            # The API's pool reconnects by itself after the restart.
+            for _ in range(20):
+                response = await live.http.get(f"/v1/verifications/{vid}", headers=live.auth)
+                if response.status_code == 200:
+                    break
+                assert response.status_code == 503
+                await asyncio.sleep(0.1)
+            attempt = await live.delivery(vid, "delivered")
+            assert attempt["message_sid"] == live.stub.messages[0].sid
+    finally:
+        redis_server.stop()
