@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from otp import tokens
 from otp.body import Field, json_body
-from otp.errors import InvalidInput
+from otp.errors import Forbidden, InvalidInput
 from otp.phone import mask, parse
 from otp.verification import Caller, CheckResult, SendAttempt, Verification, Verifier
 
@@ -104,6 +104,7 @@ START_FIELDS = {
     "channel": Field(str, max_length=16),
     "locale": Field(str, max_length=16),
     "ip": Field(str, max_length=64),
+    "risk_check": Field(str, max_length=16),
 }
 
 
@@ -117,8 +118,15 @@ async def start(request: Request) -> JSONResponse:
     locale = data.get("locale", "")
     if locale and not LOCALE.match(locale):
         raise InvalidInput("must be a language tag like en or pt-BR", field="locale")
+    risk_check = data.get("risk_check", "enable")
+    if risk_check not in ("enable", "disable"):
+        raise InvalidInput("must be enable or disable", field="risk_check")
+    if risk_check == "disable" and not caller.admin:
+        raise Forbidden("only admin keys may disable the fraud checks", field="risk_check", code="forbidden")
     caller = Caller(caller.key_id, caller.admin, _ip(data.get("ip")))
-    result = await _verifier(request).start(phone, caller, channel=channel, locale=locale)
+    result = await _verifier(request).start(
+        phone, caller, channel=channel, locale=locale, risk_check=risk_check == "enable"
+    )
     return JSONResponse(verification_json(result.verification), status_code=201)
 
 

@@ -23,6 +23,7 @@ from otp.codes import Argon2Params, CodeHasher
 from otp.errors import OtpError
 from otp.keyring import Keyring
 from otp.messages import parse_price_table
+from otp.policy import Policy, PolicyConfig
 from otp.redis_client import connect
 from otp.settings import Settings
 from otp.sms import ConsoleSender, SmsSender
@@ -33,10 +34,14 @@ from otp.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
 log = logging.getLogger("otp")
 
 
-def error_body(code: str, message: str, field: str | None = None, retry_after: int | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, field: str | None = None, retry_after: int | None = None, rule: str | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message, "field": field}
     if retry_after is not None:
         error["retry_after"] = retry_after
+    if rule:
+        error["rule"] = rule
     return {"error": error}
 
 
@@ -47,7 +52,9 @@ async def otp_error(request: Request, exc: Exception) -> Response:
     if exc.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="otp"'}
     return JSONResponse(
-        error_body(exc.code, message, exc.field, exc.retry_after), status_code=exc.status, headers=headers
+        error_body(exc.code, message, exc.field, exc.retry_after, str(exc.details.get("rule", "")) or None),
+        status_code=exc.status,
+        headers=headers,
     )
 
 
@@ -117,6 +124,10 @@ def build_sender(settings: Settings) -> SmsSender:
     )
 
 
+def policy_config(settings: Settings) -> PolicyConfig:
+    return settings.policy
+
+
 def worker_options(settings: Settings) -> WorkerOptions:
     return WorkerOptions(
         app_name=settings.app_name,
@@ -146,7 +157,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = connect(settings.redis_url or "")
         keyring = Keyring(settings.secret_keys)
-        store = Store(client, partitions=settings.partitions)
+        store = Store(client, partitions=settings.partitions, audit_maxlen=settings.audit_maxlen)
         hasher = CodeHasher(
             keyring,
             Argon2Params(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
@@ -162,7 +173,8 @@ def create_app(
         )
         app.state.settings = settings
         app.state.store = store
-        app.state.verifier = Verifier(store, hasher, keyring, rules, clock=clock)
+        app.state.policy = Policy(store, policy_config(settings))
+        app.state.verifier = Verifier(store, hasher, keyring, rules, app.state.policy, clock=clock)
         app.state.keys = KeyChecker(client)
         stop = asyncio.Event()
         task = None

@@ -70,6 +70,25 @@ def audit_stream(partition: int) -> str:
     return f"{tag(partition)}audit"
 
 
+def scope_tag(kind: str, value: str) -> str:
+    """Tag of a cross-number scope (an IP, an API key, a number prefix, a country): its counters
+    live in a slot of their own, decided by their own script."""
+    return f"{PREFIX}{{{kind}:{value}}}:"
+
+
+def scope_window(kind: str, value: str) -> str:
+    return f"{scope_tag(kind, value)}w"
+
+
+def safe_list() -> str:
+    return f"{PREFIX}{CONFIG_TAG}:safe"
+
+
+def stats_index(name: str) -> str:
+    """Small indexes for readers (countries seen, blocked scopes); bounded by their TTL."""
+    return f"{PREFIX}{{stats}}:{name}"
+
+
 def api_key(key_id: str) -> str:
     # Configuration, not state: API keys live until revoked, so they carry no TTL.
     return f"{PREFIX}{CONFIG_TAG}:key:{key_id}"

@@ -59,6 +59,11 @@ def mask(e164: str) -> str:
     return f"+{code}{MASK}{e164[-4:]}"
 
 
+def parse_e164(e164: str) -> Phone:
+    """A number we stored ourselves, so already valid E.164."""
+    return parse(e164, default_region="US")
+
+
 def parse(raw: object, *, default_region: str, field: str = "to") -> Phone:
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidInput("must be a phone number, in E.164 (+15017122661) or national format", field=field)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from otp.errors import ConfigError
+from otp.policy import DEFAULT_BLOCKED_TYPES, MODES, NUMBER_TYPES, PolicyConfig
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -55,6 +56,8 @@ class Settings:
     sms_prices: str = ""
     sms_lease: float = 30.0
     sms_retry_base: float = 1.0
+    audit_maxlen: int = 1_000_000
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     log_level: str = "INFO"
     dev_mode: bool = False
 
@@ -101,6 +104,8 @@ class Settings:
             sms_prices=reader.text("OTP_SMS_PRICES") or "",
             sms_lease=reader.duration("OTP_SMS_LEASE", 30.0, low=0.5, high=3600.0),
             sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", 1.0, low=0.01, high=600.0),
+            audit_maxlen=reader.integer("OTP_AUDIT_MAXLEN", 1_000_000, low=1000, high=1_000_000_000),
+            policy=reader.policy(),
             log_level=(reader.text("OTP_LOG_LEVEL") or "INFO").upper(),
         )
         reader.twilio(settings)
@@ -178,6 +183,68 @@ class _Reader:
                 self.errors.append(f"{name} holds a key shorter than 32 characters; use `otp keys secret`")
                 break
         return keys
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.errors.append(f"{name}={raw!r} is not a number")
+            return default
+        if not low <= value <= high:
+            self.errors.append(f"{name}={value:g} is out of range ({low:g}..{high:g})")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = (self.text(name) or default).lower()
+        if raw not in choices:
+            self.errors.append(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+            return default
+        return raw
+
+    def countries(self, name: str) -> frozenset[str]:
+        raw = (self.text(name) or "").upper()
+        if raw in ("", "*"):
+            return frozenset()
+        codes = frozenset(part.strip() for part in raw.split(",") if part.strip())
+        bad = sorted(c for c in codes if not re.fullmatch(r"[A-Z]{2}", c))
+        if bad:
+            self.errors.append(f"{name}: {', '.join(bad)} are not two-letter ISO country codes")
+        return codes
+
+    def number_types(self, name: str) -> frozenset[str]:
+        raw = self.text(name)
+        if raw is None:
+            return DEFAULT_BLOCKED_TYPES
+        types = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+        unknown = sorted(types - NUMBER_TYPES)
+        if unknown:
+            self.errors.append(
+                f"{name}: unknown number type(s) {', '.join(unknown)}; known: {', '.join(sorted(NUMBER_TYPES))}"
+            )
+        return types
+
+    def policy(self) -> PolicyConfig:
+        return PolicyConfig(
+            number_sends_per_hour=self.integer("OTP_NUMBER_SENDS_PER_HOUR", 10, low=1, high=10_000),
+            number_sends_per_day=self.integer("OTP_NUMBER_SENDS_PER_DAY", 20, low=1, high=100_000),
+            resend_cooldown=self.duration("OTP_RESEND_COOLDOWN", 30.0, low=0.0, high=3600.0),
+            failed_checks_per_hour=self.integer("OTP_FAILED_CHECKS_PER_HOUR", 10, low=1, high=100),
+            ip_sends_per_hour=self.integer("OTP_IP_SENDS_PER_HOUR", 20, low=1, high=1_000_000),
+            key_sends_per_minute=self.integer("OTP_KEY_SENDS_PER_MINUTE", 1000, low=1, high=10_000_000),
+            allowed_countries=self.countries("OTP_ALLOWED_COUNTRIES"),
+            blocked_number_types=self.number_types("OTP_BLOCKED_NUMBER_TYPES"),
+            pumping_mode=self.choice("OTP_PUMPING_MODE", "enforce", MODES),
+            prefix_daily_floor=self.integer("OTP_PUMPING_PREFIX_DAILY_FLOOR", 20, low=1, high=10_000_000),
+            prefix_hourly_floor=self.integer("OTP_PUMPING_PREFIX_HOURLY_FLOOR", 3, low=1, high=10_000_000),
+            country_daily_floor=self.integer("OTP_PUMPING_COUNTRY_DAILY_FLOOR", 200, low=1, high=10_000_000),
+            country_hourly_floor=self.integer("OTP_PUMPING_COUNTRY_HOURLY_FLOOR", 50, low=1, high=10_000_000),
+            pumping_ratio=self.number("OTP_PUMPING_RATIO", 0.3, low=0.0, high=100.0),
+            block_base=self.duration("OTP_PUMPING_BLOCK_BASE", 300.0, low=1.0, high=86400.0),
+            block_max=self.duration("OTP_PUMPING_BLOCK_MAX", 43200.0, low=1.0, high=7 * 86400.0),
+        )
 
     def twilio(self, settings: Settings) -> None:
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):

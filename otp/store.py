@@ -28,6 +28,8 @@ SCRIPT_NAMES = (
     "settle_job",
     "delivery",
     "poll_claim",
+    "limit",
+    "fraud",
 )
 
 # Redis raising these means "not now", never "your request is wrong": they become 503.
@@ -61,6 +63,23 @@ def _text(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class NumberLimits:
+    safe: bool
+    sends_per_hour: int
+    sends_per_day: int
+    cooldown_ms: int
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    mode: str  # created | resent | refused
+    record: dict[str, str]
+    rule: str
+    reason: str
+    retry_ms: int
+
+
+@dataclass(frozen=True)
 class Job:
     job_id: str
     verification_id: str
@@ -88,6 +107,9 @@ class Store:
         except UNAVAILABLE_ERRORS as exc:
             raise Unavailable(f"storage unavailable ({type(exc).__name__}); retry shortly", retry_after=1) from exc
 
+    def _header(self, tag: str, now_ms: int, audit: dict[str, str] | None = None) -> list[Any]:
+        return [tag, now_ms, self.audit_maxlen_per_partition, json.dumps(audit or {})]
+
     async def _run(
         self,
         name: str,
@@ -97,9 +119,33 @@ class Store:
         args: Sequence[Any],
         audit: dict[str, str] | None = None,
     ) -> Any:
-        header: list[Any] = [keyspace.tag(partition), now_ms, self.audit_maxlen_per_partition, json.dumps(audit or {})]
+        header = self._header(keyspace.tag(partition), now_ms, audit)
         script = self._scripts[name]
         return await self.guarded(lambda: script(keys=list(keys), args=[*header, *args]))
+
+    async def run_many(self, calls: Sequence[Call], now_ms: int) -> list[Any]:
+        """Scripts of different slots in one pipelined round trip (each one atomic on its own)."""
+        if not calls:
+            return []
+
+        async def run() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    await self._scripts[call.script](
+                        keys=list(call.keys), args=[*self._header(call.tag, now_ms), *call.args], client=pipe
+                    )
+                return list(await pipe.execute())
+
+        return await self.guarded(run)
+
+    async def audit_event(self, partition: int, now_ms: int, fields: dict[str, Any]) -> None:
+        """An audit event decided outside Lua (a permission refusal, a failed check)."""
+        entry: dict[Any, Any] = {"ts": now_ms}
+        entry.update({k: str(v) for k, v in fields.items() if v is not None and v != ""})
+        stream = keyspace.audit_stream(partition)
+        await self.guarded(
+            lambda: self.client.xadd(stream, entry, maxlen=self.audit_maxlen_per_partition, approximate=True)
+        )
 
     # -- verifications ---------------------------------------------------------------------------
 
@@ -120,30 +166,18 @@ class Store:
         retention_ms: int,
         code_hash: str,
         sealed_code: str,
+        number_limits: NumberLimits,
+        event_id: str,
+        decisions: str,
         audit: dict[str, str],
-    ) -> tuple[str, dict[str, str]]:
-        mode, flat = await self._run(
-            "start",
-            partition,
-            [keyspace.pending_for_number(partition, key_id, to)],
-            now_ms,
-            [
-                new_id,
-                to,
-                channel,
-                locale,
-                key_id,
-                ttl_ms,
-                max_attempts,
-                max_sends,
-                codes_kept,
-                retention_ms,
-                code_hash,
-                sealed_code,
-            ],
-            audit,
+    ) -> StartOutcome:
+        args = [new_id, to, channel, locale, key_id, ttl_ms, max_attempts, max_sends, codes_kept, retention_ms]
+        args += [code_hash, sealed_code, "1" if number_limits.safe else "0", number_limits.sends_per_hour]
+        args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions]
+        mode, flat, rule, reason, retry_ms = await self._run(
+            "start", partition, [keyspace.pending_for_number(partition, key_id, to)], now_ms, args, audit
         )
-        return _text(mode), flat_to_dict(flat)
+        return StartOutcome(_text(mode), flat_to_dict(flat), _text(rule), _text(reason), int(retry_ms))
 
     async def count_attempt(
         self,
@@ -155,46 +189,52 @@ class Store:
         retention_ms: int,
         caller: str,
         admin: bool,
+        failed_per_hour: int,
         audit: dict[str, str],
-    ) -> tuple[str, str, int, int, dict[str, str], dict[str, str]]:
-        """Returns (outcome, id, attempts, max_attempts, {"h:n": hash}, verification record)."""
+    ) -> tuple[str, str, int, int, dict[str, str], dict[str, str], int]:
+        """Returns (outcome, id, attempts, max_attempts, {"h:n": hash}, verification record, retry ms)."""
         anchor = (
             keyspace.verification(partition, verification_id)
             if verification_id
             else keyspace.pending_for_number(partition, caller, to)
         )
-        reply = await self._run(
-            "attempt",
-            partition,
-            [anchor],
-            now_ms,
-            [verification_id, to, retention_ms, caller, "1" if admin else "0"],
-            audit,
-        )
+        args = [verification_id, to, retention_ms, caller, "1" if admin else "0", failed_per_hour]
+        reply = await self._run("attempt", partition, [anchor], now_ms, args, audit)
         outcome = _text(reply[0])
         if outcome == "not_found":
-            return outcome, "", 0, 0, {}, {}
-        return (
-            outcome,
-            _text(reply[1]),
-            int(reply[2]),
-            int(reply[3]),
-            flat_to_dict(reply[4]),
-            flat_to_dict(reply[5]),
-        )
+            return outcome, "", 0, 0, {}, {}, 0
+        retry_ms = int(reply[6]) if len(reply) > 6 else 0
+        hashes, record = flat_to_dict(reply[4]), flat_to_dict(reply[5])
+        return outcome, _text(reply[1]), int(reply[2]), int(reply[3]), hashes, record, retry_ms
 
     async def approve(
-        self, *, partition: int, now_ms: int, verification_id: str, retention_ms: int, audit: dict[str, str]
-    ) -> tuple[bool, dict[str, str]]:
-        won, flat = await self._run(
-            "approve",
-            partition,
-            [keyspace.verification(partition, verification_id)],
-            now_ms,
-            [verification_id, retention_ms],
-            audit,
-        )
-        return bool(int(won)), flat_to_dict(flat)
+        self,
+        *,
+        partition: int,
+        now_ms: int,
+        verification_id: str,
+        attempt: int,
+        retention_ms: int,
+        audit: dict[str, str],
+        along: Sequence[Call] = (),
+    ) -> tuple[bool, dict[str, str], list[Any]]:
+        """Approve, pipelined with ``along`` (the conversion counters) in the same round trip;
+        returns (won, record, results of ``along``)."""
+        key = keyspace.verification(partition, verification_id)
+        header = self._header(keyspace.tag(partition), now_ms, audit)
+        args = [*header, verification_id, retention_ms, attempt]
+
+        async def run() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                await self._scripts["approve"](keys=[key], args=args, client=pipe)
+                for call in along:
+                    extra = [*self._header(call.tag, now_ms), *call.args]
+                    await self._scripts[call.script](keys=list(call.keys), args=extra, client=pipe)
+                return list(await pipe.execute())
+
+        results = await self.guarded(run)
+        won, flat = results[0]
+        return bool(int(won)), flat_to_dict(flat), results[1:]
 
     async def exhaust(
         self, *, partition: int, now_ms: int, verification_id: str, retention_ms: int, audit: dict[str, str]
@@ -324,3 +364,13 @@ class Store:
 
 def _without_none(changes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in changes.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script call for `Store.run_many`: scripts of different slots, one round trip."""
+
+    script: str
+    tag: str
+    keys: Sequence[str]
+    args: Sequence[Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -10,10 +11,11 @@ from typing import Any
 
 from otp import codes, keyspace, sealing, tokens
 from otp.codes import CodeHasher
-from otp.errors import Conflict, InvalidInput, NotFound, RateLimited
+from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from otp.keyring import Keyring
-from otp.phone import Phone, mask
-from otp.store import Store
+from otp.phone import Phone, mask, parse_e164
+from otp.policy import Decision, Policy, decisions_json
+from otp.store import NumberLimits, Store
 
 Clock = Callable[[], float]
 
@@ -142,6 +144,36 @@ class CheckResult:
 class StartResult:
     verification: Verification
     resent: bool
+    flagged: tuple[str, ...] = ()  # pumping scopes over threshold in record_only mode
+
+
+REFUSAL_MESSAGES = {
+    "country_not_allowed": "SMS to this country is not enabled (OTP_ALLOWED_COUNTRIES)",
+    "number_type_not_allowed": "this kind of number can't receive verification codes",
+    "max_sends_reached": "this verification has had all its sends; wait for it to expire",
+    "number_daily_limit": "too many codes sent to this number today",
+    "number_hourly_limit": "too many codes sent to this number this hour",
+    "resend_too_soon": "a code was just sent to this number; wait before asking for another",
+    "ip_hourly_limit": "too many codes requested from this IP address",
+    "key_minute_limit": "too many codes requested with this API key this minute",
+    "prefix_blocked": "SMS to this number range is blocked for now (suspected SMS pumping)",
+    "pumping_unverified_hourly": "too many unverified codes to this number range this hour (suspected SMS pumping)",
+    "pumping_unverified_daily": "too many unverified codes to this number range today (suspected SMS pumping)",
+}
+
+
+def _refusal_message(decision: Decision) -> str:
+    return REFUSAL_MESSAGES.get(decision.reason, decision.reason.replace("_", " "))
+
+
+def _rate_limited(decision: Decision) -> RateLimited:
+    return RateLimited(
+        _refusal_message(decision),
+        code=decision.reason,
+        field="to",
+        retry_after=decision.retry_after,
+        details={"rule": decision.rule},
+    )
 
 
 class Verifier:
@@ -151,9 +183,11 @@ class Verifier:
         hasher: CodeHasher,
         keyring: Keyring,
         rules: Rules,
+        policy: Policy,
         *,
         clock: Clock = time.time,
     ) -> None:
+        self.policy = policy
         self.store = store
         self.hasher = hasher
         self.keyring = keyring
@@ -171,22 +205,44 @@ class Verifier:
             raise InvalidInput("must be a verification id: VE followed by 32 hex digits", field="id")
         return keyspace.partition_of_id(verification_id, self.store.partitions)
 
-    def _audit(self, caller: Caller, phone_e164: str = "") -> dict[str, str]:
+    def _audit(self, caller: Caller, phone: Phone | str | None = None) -> dict[str, str]:
         context = {"key": caller.key_id}
-        if phone_e164:
-            context["to"] = mask(phone_e164)
-            context["nh"] = self.keyring.number_hash(phone_e164)
+        if isinstance(phone, str) and phone:
+            phone = parse_e164(phone)
+        if isinstance(phone, Phone):
+            context.update(
+                to=mask(phone.e164), nh=self.keyring.number_hash(phone.e164), country=phone.country, prefix=phone.prefix
+            )
         if caller.ip:
             context["ip"] = caller.ip
         return context
 
-    async def start(self, phone: Phone, caller: Caller, *, channel: str = "sms", locale: str = "") -> StartResult:
+    async def start(
+        self, phone: Phone, caller: Caller, *, channel: str = "sms", locale: str = "", risk_check: bool = True
+    ) -> StartResult:
         partition = self._partition(phone.e164)
+        now_ms = self._now_ms()
+        audit = self._audit(caller, phone)
+        safe = await self.policy.safe_list.covers(phone.e164)
+        permission = self.policy.permission(phone)
+        if not permission.allowed and not safe:
+            await self._audit_refusal(partition, now_ms, audit, permission)
+            raise Forbidden(
+                _refusal_message(permission), code=permission.reason, field="to", details={"rule": permission.rule}
+            )
+        admission = await self.policy.admit_send(
+            phone, key_id=caller.key_id, ip=caller.ip, risk_check=risk_check and not safe, now_ms=now_ms
+        )
+        if not admission.decision.allowed:
+            await self.policy.refund(admission, now_ms)
+            await self._audit_refusal(partition, now_ms, audit, admission.decision)
+            raise _rate_limited(admission.decision)
         code = codes.generate(self.rules.code_length)
         code_hash = await self.hasher.hash(code)
-        mode, record = await self.store.start(
+        limits = self.policy.config
+        outcome = await self.store.start(
             partition=partition,
-            now_ms=self._now_ms(),
+            now_ms=now_ms,
             new_id=keyspace.new_verification_id(partition, self.store.partitions),
             to=phone.e164,
             channel=channel,
@@ -199,17 +255,41 @@ class Verifier:
             retention_ms=int(self.rules.retention * 1000),
             code_hash=code_hash,
             sealed_code=sealing.seal(self.keyring, code),
-            audit=self._audit(caller, phone.e164),
+            number_limits=NumberLimits(
+                safe=safe,
+                sends_per_hour=limits.number_sends_per_hour,
+                sends_per_day=limits.number_sends_per_day,
+                cooldown_ms=int(limits.resend_cooldown * 1000),
+            ),
+            event_id=f"{now_ms}:{secrets.token_hex(6)}",
+            decisions=decisions_json(admission),
+            audit=audit,
         )
-        verification = Verification.from_record(record)
-        if mode == "max_sends":
-            raise RateLimited(
-                f"this verification has had its {self.rules.max_sends} sends; wait for it to expire",
-                code="max_sends_reached",
-                field="to",
-                retry_after=max(1, int(verification.expires_at - self.clock())),
-            )
-        return StartResult(verification, resent=mode == "resent")
+        if outcome.mode == "refused":
+            await self.policy.refund(admission, now_ms)
+            raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
+        if outcome.mode == "resent" and admission.refunds:
+            # The pumping windows count verifications, not resends: a user who resends a few times
+            # must not get a whole number range blocked. Per-number limits bound the resends.
+            await self.store.run_many(admission.refunds, now_ms)
+        return StartResult(
+            Verification.from_record(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
+        )
+
+    async def _audit_refusal(self, partition: int, now_ms: int, audit: dict[str, str], decision: Decision) -> None:
+        await self.store.audit_event(
+            partition,
+            now_ms,
+            {
+                **audit,
+                "event": "refused",
+                "decision": "refused",
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "retry_after": decision.retry_after,
+                "counts": json.dumps(decision.details, separators=(",", ":"), sort_keys=True),
+            },
+        )
 
     async def check(
         self, code: str, caller: Caller, *, verification_id: str = "", phone: Phone | None = None
@@ -222,7 +302,7 @@ class Verifier:
             raise InvalidInput("give the verification id or the number", field="id")
         to = phone.e164 if phone is not None else ""
         retention_ms = int(self.rules.retention * 1000)
-        outcome, vid, attempts, max_attempts, hashes, record = await self.store.count_attempt(
+        outcome, vid, attempts, max_attempts, hashes, record, retry_ms = await self.store.count_attempt(
             partition=partition,
             now_ms=self._now_ms(),
             verification_id=verification_id,
@@ -230,8 +310,17 @@ class Verifier:
             retention_ms=retention_ms,
             caller=caller.key_id,
             admin=caller.admin,
-            audit=self._audit(caller, to),
+            failed_per_hour=self.policy.config.failed_checks_per_hour,
+            audit=self._audit(caller, phone),
         )
+        if outcome == "refused":
+            raise RateLimited(
+                "too many failed checks for this number; wait before trying again",
+                code="too_many_failed_checks",
+                field="code",
+                retry_after=max(1, -(-retry_ms // 1000)),
+                details={"rule": "number_failed_checks"},
+            )
         if outcome == "not_found":
             raise NotFound("no pending verification for this id or number", field="id" if verification_id else "to")
         if outcome != "counted":
@@ -241,36 +330,36 @@ class Verifier:
         stored = [hashes[k] for k in sorted(hashes, key=lambda k: -int(k.split(":")[1]))]
         matched = await self.hasher.first_match(stored, code)
         now_ms = self._now_ms()
-        audit = self._audit(caller, record.get("to", ""))
-        if matched:
-            won, record = await self.store.approve(
-                partition=partition,
-                now_ms=now_ms,
-                verification_id=vid,
-                retention_ms=retention_ms,
-                audit=audit,
+        number = parse_e164(record["to"])
+        audit = self._audit(caller, number)
+        if not matched:
+            await self.store.audit_event(
+                partition, now_ms, {**audit, "event": "check_failed", "vid": vid, "attempt": attempts}
             )
-            verification = Verification.from_record(record)
-            token = None
-            if won:
-                token = tokens.issue(
-                    tokens.Approval(
-                        verification_id=vid,
-                        number_hash=self.keyring.number_hash(verification.to),
-                        approved_at=int(now_ms / 1000),
-                    ),
-                    self.keyring.secrets,
+            if attempts >= max_attempts:
+                record = await self.store.exhaust(
+                    partition=partition, now_ms=now_ms, verification_id=vid, retention_ms=retention_ms, audit=audit
                 )
-            return CheckResult(verification, approved=won, token=token)
-        if attempts >= max_attempts:
-            record = await self.store.exhaust(
-                partition=partition,
-                now_ms=now_ms,
-                verification_id=vid,
-                retention_ms=retention_ms,
-                audit=audit,
-            )
-        return CheckResult(Verification.from_record(record), approved=False)
+            return CheckResult(Verification.from_record(record), approved=False)
+        conversions = self.policy.conversion_calls(number)
+        won, record, counted = await self.store.approve(
+            partition=partition,
+            now_ms=now_ms,
+            verification_id=vid,
+            attempt=attempts,
+            retention_ms=retention_ms,
+            audit=audit,
+            along=conversions,
+        )
+        if not won:
+            # Another right answer won the compare-and-set: its conversion is the one that counts.
+            await self.policy.take_back_conversions(conversions, counted, now_ms)
+            return CheckResult(Verification.from_record(record), approved=False)
+        token = tokens.issue(
+            tokens.Approval(vid, self.keyring.number_hash(number.e164), approved_at=int(now_ms / 1000)),
+            self.keyring.secrets,
+        )
+        return CheckResult(Verification.from_record(record), approved=True, token=token)
 
     async def fetch(self, verification_id: str, caller: Caller) -> Verification:
         partition = self._id_partition(verification_id)

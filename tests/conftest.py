@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from otp import apikeys
 from otp.app import create_app
 from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.policy import PolicyConfig
 from otp.settings import Settings
 from otp.sms import Receipt, SmsMessage
 
@@ -147,6 +148,21 @@ async def running_service(settings: Settings, clock: Clock, sender: RecordingSen
 
 @pytest.fixture
 async def service(settings: Settings, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
+    async for svc in running_service(settings, clock, sender):
+        yield svc
+
+
+def policy(**changes: Any) -> PolicyConfig:
+    return replace(PolicyConfig(), **changes)
+
+
+@pytest.fixture
+async def no_cooldown(redis_url: str, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
+    """The service with resends allowed back to back (and the pumping floors out of the way), for
+    tests about the verification's own caps."""
+    settings = test_settings(
+        redis_url, policy=policy(resend_cooldown=0, prefix_hourly_floor=1000, prefix_daily_floor=1000)
+    )
     async for svc in running_service(settings, clock, sender):
         yield svc
 

@@ -39,7 +39,10 @@ async def test_twenty_parallel_right_answers_approve_exactly_once(service: Servi
     assert fetched["status"] == "approved"
 
 
-async def test_parallel_starts_for_one_number_share_one_verification_within_the_send_cap(service: Service) -> None:
+async def test_parallel_starts_for_one_number_share_one_verification_within_the_send_cap(
+    no_cooldown: Service,
+) -> None:
+    service = no_cooldown
     answers = await asyncio.gather(*(service.start(TO) for _ in range(20)))
     created = [a for a in answers if a.status_code == 201]
     refused = [a for a in answers if a.status_code == 429]

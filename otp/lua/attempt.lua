@@ -1,10 +1,14 @@
 -- Count one check attempt *before* any comparison, and hand back the code hashes to compare.
 -- KEYS[1] the verification (or the number's pending pointer when checking by number)
 -- ARGV[5] id or ''  [6] E.164 or ''  [7] retention ms  [8] caller's key id  [9] '1' if admin
+-- [10] failed checks allowed per number per hour
 -- A verification of another API key is not found: tenants can't probe each other.
+-- The attempt also counts as a failed check of the number until an approval takes it back, so
+-- guesses spread over many verifications of one number are capped too.
 -- Returns {outcome, id, attempts, max_attempts, {h:n, hash…}, flat verification hash};
 -- outcome is counted | not_found | a status.
 local id, to, retention, caller, admin = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
+local failed_per_hour = tonumber(ARGV[10])
 if id == '' then
   id = redis.call('GET', nkey(caller, to))
   if not id then return {'not_found'} end
@@ -20,6 +24,18 @@ if st ~= 'pending' then return {st, id, a, ma, {}, redis.call('HGETALL', key)} e
 if tonumber(a) >= tonumber(ma) then
   return {'max_attempts_reached', id, a, ma, {}, redis.call('HGETALL', key)}
 end
+local failed_key = TAG .. 'nf:' .. found_to
+redis.call('ZREMRANGEBYSCORE', failed_key, '-inf', NOW - 3600000)
+local failed = redis.call('ZCARD', failed_key)
+if failed >= failed_per_hour then
+  local freeing = redis.call('ZRANGE', failed_key, failed - failed_per_hour, failed - failed_per_hour, 'WITHSCORES')
+  local retry = math.max(1, tonumber(freeing[2]) + 3600000 - NOW)
+  audit('refused', {vid = id, decision = 'refused', rule = 'number_failed_checks',
+                    reason = 'too_many_failed_checks', retry_after = math.ceil(retry / 1000)})
+  return {'refused', id, a, ma, {}, redis.call('HGETALL', key), retry}
+end
 a = redis.call('HINCRBY', key, 'a', 1)
+redis.call('ZADD', failed_key, NOW, id .. ':' .. a)
+redis.call('PEXPIRE', failed_key, 3600000)
 redis.call('HSET', key, 'u', NOW)
 return {'counted', id, a, ma, redis.call('HGETALL', ckey(id)), redis.call('HGETALL', key)}

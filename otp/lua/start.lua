@@ -1,23 +1,66 @@
 -- Start or resend a verification for one number, store the code hash and queue its SMS job,
 -- all in one step: there is never a verification without its job, nor a job without it.
+-- The number's own limits are decided here too, in the same step, so they hold under concurrency.
 -- KEYS[1] the number's pending pointer for this API key (otp:{pNN}:n:<key id>:<e164>)
 -- ARGV[5] new id  [6] E.164  [7] channel  [8] locale  [9] api key id  [10] ttl ms
 -- [11] max check attempts  [12] max sends  [13] codes kept  [14] retention ms
 -- [15] code hash  [16] sealed code for the outbox
--- Returns {mode, flat verification hash}; mode is created | resent | max_sends.
+-- [17] '1' if the number is on the safe list  [18] sends per hour  [19] sends per day
+-- [20] resend cooldown base ms (doubles with each send in the last hour)  [21] unique event id
+-- [22] decisions of the other scopes (JSON, for the audit record)
+-- Returns {mode, flat verification hash, rule, reason, retry after ms};
+-- mode is created | resent | refused.
 local new_id, to, channel, locale, key_id = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local ttl, max_attempts, max_sends = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local kept, retention = tonumber(ARGV[13]), tonumber(ARGV[14])
 local code_hash, sealed = ARGV[15], ARGV[16]
+local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+local event_id, decisions = ARGV[21], ARGV[22]
+local sends_key = TAG .. 'ns:' .. to
 
-local id, n, mode, expires
+local function refuse(id, rule, reason, retry)
+  audit('refused', {vid = id or '', decision = 'refused', rule = rule, reason = reason,
+                    retry_after = math.ceil(retry / 1000), counts = decisions})
+  local record = id and redis.call('HGETALL', vkey(id)) or {}
+  return {'refused', record, rule, reason, retry}
+end
+
 local existing = redis.call('GET', KEYS[1])
-if existing and settle(existing, retention) == 'pending' then
+if existing and settle(existing, retention) ~= 'pending' then existing = nil end
+if existing then
   local sends, cap, x = unpack(redis.call('HMGET', vkey(existing), 's', 'ms', 'x'))
   if tonumber(sends) >= tonumber(cap) then
-    audit('refused', {vid = existing, rule = 'verification_sends', reason = 'max_sends_reached'})
-    return {'max_sends', redis.call('HGETALL', vkey(existing))}
+    return refuse(existing, 'verification_sends', 'max_sends_reached', tonumber(x) - NOW)
   end
+end
+
+-- The number's sends: a log of the last day, shared by every API key.
+redis.call('ZREMRANGEBYSCORE', sends_key, '-inf', NOW - 86400000)
+local day = redis.call('ZCARD', sends_key)
+local hour = redis.call('ZCOUNT', sends_key, NOW - 3600000, '+inf')
+if not safe then
+  if day >= per_day then
+    local freeing = redis.call('ZRANGE', sends_key, day - per_day, day - per_day, 'WITHSCORES')
+    return refuse(existing, 'number_sends', 'number_daily_limit', tonumber(freeing[2]) + 86400000 - NOW)
+  end
+  if hour >= per_hour then
+    local freeing = redis.call('ZRANGEBYSCORE', sends_key, NOW - 3600000, '+inf', 'WITHSCORES', 'LIMIT', hour - per_hour, 1)
+    return refuse(existing, 'number_sends', 'number_hourly_limit', tonumber(freeing[2]) + 3600000 - NOW)
+  end
+  if hour > 0 and cooldown > 0 then
+    local last = tonumber(redis.call('ZRANGE', sends_key, -1, -1, 'WITHSCORES')[2])
+    local wait = cooldown * 2 ^ (math.min(hour, 16) - 1)
+    if NOW - last < wait then
+      return refuse(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW))
+    end
+  end
+end
+redis.call('ZADD', sends_key, NOW, event_id)
+redis.call('PEXPIRE', sends_key, 86400000)
+
+local id, n, mode, expires
+if existing then
+  local sends, x = unpack(redis.call('HMGET', vkey(existing), 's', 'x'))
   id, n, mode, expires = existing, tonumber(sends) + 1, 'resent', tonumber(x)
   redis.call('HSET', vkey(id), 's', n, 'u', NOW)
   redis.call('HSET', ckey(id), 'h:' .. n, code_hash)
@@ -41,5 +84,6 @@ redis.call('HSET', TAG .. 'j:' .. job_id, 'vid', id, 'n', n, 'to', to, 'code', s
            'loc', locale, 'x', expires, 'tries', 0)
 redis.call('PEXPIRE', TAG .. 'j:' .. job_id, expires - NOW)
 redis.call('ZADD', TAG .. 'outbox', NOW, job_id)
-audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n})
-return {mode, redis.call('HGETALL', vkey(id))}
+audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
+      counts = decisions, number_sends_1h = hour + 1, number_sends_24h = day + 1})
+return {mode, redis.call('HGETALL', vkey(id)), '', '', 0}
