@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otp import api, keyspace, openapi, webhooks
+from otp import admin_api, api, keyspace, openapi, webhooks
 from otp.apikeys import KeyChecker
 from otp.codes import Argon2Params, CodeHasher
 from otp.errors import OtpError
@@ -203,6 +203,7 @@ def create_app(
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *api.routes,
         *webhooks.routes,
+        *admin_api.routes,
     ]
     handlers: dict[Any, Any] = {
         OtpError: otp_error,

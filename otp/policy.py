@@ -216,8 +216,9 @@ class Policy:
                 flagged.append(name)
                 details[name]["flagged"] = reason
             elif verdict == 0 and refusal is None:
-                reason = "prefix_blocked" if reason == "prefix_blocked" else f"pumping_{reason}"
-                rule = "sms_pumping_prefix" if name == "prefix" else "sms_pumping_country"
+                scope = "prefix" if name == "prefix" else "country"
+                reason = f"{scope}_blocked" if reason == "blocked" else f"pumping_{reason}"
+                rule = f"sms_pumping_{scope}"
                 refusal = Decision(False, rule, reason, _seconds(retry_ms))
         decision = refusal or Decision(True, details=details)
         if refusal is not None:

@@ -157,6 +157,8 @@ REFUSAL_MESSAGES = {
     "ip_hourly_limit": "too many codes requested from this IP address",
     "key_minute_limit": "too many codes requested with this API key this minute",
     "prefix_blocked": "SMS to this number range is blocked for now (suspected SMS pumping)",
+    "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
+    "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
     "pumping_unverified_hourly": "too many unverified codes to this number range this hour (suspected SMS pumping)",
     "pumping_unverified_daily": "too many unverified codes to this number range today (suspected SMS pumping)",
 }
@@ -237,6 +239,11 @@ class Verifier:
             await self.policy.refund(admission, now_ms)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
             raise _rate_limited(admission.decision)
+        if admission.flagged:
+            # record_only mode: the send goes out, and the audit says which rule would have refused it.
+            audit["flagged"] = ",".join(
+                f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
+            )
         code = codes.generate(self.rules.code_length)
         code_hash = await self.hasher.hash(code)
         limits = self.policy.config

@@ -3,6 +3,7 @@ a fake), and the app served in-process through its real lifespan."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -51,6 +52,12 @@ class RecordingSender:
         self.messages.append(message)
         return Receipt(message_sid=f"SM{len(self.messages):032x}", status="queued", segments=1)
 
+    def find_sent(self, message: SmsMessage, since: Any) -> Receipt | None:
+        return None
+
+    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+        return "delivered", None, None
+
     def codes_for(self, to: str) -> list[str]:
         return [re.findall(r"(?<!\d)\d{4,10}(?!\d)", m.body)[0] for m in self.messages if m.to == to]
 
@@ -82,7 +89,7 @@ def sender() -> RecordingSender:
     return RecordingSender()
 
 
-def test_settings(redis_url: str, **changes: Any) -> Settings:
+def make_settings(redis_url: str, **changes: Any) -> Settings:
     base = Settings(
         redis_url=redis_url,
         secret_keys=(SECRET,),
@@ -97,7 +104,7 @@ def test_settings(redis_url: str, **changes: Any) -> Settings:
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return test_settings(redis_url)
+    return make_settings(redis_url)
 
 
 @dataclass
@@ -134,6 +141,7 @@ class Service:
         return self.sender.codes_for(to)[-1]
 
 
+@contextlib.asynccontextmanager
 async def running_service(settings: Settings, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
     app = create_app(settings, clock=clock, sender=sender)
     async with app.router.lifespan_context(app):
@@ -148,7 +156,7 @@ async def running_service(settings: Settings, clock: Clock, sender: RecordingSen
 
 @pytest.fixture
 async def service(settings: Settings, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
-    async for svc in running_service(settings, clock, sender):
+    async with running_service(settings, clock, sender) as svc:
         yield svc
 
 
@@ -160,10 +168,10 @@ def policy(**changes: Any) -> PolicyConfig:
 async def no_cooldown(redis_url: str, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
     """The service with resends allowed back to back (and the pumping floors out of the way), for
     tests about the verification's own caps."""
-    settings = test_settings(
+    settings = make_settings(
         redis_url, policy=policy(resend_cooldown=0, prefix_hourly_floor=1000, prefix_daily_floor=1000)
     )
-    async for svc in running_service(settings, clock, sender):
+    async with running_service(settings, clock, sender) as svc:
         yield svc
 
 

@@ -4,6 +4,7 @@ sending through the real twilio SDK to the Twilio stand-in, which posts signed c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from conftest import test_settings
+from conftest import make_settings
 
 from otp import apikeys
 from otp.app import create_app
@@ -67,6 +68,7 @@ class Live:
         return match.group(0)
 
 
+@contextlib.asynccontextmanager
 async def live_service(redis_url: str, **changes: Any) -> AsyncIterator[Live]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -83,7 +85,7 @@ async def live_service(redis_url: str, **changes: Any) -> AsyncIterator[Live]:
             "sms_lease": 2.0,
         }
         options.update(changes)
-        settings = test_settings(redis_url, **options)
+        settings = make_settings(redis_url, **options)
         app = create_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
         task = asyncio.create_task(server.serve())

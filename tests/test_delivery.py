@@ -16,7 +16,7 @@ TO = "+14155550123"
 
 @pytest.fixture
 async def live(redis_url: str) -> AsyncIterator[Live]:
-    async for service in live_service(redis_url):
+    async with live_service(redis_url) as service:
         yield service
 
 
@@ -62,7 +62,7 @@ async def test_odd_callback_orders_end_delivered_and_never_move_back(live: Live,
 
 
 async def test_a_send_without_callbacks_is_settled_by_polling(redis_url: str) -> None:
-    async for live in live_service(redis_url, delivery_poll_after=1.0):
+    async with live_service(redis_url, delivery_poll_after=1.0) as live:
         live.stub.script(TO, "silent")
         vid = (await live.start(TO))["id"]
         attempt = await live.delivery(vid, "delivered", timeout=10)

@@ -36,7 +36,7 @@ def worker_env(redis_url: str, stub_url: str, public_url: str, **extra: str) -> 
 
 
 async def test_a_worker_killed_mid_send_leaves_the_job_to_another_which_sends_it_once(redis_url: str) -> None:
-    async for live in live_service(redis_url, worker=False):
+    async with live_service(redis_url, worker=False) as live:
         live.stub.hang_next(1, seconds=2.0)
         vid = (await live.start(TO))["id"]
         env = worker_env(redis_url, live.stub.url, live.base, OTP_TWILIO_TIMEOUT="10")
@@ -61,7 +61,7 @@ async def test_a_queued_sms_survives_a_redis_crash_with_aof(tmp_path: Path) -> N
     redis_server = EmbeddedRedis(tmp_path / "redis", port=port, appendonly=True)
     redis_server.start()
     try:
-        async for live in live_service(redis_server.url, worker=False):
+        async with live_service(redis_server.url, worker=False) as live:
             vid = (await live.start(TO))["id"]
             await asyncio.sleep(1.5)  # appendfsync everysec: let the AOF reach the disk
             redis_server.kill()

@@ -61,7 +61,7 @@ local counts = {s24, v24, s1, v1, hour, five}
 
 local blocked_for = redis.call('PTTL', TAG .. 'block')
 if enforce and blocked_for > 0 then
-  return {0, 'prefix_blocked', blocked_for, unpack(counts)}
+  return {0, 'blocked', blocked_for, unpack(counts)}
 end
 local daily = math.max(daily_floor, ratio * v24)
 local hourly = math.max(hourly_floor, daily / 6, ratio * v1)

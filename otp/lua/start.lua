@@ -37,14 +37,15 @@ end
 -- The number's sends: a log of the last day, shared by every API key.
 redis.call('ZREMRANGEBYSCORE', sends_key, '-inf', NOW - 86400000)
 local day = redis.call('ZCARD', sends_key)
-local hour = redis.call('ZCOUNT', sends_key, NOW - 3600000, '+inf')
+local hour = redis.call('ZCOUNT', sends_key, '(' .. (NOW - 3600000), '+inf')
 if not safe then
   if day >= per_day then
     local freeing = redis.call('ZRANGE', sends_key, day - per_day, day - per_day, 'WITHSCORES')
     return refuse(existing, 'number_sends', 'number_daily_limit', tonumber(freeing[2]) + 86400000 - NOW)
   end
   if hour >= per_hour then
-    local freeing = redis.call('ZRANGEBYSCORE', sends_key, NOW - 3600000, '+inf', 'WITHSCORES', 'LIMIT', hour - per_hour, 1)
+    local freeing = redis.call('ZRANGEBYSCORE', sends_key, '(' .. (NOW - 3600000), '+inf', 'WITHSCORES', 'LIMIT',
+                               hour - per_hour, 1)
     return refuse(existing, 'number_sends', 'number_hourly_limit', tonumber(freeing[2]) + 3600000 - NOW)
   end
   if hour > 0 and cooldown > 0 then
