@@ -13,11 +13,12 @@ from typing import Any
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otp import admin_api, api, keyspace, openapi, webhooks
+from otp import admin_api, api, keyspace, metrics, openapi, webhooks
 from otp.apikeys import KeyChecker
 from otp.codes import Argon2Params, CodeHasher
 from otp.errors import OtpError
@@ -201,6 +202,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         *api.routes,
         *webhooks.routes,
         *admin_api.routes,
@@ -213,4 +215,9 @@ def create_app(
     }
     for error in UNAVAILABLE_ERRORS:
         handlers[error] = storage_error
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        exception_handlers=handlers,
+        lifespan=lifespan,
+        middleware=[Middleware(metrics.LatencyMiddleware)],
+    )

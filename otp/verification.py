@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from otp import codes, keyspace, sealing, tokens
+from otp import codes, events, keyspace, sealing, tokens
 from otp.codes import CodeHasher
 from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from otp.keyring import Keyring
@@ -158,9 +158,8 @@ REFUSAL_MESSAGES = {
     "key_minute_limit": "too many codes requested with this API key this minute",
     "prefix_blocked": "SMS to this number range is blocked for now (suspected SMS pumping)",
     "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
-    "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
-    "pumping_unverified_hourly": "too many unverified codes to this number range this hour (suspected SMS pumping)",
-    "pumping_unverified_daily": "too many unverified codes to this number range today (suspected SMS pumping)",
+    "pumping_unverified_hourly": "too many unused codes to this destination this hour (suspected SMS pumping)",
+    "pumping_unverified_daily": "too many unused codes to this destination today (suspected SMS pumping)",
 }
 
 
@@ -274,7 +273,9 @@ class Verifier:
         )
         if outcome.mode == "refused":
             await self.policy.refund(admission, now_ms)
+            events.emit("refused", rule=outcome.rule, reason=outcome.reason, **audit)
             raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
+        events.emit(outcome.mode if outcome.mode == "resent" else "started", vid=outcome.record.get("id"), **audit)
         if outcome.mode == "resent" and admission.refunds:
             # The pumping windows count verifications, not resends: a user who resends a few times
             # must not get a whole number range blocked. Per-number limits bound the resends.
@@ -284,6 +285,7 @@ class Verifier:
         )
 
     async def _audit_refusal(self, partition: int, now_ms: int, audit: dict[str, str], decision: Decision) -> None:
+        events.emit("refused", rule=decision.rule, reason=decision.reason, retry_after=decision.retry_after, **audit)
         await self.store.audit_event(
             partition,
             now_ms,
@@ -321,6 +323,13 @@ class Verifier:
             audit=self._audit(caller, phone),
         )
         if outcome == "refused":
+            events.emit(
+                "refused",
+                rule="number_failed_checks",
+                reason="too_many_failed_checks",
+                vid=vid,
+                **self._audit(caller, phone),
+            )
             raise RateLimited(
                 "too many failed checks for this number; wait before trying again",
                 code="too_many_failed_checks",
@@ -331,6 +340,8 @@ class Verifier:
         if outcome == "not_found":
             raise NotFound("no pending verification for this id or number", field="id" if verification_id else "to")
         if outcome != "counted":
+            if outcome == EXPIRED:
+                events.emit("expired", vid=vid, key=caller.key_id)
             # A last attempt may still be in flight: the stored status says pending, the answer doesn't.
             return CheckResult(replace(Verification.from_record(record), status=outcome), approved=False)
         # Newest code first: it is the one the user most likely typed.
@@ -343,10 +354,12 @@ class Verifier:
             await self.store.audit_event(
                 partition, now_ms, {**audit, "event": "check_failed", "vid": vid, "attempt": attempts}
             )
+            events.emit("check_failed", vid=vid, attempt=attempts, **audit)
             if attempts >= max_attempts:
                 record = await self.store.exhaust(
                     partition=partition, now_ms=now_ms, verification_id=vid, retention_ms=retention_ms, audit=audit
                 )
+                events.emit("max_attempts", vid=vid, **audit)
             return CheckResult(Verification.from_record(record), approved=False)
         conversions = self.policy.conversion_calls(number)
         won, record, counted = await self.store.approve(
@@ -362,6 +375,7 @@ class Verifier:
             # Another right answer won the compare-and-set: its conversion is the one that counts.
             await self.policy.take_back_conversions(conversions, counted, now_ms)
             return CheckResult(Verification.from_record(record), approved=False)
+        events.emit("approved", vid=vid, **audit)
         token = tokens.issue(
             tokens.Approval(vid, self.keyring.number_hash(number.e164), approved_at=int(now_ms / 1000)),
             self.keyring.secrets,
@@ -393,6 +407,8 @@ class Verifier:
         if not record:
             raise NotFound("no such verification (unknown, or past its retention period)", field="id")
         verification = Verification.from_record(record)
+        if changed:
+            events.emit("canceled", vid=verification_id, key=caller.key_id)
         if not changed:
             raise Conflict(f"verification is already {verification.status}", code="not_pending", field="id")
         return verification

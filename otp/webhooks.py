@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from otp import keyspace
+from otp import events, keyspace
 from otp.body import read_limited
 from otp.errors import Forbidden, InvalidInput
 from otp.store import Store
@@ -87,6 +87,7 @@ async def status_callback(request: Request) -> Response:
             "message_sid": params.get("MessageSid") or None,
         },
     )
+    events.emit("delivery", vid=vid, send=int(send), status=status, error_code=error_code, source="callback")
     # 200 even for a send we no longer know (past retention): Twilio would only retry it.
     return JSONResponse({"status": applied or "unknown"})
 

@@ -16,7 +16,7 @@ from typing import Any
 import phonenumbers
 from starlette.concurrency import run_in_threadpool
 
-from otp import keyspace, messages, sealing
+from otp import events, keyspace, messages, metrics, sealing
 from otp.errors import Unavailable
 from otp.keyring import Keyring
 from otp.phone import mask
@@ -217,6 +217,15 @@ class Worker:
             await self._failed_send(job, SendError(f"{type(exc).__name__}: {exc}", transient=True))
             return
         self.sent += 1
+        metrics.SMS_SENT.inc()
+        events.emit(
+            "delivery",
+            vid=job.verification_id,
+            send=job.send_number,
+            status=receipt.status,
+            message_sid=receipt.message_sid,
+            source="send",
+        )
         segments = receipt.segments or messages.segments(body)
         price, unit = receipt.price, receipt.price_unit
         if price is None:
@@ -246,6 +255,15 @@ class Worker:
             await self._settle(job, "retry", {"last_error": exc.message, "tries": job.tries}, due_ms)
             return
         log.warning("sms failed job=%s to=%s: %s", job.job_id, mask(job.to), exc.message)
+        metrics.SMS_FAILED.labels(str(exc.transient).lower()).inc()
+        events.emit(
+            "delivery",
+            vid=job.verification_id,
+            send=job.send_number,
+            status="failed",
+            error_code=exc.error_code,
+            source="send",
+        )
         await self._settle(
             job,
             "failed",

@@ -1,0 +1,52 @@
+"""What operators watch: Prometheus metrics, the audit JSON log line, readiness."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from conftest import Service
+
+TO = "+15017122661"
+
+
+async def test_metrics_count_starts_approvals_refusals_and_latency(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    await service.start(TO)  # refused: resend cooldown
+    await service.check(await service.last_code(), id=vid)
+    text = (await service.http.get("/metrics")).text
+    assert 'otp_verifications_started_total{country="US"}' in text
+    assert 'otp_verifications_approved_total{country="US"}' in text
+    assert 'otp_refusals_total{reason="resend_too_soon",rule="resend_cooldown"}' in text
+    assert 'otp_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/verifications"' in text
+    assert "otp_outbox_depth" in text
+    assert vid not in text  # ids are folded into the route's shape
+
+
+async def test_every_audit_event_is_also_one_json_log_line_with_a_masked_number(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="otp.audit")
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    await service.check("000000" if code != "000000" else "111111", id=vid)
+    await service.check(code, id=vid)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "otp.audit"]
+    assert [line["event"] for line in lines if line["event"] != "delivery"] == ["started", "check_failed", "approved"]
+    raw = "\n".join(r.getMessage() for r in caplog.records)
+    assert "+15017122661" not in raw
+    assert code not in raw
+    assert lines[0]["to"] == "+1*******2661"
+
+
+async def test_readiness_reports_redis_and_the_worker_heartbeat(service: Service) -> None:
+    not_ready = await service.http.get("/readyz")  # no worker has beaten yet
+    assert not_ready.status_code == 503
+    assert not_ready.json()["checks"] == {"redis": "ok", "worker": "stale"}
+    from otp.worker import Worker, WorkerOptions
+
+    state = service.app.state
+    await Worker(state.store, state.verifier.keyring, service.sender, WorkerOptions()).beat()
+    assert (await service.http.get("/readyz")).status_code == 200
+    assert (await service.http.get("/healthz")).json() == {"status": "ok"}
