@@ -40,6 +40,7 @@ NUMBER_TYPES = frozenset(
     }
 )
 MODES = ("enforce", "record_only")
+LIMIT_REASONS = {"ip": ("ip_sends", "ip_hourly_limit"), "key": ("key_sends", "key_minute_limit")}
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ class Policy:
             ],
         )
 
-    async def admit_send(self, phone: Phone, *, key_id: str, ip: str, risk_check: bool, now_ms: int) -> Admission:
+    async def admit_send(
+        self, phone: Phone, *, key_id: str, ip: str, risk_check: bool, now_ms: int, custom: dict[str, str] | None = None
+    ) -> Admission:
         """Decide and count the IP, API-key, prefix and country rules in one round trip."""
         c = self.config
         event = f"{now_ms}:{secrets.token_hex(6)}"
@@ -176,6 +179,11 @@ class Policy:
                 [60_000, c.key_sends_per_minute, event],
             )
         )
+        for name, value in sorted((custom or {}).items()):
+            # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number.
+            scope = keyspace.scope_tag("rl", f"{key_id}:{name}:{value}")
+            names.append(f"custom:{name}")
+            calls.append(Call("limit", scope, [scope + "sends"], [3_600_000, c.number_sends_per_hour, event]))
         if risk_check:
             names.append("prefix")
             calls.append(
@@ -198,13 +206,12 @@ class Policy:
         for name, call, result in zip(names, calls, results, strict=True):
             if call.script == "limit":
                 allowed, count, retry_ms = (int(x) for x in result)
-                limit = c.ip_sends_per_hour if name == "ip" else c.key_sends_per_minute
+                limit = int(call.args[1])
                 details[name] = {"count": count, "limit": limit}
                 if allowed:
                     zset_refunds.append((call.keys[0], event))
                 elif refusal is None:
-                    rule = "ip_sends" if name == "ip" else "key_sends"
-                    reason = "ip_hourly_limit" if name == "ip" else "key_minute_limit"
+                    rule, reason = LIMIT_REASONS.get(name, ("custom_rate_limit", "custom_limit"))
                     refusal = Decision(False, rule, reason, _seconds(retry_ms))
                 continue
             verdict, reason, retry_ms = int(result[0]), _text(result[1]), int(result[2])

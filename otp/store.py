@@ -90,6 +90,7 @@ class Job:
     tries: int
     expires_ms: int
     partition: int
+    app_name: str = ""
 
 
 class Store:
@@ -170,10 +171,11 @@ class Store:
         event_id: str,
         decisions: str,
         audit: dict[str, str],
+        app_name: str = "",
     ) -> StartOutcome:
         args = [new_id, to, channel, locale, key_id, ttl_ms, max_attempts, max_sends, codes_kept, retention_ms]
         args += [code_hash, sealed_code, "1" if number_limits.safe else "0", number_limits.sends_per_hour]
-        args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions]
+        args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions, app_name]
         mode, flat, rule, reason, retry_ms = await self._run(
             "start", partition, [keyspace.pending_for_number(partition, key_id, to)], now_ms, args, audit
         )
@@ -299,6 +301,7 @@ class Store:
                 tries=int(row[6]),
                 expires_ms=int(row[7]),
                 partition=partition,
+                app_name=_text(row[8]) if len(row) > 8 else "",
             )
             for row in rows
         ]

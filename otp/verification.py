@@ -219,8 +219,21 @@ class Verifier:
         return context
 
     async def start(
-        self, phone: Phone, caller: Caller, *, channel: str = "sms", locale: str = "", risk_check: bool = True
+        self,
+        phone: Phone,
+        caller: Caller,
+        *,
+        channel: str = "sms",
+        locale: str = "",
+        risk_check: bool = True,
+        code: str | None = None,
+        code_length: int | None = None,
+        app_name: str = "",
+        custom_limits: dict[str, str] | None = None,
     ) -> StartResult:
+        """``code`` is a caller-chosen code (Twilio's CustomCode); ``code_length`` and ``app_name``
+        override the defaults for one tenant; ``custom_limits`` are extra per-value send limits
+        (Twilio's RateLimits)."""
         partition = self._partition(phone.e164)
         now_ms = self._now_ms()
         audit = self._audit(caller, phone)
@@ -232,7 +245,12 @@ class Verifier:
                 _refusal_message(permission), code=permission.reason, field="to", details={"rule": permission.rule}
             )
         admission = await self.policy.admit_send(
-            phone, key_id=caller.key_id, ip=caller.ip, risk_check=risk_check and not safe, now_ms=now_ms
+            phone,
+            key_id=caller.key_id,
+            ip=caller.ip,
+            risk_check=risk_check and not safe,
+            now_ms=now_ms,
+            custom=custom_limits or {},
         )
         if not admission.decision.allowed:
             await self.policy.refund(admission, now_ms)
@@ -243,7 +261,7 @@ class Verifier:
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
-        code = codes.generate(self.rules.code_length)
+        code = code or codes.generate(code_length or self.rules.code_length)
         code_hash = await self.hasher.hash(code)
         limits = self.policy.config
         outcome = await self.store.start(
@@ -270,6 +288,7 @@ class Verifier:
             event_id=f"{now_ms}:{secrets.token_hex(6)}",
             decisions=decisions_json(admission),
             audit=audit,
+            app_name=app_name,
         )
         if outcome.mode == "refused":
             await self.policy.refund(admission, now_ms)

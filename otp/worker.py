@@ -196,7 +196,7 @@ class Worker:
             code,
             locale=job.locale,
             country=country,
-            app_name=self.options.app_name,
+            app_name=job.app_name or self.options.app_name,
             webotp_domain=self.options.webotp_domain,
         )
         message = SmsMessage(to=job.to, body=body, status_callback=self.status_callback(job))

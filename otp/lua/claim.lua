@@ -1,13 +1,14 @@
 -- Claim due SMS jobs of one partition under a lease: a claimed job's due time moves to the end
 -- of the lease, so the job of a worker that died is claimed again once the lease runs out.
 -- KEYS[1] the partition's outbox.  ARGV[5] lease ms  [6] max jobs  [7] retention ms
--- Returns a list of {job id, verification id, send number, E.164, sealed code, locale, tries, expires}.
+-- Returns a list of {job id, verification id, send number, E.164, sealed code, locale, tries, expires,
+-- name in the SMS}.
 local lease, limit, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local claimed = {}
 for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0, limit)) do
   local jkey = TAG .. 'j:' .. job_id
   local vid, n = string.match(job_id, '^(VE%x+):(%d+)$')
-  local fields = redis.call('HMGET', jkey, 'to', 'code', 'loc', 'tries', 'x')
+  local fields = redis.call('HMGET', jkey, 'to', 'code', 'loc', 'tries', 'x', 'app')
   local live = fields[1] and redis.call('EXISTS', vkey(vid)) == 1
   local st = live and settle(vid, retention) or 'expired'
   if st ~= 'pending' or NOW >= tonumber(fields[5]) then
@@ -19,7 +20,7 @@ for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT
   else
     local tries = redis.call('HINCRBY', jkey, 'tries', 1)
     redis.call('ZADD', KEYS[1], NOW + lease, job_id)
-    claimed[#claimed + 1] = {job_id, vid, n, fields[1], fields[2], fields[3], tries, fields[5]}
+    claimed[#claimed + 1] = {job_id, vid, n, fields[1], fields[2], fields[3], tries, fields[5], fields[6] or ''}
   end
 end
 return claimed

@@ -7,7 +7,7 @@
 -- [15] code hash  [16] sealed code for the outbox
 -- [17] '1' if the number is on the safe list  [18] sends per hour  [19] sends per day
 -- [20] resend cooldown base ms (doubles with each send in the last hour)  [21] unique event id
--- [22] decisions of the other scopes (JSON, for the audit record)
+-- [22] decisions of the other scopes (JSON, for the audit record)  [23] name in the SMS ('' default)
 -- Returns {mode, flat verification hash, rule, reason, retry after ms};
 -- mode is created | resent | refused.
 local new_id, to, channel, locale, key_id = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -15,7 +15,7 @@ local ttl, max_attempts, max_sends = tonumber(ARGV[10]), tonumber(ARGV[11]), ton
 local kept, retention = tonumber(ARGV[13]), tonumber(ARGV[14])
 local code_hash, sealed = ARGV[15], ARGV[16]
 local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
-local event_id, decisions = ARGV[21], ARGV[22]
+local event_id, decisions, app_name = ARGV[21], ARGV[22], ARGV[23]
 local sends_key = TAG .. 'ns:' .. to
 
 local function refuse(id, rule, reason, retry)
@@ -82,7 +82,7 @@ redis.call('HSET', vkey(id), 'sa:' .. n, cjson.encode(attempt))
 
 local job_id = id .. ':' .. n
 redis.call('HSET', TAG .. 'j:' .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed,
-           'loc', locale, 'x', expires, 'tries', 0)
+           'loc', locale, 'x', expires, 'tries', 0, 'app', app_name)
 redis.call('PEXPIRE', TAG .. 'j:' .. job_id, expires - NOW)
 redis.call('ZADD', TAG .. 'outbox', NOW, job_id)
 audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
