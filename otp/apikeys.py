@@ -43,9 +43,11 @@ def split(token: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-async def create(client: aioredis.Redis, name: str, *, admin: bool = False) -> tuple[ApiKey, str]:
-    key_id = secrets.token_hex(8)
-    secret = secrets.token_hex(32)
+async def create(client: aioredis.Redis, name: str, *, admin: bool = False, twilio: bool = False) -> tuple[ApiKey, str]:
+    """A new key, and its token (shown once).  ``twilio`` makes the id an account SID (``AC`` + 32 hex)
+    and the secret an auth token (32 hex), so Twilio's SDKs can use the pair as their credentials."""
+    key_id = "AC" + secrets.token_hex(16) if twilio else secrets.token_hex(8)
+    secret = secrets.token_hex(16 if twilio else 32)
     await client.hset(
         keyspace.api_key(key_id),
         mapping={"name": name, "digest": _digest(secret), "admin": int(admin), "created": int(time.time())},

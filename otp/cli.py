@@ -159,8 +159,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
         client = connect(url)
         try:
             if args.keys_command == "create":
-                key, token = await apikeys.create(client, args.name, admin=args.admin)
+                key, token = await apikeys.create(client, args.name, admin=args.admin, twilio=args.twilio)
                 print(f"created {'admin ' if key.admin else ''}key {key.key_id} ({key.name}); shown once:")
+                if args.twilio:
+                    _, account_sid, auth_token = token.split("_")
+                    print(f"  Twilio SDK credentials: account SID {account_sid}, auth token {auth_token}")
                 print(token)
             elif args.keys_command == "list":
                 for key in await apikeys.list_keys(client):
@@ -201,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create an API key; the key is printed once, on the last line")
     create.add_argument("name", help="a label for the key, e.g. the client app's name")
     create.add_argument("--admin", action="store_true", help="may read every verification and the audit log")
+    create.add_argument(
+        "--twilio", action="store_true", help="mint an account SID / auth token pair for Twilio's SDKs (/v2 API)"
+    )
     keys_sub.add_parser("list", help="list API keys (ids and names, never secrets)")
     revoke = keys_sub.add_parser("revoke", help="revoke an API key")
     revoke.add_argument("key_id")
