@@ -16,6 +16,7 @@ ERROR = {
                 "message": {"type": "string"},
                 "field": {"type": ["string", "null"]},
                 "retry_after": {"type": "integer"},
+                "rule": {"type": "string", "description": "the policy rule that refused the request"},
             },
             "required": ["code", "message"],
         }
@@ -59,6 +60,9 @@ VERIFICATION = {
                 "properties": {
                     "at": {"type": "string", "format": "date-time"},
                     "channel": {"type": "string"},
+                    "sent_at": {"type": ["string", "null"], "format": "date-time"},
+                    "tries": {"type": "integer"},
+                    "last_error": {"type": ["string", "null"]},
                     "message_sid": {"type": ["string", "null"]},
                     "segments": {"type": ["integer", "null"]},
                     "price": {"type": ["string", "null"]},
@@ -79,6 +83,12 @@ START = {
         "channel": {"type": "string", "enum": ["sms"], "default": "sms"},
         "locale": {"type": "string", "example": "en"},
         "ip": {"type": "string", "description": "the end user's IP address, for per-IP limits"},
+        "risk_check": {
+            "type": "string",
+            "enum": ["enable", "disable"],
+            "default": "enable",
+            "description": "disable skips the SMS-pumping rules for this request (admin keys only)",
+        },
     },
 }
 
@@ -124,6 +134,55 @@ TOKEN_RESULT = {
 }
 
 
+SAFE_ENTRY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["entry"],
+    "properties": {"entry": {"type": "string", "example": "+1501712"}},
+}
+SAFE_LIST = {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "string"}}}}
+CONVERSION = {
+    "type": "object",
+    "properties": {
+        "country": {"type": "string"},
+        "prefix": {"type": "string"},
+        "since_hours": {"type": "integer"},
+        "sends": {"type": "integer"},
+        "approvals": {"type": "integer"},
+        "rate": {"type": ["number", "null"]},
+    },
+}
+SCOPE_PARAMS = [
+    {"name": "country", "in": "query", "schema": {"type": "string", "example": "US"}},
+    {"name": "prefix", "in": "query", "schema": {"type": "string", "example": "+1415555"}},
+]
+SINCE_PARAM = {"name": "since", "in": "query", "schema": {"type": "string", "default": "24h"}}
+CALLBACK = {
+    "summary": "Twilio message status callback (checked with X-Twilio-Signature)",
+    "security": [],
+    "parameters": [
+        {"name": "v", "in": "query", "required": True, "schema": {"type": "string"}},
+        {"name": "n", "in": "query", "required": True, "schema": {"type": "string"}},
+        {"name": "X-Twilio-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "MessageSid": {"type": "string"},
+                        "MessageStatus": {"type": "string"},
+                        "ErrorCode": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+}
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -132,6 +191,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     reasons = {
         400: "invalid input",
         401: "missing or bad API key",
+        403: "refused by a permission rule, or not an admin key",
         404: "not found",
         409: "not pending",
         413: "body over 16 KiB",
@@ -173,10 +233,12 @@ def spec() -> dict[str, Any]:
         },
         "paths": {
             "/v1/verifications": {
-                "post": _op("Start (or resend) a verification", 201, VERIFICATION, START, 400, 401, 413, 415, 429, 503)
+                "post": _op(
+                    "Start (or resend) a verification", 201, VERIFICATION, START, 400, 401, 403, 413, 415, 429, 503
+                )
             },
             "/v1/verifications/check": {
-                "post": _op("Check a code", 200, CHECK_RESULT, CHECK, 400, 401, 404, 413, 415, 503)
+                "post": _op("Check a code", 200, CHECK_RESULT, CHECK, 400, 401, 404, 413, 415, 429, 503)
             },
             "/v1/verifications/{id}": {
                 "get": {
@@ -192,6 +254,75 @@ def spec() -> dict[str, Any]:
             },
             "/v1/tokens/verify": {
                 "post": _op("Verify an approval token", 200, TOKEN_RESULT, TOKEN_VERIFY, 400, 401, 415)
+            },
+            "/v1/safelist": {
+                "get": _op("List the safe list (admin)", 200, SAFE_LIST, None, 401, 403, 503),
+                "post": _op(
+                    "Add a number or prefix to the safe list (admin)",
+                    201,
+                    SAFE_ENTRY,
+                    SAFE_ENTRY,
+                    400,
+                    401,
+                    403,
+                    413,
+                    415,
+                    503,
+                ),
+            },
+            "/v1/safelist/{entry}": {
+                "delete": {
+                    **_op("Remove a safe-list entry (admin)", 200, SAFE_ENTRY, None, 401, 403, 404, 503),
+                    "parameters": [{"name": "entry", "in": "path", "required": True, "schema": {"type": "string"}}],
+                }
+            },
+            "/v1/stats/conversion": {
+                "get": {
+                    **_op(
+                        "Sends, approvals and conversion of a country or prefix (admin)",
+                        200,
+                        CONVERSION,
+                        None,
+                        400,
+                        401,
+                        403,
+                        503,
+                    ),
+                    "parameters": [*SCOPE_PARAMS, SINCE_PARAM],
+                }
+            },
+            "/v1/blocks": {
+                "delete": {
+                    **_op(
+                        "Lift the SMS-pumping block of a country or prefix (admin)",
+                        200,
+                        {"type": "object"},
+                        None,
+                        400,
+                        401,
+                        403,
+                        503,
+                    ),
+                    "parameters": SCOPE_PARAMS,
+                }
+            },
+            "/webhooks/twilio/status": {
+                "post": {
+                    **CALLBACK,
+                    "responses": {
+                        "200": {"description": "applied", **_json({"type": "object"})},
+                        **_errors(400, 403, 413, 503),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                    },
+                }
             },
             "/healthz": {
                 "get": {
