@@ -39,10 +39,13 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: str | Path, *, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self, data_dir: str | Path, *, port: int | None = None, appendonly: bool = True, fsync: str = "everysec"
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.appendonly = appendonly
+        self.fsync = fsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,7 +72,7 @@ class EmbeddedRedis:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "everysec",
+            self.fsync,
             "--protected-mode",
             "yes",
             "--logfile",

@@ -47,6 +47,18 @@ class WorkerOptions:
     prices: Mapping[str, Decimal] | None = None
 
 
+def _successes(batches: list[list[Job] | BaseException]) -> list[Job]:
+    """The jobs of every partition that answered.  Jobs already claimed elsewhere must be processed
+    even when one partition failed, or they would sit leased until the lease runs out."""
+    jobs = [job for batch in batches if not isinstance(batch, BaseException) for job in batch]
+    failures = [b for b in batches if isinstance(b, BaseException)]
+    if failures and not jobs:
+        raise failures[0]
+    for failure in failures:
+        log.warning("worker: a partition could not be claimed: %s", failure)
+    return jobs
+
+
 def backoff(tries: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter: spreads a crowd of retries after an outage."""
     return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, tries - 1)))  # noqa: S311
@@ -95,9 +107,10 @@ class Worker:
                     retention_ms=int(self.options.retention * 1000),
                 )
                 for p in range(self.store.partitions)
-            )
+            ),
+            return_exceptions=True,
         )
-        return [job for batch in batches for job in batch]
+        return _successes(batches)
 
     async def run_once(self) -> int:
         """Claim and process every due job and status poll once; returns how many were claimed."""
@@ -116,9 +129,10 @@ class Worker:
                     partition=p, now_ms=now, lease_ms=int(self.options.lease * 1000), limit=self.options.batch
                 )
                 for p in range(self.store.partitions)
-            )
+            ),
+            return_exceptions=True,
         )
-        return [(p, *row) for p, batch in enumerate(batches) for row in batch]
+        return [(p, *row) for p, batch in enumerate(batches) if not isinstance(batch, BaseException) for row in batch]
 
     async def _poll_guarded(self, partition: int, vid: str, n: int, sid: str, sent_at_ms: int) -> None:
         async with self._slots:
