@@ -357,6 +357,8 @@ class Verifier:
                 details={"rule": "number_failed_checks"},
             )
         if outcome == "not_found":
+            # Spend what a real comparison would, so timing doesn't tell unknown ids from known ones.
+            await self.hasher.decoy(code)
             raise NotFound("no pending verification for this id or number", field="id" if verification_id else "to")
         if outcome != "counted":
             if outcome == EXPIRED:
