@@ -106,9 +106,13 @@ async def unblock(request: Request) -> JSONResponse:
     return JSONResponse({**scope, "was_blocked": removed})
 
 
+async def safelist(request: Request) -> JSONResponse:
+    # One route per path, so a wrong method gets a 405 whose Allow header names every method.
+    return await (add_safe(request) if request.method == "POST" else list_safe(request))
+
+
 routes = [
-    Route("/v1/safelist", list_safe, methods=["GET"]),
-    Route("/v1/safelist", add_safe, methods=["POST"]),
+    Route("/v1/safelist", safelist, methods=["GET", "POST"]),
     Route("/v1/safelist/{entry}", remove_safe, methods=["DELETE"]),
     Route("/v1/stats/conversion", conversion, methods=["GET"]),
     Route("/v1/blocks", unblock, methods=["DELETE"]),

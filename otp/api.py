@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -186,10 +187,24 @@ async def verify_token(request: Request) -> JSONResponse:
     )
 
 
+class VerificationIdConvertor(Convertor[str]):
+    """Only ids match ``{id:ve}``, so ``GET /v1/verifications/check`` is a 405, not a bad id."""
+
+    regex = "VE[0-9a-f]{32}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("ve", VerificationIdConvertor())
+
 routes = [
     Route("/v1/verifications", start, methods=["POST"]),
     Route("/v1/verifications/check", check, methods=["POST"]),
-    Route("/v1/verifications/{id}", fetch, methods=["GET"]),
-    Route("/v1/verifications/{id}/cancel", cancel, methods=["POST"]),
+    Route("/v1/verifications/{id:ve}", fetch, methods=["GET"]),
+    Route("/v1/verifications/{id:ve}/cancel", cancel, methods=["POST"]),
     Route("/v1/tokens/verify", verify_token, methods=["POST"]),
 ]

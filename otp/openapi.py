@@ -6,6 +6,8 @@ from typing import Any
 
 from otp import __version__
 
+VE_PATTERN = "^VE[0-9a-f]{32}$"
+
 ERROR = {
     "type": "object",
     "properties": {
@@ -80,9 +82,13 @@ START = {
     "required": ["to"],
     "properties": {
         "to": {"type": "string", "description": "E.164, or national format in OTP_DEFAULT_REGION"},
-        "channel": {"type": "string", "enum": ["sms"], "default": "sms"},
-        "locale": {"type": "string", "example": "en"},
-        "ip": {"type": "string", "description": "the end user's IP address, for per-IP limits"},
+        "channel": {"type": ["string", "null"], "enum": ["sms", None], "default": "sms"},
+        "locale": {"type": ["string", "null"], "pattern": "^[a-z]{2}(-[A-Za-z]{2,4})?$", "example": "en"},
+        "ip": {
+            "type": ["string", "null"],
+            "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"type": "null"}],
+            "description": "the end user's IP address, for per-IP limits",
+        },
         "risk_check": {
             "type": "string",
             "enum": ["enable", "disable"],
@@ -97,8 +103,8 @@ CHECK = {
     "additionalProperties": False,
     "required": ["code"],
     "properties": {
-        "id": {"type": "string"},
-        "to": {"type": "string"},
+        "id": {"type": ["string", "null"], "pattern": VE_PATTERN},
+        "to": {"type": ["string", "null"]},
         "code": {"type": "string", "pattern": "^[0-9]{4,10}$"},
     },
 }
@@ -119,7 +125,10 @@ TOKEN_VERIFY = {
     "type": "object",
     "additionalProperties": False,
     "required": ["token"],
-    "properties": {"token": {"type": "string"}, "max_age": {"type": "integer", "minimum": 1}},
+    "properties": {
+        "token": {"type": "string"},
+        "max_age": {"type": ["integer", "null"], "minimum": 1, "maximum": 86400},
+    },
 }
 
 TOKEN_RESULT = {
@@ -138,8 +147,9 @@ SAFE_ENTRY = {
     "type": "object",
     "additionalProperties": False,
     "required": ["entry"],
-    "properties": {"entry": {"type": "string", "example": "+1501712"}},
+    "properties": {"entry": {"type": "string", "pattern": r"^\+[1-9][0-9]{0,14}$", "example": "+1501712"}},
 }
+SAFE_REMOVED = {"type": "object", "properties": {"entry": {"type": "string"}, "removed": {"type": "boolean"}}}
 SAFE_LIST = {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "string"}}}}
 CONVERSION = {
     "type": "object",
@@ -153,10 +163,23 @@ CONVERSION = {
     },
 }
 SCOPE_PARAMS = [
-    {"name": "country", "in": "query", "schema": {"type": "string", "example": "US"}},
-    {"name": "prefix", "in": "query", "schema": {"type": "string", "example": "+1415555"}},
+    {
+        "name": "country",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[A-Za-z]{2}$", "example": "US"},
+        "description": "give exactly one of country and prefix",
+    },
+    {
+        "name": "prefix",
+        "in": "query",
+        "schema": {"type": "string", "pattern": r"^\+[1-9][0-9]{0,14}$", "example": "+1415555"},
+    },
 ]
-SINCE_PARAM = {"name": "since", "in": "query", "schema": {"type": "string", "default": "24h"}}
+SINCE_PARAM = {
+    "name": "since",
+    "in": "query",
+    "schema": {"type": "string", "pattern": r"^\d{1,3}(h|d)$", "default": "24h"},
+}
 CALLBACK = {
     "summary": "Twilio message status callback (checked with X-Twilio-Signature)",
     "security": [],
@@ -213,7 +236,7 @@ def _op(summary: str, ok: int, response: dict[str, Any], body: dict[str, Any] | 
     return op
 
 
-ID_PARAM = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+ID_PARAM = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": VE_PATTERN}}]
 
 
 def spec() -> dict[str, Any]:
@@ -272,7 +295,7 @@ def spec() -> dict[str, Any]:
             },
             "/v1/safelist/{entry}": {
                 "delete": {
-                    **_op("Remove a safe-list entry (admin)", 200, SAFE_ENTRY, None, 401, 403, 404, 503),
+                    **_op("Remove a safe-list entry (admin)", 200, SAFE_REMOVED, None, 401, 403, 404, 503),
                     "parameters": [{"name": "entry", "in": "path", "required": True, "schema": {"type": "string"}}],
                 }
             },
