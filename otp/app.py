@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otp import admin_api, api, keyspace, metrics, openapi, webhooks
+from otp import admin_api, api, audit_api, keyspace, metrics, openapi, webhooks
 from otp.apikeys import KeyChecker
 from otp.codes import Argon2Params, CodeHasher
 from otp.errors import OtpError
@@ -204,6 +204,7 @@ def create_app(
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *api.routes,
+        *audit_api.routes,
         *webhooks.routes,
         *admin_api.routes,
     ]

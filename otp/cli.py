@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from otp import __version__, apikeys
+from otp import __version__, apikeys, audit_cli
 from otp.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
 from otp.settings import Settings
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
     keys.set_defaults(func=cmd_keys)
+
+    audit_cli.add_parser(sub)
     return parser
 
 

@@ -150,6 +150,30 @@ SAFE_ENTRY = {
     "properties": {"entry": {"type": "string", "pattern": r"^\+[1-9][0-9]{0,14}$", "example": "+1501712"}},
 }
 SAFE_REMOVED = {"type": "object", "properties": {"entry": {"type": "string"}, "removed": {"type": "boolean"}}}
+AUDIT_PAGE = {
+    "type": "object",
+    "properties": {
+        "events": {"type": "array", "items": {"type": "object"}},
+        "next_cursor": {"type": ["string", "null"]},
+        "summary": {"type": "object"},
+    },
+}
+AUDIT_PARAMS = [
+    {"name": name, "in": "query", "schema": {"type": "string"}, "description": description}
+    for name, description in (
+        ("since", "a duration back from now (30m, 1h, 2d) or an ISO-8601 time"),
+        ("until", "a duration back from now or an ISO-8601 time"),
+        ("reason", "refusal reason, e.g. resend_too_soon"),
+        ("rule", "rule that decided, e.g. sms_pumping_prefix"),
+        ("country", "ISO country of the number"),
+        ("number", "a phone number; matched through its keyed hash"),
+        ("ip", "end-user IP"),
+        ("key", "API key id"),
+        ("decision", "allowed or refused"),
+        ("event", "started, resent, refused, approved, check_failed, max_attempts, expired, canceled, delivery, admin"),
+        ("cursor", "next_cursor of the previous page"),
+    )
+] + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]
 SAFE_LIST = {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "string"}}}}
 CONVERSION = {
     "type": "object",
@@ -277,6 +301,12 @@ def spec() -> dict[str, Any]:
             },
             "/v1/tokens/verify": {
                 "post": _op("Verify an approval token", 200, TOKEN_RESULT, TOKEN_VERIFY, 400, 401, 415)
+            },
+            "/v1/audit": {
+                "get": {
+                    **_op("Read the audit log, newest first (admin)", 200, AUDIT_PAGE, None, 400, 401, 403, 503),
+                    "parameters": AUDIT_PARAMS,
+                }
             },
             "/v1/safelist": {
                 "get": _op("List the safe list (admin)", 200, SAFE_LIST, None, 401, 403, 503),

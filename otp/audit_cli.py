@@ -1,0 +1,207 @@
+"""``otp audit``: print the audit log, filtered, as a table, JSON lines or CSV; ``--follow`` tails it.
+
+Output is oldest first, like a log file: the newest ``--limit`` matches, ending at the most recent
+one, and with ``--follow`` new events print below as they arrive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from otp import audit
+from otp.errors import ConfigError, InvalidInput
+from otp.settings import Settings
+
+POLL_SECONDS = 1.0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000000")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``audit`` on the ``otp`` command's subparsers."""
+    parser = sub.add_parser(
+        "audit",
+        help="print the audit log (sends, refusals, checks), filtered",
+        description="Print audit events, oldest first, ending at the newest match. Times are a duration back "
+        "from now (30m, 1h, 2d) or an ISO-8601 time (2027-01-15T08:00:00Z, UTC if no zone is given).",
+    )
+    parser.add_argument("--since", default="1h", help="from this time on (default 1h: the last hour)")
+    parser.add_argument("--until", help="before this time (default: now)")
+    parser.add_argument("--reason", help="refusal reason, e.g. resend_too_soon, number_hourly_limit")
+    parser.add_argument("--rule", help="rule that decided, e.g. number_sends, sms_pumping_prefix")
+    parser.add_argument("--country", help="two-letter ISO country of the number, e.g. GB")
+    parser.add_argument(
+        "--number",
+        help="phone number (E.164 or national in OTP_DEFAULT_REGION); the log holds only keyed hashes of "
+        "numbers, so it is hashed with OTP_SECRET_KEY to search, and never sent or stored as given",
+    )
+    parser.add_argument("--ip", help="end user's IP address, as the client passed it")
+    parser.add_argument("--key", help="API key id (as `otp keys list` shows it)")
+    parser.add_argument("--decision", choices=audit.DECISIONS, help="allowed or refused sends only")
+    parser.add_argument("--event", choices=audit.EVENTS, help="one kind of event")
+    parser.add_argument(
+        "--limit", type=_positive, default=1000, help="print at most this many (the newest; default 1000)"
+    )
+    parser.add_argument("--format", choices=("table", "jsonl", "csv"), default="table", help="default table")
+    parser.add_argument(
+        "--follow", action="store_true", help="keep printing new events as they arrive (every second) until Ctrl-C"
+    )
+    parser.set_defaults(func=cmd_audit)
+
+
+class _Printer:
+    """Prints in one format, the header once; counts what it printed for the table's last line."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.by_event: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    def header(self) -> None:
+        if self.fmt == "table":
+            _emit(audit.table_header())
+        elif self.fmt == "csv":
+            _emit(audit.csv_header())
+
+    def events(self, events: Sequence[audit.AuditEvent]) -> None:
+        if not events:
+            return
+        if self.fmt == "table":
+            _emit("\n".join(audit.table_rows(events)))
+        elif self.fmt == "csv":
+            _emit(audit.csv_rows(events))
+        else:
+            _emit(audit.format_jsonl(events))
+        totals = audit.summary(events)
+        self.by_event.update(totals["by_event"])
+        self.reasons.update(totals["refused_by_reason"])
+
+    def footer(self) -> None:
+        if self.fmt == "table":
+            totals = {
+                "events": sum(self.by_event.values()),
+                "refused": sum(self.reasons.values()),
+                "refused_by_reason": dict(sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+            }
+            _emit(audit.format_summary(totals))
+
+
+def _emit(text: str) -> None:
+    # Flushed each time: with --follow the reader is often a pipe (grep, jq) that waits for lines.
+    print(text, flush=True)
+
+
+def _filter_params(args: argparse.Namespace) -> dict[str, str | None]:
+    return {name: getattr(args, name) for name in audit.FILTER_PARAMS}
+
+
+async def _follow(
+    client: aioredis.Redis,
+    flt: audit.AuditFilter,
+    positions: dict[int, str],
+    *,
+    seen: set[tuple[int, str]],
+    printer: _Printer,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set():
+            events, positions = await audit.read_new(client, positions, flt)
+            # Events written between the positions snapshot and the first page were printed already.
+            fresh = [e for e in events if (e.partition, e.id) not in seen]
+            seen.clear()
+            printer.events(fresh)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=POLL_SECONDS)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(args: argparse.Namespace, url: str, partitions: int, flt: audit.AuditFilter) -> int:
+    from otp.redis_client import connect
+
+    client = connect(url)
+    printer = _Printer(args.format)
+    try:
+        # Taken before the first page, so an event written meanwhile is followed, not lost.
+        positions = await audit.latest_positions(client, partitions) if args.follow else {}
+        events, _ = await audit.read(client, partitions, flt, limit=args.limit, scan_limit=None)
+        events.reverse()
+        printer.header()
+        printer.events(events)
+        if args.follow:
+            seen = {(e.partition, e.id) for e in events}
+            await _follow(client, flt, positions, seen=seen, printer=printer)
+        printer.footer()
+    finally:
+        await client.aclose()
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    # Imported here: otp.cli imports this module to register the subcommand.
+    from otp.cli import _require_redis, _with_local_fallbacks
+    from otp.keyring import Keyring
+    from otp.store import UNAVAILABLE_ERRORS
+
+    redis_errors: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
+    settings = _with_local_fallbacks(Settings.from_env())
+    if args.number and not settings.secret_keys:
+        raise ConfigError("OTP_SECRET_KEY is required for --number: the log holds keyed hashes of numbers")
+    keyring = Keyring(settings.secret_keys) if settings.secret_keys else None
+    try:
+        flt = audit.filter_from_params(
+            _filter_params(args), now=time.time(), default_region=settings.default_region, keyring=keyring
+        )
+    except InvalidInput as exc:
+        print(f"otp audit: --{exc.field}: {exc.message}", file=sys.stderr)
+        return 2
+    url = _require_redis(settings)
+    try:
+        return asyncio.run(_run(args, url, settings.partitions, flt))
+    except BrokenPipeError:
+        # The reader left (| head): not an error. Point stdout at /dev/null so the final flush is
+        # quiet. (Caught first: it is an OSError, which the next clause would call a Redis outage.)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except redis_errors as exc:
+        print(f"otp audit: cannot read the audit log from Redis: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``otp audit`` on its own: the same options, without the rest of the ``otp`` command."""
+    parser = argparse.ArgumentParser(prog="otp")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["audit", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"otp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
