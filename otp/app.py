@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otp import admin_api, api, audit_api, keyspace, metrics, openapi, webhooks
+from otp import admin_api, api, audit_api, keyspace, metrics, openapi, twilio_compat, webhooks
 from otp.apikeys import KeyChecker
 from otp.codes import Argon2Params, CodeHasher
 from otp.errors import OtpError
@@ -207,6 +207,7 @@ def create_app(
         *audit_api.routes,
         *webhooks.routes,
         *admin_api.routes,
+        *twilio_compat.routes,
     ]
     handlers: dict[Any, Any] = {
         OtpError: otp_error,

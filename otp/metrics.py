@@ -31,7 +31,7 @@ LATENCY = Histogram(
 )
 
 # Ids and numbers would make one time series per request: fold them into the route's shape.
-_IDS = re.compile(r"/(VE|VA|SM)[0-9a-f]{32}|/\+?\d{4,}")
+_IDS = re.compile(r"/(VE|VA|VL|SM|AC)[0-9a-fA-F]{32}|/\+?\d{4,}")
 
 
 def route_of(path: str) -> str:
