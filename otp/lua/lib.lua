@@ -27,6 +27,15 @@ local function audit(event, fields)
     end
   end
   redis.call('XADD', TAG .. 'audit', 'MAXLEN', '~', AUDIT_MAXLEN, '*', unpack(entry))
+  -- Hourly counters beside the stream, so dashboards add up hours instead of scanning events.
+  local counter = TAG .. 'agg:' .. math.floor(NOW / 3600000)
+  local f = fields or {}
+  local name = event
+  if event == 'refused' then name = 'refused:' .. (f.rule or '') .. ':' .. (f.reason or '')
+  elseif event == 'delivery' then name = 'delivery:' .. (f.status or '') .. ':' .. (f.error_code or '') end
+  redis.call('HINCRBY', counter, name, 1)
+  if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, 'flagged:' .. AUDIT_CTX.flagged, 1) end
+  redis.call('PEXPIRE', counter, 8 * 86400000)
 end
 
 local function vkey(id) return TAG .. 'v:' .. id end
