@@ -9,6 +9,7 @@ A send refused by one rule is taken back from the counters of the others (``refu
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
@@ -203,6 +204,7 @@ class Policy:
         refunds: list[Call] = []
         zset_refunds: list[tuple[str, str]] = []
         flagged: list[str] = []
+        new_blocks: list[tuple[str, int]] = []
         for name, call, result in zip(names, calls, results, strict=True):
             if call.script == "limit":
                 allowed, count, retry_ms = (int(x) for x in result)
@@ -224,13 +226,51 @@ class Policy:
                 details[name]["flagged"] = reason
             elif verdict == 0 and refusal is None:
                 scope = "prefix" if name == "prefix" else "country"
+                if reason != "blocked":
+                    new_blocks.append((call.tag, now_ms + retry_ms))
                 reason = f"{scope}_blocked" if reason == "blocked" else f"pumping_{reason}"
                 rule = f"sms_pumping_{scope}"
                 refusal = Decision(False, rule, reason, _seconds(retry_ms))
+        if new_blocks:
+            await self._index_blocks(new_blocks)
         decision = refusal or Decision(True, details=details)
         if refusal is not None:
             decision = Decision(False, refusal.rule, refusal.reason, refusal.retry_after, details)
         return Admission(decision, tuple(refunds), tuple(zset_refunds), tuple(flagged))
+
+    async def _index_blocks(self, blocks: list[tuple[str, int]]) -> None:
+        """Remember which scopes got blocked, for readers (the dashboard): the block itself lives in
+        the scope's own slot, the index in a small one of its own."""
+        index = keyspace.stats_index("blocked")
+        await self.store.guarded(lambda: self.store.client.zadd(index, {tag: until for tag, until in blocks}))
+        await self.store.guarded(lambda: self.store.client.expire(index, int(self.config.block_max) + 86400))
+
+    async def blocked(self, now_ms: int) -> list[dict[str, Any]]:
+        """Scopes blocked now: kind, value, level and seconds left."""
+        index = keyspace.stats_index("blocked")
+        tags = await self.store.guarded(lambda: self.store.client.zrangebyscore(index, now_ms, "+inf"))
+        found = []
+        for raw in tags:
+            tag = _text(raw)
+            ttl, level = await self.store.guarded(functools.partial(self._block_state, tag))
+            if ttl > 0:
+                kind, _, value = tag[len(keyspace.PREFIX) + 1 : -2].partition(":")
+                found.append(
+                    {
+                        "kind": "prefix" if kind == "pfx" else "country",
+                        "value": value,
+                        "level": int(level or 1),
+                        "seconds_left": -(-ttl // 1000),
+                    }
+                )
+        return found
+
+    async def _block_state(self, tag: str) -> tuple[int, Any]:
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            pipe.pttl(tag + "block")
+            pipe.get(tag + "block")
+            ttl, level = await pipe.execute()
+        return int(ttl), level
 
     async def refund(self, admission: Admission, now_ms: int) -> None:
         """Take back a send that didn't happen from the counters that had counted it."""

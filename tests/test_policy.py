@@ -316,3 +316,16 @@ async def test_record_only_mode_refuses_nothing_but_records_the_decisions(
                     assert fields[b"flagged"].startswith(b"prefix:")
                     flagged += 1
         assert flagged > 10
+
+
+async def test_a_pumping_block_is_listed_with_its_level_and_can_be_lifted(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    async with make(redis_url, clock, sender) as service:
+        for n in range(5):
+            await service.start(f"+1415555{n:04d}")
+        blocked = await service.app.state.policy.blocked(int(clock() * 1000))
+        assert blocked == [{"kind": "prefix", "value": "+1415555", "level": 1, "seconds_left": 300}]
+        lifted = await service.http.delete("/v1/blocks?prefix=%2B1415555", headers=service.auth(service.admin_key))
+        assert lifted.json() == {"prefix": "+1415555", "was_blocked": True}
+        assert await service.app.state.policy.blocked(int(clock() * 1000)) == []

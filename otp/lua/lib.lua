@@ -34,6 +34,12 @@ local function audit(event, fields)
   if event == 'refused' then name = 'refused:' .. (f.rule or '') .. ':' .. (f.reason or '')
   elseif event == 'delivery' then name = 'delivery:' .. (f.status or '') .. ':' .. (f.error_code or '') end
   redis.call('HINCRBY', counter, name, 1)
+  -- Verifications and approvals per destination, to rank prefixes and countries by unused codes.
+  if (event == 'started' or event == 'approved') and AUDIT_CTX.prefix then
+    local tally = event == 'started' and 'sent' or 'approved'
+    redis.call('HINCRBY', counter, tally .. '@prefix:' .. AUDIT_CTX.prefix, 1)
+    redis.call('HINCRBY', counter, tally .. '@country:' .. (AUDIT_CTX.country or ''), 1)
+  end
   if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, 'flagged:' .. AUDIT_CTX.flagged, 1) end
   redis.call('PEXPIRE', counter, 8 * 86400000)
 end
