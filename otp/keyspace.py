@@ -33,9 +33,10 @@ def partition_of_id(verification_id: str, partitions: int) -> int:
 
 def new_verification_id(partition: int, partitions: int) -> str:
     """``VE`` + 32 hex, whose first byte maps to ``partition`` (``partitions`` divides 256)."""
-    spread = secrets.randbelow(256 // partitions)
-    first = partition + partitions * spread
-    return f"VE{first:02x}{secrets.token_hex(15)}"
+    raw = bytearray(secrets.token_bytes(16))
+    # Keep the random high bits of the first byte, put the partition in its low bits.
+    raw[0] = (raw[0] - raw[0] % partitions) + partition
+    return "VE" + raw.hex()
 
 
 def tag(partition: int) -> str:

@@ -91,25 +91,12 @@ class Verification:
 
     @classmethod
     def from_record(cls, record: dict[str, str]) -> Verification:
-        attempts = []
-        for name, raw in record.items():
-            if name.startswith("sa:"):
-                data = json.loads(raw)
-                attempts.append(
-                    SendAttempt(
-                        number=int(name[3:]),
-                        at=data["at"] / 1000,
-                        channel=data.get("channel", "sms"),
-                        delivery=data.get("delivery", {}),
-                        message_sid=data.get("message_sid"),
-                        segments=data.get("segments"),
-                        price=data.get("price"),
-                        price_unit=data.get("price_unit"),
-                        sent_at=data["sent_at"] / 1000 if data.get("sent_at") else None,
-                        tries=int(data.get("tries", 0)),
-                        last_error=data.get("last_error"),
-                    )
-                )
+        created_ms = int(record["c"])
+        attempts = [
+            _attempt_from_fields(int(name[3:]), raw, record, created_ms)
+            for name, raw in record.items()
+            if name.startswith("sa:")
+        ]
         attempts.sort(key=lambda a: a.number)
         return cls(
             id=record["id"],
@@ -127,6 +114,30 @@ class Verification:
             approved_at=int(record["aa"]) / 1000 if "aa" in record else None,
             send_attempts=attempts,
         )
+
+
+def _attempt_from_fields(n: int, raw: str, record: dict[str, str], created_ms: int) -> SendAttempt:
+    """Read the compact fields lib.lua keeps per send (``sa:n``, ``sid:n``, ``pr:n``, ``em:n``, ``le:n``)."""
+    at, status, updated, error_code, tries, segments, sent_at = (raw.split("|") + [""] * 7)[:7]
+    delivery: dict[str, Any] = {"status": status, "updated_at": created_ms + int(updated or 0)}
+    if error_code:
+        delivery["error_code"] = int(error_code) if error_code.isdigit() else error_code
+    if f"em:{n}" in record:
+        delivery["error_message"] = record[f"em:{n}"]
+    price, _, unit = record.get(f"pr:{n}", "").partition("|")
+    return SendAttempt(
+        number=n,
+        at=(created_ms + int(at or 0)) / 1000,
+        channel="sms",
+        delivery=delivery,
+        message_sid=record.get(f"sid:{n}"),
+        segments=int(segments) if segments else None,
+        price=price or None,
+        price_unit=unit or None,
+        sent_at=(created_ms + int(sent_at)) / 1000 if sent_at else None,
+        tries=int(tries or 0),
+        last_error=record.get(f"le:{n}"),
+    )
 
 
 @dataclass(frozen=True)

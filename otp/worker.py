@@ -292,6 +292,10 @@ class Worker:
     async def _settle(
         self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0
     ) -> None:
+        for name in ("error_message", "last_error"):
+            if isinstance(changes.get(name), str):
+                # Stored values stay within 64 bytes (Redis's compact hash encoding); the log has it all.
+                changes[name] = changes[name].encode()[:64].decode(errors="ignore")
         await self.store.settle_job(
             partition=job.partition,
             now_ms=self._now_ms(),

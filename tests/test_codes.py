@@ -21,10 +21,21 @@ def test_codes_have_the_asked_length_and_only_digits() -> None:
 def test_shipped_argon2_parameters_make_an_argon2id_hash_that_verifies() -> None:
     hasher = CodeHasher(Keyring((NEW,)), Argon2Params())
     stored = hasher.hash_now("123456")
-    assert "$argon2id$" in stored and "m=19456,t=2,p=1" in stored
+    assert stored.split("$")[1] == "2,19456,1"  # argon2id, t=2, m=19 MiB, p=1
+    assert len(stored) <= 64  # fits Redis's compact hash encoding
     assert "123456" not in stored
     assert hasher.matches_now(stored, "123456")
     assert not hasher.matches_now(stored, "123457")
+
+
+def test_hashes_in_argon2s_own_encoding_still_verify() -> None:
+    from argon2 import PasswordHasher
+
+    keyring = Keyring((NEW,))
+    legacy = PasswordHasher(time_cost=1, memory_cost=1024).hash(keyring.current("code-pepper") + b"123456")
+    hasher = CodeHasher(keyring, LIGHT)
+    assert hasher.matches_now(f"{keyring.current_id}${legacy}", "123456")
+    assert not hasher.matches_now(f"{keyring.current_id}${legacy}", "654321")
 
 
 def test_the_pepper_matters_a_redis_dump_alone_is_useless() -> None:

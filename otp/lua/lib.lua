@@ -74,27 +74,65 @@ local function settle(id, retention_ms)
   return st
 end
 
-local function update_attempt(id, n, changes)
-  local key = vkey(id)
-  local raw = redis.call('HGET', key, 'sa:' .. n)
+-- A send attempt lives in short fields of the verification hash, every value at most 64 bytes so
+-- Redis keeps the hash in its compact encoding (one long value would make it several times larger):
+--   sa:<n>  at|status|updated|error code|tries|segments|sent at  (times: ms after the creation)
+--   sid:<n> the Message SID   pr:<n> price|unit   em:<n> error message   le:<n> last transient error
+local function split(text)
+  local parts = {}
+  for part in string.gmatch(text .. '|', '([^|]*)|') do parts[#parts + 1] = part end
+  return parts
+end
+
+local function read_attempt(id, n)
+  local c, raw, sid = unpack(redis.call('HMGET', vkey(id), 'c', 'sa:' .. n, 'sid:' .. n))
   if not raw then return nil end
-  local attempt = cjson.decode(raw)
-  local delivery = attempt.delivery
+  local p, base = split(raw), tonumber(c)
+  return {at = base + tonumber(p[1]), status = p[2], updated = base + tonumber(p[3]), error_code = p[4],
+          tries = p[5], segments = p[6], sent_at = p[7] ~= '' and base + tonumber(p[7]) or nil,
+          message_sid = sid or nil}
+end
+
+local function offset(id, ms)
+  if ms == nil or ms == '' then return '' end
+  return tostring(tonumber(ms) - tonumber(redis.call('HGET', vkey(id), 'c')))
+end
+
+local function write_attempt(id, n, a)
+  redis.call('HSET', vkey(id), 'sa:' .. n, table.concat({offset(id, a.at), a.status, offset(id, a.updated),
+             a.error_code or '', a.tries or '', a.segments or '', offset(id, a.sent_at)}, '|'))
+end
+
+local function update_attempt(id, n, changes)
+  local attempt = read_attempt(id, n)
+  if not attempt then return nil end
+  local key = vkey(id)
   local moved = false
   if changes.status then
-    local old = DELIVERY_RANK[delivery.status] or 0
+    local old = DELIVERY_RANK[attempt.status] or 0
     local new = DELIVERY_RANK[changes.status] or 0
     if new > old then
-      delivery.status = changes.status
-      delivery.updated_at = NOW
+      attempt.status = changes.status
+      attempt.updated = NOW
       moved = true
-      if changes.error_code then delivery.error_code = changes.error_code end
-      if changes.error_message then delivery.error_message = changes.error_message end
+      if changes.error_code then attempt.error_code = tostring(changes.error_code) end
+      if changes.error_message then
+        redis.call('HSET', key, 'em:' .. n, string.sub(changes.error_message, 1, 64))
+      end
     end
   end
-  for _, name in ipairs({'message_sid', 'segments', 'price', 'price_unit', 'sent_at', 'last_error', 'tries'}) do
-    if changes[name] ~= nil and changes[name] ~= cjson.null then attempt[name] = changes[name] end
+  for _, name in ipairs({'segments', 'sent_at', 'tries'}) do
+    if changes[name] ~= nil and changes[name] ~= cjson.null then attempt[name] = tostring(changes[name]) end
   end
-  redis.call('HSET', key, 'sa:' .. n, cjson.encode(attempt))
-  return moved, delivery.status
+  write_attempt(id, n, attempt)
+  if changes.message_sid and changes.message_sid ~= cjson.null then
+    redis.call('HSET', key, 'sid:' .. n, changes.message_sid)
+  end
+  if changes.price and changes.price ~= cjson.null then
+    redis.call('HSET', key, 'pr:' .. n, changes.price .. '|' .. (changes.price_unit or ''))
+  end
+  if changes.last_error and changes.last_error ~= cjson.null then
+    redis.call('HSET', key, 'le:' .. n, string.sub(changes.last_error, 1, 64))
+  end
+  return moved, attempt.status
 end

@@ -5,9 +5,8 @@ local lease, limit = tonumber(ARGV[5]), tonumber(ARGV[6])
 local claimed = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0, limit)) do
   local vid, n = string.match(member, '^(VE%x+):(%d+)$')
-  local raw = redis.call('HGET', vkey(vid), 'sa:' .. n)
-  local attempt = raw and cjson.decode(raw)
-  if not attempt or not attempt.message_sid or FINAL[attempt.delivery.status] then
+  local attempt = read_attempt(vid, n)
+  if not attempt or not attempt.message_sid or FINAL[attempt.status] then
     redis.call('ZREM', KEYS[1], member)
   else
     redis.call('ZADD', KEYS[1], NOW + lease, member)

@@ -77,8 +77,7 @@ else
   redis.call('SET', KEYS[1], id, 'PX', ttl)
 end
 
-local attempt = {at = NOW, channel = channel, delivery = {status = 'queued', updated_at = NOW}}
-redis.call('HSET', vkey(id), 'sa:' .. n, cjson.encode(attempt))
+write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
 
 local job_id = id .. ':' .. n
 redis.call('HSET', TAG .. 'j:' .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed,
