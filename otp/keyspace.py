@@ -20,6 +20,8 @@ import secrets
 PREFIX = "otp:"
 VERIFICATION_ID = re.compile(r"^VE[0-9a-f]{32}$")
 CONFIG_TAG = "{cfg}"
+# start.lua publishes here when it queues an SMS, so idle workers wake at once instead of polling.
+WAKE_CHANNEL = "otp:wake"
 
 
 def partition_of_number(e164: str, partitions: int) -> int:

@@ -4,10 +4,11 @@ the Message SID (or retry with backoff, or fail visibly), and beat a heartbeat f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,7 +34,8 @@ class WorkerOptions:
     lease: float = 30.0
     batch: int = 20
     concurrency: int = 16
-    poll_interval: float = 0.1
+    poll_interval: float = 0.05
+    max_idle: float = 1.0
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     app_name: str = "otp"
@@ -45,6 +47,15 @@ class WorkerOptions:
     # polled again at this interval until the retention period ends.
     poll_after: float = 300.0
     prices: Mapping[str, Decimal] | None = None
+
+
+async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _successes(batches: list[list[Job] | BaseException]) -> list[Job]:
@@ -170,23 +181,52 @@ class Worker:
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         last_beat = 0.0
+        idle = self.options.poll_interval
+        wake = asyncio.Event()
+        listener = asyncio.create_task(self._listen(wake, stop))
+        try:
+            while not stop.is_set():
+                wake.clear()
+                try:
+                    if time.monotonic() - last_beat > HEARTBEAT_TTL_MS / 3000:
+                        await self.beat()
+                        last_beat = time.monotonic()
+                    claimed = await self.run_once()
+                except Unavailable as exc:
+                    log.warning("worker: Redis unavailable (%s); retrying", exc.message)
+                    claimed = 0
+                    await asyncio.sleep(0.5)
+                if burst and claimed == 0 and await self._drained():
+                    return
+                if claimed:
+                    idle = self.options.poll_interval
+                    continue
+                # Idle: poll less and less often; a new job's wake-up message cuts the wait short.
+                await _first_of(wake.wait(), stop.wait(), seconds=idle)
+                idle = min(idle * 2, self.options.max_idle)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+
+    async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
+        """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has
+        pub/sub here (not redis-py's cluster client); without it the worker just polls."""
+        pubsub_factory = getattr(self.store.client, "pubsub", None)
+        if pubsub_factory is None:
+            return
         while not stop.is_set():
             try:
-                if time.monotonic() - last_beat > HEARTBEAT_TTL_MS / 3000:
-                    await self.beat()
-                    last_beat = time.monotonic()
-                claimed = await self.run_once()
-            except Unavailable as exc:
-                log.warning("worker: Redis unavailable (%s); retrying", exc.message)
-                claimed = 0
-                await asyncio.sleep(0.5)
-            if burst and claimed == 0 and await self._drained():
-                return
-            if claimed == 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.options.poll_interval)
-                except TimeoutError:
-                    pass
+                async with pubsub_factory() as pubsub:
+                    await pubsub.subscribe(keyspace.WAKE_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("worker: wake-up channel lost (%s)", exc)
+                await asyncio.sleep(1.0)
 
     async def _drained(self) -> bool:
         """Nothing left that is due now or will come due (a retry waiting on its backoff)."""

@@ -84,6 +84,7 @@ redis.call('HSET', TAG .. 'j:' .. job_id, 'vid', id, 'n', n, 'to', to, 'code', s
            'loc', locale, 'x', expires, 'tries', 0, 'app', app_name)
 redis.call('PEXPIRE', TAG .. 'j:' .. job_id, expires - NOW)
 redis.call('ZADD', TAG .. 'outbox', NOW, job_id)
+redis.call('PUBLISH', 'otp:wake', TAG)
 audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
       counts = decisions, number_sends_1h = hour + 1, number_sends_24h = day + 1})
 return {mode, redis.call('HGETALL', vkey(id)), '', '', 0}
