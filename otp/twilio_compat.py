@@ -14,7 +14,7 @@ Start parameters for channels or features otp doesn't run (CustomMessage, SendDi
 TemplateSid, TemplateCustomSubstitutions, Templates, ChannelConfiguration, EnableSnaClientToken)
 are accepted and ignored, like any unknown parameter, as Twilio ignores them for SMS. Tags are
 validated and not kept. Amount and Payee (PSD2) are refused: accepting them would promise a
-transaction-bound check otp doesn't make. ``Status=approved`` (approval out of band) is refused
+transaction-bound check otp doesn't make. ``Status=approved`` approves out of band (audited)
 too: the Verifier has no such operation.
 
 Verification attempts (``/v2/Attempts``) are the sends of the account's verifications, read from
@@ -609,11 +609,11 @@ async def update_verification(request: Request) -> Response:
     service = await _service(request, account)
     sid = _verification_sid(request)
     status = _required(await _form(request), "Status")
-    if status == "approved":
-        raise InvalidInput("approving a verification out of band is not supported by this server", field="Status")
-    if status != "canceled":
+    if status not in ("canceled", "approved"):
         raise InvalidInput("must be canceled or approved", field="Status")
-    v = await _verifier(request).cancel(sid, Caller(service.sid))
+    verifier = _verifier(request)
+    caller = Caller(service.sid)
+    v = await (verifier.cancel(sid, caller) if status == "canceled" else verifier.approve(sid, caller))
     return JSONResponse(verification_json(v, service, _base(request)))
 
 

@@ -426,6 +426,30 @@ class Verifier:
             raise NotFound("no such verification (unknown, or past its retention period)", field="id")
         return Verification.from_record(record)
 
+    async def approve(self, verification_id: str, caller: Caller) -> Verification:
+        """Approve out of band (Twilio's ``Status=approved``): the caller vouches for the user by other
+        means. The same compare-and-set as a right code; no token, since no code was checked."""
+        current = await self.fetch(verification_id, caller)
+        if current.status != PENDING:
+            raise Conflict(f"verification is already {current.status}", code="not_pending", field="id")
+        number = parse_e164(current.to)
+        now_ms = self._now_ms()
+        conversions = self.policy.conversion_calls(number)
+        won, record, counted = await self.store.approve(
+            partition=self._id_partition(verification_id),
+            now_ms=now_ms,
+            verification_id=verification_id,
+            attempt=0,
+            retention_ms=int(self.rules.retention * 1000),
+            audit={**self._audit(caller, number), "out_of_band": "1"},
+            along=conversions,
+        )
+        if not won:
+            await self.policy.take_back_conversions(conversions, counted, now_ms)
+            raise Conflict("verification is no longer pending", code="not_pending", field="id")
+        events.emit("approved", vid=verification_id, out_of_band=True, **self._audit(caller, number))
+        return Verification.from_record(record)
+
     async def cancel(self, verification_id: str, caller: Caller) -> Verification:
         partition = self._id_partition(verification_id)
         changed, record = await self.store.cancel(

@@ -401,9 +401,14 @@ def test_resend_keeps_the_verification_and_a_check_by_sid_takes_the_new_code(v2:
 
 def test_cancel_and_approve_out_of_band(v2: V2) -> None:
     verify = v2.client().verify.v2.services(service(v2.client()).sid)
+    approved = verify.verifications(verify.verifications.create(to=new_number(), channel="sms").sid).update(
+        status="approved"
+    )
+    assert (approved.status, approved.valid) == ("approved", True)
+    assert refused(lambda: verify.verifications(approved.sid).update(status="approved")).code == 20404
     started = verify.verifications.create(to=new_number(), channel="sms")
-    approve = refused(lambda: verify.verifications(started.sid).update(status="approved"))
-    assert (approve.status, approve.code) == (400, 60200) and "`Status`" in approve.msg
+    bogus = refused(lambda: verify.verifications(started.sid).update(status="pending"))
+    assert (bogus.status, bogus.code) == (400, 60200) and "`Status`" in bogus.msg
     canceled = verify.verifications(started.sid).update(status="canceled")
     assert (canceled.status, canceled.valid) == ("canceled", False)
     assert refused(lambda: verify.verifications(started.sid).fetch()).code == 20404
