@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otp import admin_api, api, audit_api, keyspace, metrics, openapi, twilio_compat, webhooks
+from otp import admin_api, api, audit_api, dashboard, keyspace, metrics, openapi, twilio_compat, webhooks
 from otp.apikeys import KeyChecker
 from otp.codes import Argon2Params, CodeHasher
+from otp.dashboard import stats_api
 from otp.errors import OtpError
 from otp.keyring import Keyring
 from otp.messages import parse_price_table
@@ -207,6 +208,8 @@ def create_app(
         *audit_api.routes,
         *webhooks.routes,
         *admin_api.routes,
+        *stats_api.routes,
+        dashboard.mount(),
         *twilio_compat.routes,
     ]
     handlers: dict[Any, Any] = {

@@ -48,6 +48,7 @@ from otp.errors import InvalidInput
 from otp.keyring import Keyring
 from otp.phone import parse
 from otp.settings import parse_duration
+from otp.store import run_scripts
 
 EVENTS = (
     "started",
@@ -380,11 +381,13 @@ async def _scan(client: aioredis.Redis, walks: Sequence[_Walk], flt: AuditFilter
     pairs = [part for pair in flt.criteria() for part in pair]
     examined = 0
     for group in _rounds(walks):
-        async with client.pipeline(transaction=False) as pipe:
-            for walk in group:
-                args: list[str | int] = [walk.upper, "-", walk.batch, since, until, *pairs]
-                await script(keys=[keyspace.audit_stream(walk.partition)], args=args, client=pipe)
-            replies = await pipe.execute()
+        replies = await run_scripts(
+            client,
+            [
+                (script, [keyspace.audit_stream(w.partition)], [w.upper, "-", w.batch, since, until, *pairs])
+                for w in group
+            ],
+        )
         examined += sum(walk.take(reply) for walk, reply in zip(group, replies, strict=True))
     return examined
 

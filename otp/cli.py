@@ -75,6 +75,10 @@ async def _ensure_dev_key(settings: Settings) -> None:
     log.warning("created a development admin API key (also saved in %s):\n\n    %s\n", path, token)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -104,6 +108,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "console sender, DEVELOPMENT ONLY"
             )
         app = create_app(settings)
+        # uvicorn re-raises SIGTERM once it has shut down, through the handler it found: make that
+        # one exit normally, so the embedded Redis below is stopped instead of orphaned.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=None)
     finally:
         if embedded:

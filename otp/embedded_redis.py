@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -30,6 +31,16 @@ def redis_cli_path() -> str:
     if found:
         return found
     return str(Path(redis_server_path()).with_name("redis-cli"))
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends the child SIGTERM when its parent dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -87,7 +98,9 @@ class EmbeddedRedis:
         os.chmod(self.data_dir, 0o700)
         if not self.port and self.socket_path.exists():
             self.socket_path.unlink()
-        self.process = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

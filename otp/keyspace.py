@@ -92,6 +92,11 @@ def stats_index(name: str) -> str:
     return f"{PREFIX}{{stats}}:{name}"
 
 
+def audit_counter(partition: int, now_ms: int) -> str:
+    """Hourly counts of the partition's audit events (written beside the stream, see lib.lua)."""
+    return f"{tag(partition)}agg:{now_ms // 3_600_000}"
+
+
 def api_key(key_id: str) -> str:
     # Configuration, not state: API keys live until revoked, so they carry no TTL.
     return f"{PREFIX}{CONFIG_TAG}:key:{key_id}"

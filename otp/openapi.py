@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from otp import __version__
+from otp.dashboard import stats_api
 
 VE_PATTERN = "^VE[0-9a-f]{32}$"
 
@@ -306,6 +307,21 @@ def spec() -> dict[str, Any]:
                 "get": {
                     **_op("Read the audit log, newest first (admin)", 200, AUDIT_PAGE, None, 400, 401, 403, 503),
                     "parameters": AUDIT_PARAMS,
+                }
+            },
+            "/v1/stats/overview": {
+                "get": {
+                    **_op(
+                        "Dashboard overview: verifications, delivery funnel, refusals (admin)",
+                        200,
+                        stats_api.OVERVIEW_SCHEMA,
+                        None,
+                        400,
+                        401,
+                        403,
+                        503,
+                    ),
+                    "parameters": [stats_api.SINCE_PARAM],
                 }
             },
             "/v1/safelist": {

@@ -109,6 +109,13 @@ class Settings:
             log_level=(reader.text("OTP_LOG_LEVEL") or "INFO").upper(),
         )
         reader.twilio(settings)
+        if settings.redis_url:
+            from otp.redis_client import parse
+
+            try:
+                parse(settings.redis_url)
+            except ConfigError as exc:
+                reader.errors.append(str(exc))
         reader.raise_if_errors()
         return settings
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
 from redis.commands.core import AsyncScript
+from redis.sentinel import MasterNotFoundError
 
 from otp import keyspace
 from otp.errors import Unavailable
@@ -33,6 +37,11 @@ SCRIPT_NAMES = (
 )
 
 # Redis raising these means "not now", never "your request is wrong": they become 503.
+# Sentinel: no master known during a failover (MasterNotFoundError), or a connection still on the
+# demoted master (ReadOnlyError). Cluster: a resharding or failover in progress (TRYAGAIN,
+# CLUSTERDOWN, MASTERDOWN), a slot whose master is gone (SlotNotCoveredError, which is not a
+# RedisError, so app.py's RedisError handler would miss it), or any other cluster state error.
+# MOVED and ASK never get here: the cluster client follows them.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -41,8 +50,27 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,
     redis_errors.MasterDownError,
+    redis_errors.ClusterError,
+    redis_errors.SlotNotCoveredError,
+    MasterNotFoundError,
+    AsyncMasterNotFoundError,
     OSError,
 )
+
+# Replies redis-py raises as a plain ResponseError that still mean "not now": a primary refusing
+# writes under min-replicas-to-write (NOREPLICAS), a demoted primary (READONLY) or a long script
+# (BUSY). Inside a script Redis 6.2 wraps them ("Error running script …: -NOREPLICAS …"), so they
+# are matched at the start of the message, after "-" in a script error, or after redis-py's
+# "… of pipeline caused error: " prefix.
+TRANSIENT_REPLY = re.compile(
+    r"(?:^|: -|caused error: \(?'?)(?:NOREPLICAS|READONLY|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|LOADING)\b"
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    return isinstance(exc, redis_errors.ResponseError) and bool(TRANSIENT_REPLY.search(str(exc)))
 
 
 def load_script_source(name: str) -> str:
@@ -93,6 +121,49 @@ class Job:
     app_name: str = ""
 
 
+AUDIT_COUNTER_TTL_MS = 8 * 86_400_000  # as in lib.lua
+
+ScriptCall = tuple[AsyncScript, Sequence[Any], Sequence[Any]]  # (script, keys, args)
+
+
+async def run_scripts(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Script calls of any slots in one pipelined round trip (per node), each atomic on its own;
+    the replies in order, or the first error raised.
+
+    EVALSHA goes in as a raw command (on a cluster routed by its first key's slot). Not
+    ``AsyncScript(client=pipe)``: redis-py then sends SCRIPT EXISTS before every pipeline, one more
+    round trip each time, and a cluster pipeline refuses it anyway. A node that lacks a script
+    answers NOSCRIPT *without running it*, so exactly those calls are run again once the scripts
+    are loaded; nothing runs twice.
+    """
+    if not calls:
+        return []
+    async with client.pipeline(transaction=False) as cluster_pipe:
+        for script, keys, args in calls:
+            cluster_pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        # raise_on_error=False: a failed reply is raised below as is. Raising inside redis-py
+        # would re-run the whole batch on a connection error, scripts that did run included.
+        results = list(await cluster_pipe.execute(raise_on_error=False))
+    missing = [i for i, result in enumerate(results) if isinstance(result, redis_errors.NoScriptError)]
+    if missing:
+        await load_scripts(client, {calls[i][0].script for i in missing})
+        for i in missing:
+            script, keys, args = calls[i]
+            # AsyncScript on the cluster client itself loads (on every primary) and retries.
+            results[i] = await script(keys=list(keys), args=list(args))
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+async def load_scripts(client: aioredis.Redis, sources: Iterable[Any]) -> None:
+    """SCRIPT LOAD each source on every primary (redis-py sends SCRIPT LOAD to all primaries of
+    a cluster client)."""
+    for source in sources:
+        await client.script_load(source)
+
+
 class Store:
     def __init__(self, client: aioredis.Redis, *, partitions: int, audit_maxlen: int = 1_000_000) -> None:
         self.client = client
@@ -101,12 +172,24 @@ class Store:
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(load_script_source(name)) for name in SCRIPT_NAMES
         }
+        self.cluster = isinstance(client, RedisCluster)
+        # Cluster: whether the scripts were loaded on every primary yet (first pipelined use).
+        # Only an optimisation; run_scripts copes with a primary that lacks them.
+        self._scripts_loaded = not self.cluster
 
     async def guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"storage unavailable ({type(exc).__name__}); retry shortly", retry_after=1) from exc
+        except Exception as exc:
+            if is_transient(exc):
+                raise Unavailable(f"storage unavailable ({type(exc).__name__}); retry shortly", retry_after=1) from exc
+            raise
+
+    async def _pipelined(self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        if not self._scripts_loaded:
+            await load_scripts(self.client, [script.script for script in self._scripts.values()])
+            self._scripts_loaded = True
+        return await run_scripts(self.client, [(self._scripts[name], keys, args) for name, keys, args in calls])
 
     def _header(self, tag: str, now_ms: int, audit: dict[str, str] | None = None) -> list[Any]:
         return [tag, now_ms, self.audit_maxlen_per_partition, json.dumps(audit or {})]
@@ -128,25 +211,30 @@ class Store:
         """Scripts of different slots in one pipelined round trip (each one atomic on its own)."""
         if not calls:
             return []
-
-        async def run() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    await self._scripts[call.script](
-                        keys=list(call.keys), args=[*self._header(call.tag, now_ms), *call.args], client=pipe
-                    )
-                return list(await pipe.execute())
-
-        return await self.guarded(run)
+        return await self.guarded(
+            lambda: self._pipelined(
+                [(call.script, call.keys, [*self._header(call.tag, now_ms), *call.args]) for call in calls]
+            )
+        )
 
     async def audit_event(self, partition: int, now_ms: int, fields: dict[str, Any]) -> None:
         """An audit event decided outside Lua (a permission refusal, a failed check)."""
         entry: dict[Any, Any] = {"ts": now_ms}
         entry.update({k: str(v) for k, v in fields.items() if v is not None and v != ""})
         stream = keyspace.audit_stream(partition)
-        await self.guarded(
-            lambda: self.client.xadd(stream, entry, maxlen=self.audit_maxlen_per_partition, approximate=True)
-        )
+        counter = keyspace.audit_counter(partition, now_ms)
+        event = str(fields.get("event", ""))
+        name = f"refused:{fields.get('rule', '')}:{fields.get('reason', '')}" if event == "refused" else event
+
+        async def write() -> None:
+            # Same stream and hourly counters as lib.lua's audit(); both keys share the partition's slot.
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream, entry, maxlen=self.audit_maxlen_per_partition, approximate=True)
+                pipe.hincrby(counter, name, 1)
+                pipe.pexpire(counter, AUDIT_COUNTER_TTL_MS)
+                await pipe.execute()
+
+        await self.guarded(write)
 
     # -- verifications ---------------------------------------------------------------------------
 
@@ -226,15 +314,9 @@ class Store:
         header = self._header(keyspace.tag(partition), now_ms, audit)
         args = [*header, verification_id, retention_ms, attempt]
 
-        async def run() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                await self._scripts["approve"](keys=[key], args=args, client=pipe)
-                for call in along:
-                    extra = [*self._header(call.tag, now_ms), *call.args]
-                    await self._scripts[call.script](keys=list(call.keys), args=extra, client=pipe)
-                return list(await pipe.execute())
-
-        results = await self.guarded(run)
+        calls: list[tuple[str, Sequence[Any], Sequence[Any]]] = [("approve", [key], args)]
+        calls += [(call.script, call.keys, [*self._header(call.tag, now_ms), *call.args]) for call in along]
+        results = await self.guarded(lambda: self._pipelined(calls))
         won, flat = results[0]
         return bool(int(won)), flat_to_dict(flat), results[1:]
 

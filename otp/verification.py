@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 from otp import codes, events, keyspace, sealing, tokens
 from otp.codes import CodeHasher
-from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
+from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
 from otp.keyring import Keyring
 from otp.phone import Phone, mask, parse_e164
 from otp.policy import Decision, Policy, decisions_json
@@ -275,32 +276,38 @@ class Verifier:
         code = code or codes.generate(code_length or self.rules.code_length)
         code_hash = await self.hasher.hash(code)
         limits = self.policy.config
-        outcome = await self.store.start(
-            partition=partition,
-            now_ms=now_ms,
-            new_id=keyspace.new_verification_id(partition, self.store.partitions),
-            to=phone.e164,
-            channel=channel,
-            locale=locale,
-            key_id=caller.key_id,
-            ttl_ms=int(self.rules.code_ttl * 1000),
-            max_attempts=self.rules.max_check_attempts,
-            max_sends=self.rules.max_sends,
-            codes_kept=self.rules.codes_kept,
-            retention_ms=int(self.rules.retention * 1000),
-            code_hash=code_hash,
-            sealed_code=sealing.seal(self.keyring, code),
-            number_limits=NumberLimits(
-                safe=safe,
-                sends_per_hour=limits.number_sends_per_hour,
-                sends_per_day=limits.number_sends_per_day,
-                cooldown_ms=int(limits.resend_cooldown * 1000),
-            ),
-            event_id=f"{now_ms}:{secrets.token_hex(6)}",
-            decisions=decisions_json(admission),
-            audit=audit,
-            app_name=app_name,
-        )
+        try:
+            outcome = await self.store.start(
+                partition=partition,
+                now_ms=now_ms,
+                new_id=keyspace.new_verification_id(partition, self.store.partitions),
+                to=phone.e164,
+                channel=channel,
+                locale=locale,
+                key_id=caller.key_id,
+                ttl_ms=int(self.rules.code_ttl * 1000),
+                max_attempts=self.rules.max_check_attempts,
+                max_sends=self.rules.max_sends,
+                codes_kept=self.rules.codes_kept,
+                retention_ms=int(self.rules.retention * 1000),
+                code_hash=code_hash,
+                sealed_code=sealing.seal(self.keyring, code),
+                number_limits=NumberLimits(
+                    safe=safe,
+                    sends_per_hour=limits.number_sends_per_hour,
+                    sends_per_day=limits.number_sends_per_day,
+                    cooldown_ms=int(limits.resend_cooldown * 1000),
+                ),
+                event_id=f"{now_ms}:{secrets.token_hex(6)}",
+                decisions=decisions_json(admission),
+                audit=audit,
+                app_name=app_name,
+            )
+        except Unavailable:
+            # The other scopes may sit on healthy nodes: don't let a retry be counted twice there.
+            with contextlib.suppress(Unavailable):
+                await self.policy.refund(admission, now_ms)
+            raise
         if outcome.mode == "refused":
             await self.policy.refund(admission, now_ms)
             events.emit("refused", rule=outcome.rule, reason=outcome.reason, **audit)

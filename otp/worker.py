@@ -217,6 +217,7 @@ class Worker:
             return
         while not stop.is_set():
             try:
+                await self.store.ping()  # a cluster client learns its slot map before it can subscribe
                 async with pubsub_factory() as pubsub:
                     await pubsub.subscribe(keyspace.WAKE_CHANNEL)
                     async for message in pubsub.listen():

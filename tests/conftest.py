@@ -20,6 +20,7 @@ from otp import apikeys
 from otp.app import create_app
 from otp.embedded_redis import EmbeddedRedis, free_port
 from otp.policy import PolicyConfig
+from otp.redis_client import connect
 from otp.settings import Settings
 from otp.sms import Receipt, SmsMessage
 
@@ -145,7 +146,7 @@ class Service:
 async def running_service(settings: Settings, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
     app = create_app(settings, clock=clock, sender=sender)
     async with app.router.lifespan_context(app):
-        client = aioredis.Redis.from_url(settings.redis_url or "")
+        client = connect(settings.redis_url or "")
         _, key = await apikeys.create(client, "test-client")
         _, admin_key = await apikeys.create(client, "test-admin", admin=True)
         transport = httpx.ASGITransport(app=app)

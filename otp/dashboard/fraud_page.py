@@ -1,0 +1,236 @@
+"""Fraud: destinations ranked by unverified sends, blocks in force, conversion by country, and the
+two admin actions (unblock, add to the safe list), audited like their API twins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from otp.admin_api import COUNTRY, SAFE_ENTRY, _audit_admin_action
+from otp.dashboard import aggregates
+from otp.dashboard.charts import hbar_chart
+from otp.dashboard.guard import Admin, now_ms
+from otp.dashboard.markup import (
+    Column,
+    Html,
+    duration,
+    esc,
+    hidden,
+    join,
+    layout,
+    notice,
+    number,
+    page,
+    percent,
+    post_form,
+    table,
+    tag,
+    url,
+)
+from otp.dashboard.widgets import figure, section, window_picker
+from otp.policy import Policy
+from otp.store import Store
+
+CHART_ROWS = 10
+DONE = {
+    "unblock": "Unblocked {entry}.",
+    "not_blocked": "{entry} was not blocked (any more).",
+    "safelist": "Added {entry} to the safe list.",
+}
+
+
+def _policy(request: Request) -> Policy:
+    policy: Policy = request.app.state.policy
+    return policy
+
+
+def _done(request: Request) -> Html:
+    """The outcome of the last action, from fixed texts; the entry is shown only if it is one."""
+    template = DONE.get(request.query_params.get("done", ""))
+    entry = request.query_params.get("entry", "")
+    if not template or not (SAFE_ENTRY.match(entry) or COUNTRY.match(entry)):
+        return Html("")
+    return notice(template.format(entry=entry))
+
+
+def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since: str) -> Html:
+    rows = []
+    for block in sorted(blocks, key=lambda b: (b["kind"], b["value"])):
+        kind, value = block["kind"], block["value"]
+        actions = [
+            post_form(
+                url(request, "/fraud/unblock"),
+                admin.csrf,
+                {"kind": kind, "value": value, "since": since},
+                "Unblock",
+                label=f"Unblock {value}",
+            )
+        ]
+        if kind == "prefix":
+            actions.append(
+                post_form(
+                    url(request, "/fraud/safelist"),
+                    admin.csrf,
+                    {"entry": value, "since": since},
+                    "Add to safe list",
+                    label=f"Add {value} to the safe list",
+                )
+            )
+        rows.append((value, kind, block["level"], duration(block["seconds_left"]), join(actions, " ")))
+    return table(
+        "Blocked now (pumping rule)",
+        [Column("Destination"), Column("Kind"), Column("Level", numeric=True), Column("Time left"), Column("Actions")],
+        rows,
+        empty="No prefix or country is blocked.",
+        id_="blocked",
+    )
+
+
+def _ranking(caption: str, first: str, rows: list[aggregates.Destination], blocked: set[str], id_: str) -> Html:
+    return table(
+        caption,
+        [
+            Column(first),
+            Column("Unverified", numeric=True),
+            Column("Sent", numeric=True),
+            Column("Approved", numeric=True),
+            Column("Conversion", numeric=True),
+            Column("Blocked"),
+        ],
+        [
+            (
+                d.value or "(none)",
+                number(d.unverified),
+                number(d.sent),
+                number(d.approved),
+                percent(d.rate),
+                "blocked" if d.value in blocked else "",
+            )
+            for d in rows
+        ],
+        empty="No unverified sends in this window.",
+        id_=id_,
+    )
+
+
+def _conversion(countries: list[aggregates.Destination], window: str) -> Html:
+    by_sent = sorted(countries, key=lambda d: (-d.sent, d.value))
+    chart = hbar_chart(
+        "chart-country-conversion",
+        "Conversion by country",
+        f"Share of verifications approved, per destination country, {window}; the busiest countries first.",
+        [(d.value or "(none)", d.rate or 0.0) for d in by_sent[:CHART_ROWS] if d.sent],
+        css="s2",
+        top=1.0,
+        fmt=lambda v: f"{v * 100:.1f} %",
+    )
+    rows = [(d.value or "(none)", number(d.sent), number(d.approved), percent(d.rate)) for d in by_sent]
+    listing = table(
+        "Conversion by country",
+        [
+            Column("Country"),
+            Column("Sent", numeric=True),
+            Column("Approved", numeric=True),
+            Column("Conversion", numeric=True),
+        ],
+        rows,
+        empty="No verifications in this window.",
+        id_="country-conversion",
+    )
+    caption = f"Conversion by country, the {CHART_ROWS} busiest"
+    return section("Conversion by country", figure(caption, chart), listing, id_="conversion")
+
+
+def _safe_list(request: Request, admin: Admin, entries: frozenset[str], since: str) -> Html:
+    listing = (
+        tag("ul", join(tag("li", tag("code", e)) for e in sorted(entries)), class_="entries")
+        if entries
+        else tag("p", "The safe list is empty.", class_="help")
+    )
+    form = Html(
+        f'<form method="post" action="{esc(url(request, "/fraud/safelist"))}" class="row">'
+        f"{hidden('csrf', admin.csrf)}{hidden('since', since)}"
+        '<label for="entry">Number or prefix</label>'
+        '<input id="entry" name="entry" required maxlength="16" pattern="\\+[1-9][0-9]{0,14}" placeholder="+1415555" '
+        'aria-describedby="entry-help">'
+        '<button type="submit">Add to safe list</button></form>'
+        '<p id="entry-help" class="help">Numbers and prefixes on the safe list bypass the fraud rules (not the '
+        "per-verification caps). Remove entries with <code>DELETE /v1/safelist/{entry}</code>.</p>"
+    )
+    return section("Safe list", listing, form, id_="safelist")
+
+
+async def fraud_page(request: Request, admin: Admin) -> Response:
+    store: Store = request.app.state.store
+    now = now_ms(request)
+    since = request.query_params.get("since")
+    found = await aggregates.destinations(store, since, now)
+    win = found.window
+    policy = _policy(request)
+    blocks = await policy.blocked(now)
+    blocked_values = {b["value"] for b in blocks}
+    top = [d for d in found.prefixes if d.unverified][:CHART_ROWS]
+    chart = hbar_chart(
+        "chart-prefixes",
+        "Prefixes by unverified sends",
+        f"Number prefixes with the most verifications sent but not approved, {win.label}.",
+        [(d.value, d.unverified) for d in top],
+        css="s4",
+    )
+    body = join(
+        [
+            window_picker(request, "/fraud", win),
+            _done(request),
+            section("Blocked now", _blocked(request, admin, blocks, win.name), id_="blocks"),
+            section(
+                "Unverified sends",
+                figure(f"Top {CHART_ROWS} prefixes by unverified sends", chart),
+                _ranking("Prefixes by unverified sends", "Prefix", found.prefixes, blocked_values, "prefixes"),
+                _ranking("Countries by unverified sends", "Country", found.countries, blocked_values, "countries"),
+                tag(
+                    "p",
+                    "Unverified = verifications started minus approved in the window, from the hourly counters.",
+                    class_="help",
+                ),
+                id_="unverified",
+            ),
+            _conversion(found.countries, win.label),
+            _safe_list(request, admin, await policy.safe_list.entries(), win.name),
+        ]
+    )
+    return page(layout(request, "Fraud", body, active="fraud", who=admin.key.name, csrf=admin.csrf))
+
+
+def _back(request: Request, since: str, done: str, entry: str) -> RedirectResponse:
+    params = {"since": since if since in aggregates.WINDOWS else "", "done": done, "entry": entry}
+    return RedirectResponse(url(request, "/fraud", params), status_code=303)
+
+
+def _invalid(request: Request, admin: Admin, text: str) -> Response:
+    body = join([notice(text, "error"), tag("p", tag("a", "Back to the fraud page", href=url(request, "/fraud")))])
+    return page(layout(request, "Not changed", body, active="fraud", who=admin.key.name, csrf=admin.csrf), 400)
+
+
+async def unblock(request: Request, admin: Admin, form: dict[str, str]) -> Response:
+    kind, value = form.get("kind", ""), form.get("value", "").strip()
+    if kind == "prefix" and SAFE_ENTRY.match(value):
+        scope = "pfx"
+    elif kind == "country" and COUNTRY.match(value.upper()):
+        scope, value = "cc", value.upper()
+    else:
+        return _invalid(request, admin, "Give a prefix like +1415555 or a two-letter country code.")
+    removed = await _policy(request).unblock(scope, value)
+    # The same audit record as DELETE /v1/blocks: event admin, action unblock, the key and its name.
+    await _audit_admin_action(request, admin.key, "unblock", value)
+    return _back(request, form.get("since", ""), "unblock" if removed else "not_blocked", value)
+
+
+async def add_to_safe_list(request: Request, admin: Admin, form: dict[str, str]) -> Response:
+    entry = form.get("entry", "").strip()
+    if not SAFE_ENTRY.match(entry) or len(entry) > 16:
+        return _invalid(request, admin, "The safe list takes E.164 numbers or prefixes of them, like +1415555.")
+    await _policy(request).safe_list.add(entry)
+    await _audit_admin_action(request, admin.key, "safelist_add", entry)
+    return _back(request, form.get("since", ""), "safelist", entry)

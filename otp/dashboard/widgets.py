@@ -1,0 +1,53 @@
+"""Small pieces several pages share: the window picker, stat lists, time labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+
+from otp.dashboard.aggregates import WINDOWS, Window
+from otp.dashboard.markup import Html, join, tag, url
+
+
+def window_picker(request: Request, path: str, current: Window) -> Html:
+    links = join(
+        tag("a", name, href=url(request, path, {"since": name}), aria_current="page" if name == current.name else None)
+        for name in WINDOWS
+    )
+    return Html(f'<nav class="windows" aria-label="Time window">Window: {links}</nav>')
+
+
+def stats(items: Sequence[tuple[str, str, str]]) -> Html:
+    """A row of headline figures: (metric id, label, formatted value); the id lands in
+    ``data-metric`` so tests and scripts can read a figure without parsing the layout."""
+    cells = join(
+        Html(f"<div>{tag('dt', label)}{tag('dd', value, data_metric=metric)}</div>") for metric, label, value in items
+    )
+    return tag("dl", cells, class_="stats")
+
+
+def bucket_label(start_ms: int, bucket_hours: int) -> str:
+    moment = datetime.fromtimestamp(start_ms / 1000, UTC)
+    return moment.strftime("%H:00") if bucket_hours == 1 else moment.strftime("%d %b %Hh")
+
+
+def utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def section(title: str, *parts: Html, id_: str = "") -> Html:
+    heading_id = id_ or title.lower().replace(" ", "-")
+    return Html(
+        f'<section aria-labelledby="{heading_id}-h">{tag("h2", title, id=heading_id + "-h")}{join(parts)}</section>'
+    )
+
+
+def figure(caption: str, chart: Html, key: Html | None = None) -> Html:
+    """A chart with a visible caption (the SVG's own title is for assistive technology)."""
+    return Html(f"<figure>{tag('figcaption', caption)}{chart}{key or ''}</figure>")
+
+
+def per_bucket(bucket_hours: int) -> str:
+    return "per hour" if bucket_hours == 1 else f"per {bucket_hours} hours"
