@@ -59,6 +59,8 @@ def spec_path() -> Path:
     candidates = [
         os.environ.get("OTP_TWILIO_OAI", ""),
         repo_root().parent / "shared" / "ref" / "twilio-oai" / SPEC_NAME,
+        # A copy (MIT, see tests/contracts/LICENSE.twilio-oai), so a fresh clone tests on its own.
+        repo_root() / "tests" / "contracts" / SPEC_NAME,
         repo_root() / "shared" / "ref" / "twilio-oai" / SPEC_NAME,
     ]
     for candidate in candidates:
