@@ -25,7 +25,7 @@ from otp.dashboard import stats_api
 from otp.errors import OtpError
 from otp.keyring import Keyring
 from otp.messages import parse_price_table
-from otp.policy import Policy, PolicyConfig
+from otp.policy import Policy
 from otp.redis_client import connect
 from otp.settings import Settings
 from otp.sms import ConsoleSender, SmsSender
@@ -126,10 +126,6 @@ def build_sender(settings: Settings) -> SmsSender:
     )
 
 
-def policy_config(settings: Settings) -> PolicyConfig:
-    return settings.policy
-
-
 def worker_options(settings: Settings) -> WorkerOptions:
     return WorkerOptions(
         app_name=settings.app_name,
@@ -175,7 +171,7 @@ def create_app(
         )
         app.state.settings = settings
         app.state.store = store
-        app.state.policy = Policy(store, policy_config(settings))
+        app.state.policy = Policy(store, settings.policy)
         app.state.verifier = Verifier(store, hasher, keyring, rules, app.state.policy, clock=clock)
         app.state.keys = KeyChecker(client)
         stop = asyncio.Event()

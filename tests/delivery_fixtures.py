@@ -68,24 +68,28 @@ class Live:
         return match.group(0)
 
 
+def twilio_options(base: str, stub: TwilioStub) -> dict[str, Any]:
+    """Settings for the service at ``base`` sending through the stand-in, with its in-process worker
+    and retries quick enough for tests."""
+    return {
+        "worker": True,
+        "public_url": base,
+        "twilio_account_sid": ACCOUNT_SID,
+        "twilio_auth_token": AUTH_TOKEN,
+        "twilio_from": "+15005550006",
+        "twilio_api_url": stub.url,
+        "twilio_timeout": 1.0,
+        "sms_retry_base": 0.05,
+        "sms_lease": 2.0,
+    }
+
+
 @contextlib.asynccontextmanager
 async def live_service(redis_url: str, **changes: Any) -> AsyncIterator[Live]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
-        options: dict[str, Any] = {
-            "worker": True,
-            "public_url": base,
-            "twilio_account_sid": ACCOUNT_SID,
-            "twilio_auth_token": AUTH_TOKEN,
-            "twilio_from": "+15005550006",
-            "twilio_api_url": stub.url,
-            "twilio_timeout": 1.0,
-            "sms_retry_base": 0.05,
-            "sms_lease": 2.0,
-        }
-        options.update(changes)
-        settings = make_settings(redis_url, **options)
+        settings = make_settings(redis_url, **{**twilio_options(base, stub), **changes})
         app = create_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
         task = asyncio.create_task(server.serve())

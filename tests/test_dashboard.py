@@ -6,15 +6,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import jsonschema
 import pytest
 from conftest import Clock, RecordingSender, Service, make_settings, running_service
-from starlette.routing import Mount
 
-from otp import apikeys, audit, dashboard, keyspace
+from otp import apikeys, audit, keyspace
 from otp.dashboard import aggregates, session, stats_api, synthetic
 from otp.dashboard.headers import CONTENT_SECURITY_POLICY
 
@@ -22,18 +20,8 @@ HOUR = aggregates.HOUR_MS
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def wire(app: Any) -> None:
-    """Add the dashboard and the stats route unless create_app already has them."""
-    routes = app.router.routes
-    if not any(isinstance(r, Mount) and r.path == "/admin" for r in routes):
-        routes.append(dashboard.mount())
-    if not any(getattr(r, "path", None) == "/v1/stats/overview" for r in routes):
-        routes.extend(stats_api.routes)
-
-
 @pytest.fixture
 async def svc(service: Service) -> Service:
-    wire(service.app)
     return service
 
 
@@ -218,7 +206,6 @@ async def test_session_cookie_is_signed_httponly_strict_and_holds_no_key(svc: Se
 async def test_secure_cookie_when_public_url_is_https(redis_url: str) -> None:
     settings = make_settings(redis_url, public_url="https://otp.example.com")
     async with running_service(settings, Clock(), RecordingSender()) as service:
-        wire(service.app)
         form = await service.http.get("/admin/signin")
         assert "secure" in form.headers["set-cookie"].lower()
 
@@ -465,7 +452,6 @@ async def test_audit_page_masks_numbers_and_escapes_everything(svc: Service) -> 
 async def big_log(redis_url: str) -> AsyncIterator[Service]:
     settings = make_settings(redis_url)
     async with running_service(settings, Clock(), RecordingSender()) as service:
-        wire(service.app)
         await synthetic.fill(service.app.state.store, 50_000, now_ms=int(service.clock() * 1000))
         yield service
 

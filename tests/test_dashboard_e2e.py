@@ -30,8 +30,7 @@ import httpx
 import pytest
 import uvicorn
 from conftest import make_settings, repo_root
-from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN
-from test_dashboard import wire
+from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, twilio_options
 
 from otp import apikeys
 from otp.app import create_app
@@ -122,20 +121,8 @@ async def live_dashboard(redis_url: str) -> AsyncIterator[Live]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
-        settings = make_settings(
-            redis_url,
-            worker=True,
-            public_url=base,
-            twilio_account_sid=ACCOUNT_SID,
-            twilio_auth_token=AUTH_TOKEN,
-            twilio_from="+15005550006",
-            twilio_api_url=stub.url,
-            twilio_timeout=1.0,
-            sms_retry_base=0.05,
-            sms_lease=2.0,
-        )
+        settings = make_settings(redis_url, **twilio_options(base, stub))
         app = create_app(settings)
-        wire(app)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
         task = asyncio.create_task(server.serve())
         while not server.started:

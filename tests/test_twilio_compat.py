@@ -30,7 +30,7 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 from conftest import make_settings, policy, repo_root
-from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN
+from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, twilio_options
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -242,12 +242,7 @@ def serve(url: str, *, limits: dict[str, Any] | None = None, **changes: Any) -> 
     base = f"http://127.0.0.1:{port}"
     with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
         options: dict[str, Any] = {
-            "worker": True,
-            "public_url": base,
-            "twilio_account_sid": ACCOUNT_SID,
-            "twilio_auth_token": AUTH_TOKEN,
-            "twilio_from": "+15005550006",
-            "twilio_api_url": stub.url,
+            **twilio_options(base, stub),
             "twilio_timeout": 2.0,
             "policy": policy(**(RELAXED if limits is None else limits)),
             **changes,
