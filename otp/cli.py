@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from otp import __version__, apikeys, audit_cli
+from otp import __version__, apikeys, audit_cli, keyspace
 from otp.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
 from otp.settings import Settings
@@ -153,6 +153,42 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_safelist(args: argparse.Namespace) -> int:
+    """The safe list from the command line; the admin API (/v1/safelist) edits the same Redis set."""
+    from otp.admin_api import SAFE_ENTRY
+    from otp.redis_client import connect
+
+    if args.safelist_command in ("add", "remove") and not SAFE_ENTRY.match(args.entry):
+        raise ConfigError(f"{args.entry!r} is not an E.164 number or prefix like +1501712")
+    url = _require_redis(_with_local_fallbacks(Settings.from_env()))
+
+    async def run() -> int:
+        client = connect(url)
+        try:
+            if args.safelist_command == "add":
+                await client.sadd(keyspace.safe_list(), args.entry)
+                print(f"added {args.entry}")
+            elif args.safelist_command == "remove":
+                if not await client.srem(keyspace.safe_list(), args.entry):
+                    print(f"{args.entry} is not on the safe list", file=sys.stderr)
+                    return 1
+                print(f"removed {args.entry}")
+            else:
+                for entry in sorted(await client.smembers(keyspace.safe_list())):
+                    print(entry.decode() if isinstance(entry, bytes) else entry)
+        finally:
+            await client.aclose()
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_twilio_stub(args: argparse.Namespace) -> int:
+    from otp import twilio_stub
+
+    return twilio_stub.main(args.stub_args)
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "secret":
         print(secrets.token_urlsafe(48))
@@ -221,12 +257,33 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_keys)
 
     audit_cli.add_parser(sub)
+
+    safelist = sub.add_parser("safelist", help="numbers and prefixes that bypass the fraud rules")
+    safelist_sub = safelist.add_subparsers(dest="safelist_command", metavar="ACTION", required=True)
+    for action, text in (("add", "add a number or prefix (E.164, e.g. +1501712)"), ("remove", "remove one")):
+        safelist_sub.add_parser(action, help=text).add_argument("entry")
+    safelist_sub.add_parser("list", help="list the entries")
+    safelist.set_defaults(func=cmd_safelist)
+
+    stub = sub.add_parser(
+        "twilio-stub",
+        help="a local Twilio Messages API stand-in for demos (posts signed callbacks); --help for its options",
+        add_help=False,
+    )
+    stub.add_argument("stub_args", nargs=argparse.REMAINDER)
+    stub.set_defaults(func=cmd_twilio_stub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["twilio-stub"]:
+        # Its options are its own (argparse would take --help for ours).
+        from otp import twilio_stub
+
+        return twilio_stub.main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -130,3 +130,17 @@ def test_keys_create_prints_the_key_on_its_last_line(redis_url: str, tmp_path: P
         cwd=tmp_path,
     )
     assert "checkout-app" in listed.stdout
+
+
+def test_safelist_cli_adds_lists_and_removes(redis_url: str, tmp_path: Path) -> None:
+    env = clean_env(OTP_REDIS_URL=redis_url)
+
+    def otp(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(otp_command(*args), env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+
+    assert otp("safelist", "add", "+1501712").returncode == 0
+    assert otp("safelist", "list").stdout.split() == ["+1501712"]
+    assert otp("safelist", "remove", "+1501712").returncode == 0
+    assert otp("safelist", "list").stdout.split() == []
+    bad = otp("safelist", "add", "not-a-number")
+    assert bad.returncode == 2 and "E.164" in bad.stderr
