@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -57,6 +58,7 @@ class TwilioSender:
         messaging_service_sid: str = "",
         api_url: str = "",
         timeout: float = 10.0,
+        pool_size: int = 32,
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("set OTP_TWILIO_FROM or OTP_TWILIO_MESSAGING_SERVICE_SID")
@@ -65,6 +67,11 @@ class TwilioSender:
             if api_url
             else TwilioHttpClient(pool_connections=True, timeout=timeout)
         )
+        # One pooled connection per concurrent send (the worker's default concurrency is 16):
+        # requests' default pool of 10 would drop and reopen connections under load.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        for scheme in ("https://", "http://"):
+            http_client.session.mount(scheme, adapter)
         self.client = Client(account_sid, auth_token, http_client=http_client)
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid

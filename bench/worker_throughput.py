@@ -1,0 +1,117 @@
+"""SMS sends per second of one `otp worker` against the Twilio stand-in.
+
+    .venv/bin/python bench/worker_throughput.py [--jobs 400]
+
+Queues N verifications (worker off, distinct numbers, limits raised), then times one
+`otp worker --burst` draining them through the real twilio SDK to `python -m otp.twilio_stub`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+
+import httpx
+
+from otp import apikeys
+from otp.app import create_app
+from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.policy import PolicyConfig
+from otp.redis_client import connect
+from otp.settings import Settings
+
+SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105 — a throwaway bench secret
+ACCOUNT = "AC" + "1" * 32
+TOKEN = "bench-token-" + "2" * 20
+
+
+async def queue_jobs(redis_url: str, jobs: int) -> None:
+    open_policy = replace(
+        PolicyConfig(),
+        key_sends_per_minute=10**6,
+        prefix_hourly_floor=10**6,
+        prefix_daily_floor=10**6,
+        country_hourly_floor=10**6,
+        country_daily_floor=10**6,
+    )
+    settings = Settings(
+        redis_url=redis_url,
+        secret_keys=(SECRET,),
+        worker=False,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        policy=open_policy,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        client = connect(redis_url)
+        _, key = await apikeys.create(client, "bench")
+        await client.aclose()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://otp") as http:
+            for n in range(jobs):
+                response = await http.post(
+                    "/v1/verifications",
+                    json={"to": f"+1415{n // 10000 + 200}{n % 10000:04d}"},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert response.status_code == 201, response.text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=400)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = EmbeddedRedis(tmp, port=free_port(), appendonly=False)
+        redis.start()
+        stub_port = free_port()
+        stub = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "otp.twilio_stub",
+                "--port",
+                str(stub_port),
+                "--account-sid",
+                ACCOUNT,
+                "--auth-token",
+                TOKEN,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(1.0)
+            asyncio.run(queue_jobs(redis.url, args.jobs))
+            env = {
+                **os.environ,
+                "OTP_REDIS_URL": redis.url,
+                "OTP_SECRET_KEY": SECRET,
+                "OTP_TWILIO_ACCOUNT_SID": ACCOUNT,
+                "OTP_TWILIO_AUTH_TOKEN": TOKEN,
+                "OTP_TWILIO_FROM": "+15005550006",
+                "OTP_TWILIO_API_URL": f"http://127.0.0.1:{stub_port}",
+                "OTP_PUBLIC_URL": "http://127.0.0.1:9",
+                "OTP_LOG_LEVEL": "WARNING",
+            }
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "otp", "worker", "--burst"], env=env, check=True)
+            elapsed = time.perf_counter() - started
+        finally:
+            stub.terminate()
+            stub.wait(timeout=10)
+            redis.stop()
+    print(
+        f"one worker: {args.jobs} SMS in {elapsed:.2f} s = {args.jobs / elapsed:.0f} sends/s (process start included)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
