@@ -14,6 +14,7 @@ from pathlib import Path
 from otp import __version__, apikeys, audit_cli, keyspace
 from otp.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
+from otp.phone import mask_numbers
 from otp.settings import Settings
 
 log = logging.getLogger("otp")
@@ -22,8 +23,20 @@ DEV_KEY_FILE = "dev-api-key"
 SECRET_FILE = "secret-key"  # noqa: S105  (a file name, not a secret)
 
 
+class MaskNumbers(logging.Filter):
+    """Access-log lines carry request paths, and a path may hold a number (/v1/safelist/+1…)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        record.msg = mask_numbers(str(record.msg))
+        return True
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("uvicorn.access").addFilter(MaskNumbers())
 
 
 def _dev_secret(data_dir: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import phonenumbers
@@ -57,6 +58,14 @@ def mask(e164: str) -> str:
     except NumberParseException:
         code = e164[1:2]
     return f"+{code}{MASK}{e164[-4:]}"
+
+
+_NUMBER_IN_TEXT = re.compile(r"(?:\+|%2[Bb])(\d{8,15})")
+
+
+def mask_numbers(text: str) -> str:
+    """Every E.164-looking number in free text (also URL-encoded), masked like ``mask``."""
+    return _NUMBER_IN_TEXT.sub(lambda m: mask("+" + m.group(1)), text)
 
 
 def parse_e164(e164: str) -> Phone:

@@ -64,6 +64,8 @@ def test_serve_with_nothing_configured_runs_a_full_start_and_check(served) -> No
     base, data_dir, process = served
     key = (data_dir / "dev-api-key").read_text().strip()
     headers = {"Authorization": f"Bearer {key}"}
+    # A path that holds a number: the access log must mask it too.
+    assert httpx.delete(f"{base}/v1/safelist/+15017122661", headers=headers).status_code == 404
     started = httpx.post(f"{base}/v1/verifications", json={"to": "+15017122661"}, headers=headers)
     assert started.status_code == 201
     vid = started.json()["id"]
@@ -81,7 +83,8 @@ def test_serve_with_nothing_configured_runs_a_full_start_and_check(served) -> No
         time.sleep(0.1)
     assert code, "".join(log_lines)
     log_text = "".join(log_lines)
-    assert "+15017122661" not in log_text  # numbers are masked in the log
+    assert "15017122661" not in log_text  # numbers are masked in the log, access lines included
+    assert "/v1/safelist/+1*******2661" in log_text
     assert "created a development admin API key" in log_text
     checked = httpx.post(f"{base}/v1/verifications/check", json={"id": vid, "code": code}, headers=headers)
     assert checked.json()["status"] == "approved"
