@@ -34,6 +34,7 @@ SCRIPT_NAMES = (
     "poll_claim",
     "limit",
     "fraud",
+    "renew",
 )
 
 # Redis raising these means "not now", never "your request is wrong": they become 503.
@@ -119,6 +120,7 @@ class Job:
     expires_ms: int
     partition: int
     app_name: str = ""
+    lease_deadline_ms: int = 0
 
 
 AUDIT_COUNTER_TTL_MS = 8 * 86_400_000  # as in lib.lua
@@ -384,9 +386,21 @@ class Store:
                 expires_ms=int(row[7]),
                 partition=partition,
                 app_name=_text(row[8]) if len(row) > 8 else "",
+                lease_deadline_ms=int(row[9]) if len(row) > 9 else 0,
             )
             for row in rows
         ]
+
+    async def renew_lease(self, job: Job, *, now_ms: int, lease_ms: int) -> bool:
+        """True if the job is still this worker's (and its lease now runs from ``now_ms``)."""
+        kept = await self._run(
+            "renew",
+            job.partition,
+            [keyspace.outbox(job.partition)],
+            now_ms,
+            [job.job_id, job.lease_deadline_ms, lease_ms],
+        )
+        return bool(int(kept))
 
     async def settle_job(
         self,

@@ -108,11 +108,14 @@ class TwilioSender:
         """A message with this body to this number created since ``since``: the one an ambiguous
         failure (a timeout) may have sent after all."""
         try:
-            recent = self.client.messages.list(to=message.to, date_sent_after=since - timedelta(minutes=1), limit=50)
-        except (TwilioRestException, requests.RequestException):
-            return None
+            # By number only: a message still queued has no DateSent yet, so that filter would miss it.
+            recent = self.client.messages.list(to=message.to, limit=50)
+        except (TwilioRestException, requests.RequestException) as exc:
+            # Can't look, so can't know: sending now might send twice. Try again later.
+            raise SendError(f"cannot check for an earlier send: {type(exc).__name__}", transient=True) from None
         for found in recent:
-            if found.body == message.body:
+            created = found.date_created
+            if found.body == message.body and (created is None or created >= since - timedelta(minutes=1)):
                 return Receipt(message_sid=found.sid, status=found.status or "queued")
         return None
 

@@ -196,6 +196,11 @@ class Worker:
                     log.warning("worker: Redis unavailable (%s); retrying", exc.message)
                     claimed = 0
                     await asyncio.sleep(0.5)
+                except Exception:
+                    # A worker inside `otp serve` must not die silently: log, back off, go on.
+                    log.exception("worker: unexpected error; retrying in 1 s")
+                    claimed = 0
+                    await asyncio.sleep(1.0)
                 if burst and claimed == 0 and await self._drained():
                     return
                 if claimed:
@@ -240,6 +245,10 @@ class Worker:
             except Unavailable as exc:
                 # The lease runs out and the job is claimed again: nothing is lost.
                 log.warning("worker: could not record job %s (%s); it will be retried", job.job_id, exc.message)
+            except Exception:
+                # Whatever else Redis says (OOM under noeviction, say), the job is retried after its
+                # lease, and the worker goes on with the others.
+                log.exception("worker: job %s failed; it will be retried after its lease", job.job_id)
 
     async def process(self, job: Job) -> None:
         code = sealing.unseal(self.keyring, job.sealed_code)
@@ -255,6 +264,11 @@ class Worker:
             webotp_domain=self.options.webotp_domain,
         )
         message = SmsMessage(to=job.to, body=body, status_callback=self.status_callback(job))
+        lease_ms = int(self.options.lease * 1000)
+        if not await self.store.renew_lease(job, now_ms=self._now_ms(), lease_ms=lease_ms):
+            # The lease ran out while the job waited for a send slot and another worker has it now.
+            log.info("worker: job %s was taken over by another worker; not sending it", job.job_id)
+            return
         try:
             receipt: Receipt | None = None
             if job.tries > 1:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from conftest import SECRET
@@ -81,3 +82,35 @@ async def test_a_queued_sms_survives_a_redis_crash_with_aof(tmp_path: Path) -> N
             assert attempt["message_sid"] == live.stub.messages[0].sid
     finally:
         redis_server.stop()
+
+
+async def test_two_workers_with_slow_twilio_send_each_sms_once(redis_url: str) -> None:
+    """Leases run out while jobs wait for a send slot: the worker that lost a job must not send it."""
+    from otp.app import build_sender, worker_options
+    from otp.keyring import Keyring
+    from otp.redis_client import connect
+    from otp.store import Store
+    from otp.worker import Worker
+
+    async with live_service(redis_url, worker=False, twilio_timeout=10.0) as live:
+        numbers = [f"+1415555{n:04d}" for n in range(400, 403)]
+        for to in numbers:
+            await live.start(to)
+        live.stub.hang_next(6, seconds=0.8)
+        options = replace(worker_options(live.settings), lease=0.5, concurrency=1, poll_interval=0.05)
+        clients = [connect(redis_url), connect(redis_url)]
+        workers = [
+            Worker(Store(c, partitions=16), Keyring(live.settings.secret_keys), build_sender(live.settings), options)
+            for c in clients
+        ]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(live.stub.messages) < len(numbers) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2.0)  # room for a duplicate to show up
+        stop.set()
+        await asyncio.gather(*tasks)
+        for client in clients:
+            await client.aclose()
+        assert sorted(m.to for m in live.stub.messages) == numbers

@@ -2,7 +2,8 @@
 -- of the lease, so the job of a worker that died is claimed again once the lease runs out.
 -- KEYS[1] the partition's outbox.  ARGV[5] lease ms  [6] max jobs  [7] retention ms
 -- Returns a list of {job id, verification id, send number, E.164, sealed code, locale, tries, expires,
--- name in the SMS}.
+-- name in the SMS, lease deadline}.  A job whose code is no longer among the kept ones (newer
+-- resends pushed it out) is dropped: its SMS would carry a code that can't work.
 local lease, limit, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local claimed = {}
 for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT', 0, limit)) do
@@ -11,6 +12,7 @@ for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT
   local fields = redis.call('HMGET', jkey, 'to', 'code', 'loc', 'tries', 'x', 'app')
   local live = fields[1] and redis.call('EXISTS', vkey(vid)) == 1
   local st = live and settle(vid, retention) or 'expired'
+  if st == 'pending' and redis.call('HEXISTS', ckey(vid), 'h:' .. n) == 0 then st = 'superseded' end
   if st ~= 'pending' or NOW >= tonumber(fields[5]) then
     redis.call('ZREM', KEYS[1], job_id)
     redis.call('DEL', jkey)
@@ -20,7 +22,8 @@ for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT
   else
     local tries = redis.call('HINCRBY', jkey, 'tries', 1)
     redis.call('ZADD', KEYS[1], NOW + lease, job_id)
-    claimed[#claimed + 1] = {job_id, vid, n, fields[1], fields[2], fields[3], tries, fields[5], fields[6] or ''}
+    claimed[#claimed + 1] = {job_id, vid, n, fields[1], fields[2], fields[3], tries, fields[5], fields[6] or '',
+                             NOW + lease}
   end
 end
 return claimed
