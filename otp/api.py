@@ -18,8 +18,8 @@ from otp.errors import Forbidden, InvalidInput
 from otp.phone import mask, parse
 from otp.verification import Caller, CheckResult, SendAttempt, Verification, Verifier
 
-LOCALE = re.compile(r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
-CODE = re.compile(r"^[0-9]{4,10}$")
+LOCALE = re.compile(r"[a-z]{2}(-[A-Za-z]{2,4})?")  # used with fullmatch: "$" would allow a newline
+CODE = re.compile(r"[0-9]{4,10}")
 CHANNELS = ("sms",)
 
 
@@ -117,7 +117,7 @@ async def start(request: Request) -> JSONResponse:
     if channel not in CHANNELS:
         raise InvalidInput(f"must be one of: {', '.join(CHANNELS)}", field="channel", code="unsupported_channel")
     locale = data.get("locale", "")
-    if locale and not LOCALE.match(locale):
+    if locale and not LOCALE.fullmatch(locale):
         raise InvalidInput("must be a language tag like en or pt-BR", field="locale")
     risk_check = data.get("risk_check", "enable")
     if risk_check not in ("enable", "disable"):
@@ -141,7 +141,7 @@ CHECK_FIELDS = {
 async def check(request: Request) -> JSONResponse:
     caller = await _caller(request)
     data = await json_body(request, CHECK_FIELDS)
-    if not CODE.match(data["code"]):
+    if not CODE.fullmatch(data["code"]):
         raise InvalidInput("must be 4 to 10 digits", field="code")
     if "id" not in data and "to" not in data:
         raise InvalidInput("give either id or to", field="id", code="missing_field")

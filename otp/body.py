@@ -25,7 +25,7 @@ class Field:
 async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise InvalidInput("must be a number of bytes", field="Content-Length")
         if int(declared) > limit:
             raise PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
@@ -48,6 +48,8 @@ async def json_body(request: Request, fields: Mapping[str, Field], *, optional_b
         raise UnsupportedMediaType("send Content-Type: application/json", field="Content-Type")
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise InvalidInput("is nested too deeply", field="body", code="malformed_json") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise InvalidInput(f"is not valid JSON ({reason})", field="body", code="malformed_json") from None

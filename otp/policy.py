@@ -224,10 +224,12 @@ class Policy:
             if verdict == 2:
                 flagged.append(name)
                 details[name]["flagged"] = reason
-            elif verdict == 0 and refusal is None:
-                scope = "prefix" if name == "prefix" else "country"
-                if reason != "blocked":
+            elif verdict == 0:
+                if reason != "blocked":  # a block set just now, whichever rule refused first
                     new_blocks.append((call.tag, now_ms + retry_ms))
+                if refusal is not None:
+                    continue
+                scope = "prefix" if name == "prefix" else "country"
                 reason = f"{scope}_blocked" if reason == "blocked" else f"pumping_{reason}"
                 rule = f"sms_pumping_{scope}"
                 refusal = Decision(False, rule, reason, _seconds(retry_ms))

@@ -121,7 +121,8 @@ def _normalise(name: str, spec: Param, raw: str) -> str:
         raise InvalidInput("must be true or false", field=name)
     if spec.kind == "int":
         text = raw.strip()
-        if not text.lstrip("-").isdigit() or not spec.low <= int(text) <= spec.high:
+        digits = text.lstrip("-")
+        if not (digits.isascii() and digits.isdigit()) or not spec.low <= int(text) <= spec.high:
             raise InvalidInput(f"must be a whole number from {spec.low} to {spec.high}", field=name)
         return str(int(text))
     if len(raw) > spec.max_length:

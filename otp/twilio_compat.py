@@ -14,8 +14,7 @@ Start parameters for channels or features otp doesn't run (CustomMessage, SendDi
 TemplateSid, TemplateCustomSubstitutions, Templates, ChannelConfiguration, EnableSnaClientToken)
 are accepted and ignored, like any unknown parameter, as Twilio ignores them for SMS. Tags are
 validated and not kept. Amount and Payee (PSD2) are refused: accepting them would promise a
-transaction-bound check otp doesn't make. ``Status=approved`` approves out of band (audited)
-too: the Verifier has no such operation.
+transaction-bound check otp doesn't make. ``Status=approved`` approves out of band (audited).
 
 Verification attempts (``/v2/Attempts``) are the sends of the account's verifications, read from
 the audit log (``started``/``resent`` events, newest first) and completed from each verification
@@ -120,6 +119,7 @@ BY_CODE: Mapping[str, TwilioError] = {
     "country_not_allowed": TwilioError(403, 60605, "Verification delivery attempt blocked (geo permissions)"),
     "not_found": TwilioError(404, 20404, "The requested resource was not found"),
     "not_pending": TwilioError(404, 20404, "The requested resource was not found"),
+    "already_approved": TwilioError(404, 20404, "The requested resource was not found"),
     "method_not_allowed": TwilioError(405, 20004, "Method not allowed"),
 }
 # Everything else by HTTP status: our other rate limits (number, IP, key, custom, cooldown, failed
@@ -270,7 +270,7 @@ def _int_param(params: Mapping[str, str], name: str, default: int, low: int, hig
     raw = params.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise InvalidInput(f"must be a whole number from {low} to {high}", field=name)
     return int(raw)
 
@@ -278,7 +278,7 @@ def _int_param(params: Mapping[str, str], name: str, default: int, low: int, hig
 def _json_object(raw: str, field: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidInput("must be a JSON object", field=field) from None
     if not isinstance(value, dict):
         raise InvalidInput("must be a JSON object", field=field)
@@ -529,7 +529,7 @@ def _custom_code(service: Service, raw: str | None) -> str | None:
         return None
     if not service.custom_code_enabled:
         raise InvalidInput("custom codes are not enabled for this service (CustomCodeEnabled)", field="CustomCode")
-    if not CODE.match(raw):
+    if not CODE.fullmatch(raw):
         raise InvalidInput("must be 4 to 10 digits", field="CustomCode")
     return raw
 
@@ -552,7 +552,7 @@ async def create_verification(request: Request) -> Response:
     if _required(form, "Channel") != "sms":
         raise InvalidInput("only sms is supported by this server", field="Channel")
     locale = form.get("Locale", "").strip()
-    if locale and not LOCALE.match(locale):
+    if locale and not LOCALE.fullmatch(locale):
         raise InvalidInput("must be a language tag like en or pt-BR", field="Locale")
     app_name = form.get("CustomFriendlyName")
     app_name = services.check_friendly_name(app_name, "CustomFriendlyName") if app_name else service.friendly_name
@@ -585,7 +585,7 @@ async def create_verification(request: Request) -> Response:
 
 def _verification_sid(request: Request) -> str:
     sid = str(request.path_params["Sid"])
-    if not keyspace.VERIFICATION_ID.match(sid):
+    if not keyspace.VERIFICATION_ID.fullmatch(sid):
         raise NotFound(f"no verification {sid}", field="Sid")
     return sid
 
@@ -643,13 +643,13 @@ async def check_verification(request: Request) -> Response:
     service = await _service(request, account)
     form = await _form(request)
     code = _required(form, "Code")
-    if not CODE.match(code):
+    if not CODE.fullmatch(code):
         raise InvalidInput("must be 4 to 10 digits", field="Code")
     vid = form.get("VerificationSid", "").strip()
     to = form.get("To", "").strip()
     if not vid and not to:
         raise InvalidInput("give either To or VerificationSid", field="To", code="missing_field")
-    if vid and not keyspace.VERIFICATION_ID.match(vid):
+    if vid and not keyspace.VERIFICATION_ID.fullmatch(vid):
         raise InvalidInput("must be VE followed by 32 hex digits", field="VerificationSid")
     _refuse_psd2(form)
     phone = parse(to, default_region=request.app.state.settings.default_region, field="To") if to else None
@@ -802,7 +802,7 @@ async def _attempts_of(request: Request, events: list[audit.AuditEvent]) -> list
     sends = [
         (e, e.get("vid"), int(e.get("send") or 1))
         for e in events
-        if keyspace.VERIFICATION_ID.match(e.get("vid")) and (e.get("send") or "1").isdigit()
+        if keyspace.VERIFICATION_ID.fullmatch(e.get("vid")) and (e.get("send") or "1").isdigit()
     ]
     owners = {vid: e.get("key") for e, vid, _ in sends}
     verifier = _verifier(request)

@@ -175,6 +175,11 @@ REFUSAL_MESSAGES = {
 }
 
 
+def _already_approved() -> Conflict:
+    # Not a 200 with status "approved": a client testing the status alone would let any code in.
+    return Conflict("this verification was already approved; a code approves once", code="already_approved", field="id")
+
+
 def _refusal_message(decision: Decision) -> str:
     return REFUSAL_MESSAGES.get(decision.reason, decision.reason.replace("_", " "))
 
@@ -214,7 +219,7 @@ class Verifier:
         return keyspace.partition_of_number(e164, self.store.partitions)
 
     def _id_partition(self, verification_id: str) -> int:
-        if not keyspace.VERIFICATION_ID.match(verification_id):
+        if not keyspace.VERIFICATION_ID.fullmatch(verification_id):
             raise InvalidInput("must be a verification id: VE followed by 32 hex digits", field="id")
         return keyspace.partition_of_id(verification_id, self.store.partitions)
 
@@ -303,9 +308,9 @@ class Verifier:
                 audit=audit,
                 app_name=app_name,
             )
-        except Unavailable:
+        except Exception:
             # The other scopes may sit on healthy nodes: don't let a retry be counted twice there.
-            with contextlib.suppress(Unavailable):
+            with contextlib.suppress(Exception):
                 await self.policy.refund(admission, now_ms)
             raise
         if outcome.mode == "refused":
@@ -316,7 +321,9 @@ class Verifier:
         if outcome.mode == "resent" and admission.refunds:
             # The pumping windows count verifications, not resends: a user who resends a few times
             # must not get a whole number range blocked. Per-number limits bound the resends.
-            await self.store.run_many(admission.refunds, now_ms)
+            # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
+            with contextlib.suppress(Unavailable):
+                await self.store.run_many(admission.refunds, now_ms)
         return StartResult(
             Verification.from_record(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
@@ -378,6 +385,8 @@ class Verifier:
             # Spend what a real comparison would, so timing doesn't tell unknown ids from known ones.
             await self.hasher.decoy(code)
             raise NotFound("no pending verification for this id or number", field="id" if verification_id else "to")
+        if outcome == APPROVED:
+            raise _already_approved()
         if outcome != "counted":
             if outcome == EXPIRED:
                 events.emit("expired", vid=vid, key=caller.key_id)
@@ -413,6 +422,8 @@ class Verifier:
         if not won:
             # Another right answer won the compare-and-set: its conversion is the one that counts.
             await self.policy.take_back_conversions(conversions, counted, now_ms)
+            if record.get("st") == APPROVED:
+                raise _already_approved()
             return CheckResult(Verification.from_record(record), approved=False)
         events.emit("approved", vid=vid, **audit)
         token = tokens.issue(

@@ -68,7 +68,7 @@ async def status_callback(request: Request) -> Response:
 
     vid = request.query_params.get("v", "")
     send = request.query_params.get("n", "")
-    if not keyspace.VERIFICATION_ID.match(vid) or not send.isdigit():
+    if not keyspace.VERIFICATION_ID.fullmatch(vid) or not (send.isascii() and send.isdigit()):
         raise InvalidInput("the callback URL must carry v=<verification id>&n=<send number>", field="v")
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     if status not in STATUSES:
@@ -83,7 +83,7 @@ async def status_callback(request: Request) -> Response:
         send_number=int(send),
         changes={
             "status": status,
-            "error_code": int(error_code) if error_code.isdigit() else None,
+            "error_code": int(error_code) if error_code.isascii() and error_code.isdigit() else None,
             "message_sid": params.get("MessageSid") or None,
         },
     )

@@ -164,3 +164,26 @@ async def test_redis_down_is_503_unavailable(service: Service, redis_server) -> 
         await store.client.aclose()
         store.client = real
         store._scripts = {name: real.register_script(s.script) for name, s in store._scripts.items()}
+
+
+async def test_deeply_nested_json_is_400_not_500(service: Service) -> None:
+    body = b"[" * 15000
+    response = await service.http.post(
+        "/v1/verifications", content=body, headers={**service.auth(), "Content-Type": "application/json"}
+    )
+    assert_error(response, 400, "body")
+
+
+@pytest.mark.parametrize("code", ["123456\n", "١٢٣٤٥٦", "12345 "])
+async def test_a_code_with_a_trailing_newline_or_other_digits_is_400(service: Service, code: str) -> None:
+    response = await service.http.post(
+        "/v1/verifications/check", json={"id": "VE" + "0" * 32, "code": code}, headers=service.auth()
+    )
+    assert_error(response, 400, "code")
+
+
+async def test_a_huge_since_is_400_not_500(service: Service) -> None:
+    response = await service.http.get(
+        "/v1/stats/conversion?country=US&since=" + "9" * 400, headers=service.auth(service.admin_key)
+    )
+    assert_error(response, 400, "since")

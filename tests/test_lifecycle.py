@@ -68,10 +68,13 @@ async def test_an_approved_code_never_approves_again(service: Service) -> None:
     vid = (await service.start(TO)).json()["id"]
     code = await service.last_code()
     assert (await service.check(code, id=vid)).json()["approved"] is True
-    again = (await service.check(code, id=vid)).json()
-    assert again["approved"] is False
-    assert again["status"] == "approved"
-    assert "token" not in again
+    again = await service.check(code, id=vid)
+    # A 409, not a 200 saying "approved": a client reading the status alone would let anything in.
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_approved"
+    assert "token" not in again.json()
+    wrong = await service.check("000000" if code != "000000" else "111111", id=vid)
+    assert wrong.status_code == 409
 
 
 async def test_another_verifications_code_does_not_approve(service: Service) -> None:
@@ -218,3 +221,24 @@ async def test_token_from_approval_verifies(service: Service) -> None:
     assert ok.json()["verification_id"] == vid
     bad = await service.http.post("/v1/tokens/verify", json={"token": token + "x"}, headers=service.auth())
     assert bad.json() == {"valid": False, "reason": "token_invalid"}
+
+
+async def test_sends_whose_codes_were_pushed_out_by_newer_resends_are_not_sent(no_cooldown: Service) -> None:
+    service = no_cooldown
+    for _ in range(5):
+        vid = (await service.start(TO)).json()["id"]
+    await service.deliver()
+    assert len(service.sender.messages) == 3  # only the three codes that still work go out
+    attempts = (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()["send_attempts"]
+    assert [a["delivery"]["status"] for a in attempts[:2]] == ["canceled", "canceled"]
+
+
+async def test_a_start_for_a_number_whose_verification_ran_out_of_attempts_makes_a_new_one(
+    service: Service,
+) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    # The moment between the last attempt being counted and the lock being written.
+    [key] = [k async for k in service.redis.scan_iter(f"*v:{vid}")]
+    await service.redis.hset(key, "a", 5)
+    service.clock.advance(31)
+    assert (await service.start(TO)).json()["id"] != vid

@@ -28,6 +28,12 @@ end
 local existing = redis.call('GET', KEYS[1])
 if existing and settle(existing, retention) ~= 'pending' then existing = nil end
 if existing then
+  -- Out of check attempts (its last check may still be comparing): a resend there could never
+  -- be approved, so the number gets a new verification instead.
+  local a, ma = unpack(redis.call('HMGET', vkey(existing), 'a', 'ma'))
+  if tonumber(a) >= tonumber(ma) then existing = nil end
+end
+if existing then
   local sends, cap, x = unpack(redis.call('HMGET', vkey(existing), 's', 'ms', 'x'))
   if tonumber(sends) >= tonumber(cap) then
     return refuse(existing, 'verification_sends', 'max_sends_reached', tonumber(x) - NOW)
