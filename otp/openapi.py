@@ -286,7 +286,7 @@ def spec() -> dict[str, Any]:
                 )
             },
             "/v1/verifications/check": {
-                "post": _op("Check a code", 200, CHECK_RESULT, CHECK, 400, 401, 404, 413, 415, 429, 503)
+                "post": _op("Check a code", 200, CHECK_RESULT, CHECK, 400, 401, 404, 409, 413, 415, 429, 503)
             },
             "/v1/verifications/{id}": {
                 "get": {
