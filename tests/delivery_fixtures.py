@@ -85,27 +85,33 @@ def twilio_options(base: str, stub: TwilioStub) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
+async def serving(app: Any, port: int) -> AsyncIterator[None]:
+    """The app under uvicorn on 127.0.0.1:``port``, in this event loop, with its lifespan."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
 async def live_service(redis_url: str, **changes: Any) -> AsyncIterator[Live]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
         settings = make_settings(redis_url, **{**twilio_options(base, stub), **changes})
-        app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        client = connect(redis_url)
-        _, key = await apikeys.create(client, "delivery-test")
-        await client.aclose()
-        try:
+        async with serving(create_app(settings), port):
+            client = connect(redis_url)
+            _, key = await apikeys.create(client, "delivery-test")
+            await client.aclose()
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 yield Live(base, http, stub, key, settings)
-        finally:
-            server.should_exit = True
-            await task
 
 
 def new_number() -> str:

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from conftest import make_settings, repo_root
-from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, twilio_options
+from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, serving, twilio_options
 
 from otp import apikeys
 from otp.app import create_app
@@ -122,23 +121,13 @@ async def live_dashboard(redis_url: str) -> AsyncIterator[Live]:
     base = f"http://127.0.0.1:{port}"
     with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
         settings = make_settings(redis_url, **twilio_options(base, stub))
-        app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        client = connect(redis_url)
-        _, key = await apikeys.create(client, "e2e-client")
-        _, admin_key = await apikeys.create(client, "e2e-admin", admin=True)
-        await client.aclose()
-        try:
+        async with serving(create_app(settings), port):
+            client = connect(redis_url)
+            _, key = await apikeys.create(client, "e2e-client")
+            _, admin_key = await apikeys.create(client, "e2e-admin", admin=True)
+            await client.aclose()
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 yield Live(base, http, stub, key, admin_key)
-        finally:
-            server.should_exit = True
-            await task
 
 
 async def make_traffic(live: Live) -> None:
