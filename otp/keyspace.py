@@ -49,10 +49,6 @@ def verification(partition: int, verification_id: str) -> str:
     return f"{tag(partition)}v:{verification_id}"
 
 
-def codes(partition: int, verification_id: str) -> str:
-    return f"{tag(partition)}c:{verification_id}"
-
-
 def pending_for_number(partition: int, key_id: str, e164: str) -> str:
     return f"{tag(partition)}n:{key_id}:{e164}"
 

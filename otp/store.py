@@ -296,7 +296,9 @@ class Store:
         if outcome == "not_found":
             return outcome, "", 0, 0, {}, {}, 0
         retry_ms = int(reply[6]) if len(reply) > 6 else 0
-        hashes, record = flat_to_dict(reply[4]), flat_to_dict(reply[5])
+        record = flat_to_dict(reply[5])
+        # Only a counted attempt hands out the code hashes, to be compared.
+        hashes = {k: v for k, v in record.items() if k.startswith("h:")} if outcome == "counted" else {}
         return outcome, _text(reply[1]), int(reply[2]), int(reply[3]), hashes, record, retry_ms
 
     async def approve(

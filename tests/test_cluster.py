@@ -334,7 +334,6 @@ async def test_keys_of_one_verification_share_a_slot_and_partitions_spread_over_
             partition = keyspace.partition_of_id(vid, 16)
             keys = [
                 keyspace.verification(partition, vid),
-                keyspace.codes(partition, vid),
                 keyspace.job(partition, f"{vid}:1"),
                 keyspace.outbox(partition),
                 keyspace.audit_stream(partition),

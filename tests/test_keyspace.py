@@ -23,7 +23,6 @@ def test_keys_of_one_number_and_its_verifications_share_a_slot() -> None:
         keys = [
             keyspace.pending_for_number(partition, "k1", number),
             keyspace.verification(partition, vid),
-            keyspace.codes(partition, vid),
             keyspace.job(partition, f"{vid}:1"),
             keyspace.outbox(partition),
             keyspace.audit_stream(partition),

@@ -174,14 +174,24 @@ async def test_completed_verification_stays_readable_until_retention_then_404(se
     assert (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).status_code == 404
 
 
-async def test_completed_verification_holds_no_code_material(service: Service) -> None:
-    vid = (await service.start(TO)).json()["id"]
-    await service.check(await service.last_code(), id=vid)
-    leftovers = [k async for k in service.redis.scan_iter(f"*c:{vid}")]
-    assert leftovers == []
-    record_keys = [k async for k in service.redis.scan_iter(f"*v:{vid}")]
-    record = await service.redis.hgetall(record_keys[0])
-    assert not any(b"argon2" in v for v in record.values())
+async def record_of(service: Service, vid: str) -> dict[bytes, bytes]:
+    [key] = [k async for k in service.redis.scan_iter(f"*v:{vid}")]
+    return dict(await service.redis.hgetall(key))
+
+
+async def test_completed_verification_holds_no_code_material(no_cooldown: Service) -> None:
+    service = no_cooldown
+    approved = (await service.start(TO)).json()["id"]
+    await service.start(TO)  # two codes, both hashed on the record
+    assert {b"h:1", b"h:2"} <= set(await record_of(service, approved))
+    await service.check(await service.last_code(), id=approved)
+    canceled = (await service.start("+14155552671")).json()["id"]
+    await service.http.post(f"/v1/verifications/{canceled}/cancel", headers=service.auth())
+    expired = (await service.start("+14155550123")).json()["id"]
+    service.clock.advance(601)
+    await service.http.get(f"/v1/verifications/{expired}", headers=service.auth())
+    for vid in (approved, canceled, expired):
+        assert not [f for f in await record_of(service, vid) if f.startswith(b"h:")], vid
 
 
 async def test_unknown_id_is_404(service: Service) -> None:

@@ -5,7 +5,7 @@
 -- A verification of another API key is not found: tenants can't probe each other.
 -- The attempt also counts as a failed check of the number until an approval takes it back, so
 -- guesses spread over many verifications of one number are capped too.
--- Returns {outcome, id, attempts, max_attempts, {h:n, hash…}, flat verification hash};
+-- Returns {outcome, id, attempts, max_attempts, {}, flat verification hash (with its h:<n> code hashes)};
 -- outcome is counted | not_found | a status.
 local id, to, retention, caller, admin = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
 local failed_per_hour = tonumber(ARGV[10])
@@ -38,4 +38,6 @@ a = redis.call('HINCRBY', key, 'a', 1)
 redis.call('ZADD', failed_key, NOW, id .. ':' .. a)
 redis.call('PEXPIRE', failed_key, 3600000)
 redis.call('HSET', key, 'u', NOW)
-return {'counted', id, a, ma, redis.call('HGETALL', ckey(id)), redis.call('HGETALL', key)}
+-- The code hashes travel in the record (its h:<n> fields); the element before it stays for the
+-- reply's shape.
+return {'counted', id, a, ma, {}, redis.call('HGETALL', key)}

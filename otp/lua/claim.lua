@@ -12,7 +12,7 @@ for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', NOW, 'LIMIT
   local fields = redis.call('HMGET', jkey, 'to', 'code', 'loc', 'tries', 'x', 'app')
   local live = fields[1] and redis.call('EXISTS', vkey(vid)) == 1
   local st = live and settle(vid, retention) or 'expired'
-  if st == 'pending' and redis.call('HEXISTS', ckey(vid), 'h:' .. n) == 0 then st = 'superseded' end
+  if st == 'pending' and redis.call('HEXISTS', vkey(vid), 'h:' .. n) == 0 then st = 'superseded' end
   if st ~= 'pending' or NOW >= tonumber(fields[5]) then
     redis.call('ZREM', KEYS[1], job_id)
     redis.call('DEL', jkey)

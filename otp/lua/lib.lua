@@ -45,18 +45,19 @@ local function audit(event, fields)
 end
 
 local function vkey(id) return TAG .. 'v:' .. id end
-local function ckey(id) return TAG .. 'c:' .. id end
 -- The pending pointer is per API key and number: two tenants never resend each other's codes.
 local function nkey(owner, to) return TAG .. 'n:' .. owner .. ':' .. to end
 
--- Drops the code material and the number's pending pointer, and keeps the record readable
--- for the retention period.
+-- Drops the code material (the h:<n> fields) and the number's pending pointer, and keeps the
+-- record readable for the retention period.
 local function finish(id, status, retention_ms, extra)
   local key = vkey(id)
-  local to, owner = unpack(redis.call('HMGET', key, 'to', 'key'))
+  local to, owner, sends = unpack(redis.call('HMGET', key, 'to', 'key', 's'))
   redis.call('HSET', key, 'st', status, 'u', NOW)
   if extra then redis.call('HSET', key, unpack(extra)) end
-  redis.call('DEL', ckey(id))
+  local hashes = {}
+  for i = 1, tonumber(sends) do hashes[#hashes + 1] = 'h:' .. i end
+  redis.call('HDEL', key, unpack(hashes))
   if redis.call('GET', nkey(owner, to)) == id then redis.call('DEL', nkey(owner, to)) end
   redis.call('PEXPIRE', key, retention_ms)
 end

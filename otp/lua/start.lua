@@ -69,17 +69,16 @@ local id, n, mode, expires
 if existing then
   local sends, x = unpack(redis.call('HMGET', vkey(existing), 's', 'x'))
   id, n, mode, expires = existing, tonumber(sends) + 1, 'resent', tonumber(x)
-  redis.call('HSET', vkey(id), 's', n, 'u', NOW)
-  redis.call('HSET', ckey(id), 'h:' .. n, code_hash)
-  if n - kept >= 1 then redis.call('HDEL', ckey(id), 'h:' .. (n - kept)) end
+  -- The code hashes are fields of the verification itself (h:<n>, at most 64 bytes each, so the
+  -- hash keeps Redis's compact encoding): one key less per verification.
+  redis.call('HSET', vkey(id), 's', n, 'u', NOW, 'h:' .. n, code_hash)
+  if n - kept >= 1 then redis.call('HDEL', vkey(id), 'h:' .. (n - kept)) end
 else
   id, n, mode, expires = new_id, 1, 'created', NOW + ttl
   redis.call('HSET', vkey(id), 'id', id, 'to', to, 'ch', channel, 'loc', locale, 'key', key_id,
              'st', 'pending', 'c', NOW, 'u', NOW, 'x', expires, 'a', 0, 'ma', max_attempts,
-             's', 1, 'ms', max_sends)
+             's', 1, 'ms', max_sends, 'h:1', code_hash)
   redis.call('PEXPIRE', vkey(id), ttl + retention)
-  redis.call('HSET', ckey(id), 'h:1', code_hash)
-  redis.call('PEXPIRE', ckey(id), ttl)
   redis.call('SET', KEYS[1], id, 'PX', ttl)
 end
 
