@@ -49,8 +49,10 @@ def verification(partition: int, verification_id: str) -> str:
     return f"{tag(partition)}v:{verification_id}"
 
 
-def pending_for_number(partition: int, key_id: str, e164: str) -> str:
-    return f"{tag(partition)}n:{key_id}:{e164}"
+def number_state(partition: int, e164: str) -> str:
+    """A hash: per API key the number's pending verification (``p:<key id>``), and the number's
+    send log of the last day (``s``)."""
+    return f"{tag(partition)}num:{e164}"
 
 
 def job(partition: int, job_id: str) -> str:

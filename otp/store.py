@@ -267,7 +267,7 @@ class Store:
         args += [code_hash, sealed_code, "1" if number_limits.safe else "0", number_limits.sends_per_hour]
         args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions, app_name]
         mode, flat, rule, reason, retry_ms = await self._run(
-            "start", partition, [keyspace.pending_for_number(partition, key_id, to)], now_ms, args, audit
+            "start", partition, [keyspace.number_state(partition, to)], now_ms, args, audit
         )
         return StartOutcome(_text(mode), flat_to_dict(flat), _text(rule), _text(reason), int(retry_ms))
 
@@ -288,7 +288,7 @@ class Store:
         anchor = (
             keyspace.verification(partition, verification_id)
             if verification_id
-            else keyspace.pending_for_number(partition, caller, to)
+            else keyspace.number_state(partition, to)
         )
         args = [verification_id, to, retention_ms, caller, "1" if admin else "0", failed_per_hour]
         reply = await self._run("attempt", partition, [anchor], now_ms, args, audit)

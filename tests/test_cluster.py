@@ -337,7 +337,7 @@ async def test_keys_of_one_verification_share_a_slot_and_partitions_spread_over_
                 keyspace.job(partition, f"{vid}:1"),
                 keyspace.outbox(partition),
                 keyspace.audit_stream(partition),
-                f"{keyspace.tag(partition)}ns:{to}",  # the number's send log, built inside start.lua
+                keyspace.number_state(partition, to),
             ]
             slots = {await cluster.cluster_keyslot(key) for key in keys}
             assert len(slots) == 1, keys

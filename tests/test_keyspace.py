@@ -21,7 +21,7 @@ def test_keys_of_one_number_and_its_verifications_share_a_slot() -> None:
         vid = keyspace.new_verification_id(partition, 16)
         assert keyspace.partition_of_id(vid, 16) == partition
         keys = [
-            keyspace.pending_for_number(partition, "k1", number),
+            keyspace.number_state(partition, number),
             keyspace.verification(partition, vid),
             keyspace.job(partition, f"{vid}:1"),
             keyspace.outbox(partition),

@@ -10,7 +10,7 @@
 local id, to, retention, caller, admin = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
 local failed_per_hour = tonumber(ARGV[10])
 if id == '' then
-  id = redis.call('GET', nkey(caller, to))
+  id = redis.call('HGET', numkey(to), 'p:' .. caller)
   if not id then return {'not_found'} end
 end
 local key = vkey(id)

@@ -45,8 +45,20 @@ local function audit(event, fields)
 end
 
 local function vkey(id) return TAG .. 'v:' .. id end
--- The pending pointer is per API key and number: two tenants never resend each other's codes.
-local function nkey(owner, to) return TAG .. 'n:' .. owner .. ':' .. to end
+-- A number's state: per API key its pending verification (two tenants never resend each other's
+-- codes), and its send log.
+local function numkey(to) return TAG .. 'num:' .. to end
+
+local function base36(n)
+  local digits, out = '0123456789abcdefghijklmnopqrstuvwxyz', ''
+  n = math.floor(n)
+  repeat
+    local d = n % 36
+    out = string.sub(digits, d + 1, d + 1) .. out
+    n = math.floor(n / 36)
+  until n == 0
+  return out
+end
 
 -- Drops the code material (the h:<n> fields) and the number's pending pointer, and keeps the
 -- record readable for the retention period.
@@ -58,7 +70,7 @@ local function finish(id, status, retention_ms, extra)
   local hashes = {}
   for i = 1, tonumber(sends) do hashes[#hashes + 1] = 'h:' .. i end
   redis.call('HDEL', key, unpack(hashes))
-  if redis.call('GET', nkey(owner, to)) == id then redis.call('DEL', nkey(owner, to)) end
+  if redis.call('HGET', numkey(to), 'p:' .. owner) == id then redis.call('HDEL', numkey(to), 'p:' .. owner) end
   redis.call('PEXPIRE', key, retention_ms)
 end
 

@@ -1,7 +1,8 @@
 -- Start or resend a verification for one number, store the code hash and queue its SMS job,
 -- all in one step: there is never a verification without its job, nor a job without it.
 -- The number's own limits are decided here too, in the same step, so they hold under concurrency.
--- KEYS[1] the number's pending pointer for this API key (otp:{pNN}:n:<key id>:<e164>)
+-- KEYS[1] the number's state (otp:{pNN}:num:<e164>): per API key its pending verification
+-- (p:<key id>), and the log of its sends over the last day (s), shared by every API key
 -- ARGV[5] new id  [6] E.164  [7] channel  [8] locale  [9] api key id  [10] ttl ms
 -- [11] max check attempts  [12] max sends  [13] codes kept  [14] retention ms
 -- [15] code hash  [16] sealed code for the outbox
@@ -16,7 +17,6 @@ local kept, retention = tonumber(ARGV[13]), tonumber(ARGV[14])
 local code_hash, sealed = ARGV[15], ARGV[16]
 local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
 local event_id, decisions, app_name = ARGV[21], ARGV[22], ARGV[23]
-local sends_key = TAG .. 'ns:' .. to
 
 local function refuse(id, rule, reason, retry)
   audit('refused', {vid = id or '', decision = 'refused', rule = rule, reason = reason,
@@ -25,7 +25,7 @@ local function refuse(id, rule, reason, retry)
   return {'refused', record, rule, reason, retry}
 end
 
-local existing = redis.call('GET', KEYS[1])
+local existing = redis.call('HGET', KEYS[1], 'p:' .. key_id)
 if existing and settle(existing, retention) ~= 'pending' then existing = nil end
 if existing then
   -- Out of check attempts (its last check may still be comparing): a resend there could never
@@ -40,30 +40,35 @@ if existing then
   end
 end
 
--- The number's sends: a log of the last day, shared by every API key.
-redis.call('ZREMRANGEBYSCORE', sends_key, '-inf', NOW - 86400000)
-local day = redis.call('ZCARD', sends_key)
-local hour = redis.call('ZCOUNT', sends_key, '(' .. (NOW - 3600000), '+inf')
+-- The number's sends over the last day, oldest first: ms times in base 36, so a few fit in one
+-- compact (at most 64-byte) hash value.
+local sent, last_hour = {}, {}
+for t in string.gmatch(redis.call('HGET', KEYS[1], 's') or '', '%w+') do
+  t = tonumber(t, 36)
+  if t > NOW - 86400000 then sent[#sent + 1] = t end
+  if t > NOW - 3600000 then last_hour[#last_hour + 1] = t end
+end
+local day, hour = #sent, #last_hour
 if not safe then
   if day >= per_day then
-    local freeing = redis.call('ZRANGE', sends_key, day - per_day, day - per_day, 'WITHSCORES')
-    return refuse(existing, 'number_sends', 'number_daily_limit', tonumber(freeing[2]) + 86400000 - NOW)
+    return refuse(existing, 'number_sends', 'number_daily_limit', sent[day - per_day + 1] + 86400000 - NOW)
   end
   if hour >= per_hour then
-    local freeing = redis.call('ZRANGEBYSCORE', sends_key, '(' .. (NOW - 3600000), '+inf', 'WITHSCORES', 'LIMIT',
-                               hour - per_hour, 1)
-    return refuse(existing, 'number_sends', 'number_hourly_limit', tonumber(freeing[2]) + 3600000 - NOW)
+    return refuse(existing, 'number_sends', 'number_hourly_limit', last_hour[hour - per_hour + 1] + 3600000 - NOW)
   end
   if hour > 0 and cooldown > 0 then
-    local last = tonumber(redis.call('ZRANGE', sends_key, -1, -1, 'WITHSCORES')[2])
+    local last = last_hour[hour]
     local wait = cooldown * 2 ^ (math.min(hour, 16) - 1)
     if NOW - last < wait then
       return refuse(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW))
     end
   end
 end
-redis.call('ZADD', sends_key, NOW, event_id)
-redis.call('PEXPIRE', sends_key, 86400000)
+sent[#sent + 1] = NOW
+local encoded = {}
+for i, t in ipairs(sent) do encoded[i] = base36(t) end
+redis.call('HSET', KEYS[1], 's', table.concat(encoded, ' '))
+redis.call('PEXPIRE', KEYS[1], math.max(86400000, ttl + retention))
 
 local id, n, mode, expires
 if existing then
@@ -79,7 +84,7 @@ else
              'st', 'pending', 'c', NOW, 'u', NOW, 'x', expires, 'a', 0, 'ma', max_attempts,
              's', 1, 'ms', max_sends, 'h:1', code_hash)
   redis.call('PEXPIRE', vkey(id), ttl + retention)
-  redis.call('SET', KEYS[1], id, 'PX', ttl)
+  redis.call('HSET', KEYS[1], 'p:' .. key_id, id)
 end
 
 write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
