@@ -194,14 +194,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``otp audit`` on its own: the same options, without the rest of the ``otp`` command."""
-    parser = argparse.ArgumentParser(prog="otp")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["audit", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"otp: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    """``otp audit`` on its own: the same options, and the same error handling, as ``otp audit``."""
+    from otp.cli import main as otp_main  # here, not at the top: otp.cli imports this module
+
+    return otp_main(["audit", *(sys.argv[1:] if argv is None else argv)])
