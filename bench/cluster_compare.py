@@ -30,6 +30,7 @@ OPEN = policy(
     country_hourly_floor=10**6,
     country_daily_floor=10**6,
     key_sends_per_minute=10**6,
+        key_checks_per_minute=10**6,
 )
 
 

@@ -35,6 +35,7 @@ async def queue_jobs(redis_url: str, jobs: int) -> None:
     open_policy = replace(
         PolicyConfig(),
         key_sends_per_minute=10**6,
+        key_checks_per_minute=10**6,
         prefix_hourly_floor=10**6,
         prefix_daily_floor=10**6,
         country_hourly_floor=10**6,

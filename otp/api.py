@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from starlette.routing import Route
 from otp import tokens
 from otp.body import Field, json_body
 from otp.errors import Forbidden, InvalidInput
+from otp.ipaddr import parse_ip
 from otp.phone import mask, parse
 from otp.verification import Caller, CheckResult, SendAttempt, Verification, Verifier
 
@@ -92,12 +92,7 @@ async def _caller(request: Request, ip: str = "") -> Caller:
 
 
 def _ip(value: str | None) -> str:
-    if value is None:
-        return ""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise InvalidInput("is not an IPv4 or IPv6 address", field="ip") from None
+    return "" if value is None else parse_ip(value, field="ip")
 
 
 START_FIELDS = {
@@ -163,18 +158,34 @@ async def cancel(request: Request) -> JSONResponse:
     return JSONResponse(verification_json(verification))
 
 
-TOKEN_FIELDS = {"token": Field(str, required=True, max_length=4096), "max_age": Field(int)}
+TOKEN_FIELDS = {
+    "token": Field(str, required=True, max_length=4096),
+    "max_age": Field(int),
+    "consume": Field(bool),
+}
 
 
 async def verify_token(request: Request) -> JSONResponse:
-    await _caller(request)
+    """A token verifies for the API key whose check earned it (admin keys: any); ``max_age`` may
+    only tighten OTP_TOKEN_MAX_AGE; ``consume`` makes this the token's one use."""
+    caller = await _caller(request)
     data = await json_body(request, TOKEN_FIELDS)
     settings = request.app.state.settings
-    max_age = data.get("max_age", settings.token_max_age)
-    if not 1 <= max_age <= 86400:
-        raise InvalidInput("must be between 1 and 86400 seconds", field="max_age")
+    cap = max(1, int(settings.token_max_age))
+    max_age = data.get("max_age", cap)
+    if not 1 <= max_age <= cap:
+        raise InvalidInput(f"must be between 1 and {cap} seconds (OTP_TOKEN_MAX_AGE)", field="max_age")
     try:
-        approval = tokens.verify(data["token"], max_age=max_age, secret_keys=settings.secret_keys)
+        approval = await tokens.redeem(
+            data["token"],
+            marks=request.app.state.store,
+            secret_keys=settings.secret_keys,
+            max_age=max_age,
+            lifetime=cap,
+            now=_verifier(request).clock(),
+            key_id=None if caller.admin else caller.key_id,
+            consume=data.get("consume", False),
+        )
     except InvalidInput as exc:
         return JSONResponse({"valid": False, "reason": exc.code})
     return JSONResponse(

@@ -21,7 +21,8 @@ from starlette.routing import Route
 from otp import admin_api, api, audit_api, dashboard, keyspace, metrics, openapi, twilio_compat, webhooks
 from otp.apikeys import KeyChecker
 from otp.codes import Argon2Params, CodeHasher
-from otp.dashboard import stats_api
+from otp.dashboard import guard, stats_api
+from otp.dashboard.headers import SecurityHeaders
 from otp.errors import OtpError
 from otp.keyring import Keyring
 from otp.messages import parse_price_table
@@ -205,6 +206,8 @@ def create_app(
         *webhooks.routes,
         *admin_api.routes,
         *stats_api.routes,
+        # Starlette's trailing-slash redirect would name the client's Host header (see headers.py).
+        Route(dashboard.PATH, guard.add_slash, middleware=[Middleware(SecurityHeaders)]),
         dashboard.mount(),
         *twilio_compat.routes,
     ]

@@ -31,7 +31,6 @@ import base64
 import binascii
 import csv
 import io
-import ipaddress
 import json
 import re
 from collections import Counter
@@ -45,6 +44,7 @@ import redis.asyncio as aioredis
 
 from otp import keyspace
 from otp.errors import InvalidInput
+from otp.ipaddr import parse_ip
 from otp.keyring import Keyring
 from otp.phone import parse
 from otp.settings import parse_duration
@@ -64,18 +64,26 @@ EVENTS = (
 )
 DECISIONS = ("allowed", "refused")
 
+# Redis is single-threaded and shared by every tenant (DESIGN §2, bounded work per request); a
+# scan costs about 3 µs of Redis time per entry examined, matching or not, so every bound below
+# counts entries examined, never matches.
 # A page of a million-entry log must not read it all: batches start near what the page needs and
-# double while filters skip entries, up to MAX_BATCH (well under 1 ms of Redis time per call).
+# double while filters skip entries, up to MAX_BATCH (under 1 ms of Redis time per call).
 MIN_BATCH = 16
 MAX_BATCH = 200
 # Scan calls pipelined in one round trip run back to back in Redis, holding up other clients:
-# a round stops at about this many entries (~10 ms), however many partitions wait.
-ROUND_ENTRIES = 3200
-# How many entries one API request may examine (~0.4 s) before it hands back a cursor with what
-# it has: a rare filter over a full log then costs several short requests, not one long one.
-DEFAULT_SCAN_LIMIT = 100_000
-# New events read per partition per poll when following the log.
-FOLLOW_BATCH = 1000
+# a round stops at about this many entries (~3 ms), however many partitions wait.
+ROUND_ENTRIES = 800
+# How many entries one request may examine (~6 ms of Redis time, in a few rounds) before it hands
+# back a cursor with what it has: a rare filter over a full log then costs many short requests,
+# never one long one. A page that runs out has read every partition at least once, so its cursor
+# always moves on.
+DEFAULT_SCAN_LIMIT = 2_000
+# The window a read of the API or the dashboard covers when it is given no ``since``.
+DEFAULT_WINDOW = "24h"
+# New events read per partition per poll when following the log; partitions are read in rounds
+# of about ROUND_ENTRIES entries.
+FOLLOW_BATCH = 200
 
 StreamKey = tuple[int, int]  # (ms, seq) of a stream id
 Position = tuple[int, int, int]  # (ms, seq, partition): the global order, newest = largest
@@ -157,7 +165,8 @@ def _event(partition: int, raw_id: Any, raw_fields: Mapping[Any, Any] | None) ->
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """Every given criterion must hold; ``since`` is inclusive, ``until`` exclusive (ms)."""
+    """Every given criterion must hold; ``since`` is inclusive, ``until`` exclusive (ms).
+    ``key_in`` is "one of these API keys" (an account's services), instead of ``key``."""
 
     since_ms: int | None = None
     until_ms: int | None = None
@@ -169,9 +178,15 @@ class AuditFilter:
     key: str | None = None
     decision: str | None = None
     event: str | None = None
+    key_in: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.key is not None and self.key_in is not None:
+            raise ValueError("give key or key_in, not both")
 
     def criteria(self) -> list[tuple[str, str]]:
-        """(field, value) pairs an entry must hold, as stored (``number_hash`` is the ``nh`` field)."""
+        """(field, value) pairs, as stored (``number_hash`` is the ``nh`` field): an entry must hold,
+        for every field named, one of the values paired with it."""
         wanted = {
             "reason": self.reason,
             "rule": self.rule,
@@ -182,14 +197,21 @@ class AuditFilter:
             "decision": self.decision,
             "event": self.event,
         }
-        return [(name, value) for name, value in wanted.items() if value is not None]
+        pairs = [(name, value) for name, value in wanted.items() if value is not None]
+        if self.key_in is not None:
+            # No key at all matches nothing: "" is never a key id, and the pair keeps the field named.
+            pairs += [("key", key) for key in sorted(self.key_in)] or [("key", "")]
+        return pairs
 
     def matches(self, event: AuditEvent) -> bool:
         if self.since_ms is not None and event.ts < self.since_ms:
             return False
         if self.until_ms is not None and event.ts >= self.until_ms:
             return False
-        return all(event.fields.get(name) == value for name, value in self.criteria())
+        allowed: dict[str, set[str]] = {}
+        for name, value in self.criteria():
+            allowed.setdefault(name, set()).add(value)
+        return all(event.fields.get(name) in values for name, values in allowed.items())
 
 
 def parse_since(text: str, now: float) -> int:
@@ -231,25 +253,30 @@ def _time(value: str, now: float, name: str) -> int:
 
 
 def _ip(value: str) -> str:
-    try:
-        # Stored in the canonical form, so 2001:DB8::1 finds what 2001:db8::1 wrote.
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise InvalidInput("is not an IPv4 or IPv6 address", field="ip") from None
+    # Stored in the canonical form, so 2001:DB8::1 finds what 2001:db8::1 wrote.
+    return parse_ip(value, field="ip")
 
 
 FILTER_PARAMS = ("since", "until", "reason", "rule", "country", "number", "ip", "key", "decision", "event")
 
 
 def filter_from_params(
-    params: Mapping[str, str | None], *, now: float, default_region: str, keyring: Keyring | None
+    params: Mapping[str, str | None],
+    *,
+    now: float,
+    default_region: str,
+    keyring: Keyring | None,
+    default_window: str | None = None,
 ) -> AuditFilter:
     """The filter of the CLI options and API query parameters (same names, see FILTER_PARAMS).
     Empty values count as absent; a bad one raises InvalidInput naming its parameter. ``number``
-    is parsed and replaced by its keyed hash (what the log holds), so it needs ``keyring``."""
+    is parsed and replaced by its keyed hash (what the log holds), so it needs ``keyring``.
+    Without ``since``, ``default_window`` (a duration) back from ``until`` (or ``now``) is used."""
     given = {name: value.strip() for name, value in params.items() if value is not None and value.strip()}
     since = _time(given["since"], now, "since") if "since" in given else None
     until = _time(given["until"], now, "until") if "until" in given else None
+    if since is None and default_window is not None:
+        since = (int(now * 1000) if until is None else until) - int(parse_duration(default_window) * 1000)
     if since is not None and until is not None and until <= since:
         raise InvalidInput("must be later than since", field="until")
     number_hash = None
@@ -311,12 +338,14 @@ _TOP: Position = (2**64, 0, 0)
 class _Walk:
     """One partition's stream, read backwards. Every entry not read yet lies below ``front`` in
     the (ms, seq, partition) order (None: nothing is left); ``buffer`` holds the matches read but
-    not returned, oldest first."""
+    not returned, oldest first; ``front_ts`` is the ``ts`` of the entry at ``front`` once read."""
 
     partition: int
     front: Position | None
     batch: int
     buffer: list[AuditEvent] = field(default_factory=list)
+    read_once: bool = False
+    front_ts: int | None = None
 
     @property
     def upper(self) -> str:
@@ -341,16 +370,29 @@ class _Walk:
             return ms, seq, partition + 1
         return self.front
 
-    def take(self, reply: Sequence[Any]) -> int:
-        """Apply one SCAN_SCRIPT reply; returns how many entries it read."""
+    @property
+    def unhandled_ts(self) -> int | None:
+        """The ``ts`` at or below which this partition's unhandled entries lie (a stream is written
+        in ts order); None when none is left."""
+        if self.buffer:
+            return self.buffer[-1].ts
+        if self.front is None:
+            return None
+        assert self.front_ts is not None, "a walk is read once before a page ends"
+        return self.front_ts
+
+    def take(self, reply: Sequence[Any], asked: int) -> int:
+        """Apply one SCAN_SCRIPT reply to a read of ``asked`` entries; returns how many it read."""
         read, last, stopped, flat = int(reply[0]), _text(reply[1]), int(reply[2]), reply[3]
         matches = [_event_from_json(self.partition, flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         self.buffer = matches[::-1]  # newest at the end, where pop() is cheap
-        if stopped or read < self.batch:
+        self.read_once = True
+        if stopped or read < asked:
             self.front = None
         else:
             ms, seq = stream_key(last)
             self.front = (ms, seq, self.partition)
+            self.front_ts = int(reply[4])
         self.batch = min(MAX_BATCH, self.batch * 2)
         return read
 
@@ -360,36 +402,35 @@ def _event_from_json(partition: int, raw_id: Any, raw_json: Any) -> AuditEvent:
     return _event(partition, raw_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
-def _rounds(walks: Sequence[_Walk]) -> list[list[_Walk]]:
-    rounds: list[list[_Walk]] = [[]]
+def _round(walks: Sequence[_Walk], cap: int) -> list[_Walk]:
+    """The walks one round trip reads: the highest fronts first (they hold the page up), up to
+    ``cap`` entries, and always at least one."""
+    chosen: list[_Walk] = []
     entries = 0
-    for walk in walks:
-        if rounds[-1] and entries + walk.batch > ROUND_ENTRIES:
-            rounds.append([])
-            entries = 0
-        rounds[-1].append(walk)
+    for walk in sorted(walks, key=lambda w: w.front or (-1, 0, 0), reverse=True):
+        if chosen and entries + walk.batch > cap:
+            break
+        chosen.append(walk)
         entries += walk.batch
-    return rounds
+    return chosen
 
 
 async def _scan(client: aioredis.Redis, walks: Sequence[_Walk], flt: AuditFilter) -> int:
-    """Read the next batch of each walk, in as few round trips as ROUND_ENTRIES allows; returns
-    how many entries Redis examined."""
+    """Read the next batch of each walk in one round trip (the caller keeps the round to about
+    ROUND_ENTRIES); returns how many entries Redis examined."""
     script = client.register_script(SCAN_SCRIPT)
     since = "" if flt.since_ms is None else str(flt.since_ms)
     until = "" if flt.until_ms is None else str(flt.until_ms)
     pairs = [part for pair in flt.criteria() for part in pair]
-    examined = 0
-    for group in _rounds(walks):
-        replies = await run_scripts(
-            client,
-            [
-                (script, [keyspace.audit_stream(w.partition)], [w.upper, "-", w.batch, since, until, *pairs])
-                for w in group
-            ],
-        )
-        examined += sum(walk.take(reply) for walk, reply in zip(group, replies, strict=True))
-    return examined
+    asked = [w.batch for w in walks]
+    replies = await run_scripts(
+        client,
+        [
+            (script, [keyspace.audit_stream(w.partition)], [w.upper, "-", n, since, until, *pairs])
+            for w, n in zip(walks, asked, strict=True)
+        ],
+    )
+    return sum(walk.take(reply, n) for walk, reply, n in zip(walks, replies, asked, strict=True))
 
 
 def _best(walks: Sequence[_Walk]) -> _Walk | None:
@@ -403,7 +444,26 @@ def _cursor_after(walks: Sequence[_Walk]) -> str | None:
     return encode_cursor(max(tops)) if tops else None
 
 
-async def read(
+def _covered_since(walks: Sequence[_Walk]) -> int | None:
+    bounds = [ts for ts in (w.unhandled_ts for w in walks) if ts is not None]
+    return max(bounds) + 1 if bounds else None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of ``read_page``. ``examined`` counts the entries Redis looked at. When ``cursor``
+    is set the page stopped early (``limit`` matches, or the scan budget) and ``covered_since``
+    says how far down it got: every match with ``ts`` at or after it is in ``events`` (those of
+    ``events`` older than it are a partial view, for a caller that wants an exact count over a
+    window). Both are None when nothing is left to examine."""
+
+    events: list[AuditEvent]
+    cursor: str | None
+    examined: int
+    covered_since: int | None
+
+
+async def read_page(
     client: aioredis.Redis,
     partitions: int,
     flt: AuditFilter,
@@ -411,17 +471,21 @@ async def read(
     limit: int = 100,
     before: str | None = None,
     scan_limit: int | None = DEFAULT_SCAN_LIMIT,
-) -> tuple[list[AuditEvent], str | None]:
-    """Up to ``limit`` matching events, newest first, and the cursor of the next page (None when
+) -> Page:
+    """Up to ``limit`` matching events, newest first, with the cursor of the next page (None when
     nothing older is left to examine). ``before`` is a cursor from a previous page. Once
     ``scan_limit`` entries have been examined the page ends early, possibly empty, with a cursor to
-    go on (None: no bound, for the CLI). Raises ValueError for a cursor ``read`` didn't hand out."""
+    go on (None: no bound; each round trip is still short). Raises ValueError for a cursor ``read``
+    didn't hand out."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     start = decode_cursor(before, partitions) if before else _TOP
     # Spread evenly, each partition holds about limit/partitions of a page; twice that leaves room
-    # for uneven partitions before a second round trip.
+    # for uneven partitions before a second round trip. Every partition is read once before a page
+    # may stop on its budget, so the first batches share the budget too.
     first_batch = min(MAX_BATCH, max(MIN_BATCH, 2 * -(-(limit + 1) // partitions)))
+    if scan_limit is not None:
+        first_batch = min(first_batch, max(MIN_BATCH, scan_limit // partitions))
     walks = [_Walk(p, start, first_batch) for p in range(partitions)]
     found: list[AuditEvent] = []
     examined = 0
@@ -437,10 +501,28 @@ async def read(
                 break
             found.append(best.buffer.pop())
             continue
-        if scan_limit is not None and examined >= scan_limit and _made_progress(found, walks, start):
-            break
-        examined += await _scan(client, behind, flt)
-    return found, _cursor_after(walks)
+        cap = ROUND_ENTRIES
+        if scan_limit is not None:
+            # Every partition is read once first (``covered_since`` needs each one's depth).
+            if examined >= scan_limit and all(w.read_once for w in walks) and _made_progress(found, walks, start):
+                break
+            cap = min(cap, max(1, scan_limit - examined))
+        examined += await _scan(client, _round(behind, cap), flt)
+    return Page(found, _cursor_after(walks), examined, _covered_since(walks))
+
+
+async def read(
+    client: aioredis.Redis,
+    partitions: int,
+    flt: AuditFilter,
+    *,
+    limit: int = 100,
+    before: str | None = None,
+    scan_limit: int | None = DEFAULT_SCAN_LIMIT,
+) -> tuple[list[AuditEvent], str | None]:
+    """``read_page``'s events and cursor."""
+    page = await read_page(client, partitions, flt, limit=limit, before=before, scan_limit=scan_limit)
+    return page.events, page.cursor
 
 
 def _made_progress(found: Sequence[AuditEvent], walks: Sequence[_Walk], start: Position) -> bool:
@@ -465,20 +547,35 @@ async def read_new(
     """Matching events after ``positions`` (partition → last id seen), oldest first, and the new
     positions. For following the log: each partition keeps its own position, so nothing is missed
     however the streams' ids interleave. Reads at most ``count`` per partition per call."""
+    found, moved, _ = await follow_step(client, positions, flt, count=count)
+    return found, moved
+
+
+async def follow_step(
+    client: aioredis.Redis, positions: Mapping[int, str], flt: AuditFilter, *, count: int = FOLLOW_BATCH
+) -> tuple[list[AuditEvent], dict[int, str], bool]:
+    """``read_new``, and whether some partition had more than ``count`` new entries (read again
+    at once rather than after a pause). Partitions are read in round trips of about
+    ROUND_ENTRIES entries, so a busy log never holds Redis up for long."""
     partitions = sorted(positions)
-    async with client.pipeline(transaction=False) as pipe:
-        for partition in partitions:
-            pipe.xrange(keyspace.audit_stream(partition), "(" + positions[partition], "+", count=count)
-        replies = await pipe.execute()
+    per_round = max(1, ROUND_ENTRIES // max(1, count))
     moved = dict(positions)
     found: list[AuditEvent] = []
-    for partition, raw in zip(partitions, replies, strict=True):
-        events = [_event(partition, raw_id, raw_fields) for raw_id, raw_fields in raw]
-        if events:
-            moved[partition] = events[-1].id
-        found.extend(e for e in events if flt.matches(e))
+    more = False
+    for first in range(0, len(partitions), per_round):
+        group = partitions[first : first + per_round]
+        async with client.pipeline(transaction=False) as pipe:
+            for partition in group:
+                pipe.xrange(keyspace.audit_stream(partition), "(" + positions[partition], "+", count=count)
+            replies = await pipe.execute()
+        for partition, raw in zip(group, replies, strict=True):
+            events = [_event(partition, raw_id, raw_fields) for raw_id, raw_fields in raw]
+            if events:
+                moved[partition] = events[-1].id
+            more = more or len(events) >= count
+            found.extend(e for e in events if flt.matches(e))
     found.sort(key=lambda e: e.position)
-    return found, moved
+    return found, moved, more
 
 
 # -- summary and formats --------------------------------------------------------------------------
@@ -509,12 +606,33 @@ def summary(events: Iterable[AuditEvent]) -> dict[str, Any]:
     }
 
 
+# What a terminal or a spreadsheet must never receive from a stored field: C0 and C1 controls
+# (ESC starts an ANSI sequence, CR/LF forge lines, 0x9b is a one-byte CSI), DEL, the Unicode line
+# separators and bidirectional overrides (which reorder what is shown), and the backslash, so an
+# escape can't be told from text that looks like one.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character as a visible escape (ESC → ``\\x1b``, a newline →
+    ``\\x0a``, ``\\`` → ``\\\\``): for the table and CSV, which a terminal shows as they are."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
 def format_summary(totals: Mapping[str, Any]) -> str:
     """``12 events, 4 refused: resend_too_soon ×3, number_hourly_limit ×1``."""
     line = f"{totals['events']} event{'' if totals['events'] == 1 else 's'}, {totals['refused']} refused"
     reasons = totals.get("refused_by_reason") or {}
     if reasons:
-        line += ": " + ", ".join(f"{reason} ×{n}" for reason, n in reasons.items())
+        line += ": " + ", ".join(f"{printable(str(reason))} ×{n}" for reason, n in reasons.items())
     return line
 
 
@@ -537,7 +655,7 @@ TABLE_COLUMNS = (
 def _cell(event: AuditEvent, column: str) -> str:
     if column == "time":
         return iso_ms(event.ts)
-    return event.get(column) or "-"
+    return printable(event.get(column)) or "-"
 
 
 def _row(cells: Sequence[str]) -> str:
@@ -557,8 +675,15 @@ def format_table(events: Sequence[AuditEvent]) -> str:
     return "\n".join([table_header(), *table_rows(events), format_summary(summary(events))])
 
 
+# json.dumps escapes C0 controls only; these it leaves raw (they are valid in a JSON string).
+_JSON_UNPRINTABLE = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def format_jsonl(events: Iterable[AuditEvent]) -> str:
-    return "\n".join(json.dumps(e.as_dict(), separators=(",", ":"), ensure_ascii=False) for e in events)
+    """One JSON object per line; every control character escaped (``\\u001b``), so the text is
+    safe on a terminal and decodes to the values as stored."""
+    text = "\n".join(json.dumps(e.as_dict(), separators=(",", ":"), ensure_ascii=False) for e in events)
+    return _JSON_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 # Every field the service writes, in a fixed order: a spreadsheet's columns don't move between
@@ -593,7 +718,7 @@ def csv_header() -> str:
 
 
 def csv_rows(events: Iterable[AuditEvent]) -> str:
-    rows = [[e.id, iso_ms(e.ts), *(e.get(c) for c in CSV_COLUMNS[2:])] for e in events]
+    rows = [[e.id, iso_ms(e.ts), *(printable(e.get(c)) for c in CSV_COLUMNS[2:])] for e in events]
     return _csv_lines(rows)
 
 

@@ -1,8 +1,15 @@
-"""Reading a JSON request body strictly: size, content type, syntax, unknown fields and types are
-each a 4xx naming what is wrong, never a 500."""
+"""Reading a JSON request body strictly: size, time, content type, syntax, unknown fields and types
+are each a 4xx naming what is wrong, never a 500.
+
+The JSON parser is bounded too: an integer literal longer than ``MAX_INT_DIGITS`` (Python's
+``int()`` refuses 4,300 digits with a ValueError, and converting long ones costs quadratic
+time), ``NaN``/``Infinity`` (not JSON) and a key given twice in one object (which one counts
+would be a guess) are each refused naming where they sit, e.g. ``extra.items[2].n``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,9 +17,19 @@ from typing import Any
 
 from starlette.requests import Request
 
-from otp.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from otp.errors import InvalidInput, OtpError, PayloadTooLarge, UnsupportedMediaType
+from otp.validators import digits
 
 MAX_BODY = 16 * 1024
+MAX_INT_DIGITS = 100
+# Seconds a client has to send the whole body once the app starts reading it (OTP_BODY_TIMEOUT);
+# the connection-level deadlines are in otp/serving.py.
+BODY_TIMEOUT = 10.0
+
+
+class RequestTimeout(OtpError):
+    status = 408
+    code = "request_timeout"
 
 
 @dataclass(frozen=True)
@@ -25,18 +42,31 @@ class Field:
 async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
+        length = digits(declared)
+        if length is None:
             raise InvalidInput("must be a number of bytes", field="Content-Length")
-        if int(declared) > limit:
+        if length > limit:
             raise PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
+    # A client trickling its body (one byte a second) would otherwise hold this request open for
+    # as long as it likes: the whole body arrives within the deadline or the answer is a 408.
+    timeout = _body_timeout(request)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body was not received within {timeout:g}s", field="body") from None
     return b"".join(chunks)
+
+
+def _body_timeout(request: Request) -> float:
+    settings = getattr(request.app.state, "settings", None)
+    return float(getattr(settings, "body_timeout", BODY_TIMEOUT))
 
 
 async def json_body(request: Request, fields: Mapping[str, Field], *, optional_body: bool = False) -> dict[str, Any]:
@@ -46,16 +76,83 @@ async def json_body(request: Request, fields: Mapping[str, Field], *, optional_b
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("send Content-Type: application/json", field="Content-Type")
-    try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise InvalidInput("is nested too deeply", field="body", code="malformed_json") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise InvalidInput(f"is not valid JSON ({reason})", field="body", code="malformed_json") from None
+    data = loads_strict(raw)
     if not isinstance(data, dict):
         raise InvalidInput("must be a JSON object", field="body")
     return validate(data, fields)
+
+
+def loads_strict(raw: bytes | str, field: str = "body") -> Any:
+    """``json.loads`` with the bounds above; every refusal is InvalidInput naming its place under
+    ``field`` (``body`` → ``to``, ``body[0]``; another field name → ``Tags.a``)."""
+    try:
+        data = json.loads(raw, parse_int=_parse_int, parse_constant=_parse_constant, object_pairs_hook=_checked_object)
+        refused = _refused_in(data)
+    except RecursionError:
+        raise InvalidInput("is nested too deeply", field=field, code="malformed_json") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise InvalidInput(f"is not valid JSON ({reason})", field=field, code="malformed_json") from None
+    if refused is not None:
+        # Under the body a key names itself ("to"); anything else hangs off the field ("body[0]").
+        alone = field == "body" and refused.path and not refused.path.startswith("[")
+        place = refused.path if alone else _join(field, refused.path)
+        raise InvalidInput(refused.message, field=place, code=refused.code)
+    return data
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """Stands in, while json.loads runs, for a value refused: each enclosing object or array adds
+    its key or index to ``path``, so the error can name exactly where it sits. (Raising from a
+    hook would lose the path: the hook of an inner object doesn't know its parents.)"""
+
+    path: str
+    message: str
+    code: str = "invalid_parameter"
+
+    def under(self, key: str) -> _Refused:
+        return _Refused(_join(key, self.path), self.message, self.code)
+
+
+def _join(parent: str, path: str) -> str:
+    return parent if not path else f"{parent}{path}" if path.startswith("[") else f"{parent}.{path}"
+
+
+def _parse_int(text: str) -> int | _Refused:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        return _Refused("", f"is a number longer than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _parse_constant(name: str) -> _Refused:
+    return _Refused("", f"is {name}, which is not a JSON number", "malformed_json")
+
+
+def _checked_object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Refused:
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen:
+            return _Refused(key, "is given more than once in the same object")
+        seen.add(key)
+        refused = _refused_in(value)
+        if refused is not None:
+            return refused.under(key)
+    return dict(pairs)
+
+
+def _refused_in(value: Any) -> _Refused | None:
+    """The first refusal in ``value``. Objects were checked by their own hook (an object holding a
+    refusal became one), so only arrays are looked into: each array is scanned once, by the hook
+    of its nearest enclosing object."""
+    if isinstance(value, _Refused):
+        return value
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            refused = _refused_in(item)
+            if refused is not None:
+                return refused.under(f"[{index}]")
+    return None
 
 
 def validate(data: Mapping[str, Any], fields: Mapping[str, Field]) -> dict[str, Any]:

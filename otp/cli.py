@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import secrets
 import signal
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 from otp import __version__, apikeys, audit_cli, keyspace
 from otp.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
-from otp.phone import mask_numbers
+from otp.phone import MASK, mask_numbers
 from otp.settings import Settings
 
 log = logging.getLogger("otp")
@@ -24,19 +25,49 @@ SECRET_FILE = "secret-key"  # noqa: S105  (a file name, not a secret)
 
 
 class MaskNumbers(logging.Filter):
-    """Access-log lines carry request paths, and a path may hold a number (/v1/safelist/+1…)."""
+    """Access-log lines carry request paths, and a path may hold a number (/v1/safelist/+1…).
+
+    The record keeps its shape: uvicorn's AccessFormatter unpacks ``record.args`` as the tuple
+    (client, method, path, http version, status), so each string argument is masked in place
+    rather than the message being pre-formatted (``args = None`` made every request log a
+    ``--- Logging error ---`` traceback instead of its line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = record.getMessage()
-            record.args = None
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == ACCESS_ARGS:
+            record.args = tuple(mask_target(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_masked(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {name: _masked(arg) for name, arg in record.args.items()}
+        # getMessage() takes str(msg) in any case; arguments that aren't strings are left as they
+        # are (their format, %d or %r, is the message's business).
         record.msg = mask_numbers(str(record.msg))
         return True
+
+
+def _masked(arg: object) -> object:
+    return mask_numbers(arg) if isinstance(arg, str) else arg
+
+
+ACCESS_ARGS = 5  # uvicorn's access record: (client, method, path?query, http version, status)
+# A national number (no "+") in a path or query, e.g. /v1/audit?number=5017122661: a bare run of
+# 8-15 digits not glued to letters, so ids like VE0123456789abcdef… stay whole and greppable.
+_BARE_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{8,15}(?![0-9A-Za-z])")
+
+
+def mask_target(text: str) -> str:
+    """An access line's field: E.164 numbers masked as everywhere, and bare digit runs as long as a
+    phone number too, keeping their last four digits."""
+    return _BARE_NUMBER.sub(lambda m: MASK + m.group()[-4:], mask_numbers(text))
 
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("uvicorn.access").addFilter(MaskNumbers())
+    # Every other line too (e.g. "storage error on GET /v2/Services/VA…/Verifications/+1…"):
+    # uvicorn's access lines have their own handler; all else reaches the root's.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskNumbers())
 
 
 def _dev_secret(data_dir: Path) -> str:
@@ -95,6 +126,7 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from otp import serving
     from otp.app import create_app
 
     settings = Settings.from_env()
@@ -124,7 +156,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn re-raises SIGTERM once it has shut down, through the handler it found: make that
         # one exit normally, so the embedded Redis below is stopped instead of orphaned.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=None)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            workers=None,
+            # Slow clients: read deadlines uvicorn lacks (otp/serving.py) and a cap on open
+            # connections, above which uvicorn answers 503.
+            http=serving.http_protocol(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout),
+            limit_concurrency=settings.max_connections,
+        )
     finally:
         if embedded:
             embedded.stop()

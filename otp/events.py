@@ -10,12 +10,13 @@ import time
 from typing import Any
 
 from otp import metrics
+from otp.audit_fields import recorded
 
 log = logging.getLogger("otp.audit")
 
 
 def emit(event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "event": event, **{k: v for k, v in fields.items() if v not in (None, "")}}
+    record = {"ts": round(time.time(), 3), "event": event, **recorded(fields)}
     log.info(json.dumps(record, separators=(",", ":"), sort_keys=True, default=str))
     country = str(fields.get("country") or "unknown")
     if event == "started":

@@ -55,6 +55,30 @@ def number_state(partition: int, e164: str) -> str:
     return f"{tag(partition)}num:{e164}"
 
 
+def used_token(partition: int, verification_id: str) -> str:
+    """Marks the approval token of a verification used (``/v1/tokens/verify`` with ``consume``):
+    one approval earns one token, so the verification names it; it expires when the token would."""
+    return f"{tag(partition)}tok:{verification_id}"
+
+
+def failed_checks(partition: int, key_id: str, e164: str) -> str:
+    """A sorted set: the number's failed checks of the last hour by one API key (built in lib.lua
+    as ``failedkey``)."""
+    return f"{tag(partition)}nf:{key_id}:{e164}"
+
+
+def check_log(partition: int, rate_key: str) -> str:
+    """A sorted set: one API key's (or /v2 account's) checks of the last minute in this partition
+    (built in attempt.lua)."""
+    return f"{tag(partition)}ck:{rate_key}"
+
+
+def approving_code(partition: int, verification_id: str) -> str:
+    """The hash of the code that approved a verification, for a short while, so the same right
+    check can repeat the approval (built in approve.lua and attempt.lua)."""
+    return f"{tag(partition)}ah:{verification_id}"
+
+
 def job(partition: int, job_id: str) -> str:
     return f"{tag(partition)}j:{job_id}"
 
@@ -106,3 +130,15 @@ def api_key_index() -> str:
 
 def worker_heartbeat() -> str:
     return f"{PREFIX}{CONFIG_TAG}:worker-heartbeat"
+
+
+def dashboard_session(digest: str) -> str:
+    """A signed-in dashboard session, named by the SHA-256 of the id its cookie carries (a dump
+    names no live session); the value is the admin key's id. Its TTL is the session's life, and
+    sign-out deletes it. Beside the API keys, so one round trip reads both."""
+    return f"{PREFIX}{CONFIG_TAG}:session:{digest}"
+
+
+def signin_failures(scope: str) -> str:
+    """Failed dashboard sign-ins from one client address (its /64 on IPv6): a sliding log."""
+    return f"{scope_tag('signin', scope)}fail"

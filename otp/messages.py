@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Final
 
+from otp.errors import InvalidInput
+
 # Code first where the language allows it: it stays visible in a truncated notification and
 # it is what autofill heuristics look for. Latin-script templates use only GSM-7 characters
 # (no "ó", "ç", "ã"), since a single such letter switches the whole message to UCS-2 and cuts
@@ -75,6 +77,43 @@ UCS2: Final = "UCS-2"
 # parts lose room to the user data header that numbers them.
 _GSM7_LIMITS: Final = (160, 153)
 _UCS2_LIMITS: Final = (70, 67)
+
+# -- the name in the SMS -------------------------------------------------------------------------
+# A name is the one part of the SMS a tenant writes, so it must neither phish (a domain or link the
+# handset turns into a tap target, a forged WebOTP "@domain #code" line) nor cost a second segment.
+# Its alphabet is Latin letters, digits, the space and a little punctuation, all in the GSM 03.38
+# basic set (one septet each, one UTF-16 unit each): a name of APP_NAME_MAX of any of them is the
+# worst case, and tests/test_friendly_names.py proves it fits every template at the longest code.
+# Greek capitals, though GSM-7, are left out: they add nothing a name needs and only homoglyph room.
+APP_NAME_MAX: Final = 30
+APP_NAME_MAX_DIGITS: Final = 4  # a name must not read like the code or a phone number
+APP_NAME_LETTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" + "ÄÖÑÜäöñüàèéùìòÇØøÅåÆæßÉ"
+APP_NAME_PUNCTUATION: Final = " .,'&-_!()"
+APP_NAME_ALPHABET: Final = frozenset(APP_NAME_LETTERS + "0123456789" + APP_NAME_PUNCTUATION)
+# "name.tld" (a dot right before a letter or digit), "www" anywhere, and a scheme's "://".
+_LINKISH: Final = re.compile(r"\.\w|www|://", re.IGNORECASE)
+
+
+def validate_app_name(value: str, field: str) -> str:
+    """The name to put in the SMS, trimmed; raises `InvalidInput` naming ``field`` when it could
+    phish or cost a second segment. The one rule for /v2 FriendlyName and CustomFriendlyName and
+    for OTP_APP_NAME."""
+    name = value.strip()
+    if not 1 <= len(name) <= APP_NAME_MAX:
+        raise InvalidInput(f"must be 1 to {APP_NAME_MAX} characters", field=field)
+    if _LINKISH.search(name):
+        raise InvalidInput("must not look like a link or a domain (no www, :// or name.tld)", field=field)
+    outside = sorted(set(name) - APP_NAME_ALPHABET)
+    if outside:
+        raise InvalidInput(
+            f"may hold only letters, digits, spaces and {' '.join(APP_NAME_PUNCTUATION.strip())}"
+            f" (not {', '.join(repr(ch) for ch in outside[:3])}): it must fit one GSM-7 SMS segment",
+            field=field,
+        )
+    if sum(ch.isdigit() for ch in name) > APP_NAME_MAX_DIGITS:
+        raise InvalidInput(f"may hold at most {APP_NAME_MAX_DIGITS} digits", field=field)
+    return name
+
 
 PRICE_UNIT: Final = "USD"
 # Rough per-segment prices for estimates only; real prices come from the provider's receipt.

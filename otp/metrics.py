@@ -1,7 +1,13 @@
-"""Prometheus metrics (``GET /metrics``) and the request-latency middleware."""
+"""Prometheus metrics (``GET /metrics``) and the request-latency middleware.
+
+The metrics show per-country volumes and refusal reasons, so they are served only to a scraper
+that sends ``Authorization: Bearer <OTP_METRICS_TOKEN>``; without that setting ``/metrics`` is off
+(404, naming the setting)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import time
 
@@ -9,6 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from otp.errors import NotFound, Unauthorized
 
 STARTED = Counter("otp_verifications_started_total", "Verifications started (first send)", ["country"])
 RESENT = Counter("otp_verifications_resent_total", "Resends on a pending verification", ["country"])
@@ -61,7 +69,23 @@ class LatencyMiddleware:
             LATENCY.labels(scope["method"], route_of(scope["path"]), str(status)).observe(time.perf_counter() - started)
 
 
+def check_token(expected: str, header: str | None) -> None:
+    """Raise unless ``header`` is ``Bearer <expected>``; compared in constant time (digests, so
+    not even the length shows)."""
+    if not expected:
+        raise NotFound(
+            "metrics are off: set OTP_METRICS_TOKEN and scrape with Authorization: Bearer <token>",
+            code="metrics_disabled",
+        )
+    scheme, _, value = (header or "").partition(" ")
+    given = value.strip() if scheme.lower() == "bearer" else ""
+    good = hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest())
+    if not (given and good):
+        raise Unauthorized("send Authorization: Bearer <OTP_METRICS_TOKEN>", field="Authorization")
+
+
 async def metrics(request: Request) -> Response:
+    check_token(request.app.state.settings.metrics_token, request.headers.get("authorization"))
     try:
         OUTBOX.set(await request.app.state.store.outbox_depth())
     except Exception:

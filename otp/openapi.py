@@ -128,7 +128,16 @@ TOKEN_VERIFY = {
     "required": ["token"],
     "properties": {
         "token": {"type": "string"},
-        "max_age": {"type": ["integer", "null"], "minimum": 1, "maximum": 86400},
+        "max_age": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": 86400,
+            "description": "seconds; default and upper bound OTP_TOKEN_MAX_AGE (a larger value is a 400)",
+        },
+        "consume": {
+            "type": ["boolean", "null"],
+            "description": "mark the token used (atomically): every later verify answers token_used",
+        },
     },
 }
 
@@ -136,7 +145,11 @@ TOKEN_RESULT = {
     "type": "object",
     "properties": {
         "valid": {"type": "boolean"},
-        "reason": {"type": "string", "enum": ["token_expired", "token_invalid"]},
+        "reason": {
+            "type": "string",
+            "enum": ["token_expired", "token_invalid", "token_used"],
+            "description": "token_invalid also for a token another API key earned (admin keys verify any)",
+        },
         "verification_id": {"type": "string"},
         "number_hash": {"type": "string"},
         "approved_at": {"type": "string", "format": "date-time"},
@@ -277,6 +290,7 @@ def spec() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "otpk_<id>_<secret>"},
                 "basic": {"type": "http", "scheme": "basic", "description": "key id : secret"},
+                "metrics": {"type": "http", "scheme": "bearer", "description": "OTP_METRICS_TOKEN"},
             }
         },
         "paths": {
@@ -301,7 +315,7 @@ def spec() -> dict[str, Any]:
                 }
             },
             "/v1/tokens/verify": {
-                "post": _op("Verify an approval token", 200, TOKEN_RESULT, TOKEN_VERIFY, 400, 401, 415)
+                "post": _op("Verify an approval token", 200, TOKEN_RESULT, TOKEN_VERIFY, 400, 401, 413, 415, 503)
             },
             "/v1/audit": {
                 "get": {
@@ -386,10 +400,14 @@ def spec() -> dict[str, Any]:
             },
             "/metrics": {
                 "get": {
-                    "summary": "Prometheus metrics",
-                    "security": [],
+                    "summary": "Prometheus metrics: Authorization: Bearer <OTP_METRICS_TOKEN>; 404 while that is unset",
+                    "security": [{"metrics": []}],
                     "responses": {
-                        "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                        "200": {
+                            "description": "text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401, 404),
                     },
                 }
             },

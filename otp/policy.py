@@ -1,10 +1,17 @@
 """Rate limits and fraud rules, decided before every send.
 
 Permissions (country allowlist, number types) need no state and are decided here.  Every counted
-rule is one Lua script per slot that decides and counts in the same step, so limits hold under
-concurrency: the number's own limits inside ``start.lua``; the end user's IP, the API key, the
-destination prefix and the country in ``limit.lua`` / ``fraud.lua``, pipelined in one round trip.
-A send refused by one rule is taken back from the counters of the others (``refund``).
+rule is one Lua script per slot, so limits hold under concurrency: the number's own limits inside
+``start.lua``; the end user's IP (per API key) and the API key in ``limit.lua``, which decides and
+counts in one step; the destination prefix and the country in ``fraud.lua``, pipelined in the same
+round trip.
+
+The pumping windows count committed sends only: ``fraud.lua check`` decides on what is already
+counted and counts nothing, and ``commit`` counts the send once ``start.lua`` has written it. A
+burst of refused requests therefore never moves a window or sets a block (several sends in flight
+at once may each pass the check: the windows are thresholds, and the atomic per-IP, per-key and
+per-number limits bound how many can be in flight). A sliding-log limit counts at once, so that it
+holds exactly; a send another rule refuses is released from it (``release``) within the request.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otp import keyspace
+from otp.ipaddr import ip_scope
 from otp.phone import Phone
 from otp.store import Call, Store
 
@@ -52,6 +60,7 @@ class PolicyConfig:
     failed_checks_per_hour: int = 10
     ip_sends_per_hour: int = 20
     key_sends_per_minute: int = 1000
+    key_checks_per_minute: int = 1200
     allowed_countries: frozenset[str] = frozenset()  # empty: every country
     blocked_number_types: frozenset[str] = DEFAULT_BLOCKED_TYPES
     pumping_mode: str = "enforce"
@@ -79,11 +88,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class Admission:
-    """The cross-number part of a send decision, and what to take back if the send doesn't happen."""
+    """The cross-number part of a send decision: what to count once the send is committed, and
+    what to release if it isn't."""
 
     decision: Decision
-    refunds: tuple[Call, ...] = ()
-    zset_refunds: tuple[tuple[str, str], ...] = ()  # (key, member) of sliding logs
+    commits: tuple[Call, ...] = ()  # pumping windows: counted only after the send is written
+    releases: tuple[tuple[str, str], ...] = ()  # (key, member) of sliding-log limits to release
     flagged: tuple[str, ...] = ()  # scopes over the pumping threshold in record_only mode
 
 
@@ -134,7 +144,7 @@ class Policy:
             return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": phone.number_type})
         return Decision(True)
 
-    def _fraud_call(self, kind: str, value: str, daily_floor: int, hourly_floor: int, keep_hours: int) -> Call:
+    def _fraud_call(self, kind: str, value: str, daily_floor: int, hourly_floor: int) -> Call:
         c = self.config
         enforce = "1" if c.pumping_mode == "enforce" else "0"
         return Call(
@@ -142,16 +152,23 @@ class Policy:
             keyspace.scope_tag(kind, value),
             [keyspace.scope_window(kind, value)],
             [
-                "send",
+                "check",
                 daily_floor,
                 hourly_floor,
                 c.pumping_ratio,
                 enforce,
                 int(c.block_base * 1000),
                 int(c.block_max * 1000),
-                keep_hours,
             ],
         )
+
+    def _pumping_scopes(self, phone: Phone) -> list[tuple[str, str, str, int]]:
+        """(name, kind, value, keep hours) of the destination scopes a send to ``phone`` counts in."""
+        c = self.config
+        scopes = [("prefix", "pfx", phone.prefix, c.prefix_keep_hours)]
+        if phone.country:
+            scopes.append(("country", "cc", phone.country, c.country_keep_hours))
+        return scopes
 
     async def admit_send(
         self, phone: Phone, *, key_id: str, ip: str, risk_check: bool, now_ms: int, custom: dict[str, str] | None = None
@@ -162,15 +179,11 @@ class Policy:
         names: list[str] = []
         calls: list[Call] = []
         if ip:
+            # Per API key: an IP a tenant reports is its own user's; another tenant's traffic
+            # (or a hostile tenant naming a victim's IP) must not spend it.
+            scope = keyspace.scope_tag("ip", f"{key_id}:{ip_scope(ip)}")
             names.append("ip")
-            calls.append(
-                Call(
-                    "limit",
-                    keyspace.scope_tag("ip", ip),
-                    [keyspace.scope_tag("ip", ip) + "sends"],
-                    [3_600_000, c.ip_sends_per_hour, event],
-                )
-            )
+            calls.append(Call("limit", scope, [scope + "sends"], [3_600_000, c.ip_sends_per_hour, event]))
         names.append("key")
         calls.append(
             Call(
@@ -185,24 +198,22 @@ class Policy:
             scope = keyspace.scope_tag("rl", f"{key_id}:{name}:{value}")
             names.append(f"custom:{name}")
             calls.append(Call("limit", scope, [scope + "sends"], [3_600_000, c.number_sends_per_hour, event]))
+        floors = {
+            "prefix": (c.prefix_daily_floor, c.prefix_hourly_floor),
+            "country": (c.country_daily_floor, c.country_hourly_floor),
+        }
+        commits: list[Call] = []
         if risk_check:
-            names.append("prefix")
-            calls.append(
-                self._fraud_call("pfx", phone.prefix, c.prefix_daily_floor, c.prefix_hourly_floor, c.prefix_keep_hours)
-            )
-            if phone.country:
-                names.append("country")
-                calls.append(
-                    self._fraud_call(
-                        "cc", phone.country, c.country_daily_floor, c.country_hourly_floor, c.country_keep_hours
-                    )
-                )
+            for name, kind, value, keep_hours in self._pumping_scopes(phone):
+                names.append(name)
+                calls.append(self._fraud_call(kind, value, *floors[name]))
+                window = keyspace.scope_window(kind, value)
+                commits.append(Call("fraud", keyspace.scope_tag(kind, value), [window], ["commit", keep_hours]))
         results = await self.store.run_many(calls, now_ms)
 
         details: dict[str, Any] = {}
         refusal: Decision | None = None
-        refunds: list[Call] = []
-        zset_refunds: list[tuple[str, str]] = []
+        releases: list[tuple[str, str]] = []
         flagged: list[str] = []
         new_blocks: list[tuple[str, int]] = []
         for name, call, result in zip(names, calls, results, strict=True):
@@ -211,16 +222,14 @@ class Policy:
                 limit = int(call.args[1])
                 details[name] = {"count": count, "limit": limit}
                 if allowed:
-                    zset_refunds.append((call.keys[0], event))
+                    releases.append((call.keys[0], event))
                 elif refusal is None:
                     rule, reason = LIMIT_REASONS.get(name, ("custom_rate_limit", "custom_limit"))
                     refusal = Decision(False, rule, reason, _seconds(retry_ms))
                 continue
             verdict, reason, retry_ms = int(result[0]), _text(result[1]), int(result[2])
-            s24, v24, s1, v1, hour, five = (int(x) for x in result[3:9])
+            s24, v24, s1, v1 = (int(x) for x in result[3:7])
             details[name] = {"sends_24h": s24, "verified_24h": v24, "sends_1h": s1, "verified_1h": v1}
-            if verdict in (1, 2):
-                refunds.append(Call("fraud", call.tag, call.keys, ["refund", hour, five]))
             if verdict == 2:
                 flagged.append(name)
                 details[name]["flagged"] = reason
@@ -238,7 +247,7 @@ class Policy:
         decision = refusal or Decision(True, details=details)
         if refusal is not None:
             decision = Decision(False, refusal.rule, refusal.reason, refusal.retry_after, details)
-        return Admission(decision, tuple(refunds), tuple(zset_refunds), tuple(flagged))
+        return Admission(decision, tuple(commits), tuple(releases), tuple(flagged))
 
     async def _index_blocks(self, blocks: list[tuple[str, int]]) -> None:
         """Remember which scopes got blocked, for readers (the dashboard): the block itself lives in
@@ -274,39 +283,28 @@ class Policy:
             ttl, level = await pipe.execute()
         return int(ttl), level
 
-    async def refund(self, admission: Admission, now_ms: int) -> None:
-        """Take back a send that didn't happen from the counters that had counted it."""
-        if admission.zset_refunds:
+    async def release(self, admission: Admission) -> None:
+        """Take a send that didn't happen back from the sliding-log limits that counted it."""
+        if not admission.releases:
+            return
 
-            async def drop() -> None:
-                async with self.store.client.pipeline(transaction=False) as pipe:
-                    for key, member in admission.zset_refunds:
-                        pipe.zrem(key, member)
-                    await pipe.execute()
+        async def drop() -> None:
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for key, member in admission.releases:
+                    pipe.zrem(key, member)
+                await pipe.execute()
 
-            await self.store.guarded(drop)
-        await self.store.run_many(admission.refunds, now_ms)
+        await self.store.guarded(drop)
+
+    async def commit(self, admission: Admission, now_ms: int) -> None:
+        """Count a written send in the pumping windows."""
+        await self.store.run_many(admission.commits, now_ms)
 
     def conversion_calls(self, phone: Phone) -> list[Call]:
-        c = self.config
-        calls = [
-            Call(
-                "fraud",
-                keyspace.scope_tag("pfx", phone.prefix),
-                [keyspace.scope_window("pfx", phone.prefix)],
-                ["convert", c.prefix_keep_hours],
-            )
+        return [
+            Call("fraud", keyspace.scope_tag(kind, value), [keyspace.scope_window(kind, value)], ["convert", keep])
+            for _, kind, value, keep in self._pumping_scopes(phone)
         ]
-        if phone.country:
-            calls.append(
-                Call(
-                    "fraud",
-                    keyspace.scope_tag("cc", phone.country),
-                    [keyspace.scope_window("cc", phone.country)],
-                    ["convert", c.country_keep_hours],
-                )
-            )
-        return calls
 
     async def take_back_conversions(self, calls: Sequence[Call], results: Sequence[Any], now_ms: int) -> None:
         undo = [

@@ -29,9 +29,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from otp import keyspace
+from otp import keyspace, messages
 from otp.errors import InvalidInput
 from otp.store import UNAVAILABLE_ERRORS
+from otp.validators import whole_number
 
 log = logging.getLogger("otp.services")
 
@@ -41,10 +42,9 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisErr
 SERVICE_SID = re.compile(r"^VA[0-9a-fA-F]{32}$")
 ATTEMPT_SID = re.compile(r"^VL[0-9a-f]{32}$")
 DEFAULT_CODE_LENGTH = 6
-# The SMS templates are sized for a 30-character name (otp.messages): longer ones would cost a
-# second segment, so Twilio's "up to 30 characters" is enforced rather than its form's 32.
-FRIENDLY_NAME_MAX = 30
-_FRIENDLY_NAME_CHARS = re.compile(r"^[\w .,'&-]+$")
+# FriendlyName is the name in the SMS: otp.messages.validate_app_name holds it to one GSM-7
+# segment and no links (Twilio's "up to 30 characters" rather than its form's 32).
+FRIENDLY_NAME_MAX = messages.APP_NAME_MAX
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
@@ -98,19 +98,6 @@ PARAMS: Mapping[str, Param] = {
 }
 
 
-def check_friendly_name(value: str, field: str) -> str:
-    """Twilio's rules for a name that goes into the SMS: short, no links, no number-like runs
-    (a name must not be mistaken for the code or a phone number)."""
-    value = value.strip()
-    if not value or len(value) > FRIENDLY_NAME_MAX:
-        raise InvalidInput(f"must be 1 to {FRIENDLY_NAME_MAX} characters", field=field)
-    if not _FRIENDLY_NAME_CHARS.match(value) or "www." in value.lower():
-        raise InvalidInput("may hold only letters, digits, spaces and - _ . , ' & (no links)", field=field)
-    if sum(c.isdigit() for c in value) > 4:
-        raise InvalidInput("may hold at most 4 digits", field=field)
-    return value
-
-
 def _normalise(name: str, spec: Param, raw: str) -> str:
     if spec.kind == "bool":
         lowered = raw.strip().lower()
@@ -120,17 +107,14 @@ def _normalise(name: str, spec: Param, raw: str) -> str:
             return "false"
         raise InvalidInput("must be true or false", field=name)
     if spec.kind == "int":
-        text = raw.strip()
-        digits = text.lstrip("-")
-        if not (digits.isascii() and digits.isdigit()) or not spec.low <= int(text) <= spec.high:
-            raise InvalidInput(f"must be a whole number from {spec.low} to {spec.high}", field=name)
-        return str(int(text))
+        return str(whole_number(raw.strip(), field=name, low=spec.low, high=spec.high))
     if len(raw) > spec.max_length:
         raise InvalidInput(f"is longer than {spec.max_length} characters", field=name)
     if spec.pattern is not None and not spec.pattern.match(raw):
         raise InvalidInput(f"must match {spec.pattern.pattern}", field=name)
     if name == "FriendlyName":
-        return check_friendly_name(raw, name)
+        # Also the service's display name, refused here rather than at its first SMS.
+        return messages.validate_app_name(raw, name)
     return raw
 
 

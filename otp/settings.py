@@ -47,6 +47,8 @@ class Settings:
     public_url: str = ""
     twilio_account_sid: str = ""
     twilio_auth_token: str = field(default="", repr=False)
+    # GET /metrics answers only "Authorization: Bearer <this>"; empty: /metrics is off (404).
+    metrics_token: str = field(default="", repr=False)
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_url: str = ""
@@ -57,6 +59,12 @@ class Settings:
     sms_lease: float = 30.0
     sms_retry_base: float = 1.0
     audit_maxlen: int = 1_000_000
+    # Slow clients (otp/serving.py): the request head and the body each arrive within their
+    # timeout or the connection is closed / the request answered 408; above max_connections open
+    # connections uvicorn answers 503.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 1000
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     log_level: str = "INFO"
     dev_mode: bool = False
@@ -91,10 +99,11 @@ class Settings:
             argon2_parallelism=reader.integer("OTP_ARGON2_PARALLELISM", 1, low=1, high=16),
             data_dir=reader.text("OTP_DATA_DIR") or ".otp",
             worker=reader.switch("OTP_WORKER", True),
-            app_name=reader.text("OTP_APP_NAME") or "otp",
+            app_name=reader.app_name("OTP_APP_NAME", "otp"),
             public_url=(reader.text("OTP_PUBLIC_URL") or "").rstrip("/"),
             twilio_account_sid=reader.text("OTP_TWILIO_ACCOUNT_SID") or "",
             twilio_auth_token=reader.text("OTP_TWILIO_AUTH_TOKEN") or "",
+            metrics_token=reader.text("OTP_METRICS_TOKEN") or "",
             twilio_from=reader.text("OTP_TWILIO_FROM") or "",
             twilio_messaging_service_sid=reader.text("OTP_TWILIO_MESSAGING_SERVICE_SID") or "",
             twilio_api_url=(reader.text("OTP_TWILIO_API_URL") or "").rstrip("/"),
@@ -105,10 +114,15 @@ class Settings:
             sms_lease=reader.duration("OTP_SMS_LEASE", 30.0, low=0.5, high=3600.0),
             sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", 1.0, low=0.01, high=600.0),
             audit_maxlen=reader.integer("OTP_AUDIT_MAXLEN", 1_000_000, low=1000, high=1_000_000_000),
+            header_timeout=reader.duration("OTP_HEADER_TIMEOUT", 10.0, low=0.1, high=300.0),
+            body_timeout=reader.duration("OTP_BODY_TIMEOUT", 10.0, low=0.1, high=300.0),
+            max_connections=reader.integer("OTP_MAX_CONNECTIONS", 1000, low=1, high=1_000_000),
             policy=reader.policy(),
             log_level=(reader.text("OTP_LOG_LEVEL") or "INFO").upper(),
         )
         reader.twilio(settings)
+        if settings.metrics_token and len(settings.metrics_token) < 32:
+            reader.errors.append("OTP_METRICS_TOKEN is shorter than 32 characters; use `otp keys secret`")
         if settings.redis_url:
             from otp.redis_client import parse
 
@@ -143,6 +157,20 @@ class _Reader:
         if not low <= value <= high:
             self.errors.append(f"{name}={value} is out of range ({low}..{high})")
         return value
+
+    def app_name(self, name: str, default: str) -> str:
+        """The name in every SMS without a name of its own: the same rule as /v2's FriendlyName."""
+        raw = self.text(name)
+        if not raw:
+            return default
+        from otp.errors import InvalidInput
+        from otp.messages import validate_app_name
+
+        try:
+            return validate_app_name(raw, name)
+        except InvalidInput as exc:
+            self.errors.append(f"{name}: {exc.message}")
+            return default
 
     def duration(self, name: str, default: float, *, low: float, high: float) -> float:
         raw = self.text(name)
@@ -241,6 +269,7 @@ class _Reader:
             failed_checks_per_hour=self.integer("OTP_FAILED_CHECKS_PER_HOUR", 10, low=1, high=100),
             ip_sends_per_hour=self.integer("OTP_IP_SENDS_PER_HOUR", 20, low=1, high=1_000_000),
             key_sends_per_minute=self.integer("OTP_KEY_SENDS_PER_MINUTE", 1000, low=1, high=10_000_000),
+            key_checks_per_minute=self.integer("OTP_KEY_CHECKS_PER_MINUTE", 1200, low=1, high=10_000_000),
             allowed_countries=self.countries("OTP_ALLOWED_COUNTRIES"),
             blocked_number_types=self.number_types("OTP_BLOCKED_NUMBER_TYPES"),
             pumping_mode=self.choice("OTP_PUMPING_MODE", "enforce", MODES),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -17,9 +18,12 @@ from redis.commands.core import AsyncScript
 from redis.sentinel import MasterNotFoundError
 
 from otp import keyspace
+from otp.audit_fields import recorded
 from otp.errors import Unavailable
 
 T = TypeVar("T")
+
+log = logging.getLogger("otp.store")
 
 SCRIPT_NAMES = (
     "start",
@@ -35,6 +39,7 @@ SCRIPT_NAMES = (
     "limit",
     "fraud",
     "renew",
+    "signin_limit",
 )
 
 # Redis raising these means "not now", never "your request is wrong": they become 503.
@@ -106,6 +111,35 @@ class StartOutcome:
     rule: str
     reason: str
     retry_ms: int
+    foreign: bool = False  # a number-wide refusal that another API key's sends took part in
+
+
+@dataclass(frozen=True)
+class CheckArgs:
+    """What ``attempt.lua`` needs to count one check."""
+
+    verification_id: str
+    to: str
+    retention_ms: int
+    caller: str
+    admin: bool
+    failed_per_hour: int
+    checks_per_minute: int  # in this partition, for ``rate_key``; 0: no limit
+    rate_key: str
+    member: str
+    replay_ms: int
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    outcome: str  # counted | not_found | throttled | refused | a status
+    verification_id: str = ""
+    attempts: int = 0
+    max_attempts: int = 0
+    hashes: dict[str, str] = field(default_factory=dict)  # "h:n" → hash, for a counted attempt
+    record: dict[str, str] = field(default_factory=dict)
+    retry_ms: int = 0
+    replay_hash: str = ""  # the approving code's hash, while it may repeat the approval
 
 
 @dataclass(frozen=True)
@@ -128,9 +162,12 @@ AUDIT_COUNTER_TTL_MS = 8 * 86_400_000  # as in lib.lua
 ScriptCall = tuple[AsyncScript, Sequence[Any], Sequence[Any]]  # (script, keys, args)
 
 
-async def run_scripts(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+async def run_scripts(
+    client: aioredis.Redis, calls: Sequence[ScriptCall], *, raise_errors: bool = True
+) -> list[Any]:
     """Script calls of any slots in one pipelined round trip (per node), each atomic on its own;
-    the replies in order, or the first error raised.
+    the replies in order, or the first error raised (without ``raise_errors``, errors are
+    returned in their places: calls in other slots may have succeeded).
 
     EVALSHA goes in as a raw command (on a cluster routed by its first key's slot). Not
     ``AsyncScript(client=pipe)``: redis-py then sends SCRIPT EXISTS before every pipeline, one more
@@ -152,7 +189,14 @@ async def run_scripts(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> li
         for i in missing:
             script, keys, args = calls[i]
             # AsyncScript on the cluster client itself loads (on every primary) and retries.
-            results[i] = await script(keys=list(keys), args=list(args))
+            try:
+                results[i] = await script(keys=list(keys), args=list(args))
+            except Exception as exc:
+                if raise_errors:
+                    raise
+                results[i] = exc
+    if not raise_errors:
+        return results
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -164,6 +208,13 @@ async def load_scripts(client: aioredis.Redis, sources: Iterable[Any]) -> None:
     a cluster client)."""
     for source in sources:
         await client.script_load(source)
+
+
+def _raiser(exc: BaseException) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        raise exc
+
+    return call
 
 
 class Store:
@@ -187,11 +238,14 @@ class Store:
                 raise Unavailable(f"storage unavailable ({type(exc).__name__}); retry shortly", retry_after=1) from exc
             raise
 
-    async def _pipelined(self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]]) -> list[Any]:
+    async def _pipelined(
+        self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]], *, raise_errors: bool = True
+    ) -> list[Any]:
         if not self._scripts_loaded:
             await load_scripts(self.client, [script.script for script in self._scripts.values()])
             self._scripts_loaded = True
-        return await run_scripts(self.client, [(self._scripts[name], keys, args) for name, keys, args in calls])
+        scripts = [(self._scripts[name], keys, args) for name, keys, args in calls]
+        return await run_scripts(self.client, scripts, raise_errors=raise_errors)
 
     def _header(self, tag: str, now_ms: int, audit: dict[str, str] | None = None) -> list[Any]:
         return [tag, now_ms, self.audit_maxlen_per_partition, json.dumps(audit or {})]
@@ -222,7 +276,7 @@ class Store:
     async def audit_event(self, partition: int, now_ms: int, fields: dict[str, Any]) -> None:
         """An audit event decided outside Lua (a permission refusal, a failed check)."""
         entry: dict[Any, Any] = {"ts": now_ms}
-        entry.update({k: str(v) for k, v in fields.items() if v is not None and v != ""})
+        entry.update({k: str(v) for k, v in recorded(fields).items()})
         stream = keyspace.audit_stream(partition)
         counter = keyspace.audit_counter(partition, now_ms)
         event = str(fields.get("event", ""))
@@ -266,40 +320,32 @@ class Store:
         args = [new_id, to, channel, locale, key_id, ttl_ms, max_attempts, max_sends, codes_kept, retention_ms]
         args += [code_hash, sealed_code, "1" if number_limits.safe else "0", number_limits.sends_per_hour]
         args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions, app_name]
-        mode, flat, rule, reason, retry_ms = await self._run(
+        mode, flat, rule, reason, retry_ms, foreign = await self._run(
             "start", partition, [keyspace.number_state(partition, to)], now_ms, args, audit
         )
-        return StartOutcome(_text(mode), flat_to_dict(flat), _text(rule), _text(reason), int(retry_ms))
+        return StartOutcome(_text(mode), flat_to_dict(flat), _text(rule), _text(reason), int(retry_ms), bool(foreign))
 
     async def count_attempt(
-        self,
-        *,
-        partition: int,
-        now_ms: int,
-        verification_id: str,
-        to: str,
-        retention_ms: int,
-        caller: str,
-        admin: bool,
-        failed_per_hour: int,
-        audit: dict[str, str],
-    ) -> tuple[str, str, int, int, dict[str, str], dict[str, str], int]:
-        """Returns (outcome, id, attempts, max_attempts, {"h:n": hash}, verification record, retry ms)."""
+        self, partition: int, now_ms: int, check: CheckArgs, audit: dict[str, str]
+    ) -> AttemptOutcome:
         anchor = (
-            keyspace.verification(partition, verification_id)
-            if verification_id
-            else keyspace.number_state(partition, to)
+            keyspace.verification(partition, check.verification_id)
+            if check.verification_id
+            else keyspace.number_state(partition, check.to)
         )
-        args = [verification_id, to, retention_ms, caller, "1" if admin else "0", failed_per_hour]
+        args = [check.verification_id, check.to, check.retention_ms, check.caller, "1" if check.admin else "0"]
+        args += [check.failed_per_hour, check.checks_per_minute, check.rate_key, check.member, check.replay_ms]
         reply = await self._run("attempt", partition, [anchor], now_ms, args, audit)
         outcome = _text(reply[0])
         if outcome == "not_found":
-            return outcome, "", 0, 0, {}, {}, 0
+            return AttemptOutcome(outcome)
         retry_ms = int(reply[6]) if len(reply) > 6 else 0
         record = flat_to_dict(reply[5])
         # Only a counted attempt hands out the code hashes, to be compared.
         hashes = {k: v for k, v in record.items() if k.startswith("h:")} if outcome == "counted" else {}
-        return outcome, _text(reply[1]), int(reply[2]), int(reply[3]), hashes, record, retry_ms
+        return AttemptOutcome(
+            outcome, _text(reply[1]), int(reply[2]), int(reply[3]), hashes, record, retry_ms, _text(reply[4])
+        )
 
     async def approve(
         self,
@@ -310,19 +356,31 @@ class Store:
         attempt: int,
         retention_ms: int,
         audit: dict[str, str],
+        matched: str = "",
+        replay_ms: int = 0,
         along: Sequence[Call] = (),
     ) -> tuple[bool, dict[str, str], list[Any]]:
         """Approve, pipelined with ``along`` (the conversion counters) in the same round trip;
-        returns (won, record, results of ``along``)."""
+        returns (won, record, results of ``along``, None for each that failed). Once the approval
+        is committed, a failure elsewhere (a counter on a node in failover) must not turn it into
+        an error: the user typed the right code."""
         key = keyspace.verification(partition, verification_id)
         header = self._header(keyspace.tag(partition), now_ms, audit)
-        args = [*header, verification_id, retention_ms, attempt]
+        args = [*header, verification_id, retention_ms, attempt, matched, replay_ms]
 
         calls: list[tuple[str, Sequence[Any], Sequence[Any]]] = [("approve", [key], args)]
         calls += [(call.script, call.keys, [*self._header(call.tag, now_ms), *call.args]) for call in along]
-        results = await self.guarded(lambda: self._pipelined(calls))
+        results = await self.guarded(lambda: self._pipelined(calls, raise_errors=False))
+        if isinstance(results[0], BaseException):
+            await self.guarded(_raiser(results[0]))
         won, flat = results[0]
-        return bool(int(won)), flat_to_dict(flat), results[1:]
+        side = [None if isinstance(r, BaseException) else r for r in results[1:]]
+        for call, result in zip(along, results[1:], strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "a counter beside an approval failed (%s on %s): not counted", type(result).__name__, call.tag
+                )
+        return bool(int(won)), flat_to_dict(flat), side
 
     async def exhaust(
         self, *, partition: int, now_ms: int, verification_id: str, retention_ms: int, audit: dict[str, str]
@@ -449,6 +507,15 @@ class Store:
         """Sends due for a status poll: (verification id, send number, message sid, sent at ms)."""
         rows = await self._run("poll_claim", partition, [keyspace.poll_schedule(partition)], now_ms, [lease_ms, limit])
         return [(_text(r[0]), int(r[1]), _text(r[2]), int(float(_text(r[3])))) for r in rows]
+
+    async def consume_token(self, verification_id: str, *, ttl_ms: int, peek: bool = False) -> bool:
+        """Whether the approval token of a verification was still unused; unless ``peek``, it is
+        marked used in the same step (SET NX PX: of concurrent callers one gets True). The mark
+        lives ``ttl_ms``: as long as the token could still verify."""
+        key = keyspace.used_token(keyspace.partition_of_id(verification_id, self.partitions), verification_id)
+        if peek:
+            return not await self.guarded(lambda: self.client.exists(key))
+        return bool(await self.guarded(lambda: self.client.set(key, 1, px=ttl_ms, nx=True)))
 
     async def outbox_depth(self) -> int:
         async def depth() -> int:

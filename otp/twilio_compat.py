@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -41,13 +39,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
-from otp import audit, keyspace, services
+from otp import audit, keyspace, messages, services
 from otp.api import CODE, LOCALE, iso
 from otp.apikeys import ApiKey
-from otp.body import read_limited
+from otp.body import loads_strict, read_limited
 from otp.errors import Forbidden, InvalidInput, NotFound, OtpError, RateLimited, Unauthorized, Unavailable
+from otp.ipaddr import parse_ip
 from otp.phone import Phone, parse, parse_e164
 from otp.services import STORAGE_ERRORS, Service
+from otp.validators import whole_number
 from otp.verification import (
     APPROVED,
     CANCELED,
@@ -75,13 +75,9 @@ MAX_PAGE_SIZE = 1000
 MAX_FORM_FIELDS = 100
 MAX_RATE_LIMITS = 10
 MAX_TAGS = 10
-# A page of attempts reads the log in batches of sends until it is full; past this many rounds
-# (other tenants' sends, or filters on conversion) it ends short, with a PageToken to go on.
+# A page of attempts filtered on the verification (Status, DestinationPrefix) reads up to this
+# many verifications (or its PageSize) before it ends short, with a PageToken to go on.
 LIST_BATCH = 200
-MAX_LIST_ROUNDS = 10
-# The summary counts at most this many of the newest matching sends, so one request stays bounded.
-SUMMARY_MAX_SENDS = 10_000
-SUMMARY_BATCH = 1000
 FETCH_CONCURRENCY = 64
 # Our field names → Twilio's, for errors raised below the adapter (the Verifier, otp.phone).
 TWILIO_FIELDS = {
@@ -268,18 +264,12 @@ def _required(params: Mapping[str, str], name: str) -> str:
 
 def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = params.get(name, "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidInput(f"must be a whole number from {low} to {high}", field=name)
-    return int(raw)
+    return whole_number(raw, field=name, low=low, high=high) if raw else default
 
 
 def _json_object(raw: str, field: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidInput("must be a JSON object", field=field) from None
+    # Strict: a key given twice, NaN or an over-long integer is refused naming it (Tags.a).
+    value = loads_strict(raw, field)
     if not isinstance(value, dict):
         raise InvalidInput("must be a JSON object", field=field)
     return value
@@ -516,12 +506,7 @@ def _tags(raw: str | None) -> None:
 
 
 def _device_ip(raw: str | None) -> str:
-    if not raw:
-        return ""
-    try:
-        return str(ipaddress.ip_address(raw.strip()))
-    except ValueError:
-        raise InvalidInput("is not an IPv4 or IPv6 address", field="DeviceIp") from None
+    return parse_ip(raw, field="DeviceIp") if raw else ""
 
 
 def _custom_code(service: Service, raw: str | None) -> str | None:
@@ -554,8 +539,18 @@ async def create_verification(request: Request) -> Response:
     locale = form.get("Locale", "").strip()
     if locale and not LOCALE.fullmatch(locale):
         raise InvalidInput("must be a language tag like en or pt-BR", field="Locale")
-    app_name = form.get("CustomFriendlyName")
-    app_name = services.check_friendly_name(app_name, "CustomFriendlyName") if app_name else service.friendly_name
+    # Whichever name goes into the SMS passes the one rule: a service saved before it (or written
+    # around the API) is refused naming FriendlyName, for its owner to rename, rather than sent.
+    custom_name = form.get("CustomFriendlyName")
+    if custom_name:
+        app_name = messages.validate_app_name(custom_name, "CustomFriendlyName")
+    else:
+        try:
+            app_name = messages.validate_app_name(service.friendly_name, "FriendlyName")
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"the service's name cannot go into an SMS ({exc.message}): update the service", field="FriendlyName"
+            ) from None
     _refuse_psd2(form)
     _tags(form.get("Tags"))
     verifier = _verifier(request)
@@ -654,7 +649,8 @@ async def check_verification(request: Request) -> Response:
     _refuse_psd2(form)
     phone = parse(to, default_region=request.app.state.settings.default_region, field="To") if to else None
     verifier = _verifier(request)
-    caller = Caller(service.sid)
+    # Checks are rate-limited per account, not per service: services cost nothing to create.
+    caller = Caller(service.sid, account=account.key_id)
     if vid:
         # Read first: "out of attempts" (429) and "gone" (404) must not count as attempts, and the
         # Verifier answers both with a status a check result alone can't tell from a fresh one.
@@ -675,6 +671,13 @@ async def check_verification(request: Request) -> Response:
 
 
 # -- verification attempts ------------------------------------------------------------------------
+
+
+# Every read of the attempts examines at most audit.DEFAULT_SCAN_LIMIT log entries and reads at
+# most this many verifications (a page's worth), so one request never holds Redis up: a list page
+# that runs out hands back a PageToken to go on with; a summary that runs out narrows its window.
+ATTEMPTS_WINDOW_MS = 30 * 86_400_000  # without DateCreatedAfter: the last 30 days, as Twilio
+SUMMARY_MAX_SENDS = 500
 
 
 @dataclass(frozen=True)
@@ -779,12 +782,16 @@ async def _attempt_query(request: Request, account: ApiKey, names: Iterable[str]
     keys = await services.sids_for_account(_redis(request), account.key_id)
     if service_sid is not None:
         keys = keys & {service_sid}
+    if since is None:
+        # Twilio's Attempts cover the last 30 days; a window also ends every walk of the log.
+        since = int(_verifier(request).clock() * 1000) - ATTEMPTS_WINDOW_MS
     flt = audit.AuditFilter(
         since_ms=since,
         until_ms=until,
         country=country.upper() or None,
         number_hash=number_hash,
-        key=next(iter(keys)) if len(keys) == 1 else None,
+        # Inside Redis, so other tenants' sends never cross the wire (nor fill a page).
+        key_in=keys,
         decision="allowed",
     )
     nothing = not keys or channel not in ("", "sms")
@@ -889,23 +896,37 @@ SUMMARY_FILTERS = (
 async def _attempt_page(
     request: Request, query: AttemptQuery, page_size: int, token: str | None
 ) -> tuple[list[Attempt], str | None]:
-    """One page of attempts, newest first, and the PageToken of the next (None: no more)."""
+    """One page of attempts, newest first, and the PageToken of the next (None: no more). The page
+    ends short -- even empty -- with a token when it has examined its share of the log or read a
+    page's worth of verifications that filters on them (Status, DestinationPrefix) then dropped."""
     found: list[Attempt] = []
     cursor = token
-    for _ in range(MAX_LIST_ROUNDS):
-        events, following = await audit.read(
-            _redis(request), _partitions(request), query.flt, limit=max(page_size, LIST_BATCH), before=cursor
+    budget = audit.DEFAULT_SCAN_LIMIT
+    fetches = max(page_size, LIST_BATCH)
+    # Without filters on the verification, every send read is on the page: read no more than it needs.
+    filtered = query.status is not None or query.prefix is not None
+    while budget > 0:
+        page = await audit.read_page(
+            _redis(request),
+            _partitions(request),
+            query.flt,
+            limit=fetches if filtered else page_size - len(found),
+            before=cursor,
+            scan_limit=budget,
         )
-        sends = query.sends(events)
+        budget -= page.examined
+        sends = query.sends(page.events)
         # In chunks of what the page still needs, so verifications are read for about a page.
         while sends:
-            chunk, sends = sends[: page_size - len(found)], sends[page_size - len(found) :]
+            room = min(page_size - len(found), fetches)
+            chunk, sends = sends[:room], sends[room:]
+            fetches -= len(chunk)
             found.extend(a for a in await _attempts_of(request, chunk) if query.keeps(a))
-            if len(found) == page_size:
+            if len(found) == page_size or not fetches:
                 # Everything at or above the chunk's last send is on this page or filtered out;
                 # the next page starts strictly below it, so none is skipped or repeated.
                 return found, audit.encode_cursor(chunk[-1].position)
-        cursor = following
+        cursor = page.cursor
         if cursor is None:
             break
     return found, cursor
@@ -946,29 +967,55 @@ def _percentage(part: int, whole: int) -> str | None:
 
 
 async def attempts_summary(request: Request) -> Response:
+    """Twilio's summary has no cursor, so it is one bounded read: the newest matching sends, down
+    to DateCreatedAfter (default: 30 days back), examining at most audit.DEFAULT_SCAN_LIMIT log
+    entries and reading at most SUMMARY_MAX_SENDS verifications. When either runs out first, the
+    figures are exact for a narrower window -- from the newest point every match above which was
+    counted -- and the answer says so: ``X-Otp-Summary-Complete: false``, the window counted in
+    ``X-Otp-Summary-From`` / ``-Until``, and ``url`` with that window as DateCreatedAfter/Before."""
     account = await _account(request)
     query = await _attempt_query(request, account, SUMMARY_FILTERS)
-    total = converted = examined = 0
-    cursor: str | None = None
-    while not query.nothing and examined < SUMMARY_MAX_SENDS:
-        events, cursor = await audit.read(
-            _redis(request), _partitions(request), query.flt, limit=SUMMARY_BATCH, before=cursor
+    total = converted = 0
+    start, end = query.flt.since_ms, query.flt.until_ms
+    complete = True
+    if not query.nothing:
+        page = await audit.read_page(
+            _redis(request),
+            _partitions(request),
+            query.flt,
+            limit=SUMMARY_MAX_SENDS,
+            scan_limit=audit.DEFAULT_SCAN_LIMIT,
         )
-        examined += len(events)
-        for attempt in await _attempts_of(request, query.sends(events)):
+        sends = query.sends(page.events)
+        if page.cursor is not None and page.covered_since is not None:
+            complete = False
+            start = max(start or 0, page.covered_since)
+            # Sends below that point were counted in some partitions only: leave them all out.
+            sends = [e for e in sends if e.ts >= start]
+        for attempt in await _attempts_of(request, sends):
             if query.keeps(attempt):
                 total += 1
                 converted += attempt.converted
-        if cursor is None:
-            break
+    end_ms = end if end is not None else int(_verifier(request).clock() * 1000)
+    url = f"{_base(request)}/v2/Attempts/Summary"
+    if not complete:
+        window = {"DateCreatedAfter": audit.iso_ms(start or 0), "DateCreatedBefore": audit.iso_ms(end_ms)}
+        kept = {k: v for k, v in request.query_params.items() if k not in window}
+        url += "?" + urlencode({**kept, **window})
+    headers = {
+        "X-Otp-Summary-Complete": "true" if complete else "false",
+        "X-Otp-Summary-From": audit.iso_ms(start or 0),
+        "X-Otp-Summary-Until": audit.iso_ms(end_ms),
+    }
     return JSONResponse(
         {
             "total_attempts": total,
             "total_converted": converted,
             "total_unconverted": total - converted,
             "conversion_rate_percentage": _percentage(converted, total),
-            "url": f"{_base(request)}/v2/Attempts/Summary",
-        }
+            "url": url,
+        },
+        headers=headers,
     )
 
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from otp import codes, events, keyspace, sealing, tokens
+from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.codes import CodeHasher
 from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
 from otp.keyring import Keyring
 from otp.phone import Phone, mask, parse_e164
 from otp.policy import Decision, Policy, decisions_json
-from otp.store import NumberLimits, Store
+from otp.store import AttemptOutcome, CheckArgs, NumberLimits, Store
 
 Clock = Callable[[], float]
 
@@ -35,6 +36,7 @@ class Caller:
     key_id: str
     admin: bool = False
     ip: str = ""
+    account: str = ""  # the /v2 account owning the service ``key_id``: checks are limited per account
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Rules:
     codes_kept: int = 3
     retention: float = 86400.0
     token_max_age: float = 300.0
+    # How long after an approval the same right code gets the same approval and token again.
+    approval_replay: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,10 @@ class StartResult:
     flagged: tuple[str, ...] = ()  # pumping scopes over threshold in record_only mode
 
 
+# The retry a tenant is told when the number's shared limits refuse it because of another tenant's
+# sends: a fixed value, so it says nothing about when those sends were.
+SHARED_LIMIT_RETRY = 60
+
 REFUSAL_MESSAGES = {
     "country_not_allowed": "SMS to this country is not enabled (OTP_ALLOWED_COUNTRIES)",
     "number_type_not_allowed": "this kind of number can't receive verification codes",
@@ -228,9 +236,8 @@ class Verifier:
         if isinstance(phone, str) and phone:
             phone = parse_e164(phone)
         if isinstance(phone, Phone):
-            context.update(
-                to=mask(phone.e164), nh=self.keyring.number_hash(phone.e164), country=phone.country, prefix=phone.prefix
-            )
+            context.update(to=mask(phone.e164), nh=self.keyring.number_hash(phone.e164), country=phone.country)
+            context[COUNTER_ONLY_PREFIX] = phone.prefix
         if caller.ip:
             context["ip"] = caller.ip
         return context
@@ -270,7 +277,7 @@ class Verifier:
             custom=custom_limits or {},
         )
         if not admission.decision.allowed:
-            await self.policy.refund(admission, now_ms)
+            await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
             raise _rate_limited(admission.decision)
         if admission.flagged:
@@ -279,7 +286,8 @@ class Verifier:
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
         code = code or codes.generate(code_length or self.rules.code_length)
-        code_hash = await self.hasher.hash(code)
+        # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
+        code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
         limits = self.policy.config
         try:
             outcome = await self.store.start(
@@ -311,19 +319,28 @@ class Verifier:
         except Exception:
             # The other scopes may sit on healthy nodes: don't let a retry be counted twice there.
             with contextlib.suppress(Exception):
-                await self.policy.refund(admission, now_ms)
+                await self.policy.release(admission)
             raise
         if outcome.mode == "refused":
-            await self.policy.refund(admission, now_ms)
+            await self.policy.release(admission)
             events.emit("refused", rule=outcome.rule, reason=outcome.reason, **audit)
+            if outcome.foreign:
+                # The phone's own limit, shared by every tenant, and another tenant's sends are
+                # behind it: say no without saying what they did.
+                raise RateLimited(
+                    "too many codes were sent to this number recently; try again later",
+                    code="rate_limited",
+                    field="to",
+                    retry_after=SHARED_LIMIT_RETRY,
+                )
             raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
         events.emit(outcome.mode if outcome.mode == "resent" else "started", vid=outcome.record.get("id"), **audit)
-        if outcome.mode == "resent" and admission.refunds:
+        if outcome.mode == "created":
             # The pumping windows count verifications, not resends: a user who resends a few times
             # must not get a whole number range blocked. Per-number limits bound the resends.
             # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
             with contextlib.suppress(Unavailable):
-                await self.store.run_many(admission.refunds, now_ms)
+                await self.policy.commit(admission, now_ms)
         return StartResult(
             Verification.from_record(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
@@ -353,19 +370,39 @@ class Verifier:
             partition = self._partition(phone.e164)
         else:
             raise InvalidInput("give the verification id or the number", field="id")
-        to = phone.e164 if phone is not None else ""
         retention_ms = int(self.rules.retention * 1000)
-        outcome, vid, attempts, max_attempts, hashes, record, retry_ms = await self.store.count_attempt(
-            partition=partition,
-            now_ms=self._now_ms(),
-            verification_id=verification_id,
-            to=to,
-            retention_ms=retention_ms,
-            caller=caller.key_id,
-            admin=caller.admin,
-            failed_per_hour=self.policy.config.failed_checks_per_hour,
-            audit=self._audit(caller, phone),
+        now_ms = self._now_ms()
+        per_minute = self.policy.config.key_checks_per_minute
+        partitions = self.store.partitions
+        found = await self.store.count_attempt(
+            partition,
+            now_ms,
+            CheckArgs(
+                verification_id=verification_id,
+                to=phone.e164 if phone is not None else "",
+                retention_ms=retention_ms,
+                caller=caller.key_id,
+                admin=caller.admin,
+                failed_per_hour=self.policy.config.failed_checks_per_hour,
+                # Per partition, twice the even share: traffic spread over ids never meets it early,
+                # and a flood aimed at one partition is stopped at a fraction of it.
+                checks_per_minute=per_minute if partitions == 1 else -(-2 * per_minute // partitions),
+                rate_key=caller.account or caller.key_id,
+                member=f"{now_ms}:{secrets.token_hex(6)}",
+                replay_ms=int(self.rules.approval_replay * 1000),
+            ),
+            self._audit(caller, phone),
         )
+        vid, record, outcome = found.verification_id, found.record, found.outcome
+        if outcome == "throttled":
+            events.emit("refused", rule="key_checks", reason="too_many_checks", **self._audit(caller, phone))
+            raise RateLimited(
+                "too many checks with this API key this minute; slow down",
+                code="too_many_checks",
+                field="Authorization",
+                retry_after=max(1, -(-found.retry_ms // 1000)),
+                details={"rule": "key_checks"},
+            )
         if outcome == "refused":
             events.emit(
                 "refused",
@@ -378,32 +415,34 @@ class Verifier:
                 "too many failed checks for this number; wait before trying again",
                 code="too_many_failed_checks",
                 field="code",
-                retry_after=max(1, -(-retry_ms // 1000)),
+                retry_after=max(1, -(-found.retry_ms // 1000)),
                 details={"rule": "number_failed_checks"},
             )
         if outcome == "not_found":
-            # Spend what a real comparison would, so timing doesn't tell unknown ids from known ones.
-            await self.hasher.decoy(code)
+            # Take as long as a real comparison would, so timing doesn't tell unknown ids from known ones.
+            await self.hasher.decoy()
             raise NotFound("no pending verification for this id or number", field="id" if verification_id else "to")
         if outcome == APPROVED:
-            raise _already_approved()
+            return await self._repeat_approval(found, code, caller)
         if outcome != "counted":
+            await self.hasher.decoy()  # locked, expired or canceled answer as slowly as a comparison
             if outcome == EXPIRED:
                 events.emit("expired", vid=vid, key=caller.key_id)
             # A last attempt may still be in flight: the stored status says pending, the answer doesn't.
             return CheckResult(replace(Verification.from_record(record), status=outcome), approved=False)
         # Newest code first: it is the one the user most likely typed.
-        stored = [hashes[k] for k in sorted(hashes, key=lambda k: -int(k.split(":")[1]))]
-        matched = await self.hasher.first_match(stored, code)
+        fields = sorted(found.hashes, key=lambda k: -int(k.split(":")[1]))
+        index = await self.hasher.first_match([found.hashes[k] for k in fields], code)
         now_ms = self._now_ms()
         number = parse_e164(record["to"])
         audit = self._audit(caller, number)
-        if not matched:
+        attempts = found.attempts
+        if index is None:
             await self.store.audit_event(
                 partition, now_ms, {**audit, "event": "check_failed", "vid": vid, "attempt": attempts}
             )
             events.emit("check_failed", vid=vid, attempt=attempts, **audit)
-            if attempts >= max_attempts:
+            if attempts >= found.max_attempts:
                 record = await self.store.exhaust(
                     partition=partition, now_ms=now_ms, verification_id=vid, retention_ms=retention_ms, audit=audit
                 )
@@ -417,20 +456,39 @@ class Verifier:
             attempt=attempts,
             retention_ms=retention_ms,
             audit=audit,
+            matched=fields[index],
+            replay_ms=int(self.rules.approval_replay * 1000),
             along=conversions,
         )
         if not won:
             # Another right answer won the compare-and-set: its conversion is the one that counts.
-            await self.policy.take_back_conversions(conversions, counted, now_ms)
+            with contextlib.suppress(Unavailable):
+                await self.policy.take_back_conversions(conversions, counted, now_ms)
             if record.get("st") == APPROVED:
                 raise _already_approved()
             return CheckResult(Verification.from_record(record), approved=False)
         events.emit("approved", vid=vid, **audit)
-        token = tokens.issue(
-            tokens.Approval(vid, self.keyring.number_hash(number.e164), approved_at=int(now_ms / 1000)),
-            self.keyring.secrets,
+        return CheckResult(Verification.from_record(record), approved=True, token=self._token(record, caller))
+
+    def _token(self, record: dict[str, str], caller: Caller) -> str:
+        """The approval's token: signed at the approval's time, so the same approval always gets
+        the same token."""
+        approval = tokens.Approval(
+            record["id"], self.keyring.number_hash(record["to"]), approved_at=int(record["aa"]) // 1000
         )
-        return CheckResult(Verification.from_record(record), approved=True, token=token)
+        return tokens.issue(approval, self.keyring.secrets, key_id=caller.key_id)
+
+    async def _repeat_approval(self, found: AttemptOutcome, code: str, caller: Caller) -> CheckResult:
+        """A check of an approved verification: 409, unless it is the right code again shortly
+        after the approval (a client that lost the answer retrying), which gets the same approval
+        and token. Never a 200 that says "approved" for any other code."""
+        record = found.record
+        if not found.replay_hash or record.get("key") != caller.key_id:
+            await self.hasher.decoy()
+            raise _already_approved()
+        if await self.hasher.first_match([found.replay_hash], code) is None:
+            raise _already_approved()
+        return CheckResult(Verification.from_record(record), approved=True, token=self._token(record, caller))
 
     async def fetch(self, verification_id: str, caller: Caller) -> Verification:
         partition = self._id_partition(verification_id)

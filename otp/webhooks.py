@@ -19,9 +19,14 @@ from otp import events, keyspace
 from otp.body import read_limited
 from otp.errors import Forbidden, InvalidInput
 from otp.store import Store
+from otp.validators import whole_number
 
 log = logging.getLogger("otp.webhooks")
 
+# Bounds on the callback's numbers (a send number is at most OTP_MAX_SENDS; Twilio's error codes
+# have five digits): far above any real one, and far below what int() refuses.
+MAX_SEND_NUMBER = 1_000_000
+MAX_ERROR_CODE = 999_999_999
 STATUSES = frozenset(
     {
         "accepted",
@@ -68,26 +73,30 @@ async def status_callback(request: Request) -> Response:
 
     vid = request.query_params.get("v", "")
     send = request.query_params.get("n", "")
-    if not keyspace.VERIFICATION_ID.fullmatch(vid) or not (send.isascii() and send.isdigit()):
+    if not keyspace.VERIFICATION_ID.fullmatch(vid) or not send:
         raise InvalidInput("the callback URL must carry v=<verification id>&n=<send number>", field="v")
+    send_number = whole_number(send, field="n", low=1, high=MAX_SEND_NUMBER)
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     if status not in STATUSES:
         raise InvalidInput(f"unknown MessageStatus {status!r}", field="MessageStatus")
     error_code = params.get("ErrorCode", "")
+    if error_code and error_code.isascii() and error_code.isdigit():
+        # Twilio's codes are five digits; a longer run is no code of theirs (nor int()-able past 4,300).
+        whole_number(error_code, field="ErrorCode", low=0, high=MAX_ERROR_CODE)
     store: Store = request.app.state.store
     clock = request.app.state.verifier.clock
     applied = await store.record_delivery(
         partition=keyspace.partition_of_id(vid, store.partitions),
         now_ms=int(clock() * 1000),
         verification_id=vid,
-        send_number=int(send),
+        send_number=send_number,
         changes={
             "status": status,
             "error_code": int(error_code) if error_code.isascii() and error_code.isdigit() else None,
             "message_sid": params.get("MessageSid") or None,
         },
     )
-    events.emit("delivery", vid=vid, send=int(send), status=status, error_code=error_code, source="callback")
+    events.emit("delivery", vid=vid, send=send_number, status=status, error_code=error_code, source="callback")
     # 200 even for a send we no longer know (past retention): Twilio would only retry it.
     return JSONResponse({"status": applied or "unknown"})
 

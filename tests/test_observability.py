@@ -6,16 +6,25 @@ import json
 import logging
 
 import pytest
-from conftest import Service
+from conftest import Service, make_settings
+
+from otp.settings import Settings
 
 TO = "+15017122661"
+METRICS_TOKEN = "metrics-token-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    """The service of these tests serves /metrics (it is off without a token)."""
+    return make_settings(redis_url, metrics_token=METRICS_TOKEN)
 
 
 async def test_metrics_count_starts_approvals_refusals_and_latency(service: Service) -> None:
     vid = (await service.start(TO)).json()["id"]
     await service.start(TO)  # refused: resend cooldown
     await service.check(await service.last_code(), id=vid)
-    text = (await service.http.get("/metrics")).text
+    text = (await service.http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
     assert 'otp_verifications_started_total{country="US"}' in text
     assert 'otp_verifications_approved_total{country="US"}' in text
     assert 'otp_refusals_total{reason="resend_too_soon",rule="resend_cooldown"}' in text

@@ -33,6 +33,7 @@ MAX_LAG = 1
 OPEN = policy(
     resend_cooldown=0,
     key_sends_per_minute=1_000_000,
+    key_checks_per_minute=1_000_000,
     prefix_hourly_floor=1_000_000,
     prefix_daily_floor=1_000_000,
     country_hourly_floor=1_000_000,

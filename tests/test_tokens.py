@@ -35,10 +35,15 @@ def test_token_from_an_unknown_key_is_refused() -> None:
 
 
 def test_expired_token_is_refused() -> None:
-    token = tokens.issue(approval(), [NEW])
-    time.sleep(1.1)
+    # Injected time: the token is signed at its approval's time and checked at a given "now".
+    issued = approval()
+    token = tokens.issue(issued, [NEW])
+    assert tokens.verify(token, max_age=60, secret_keys=[NEW], now=issued.approved_at + 60) == issued
     with pytest.raises(InvalidInput) as error:
-        tokens.verify(token, max_age=0, secret_keys=[NEW])
+        tokens.verify(token, max_age=60, secret_keys=[NEW], now=issued.approved_at + 61)
+    assert error.value.code == "token_expired"
+    with pytest.raises(InvalidInput) as error:
+        tokens.verify(token, max_age=0, secret_keys=[NEW], now=issued.approved_at + 1.1)
     assert error.value.code == "token_expired"
 
 

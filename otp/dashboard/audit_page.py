@@ -1,6 +1,7 @@
 """The audit log: the filters of ``otp audit``, paged by the audit cursor, with CSV and JSON-lines
-exports. Reads go through ``audit.read`` (newest first, bounded work per page), never a full scan;
-numbers are masked in the stream already."""
+exports. Reads go through ``audit.read`` (newest first, at most ``audit.DEFAULT_SCAN_LIMIT``
+entries examined per page or export, over the last ``audit.DEFAULT_WINDOW`` unless Since says
+otherwise), never a full scan; numbers are masked in the stream already."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from otp.store import Store
 PAGE_SIZE = 50
 EXPORT_LIMIT = 1000
 TEXT_FILTERS = (
-    ("since", "Since", "1h, 2d or 2027-01-15T08:00:00Z"),
+    ("since", "Since", f"{audit.DEFAULT_WINDOW} if empty; 1h, 2d or 2027-01-15T08:00:00Z"),
     ("until", "Until", "30m or an ISO time"),
     ("rule", "Rule", "number_sends"),
     ("reason", "Reason", "resend_too_soon"),
@@ -46,6 +47,7 @@ def _filter(request: Request, params: Mapping[str, str]) -> audit.AuditFilter:
         now=state.verifier.clock(),
         default_region=state.settings.default_region,
         keyring=state.verifier.keyring,
+        default_window=audit.DEFAULT_WINDOW,
     )
 
 
@@ -168,10 +170,11 @@ async def audit_page(request: Request, admin: Admin) -> Response:
         tag("a", "Export CSV", href=url(request, "/audit.csv", position), download="otp-audit.csv"),
         tag("a", "Export JSON lines", href=url(request, "/audit.jsonl", position), download="otp-audit.jsonl"),
     ]
+    export_help = f"(up to {EXPORT_LIMIT} events from this page on, as far as one search reaches)"
     parts.append(
         Html(
             f'<div class="pager">{join(links, " ")}<span class="exports">{join(exports, " ")} '
-            f"{tag('span', f'(up to {EXPORT_LIMIT} events from this page on)', class_='help')}</span></div>"
+            f"{tag('span', export_help, class_='help')}</span></div>"
         )
     )
     if next_cursor and len(events) < PAGE_SIZE:

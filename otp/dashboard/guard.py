@@ -38,6 +38,13 @@ def to_sign_in(request: Request, why: str = "") -> RedirectResponse:
     return RedirectResponse(url(request, "/signin", {"m": why}), status_code=303)
 
 
+async def add_slash(request: Request) -> Response:
+    """``/admin`` → ``/admin/`` as a relative reference (``admin/``), right behind any proxy prefix;
+    Starlette's own redirect would name the client's ``Host`` header."""
+    query = request.url.query
+    return RedirectResponse(request.url.path.rsplit("/", 1)[-1] + "/" + ("?" + query if query else ""), 307)
+
+
 def signed_in_page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         key, why = await session.signed_in(request)

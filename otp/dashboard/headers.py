@@ -1,10 +1,18 @@
-"""Security headers on every dashboard response, error pages and static files included.
+"""Security headers on every dashboard response, error pages and static files included, and
+redirects that never name a host the client sent.
 
 The pages need no JavaScript, load nothing from elsewhere and style only through the one
 stylesheet (SVG charts take their colours from CSS classes), so the policy can deny by default.
+
+Starlette builds the Location of its trailing-slash redirects from the request's ``Host`` header:
+``Host: evil.example`` on ``/admin/fraud/`` would send the browser (or a cache) to evil.example.
+Every Location leaving the dashboard is therefore kept only when it is on ``OTP_PUBLIC_URL``'s
+origin and otherwise cut down to a path: relative to the host the browser already talks to.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +41,26 @@ HEADERS = {
 }
 
 
+def safe_location(location: str, public_url: str) -> str:
+    """``location`` if it is on ``public_url``'s origin (scheme and host), else its path, query and
+    fragment alone; a path never starts with ``//`` or ``/\\`` (which browsers read as a host)."""
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc:
+        public = urlsplit(public_url) if public_url else None
+        if public and public.netloc and (parts.scheme, parts.netloc) == (public.scheme, public.netloc):
+            return location
+    path = parts.path
+    if path[:1] in ("/", "\\"):
+        path = "/" + path.lstrip("/\\\t\r\n ")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+def _public_url(scope: Scope) -> str:
+    app = scope.get("app")
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    return str(getattr(settings, "public_url", "") or "")
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -47,6 +75,8 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     headers[name] = value
+                if "location" in headers:
+                    headers["location"] = safe_location(headers["location"], _public_url(scope))
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -1,9 +1,13 @@
-"""Dashboard sign-in: a signed, HttpOnly, SameSite=Strict cookie, and CSRF tokens.
+"""Dashboard sign-in: a server-side session behind a signed, HttpOnly, SameSite=Strict cookie,
+and CSRF tokens.
 
-The cookie (Starlette's ``SessionMiddleware``, itsdangerous underneath) holds the admin key's id,
-an absolute expiry and a random CSRF token, never the key itself. Each request looks the key up
-again, so revoking it (or taking its admin right away) signs its sessions out at once. The signing
-secret is derived from the first ``OTP_SECRET_KEY``; rotating that key signs everyone out.
+The cookie (Starlette's ``SessionMiddleware``, itsdangerous underneath) holds a random session id,
+the admin key's id, an absolute expiry and a random CSRF token, never the key itself. The session
+exists in Redis too (``keyspace.dashboard_session``: the id's digest → the key id, with the
+session's TTL), and sign-out deletes it: a copy of the cookie taken before sign-out is dead after
+it. Each request reads the session and the key in one round trip, so revoking the key (or taking
+its admin right away) signs its sessions out at once. The signing secret is derived from the first
+``OTP_SECRET_KEY``; rotating that key signs everyone out.
 
 A sign-in form needs a CSRF token before there is a signed-in session: ``csrf_token`` puts one in
 the (pre-sign-in) session when the form is shown, and sign-in swaps it for a fresh one.
@@ -11,6 +15,7 @@ the (pre-sign-in) session when the form is shown, and sign-in swaps it for a fre
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -29,6 +34,7 @@ from otp.store import Store
 
 COOKIE = "otp_admin"
 MAX_AGE = 8 * 3600
+SESSION_ID = "sid"
 KEY_ID = "kid"
 EXPIRES = "exp"
 CSRF = "csrf"
@@ -107,36 +113,69 @@ def csrf_ok(request: Request, submitted: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
-def sign_in(request: Request, key: ApiKey) -> None:
+def _record(session_id: str) -> str:
+    return keyspace.dashboard_session(hashlib.sha256(session_id.encode()).hexdigest())
+
+
+def _session_id(session: dict[str, Any]) -> str:
+    session_id = session.get(SESSION_ID)
+    return session_id if isinstance(session_id, str) and len(session_id) >= 32 else ""
+
+
+async def sign_in(request: Request, key: ApiKey) -> None:
+    """A new session (a new id: one planted or kept from before can't be signed in)."""
+    await sign_out(request)  # the session this browser had, if any, ends; nothing carries over
     session = _session(request)
-    session.clear()  # nothing from before sign-in carries over, the CSRF token included
+    session_id = secrets.token_urlsafe(32)
+    store: Store = request.app.state.store
+    await store.guarded(lambda: store.client.set(_record(session_id), key.key_id, ex=MAX_AGE))
+    session[SESSION_ID] = session_id
     session[KEY_ID] = key.key_id
     session[EXPIRES] = int(wall_clock()) + MAX_AGE
     session[CSRF] = secrets.token_urlsafe(32)
 
 
-def sign_out(request: Request) -> None:
-    _session(request).clear()
+async def sign_out(request: Request) -> None:
+    """End the session on the server, then forget the cookie."""
+    session = _session(request)
+    session_id = _session_id(session)
+    if session_id:
+        store: Store = request.app.state.store
+        await store.guarded(lambda: store.client.delete(_record(session_id)))
+    session.clear()
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+async def _lookup(store: Store, session_id: str, key_id: str) -> tuple[Any, dict[Any, Any]]:
+    # One round trip; both keys live under the {cfg} tag, so also one node of a cluster.
+    async with store.client.pipeline(transaction=False) as pipe:
+        pipe.get(_record(session_id))
+        pipe.hgetall(keyspace.api_key(key_id))
+        owner, record = await pipe.execute()
+    return owner, record
+
+
 async def signed_in(request: Request) -> tuple[ApiKey | None, str]:
-    """The admin key of this session, or (None, why): "" (never signed in), "expired" or "revoked".
-    A session whose key is gone or no longer admin is cleared."""
+    """The admin key of this session, or (None, why): "" (never signed in), "expired",
+    "signed_out" (the session was ended on the server) or "revoked". A session that fails is
+    cleared, on the server too."""
     session = _session(request)
-    key_id, expires = session.get(KEY_ID), session.get(EXPIRES)
+    key_id, expires, session_id = session.get(KEY_ID), session.get(EXPIRES), _session_id(session)
     if not isinstance(key_id, str) or not key_id:
         return None, ""
-    if not isinstance(expires, int) or expires <= wall_clock():
-        sign_out(request)
+    if not isinstance(expires, int) or expires <= wall_clock() or not session_id:
+        await sign_out(request)
         return None, "expired"
     store: Store = request.app.state.store
-    record = await store.guarded(lambda: store.client.hgetall(keyspace.api_key(key_id)))
+    owner, record = await store.guarded(lambda: _lookup(store, session_id, key_id))
+    if owner is None or _text(owner) != key_id:
+        session.clear()
+        return None, "signed_out"
     admin = bool(record) and _text(record.get(b"admin", b"0")) == "1"
     if not admin:
-        sign_out(request)
+        await sign_out(request)
         return None, "revoked"
     return ApiKey(key_id, _text(record.get(b"name", b"")), True), ""

@@ -1,15 +1,21 @@
-"""Sign-in with an admin API key, and sign-out."""
+"""Sign-in with an admin API key, and sign-out; failed sign-ins are throttled per client address."""
 
 from __future__ import annotations
+
+import math
+import secrets
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from otp import keyspace
 from otp.apikeys import ApiKey
 from otp.dashboard import session
-from otp.dashboard.guard import csrf_refused, read_form, to_sign_in
-from otp.dashboard.markup import Html, esc, layout, notice, page, url
+from otp.dashboard.guard import csrf_refused, now_ms, read_form, to_sign_in
+from otp.dashboard.markup import Html, duration, esc, layout, notice, page, url
 from otp.errors import Unauthorized
+from otp.ipaddr import ip_scope
+from otp.store import Call, Store
 
 # Why the sign-in page is shown: fixed texts, so nothing from the query string is echoed.
 MESSAGES = {
@@ -18,6 +24,11 @@ MESSAGES = {
     "signed_out": "You are signed out.",
 }
 MAX_KEY_LENGTH = 200
+# Failed sign-ins allowed per client address (its /64 on IPv6) in a sliding window. The address is
+# the one the ASGI server reports: behind a proxy, run uvicorn with --proxy-headers and
+# --forwarded-allow-ips naming the proxy, or every client shares the proxy's budget.
+SIGNIN_FAILURES = 10
+SIGNIN_WINDOW_MS = 15 * 60_000
 
 
 def _form(request: Request, message: Html) -> Html:
@@ -44,6 +55,39 @@ async def show(request: Request) -> Response:
     return page(_form(request, notice(message) if message else Html("")))
 
 
+def _client_scope(request: Request) -> str:
+    host = request.client.host if request.client else ""
+    try:
+        return ip_scope(host)
+    except ValueError:
+        return host[:64] or "unknown"  # not an address (a test client, a Unix socket)
+
+
+async def _throttled(request: Request, *, failed: bool) -> int:
+    """0 when this attempt may have its answer, else the seconds until its address may try again.
+
+    Asked once the outcome is known, and decided and counted in one script (signin_limit.lua): an
+    address over its limit learns nothing, not even that it guessed right; a refusal is not
+    counted; a failure is; a success neither counts nor forgives earlier failures."""
+    store: Store = request.app.state.store
+    scope, now = _client_scope(request), now_ms(request)
+    call = Call(
+        "signin_limit",
+        keyspace.scope_tag("signin", scope),
+        [keyspace.signin_failures(scope)],
+        [SIGNIN_WINDOW_MS, SIGNIN_FAILURES, "1" if failed else "0", f"{now}:{secrets.token_hex(8)}"],
+    )
+    [(allowed, retry_ms)] = await store.run_many([call], now)
+    return 0 if int(allowed) else max(1, math.ceil(int(retry_ms) / 1000))
+
+
+def _too_many(request: Request, retry_after: int) -> Response:
+    text = f"Too many failed sign-ins from your address; try again in {duration(retry_after)}."
+    response = page(_form(request, notice(text, "error")), status=429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 async def submit(request: Request) -> Response:
     form = await read_form(request)
     if not session.csrf_ok(request, form.get("csrf")):
@@ -55,12 +99,15 @@ async def submit(request: Request) -> Response:
             key = await request.app.state.keys.authenticate(f"Bearer {token}")
         except Unauthorized:
             key = None
+    retry_after = await _throttled(request, failed=key is None or not key.admin)
+    if retry_after:
+        return _too_many(request, retry_after)
     if key is None:
         return page(_form(request, notice("Unknown or revoked API key.", "error")), status=401)
     if not key.admin:
         text = "That key is not an admin key. The dashboard needs one made with otp keys create NAME --admin."
         return page(_form(request, notice(text, "error")), status=403)
-    session.sign_in(request, key)
+    await session.sign_in(request, key)
     return RedirectResponse(url(request, "/"), status_code=303)
 
 
@@ -68,7 +115,7 @@ async def sign_out(request: Request) -> Response:
     form = await read_form(request)
     if not session.csrf_ok(request, form.get("csrf")):
         return csrf_refused(request)
-    session.sign_out(request)
+    await session.sign_out(request)
     return to_sign_in(request, "signed_out")
 
 

@@ -1,14 +1,33 @@
 -- Count one check attempt *before* any comparison, and hand back the code hashes to compare.
 -- KEYS[1] the verification (or the number's pending pointer when checking by number)
 -- ARGV[5] id or ''  [6] E.164 or ''  [7] retention ms  [8] caller's key id  [9] '1' if admin
--- [10] failed checks allowed per number per hour
+-- [10] failed checks allowed per number per hour (per API key)
+-- [11] checks allowed per minute in this partition for the rate key ('0': no limit)
+-- [12] rate key (the API key, or the /v2 account)  [13] unique member for its log
+-- [14] how long after an approval the approving code may repeat it (ms)
+-- Checks are rate-limited per key first, before any lookup or comparison: a flood of checks for
+-- unknown ids costs neither argon2 nor more than this. Every allowed check counts (committed:
+-- it goes on to a lookup and a comparison or its decoy).
 -- A verification of another API key is not found: tenants can't probe each other.
--- The attempt also counts as a failed check of the number until an approval takes it back, so
--- guesses spread over many verifications of one number are capped too.
--- Returns {outcome, id, attempts, max_attempts, {}, flat verification hash (with its h:<n> code hashes)};
--- outcome is counted | not_found | a status.
+-- The attempt also counts as a failed check of the number (for this API key) until an approval
+-- takes it back, so guesses spread over many verifications of one number are capped too.
+-- Returns {outcome, id, attempts, max_attempts, the approving code's hash while it may repeat
+-- the approval ('' otherwise), flat verification hash (with its h:<n> code hashes), retry ms};
+-- outcome is counted | not_found | throttled | refused | a status.
 local id, to, retention, caller, admin = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
 local failed_per_hour = tonumber(ARGV[10])
+local checks_allowed, rate_key, member, replay_ms = tonumber(ARGV[11]), ARGV[12], ARGV[13], tonumber(ARGV[14])
+if checks_allowed > 0 then
+  local log = TAG .. 'ck:' .. rate_key
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', NOW - 60000)
+  local recent = redis.call('ZCARD', log)
+  if recent >= checks_allowed then
+    local freeing = redis.call('ZRANGE', log, recent - checks_allowed, recent - checks_allowed, 'WITHSCORES')
+    return {'throttled', '', 0, 0, '', {}, math.max(1, tonumber(freeing[2]) + 60000 - NOW)}
+  end
+  redis.call('ZADD', log, NOW, member)
+  redis.call('PEXPIRE', log, 60000)
+end
 if id == '' then
   id = redis.call('HGET', numkey(to), 'p:' .. caller)
   if not id then return {'not_found'} end
@@ -20,11 +39,19 @@ if to ~= '' and found_to ~= to then return {'not_found'} end
 if not admin and found_owner ~= caller then return {'not_found'} end
 local st = settle(id, retention)
 local a, ma = unpack(redis.call('HMGET', key, 'a', 'ma'))
-if st ~= 'pending' then return {st, id, a, ma, {}, redis.call('HGETALL', key)} end
-if tonumber(a) >= tonumber(ma) then
-  return {'max_attempts_reached', id, a, ma, {}, redis.call('HGETALL', key)}
+if st ~= 'pending' then
+  local replay = ''
+  if st == 'approved' then
+    local approved_at = tonumber(redis.call('HGET', key, 'aa') or '0')
+    -- The key's TTL only collects it; "now" decides.
+    if NOW <= approved_at + replay_ms then replay = redis.call('GET', TAG .. 'ah:' .. id) or '' end
+  end
+  return {st, id, a, ma, replay, redis.call('HGETALL', key)}
 end
-local failed_key = TAG .. 'nf:' .. found_to
+if tonumber(a) >= tonumber(ma) then
+  return {'max_attempts_reached', id, a, ma, '', redis.call('HGETALL', key)}
+end
+local failed_key = failedkey(found_owner, found_to)
 redis.call('ZREMRANGEBYSCORE', failed_key, '-inf', NOW - 3600000)
 local failed = redis.call('ZCARD', failed_key)
 if failed >= failed_per_hour then
@@ -32,12 +59,11 @@ if failed >= failed_per_hour then
   local retry = math.max(1, tonumber(freeing[2]) + 3600000 - NOW)
   audit('refused', {vid = id, decision = 'refused', rule = 'number_failed_checks',
                     reason = 'too_many_failed_checks', retry_after = math.ceil(retry / 1000)})
-  return {'refused', id, a, ma, {}, redis.call('HGETALL', key), retry}
+  return {'refused', id, a, ma, '', redis.call('HGETALL', key), retry}
 end
 a = redis.call('HINCRBY', key, 'a', 1)
 redis.call('ZADD', failed_key, NOW, id .. ':' .. a)
 redis.call('PEXPIRE', failed_key, 3600000)
 redis.call('HSET', key, 'u', NOW)
--- The code hashes travel in the record (its h:<n> fields); the element before it stays for the
--- reply's shape.
-return {'counted', id, a, ma, {}, redis.call('HGETALL', key)}
+-- The code hashes travel in the record (its h:<n> fields).
+return {'counted', id, a, ma, '', redis.call('HGETALL', key)}

@@ -1,30 +1,61 @@
 -- Filter one audit stream partition inside Redis (read-only): only matches cross the wire.
 -- KEYS[1] one partition's audit stream
 -- ARGV[1] upper bound, as XREVRANGE's max  [2] lower bound, as its min  [3] most entries to read
--- [4] since ms or ''  [5] until ms or ''  [6..] field, value pairs that must all match
+-- [4] since ms or ''  [5] until ms or ''  [6..] field, value pairs: an entry matches when, for
+-- every field named, it holds one of the values given for that field
 -- Returns {entries read, last id examined or '', 1 if it stopped at an entry older than since,
---          {id, JSON array of the entry's fields and values, ...} of the matches}
+--          {id, JSON array of the entry's fields and values, ...} of the matches,
+--          ts of the last entry examined (an integer) or ''}
+-- The caller bounds ARGV[3] (a few hundred): the cost is about 3 µs per entry read.
 local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
 local since, till = tonumber(ARGV[4]), tonumber(ARGV[5])
-local out, last, stopped = {}, '', 0
+-- field -> {value = true}; `wanted` counts the fields, each of which must be satisfied once.
+local allowed, wanted = {}, 0
+for k = 6, #ARGV, 2 do
+  local set = allowed[ARGV[k]]
+  if not set then
+    set = {}
+    allowed[ARGV[k]] = set
+    wanted = wanted + 1
+  end
+  set[ARGV[k + 1]] = true
+end
+-- hit[field] = index of the last entry whose value for it is allowed: no table per entry.
+local hit = {}
+local out, last, last_ts, stopped = {}, '', '', 0
 for i = 1, #entries do
   local id, flat = entries[i][1], entries[i][2]
-  local fields = {}
-  for j = 1, #flat, 2 do fields[flat[j]] = flat[j + 1] end
-  local ts = tonumber(fields.ts) or tonumber(string.match(id, '^%d+'))
+  -- The writers put ts first, so one comparison finds it; the criteria are checked in one pass
+  -- over the flat list (a field written twice is judged by its last value, as a reader sees it).
+  local ts
+  if flat[1] == 'ts' then ts = tonumber(flat[2]) end
+  if wanted > 0 or not ts then
+    for j = 1, #flat, 2 do
+      local name = flat[j]
+      if name == 'ts' then ts = tonumber(flat[j + 1]) end
+      local set = allowed[name]
+      if set then hit[name] = set[flat[j + 1]] and i or 0 end
+    end
+  end
+  ts = ts or tonumber(string.match(id, '^%d+'))
   if since and ts < since then
     stopped = 1
     break
   end
-  last = id
+  last, last_ts = id, ts
   local ok = not (till and ts >= till)
-  for k = 6, #ARGV, 2 do
-    if not ok then break end
-    ok = fields[ARGV[k]] == ARGV[k + 1]
+  if ok and wanted > 0 then
+    for name in pairs(allowed) do
+      if hit[name] ~= i then
+        ok = false
+        break
+      end
+    end
   end
   if ok then
     out[#out + 1] = id
     out[#out + 1] = cjson.encode(flat)
   end
 end
-return {#entries, last, stopped, out}
+-- last_ts goes back as an integer reply (a Lua number's string form could be 1.8e+12).
+return {#entries, last, stopped, out, last_ts}

@@ -4,11 +4,14 @@
 --         hourly = max(hourly floor, daily / 6, ratio × approvals in the hour).
 -- Crossing either blocks the scope for a while that doubles on each repeat within a day.
 -- Windows are hour buckets (the day) and 5-minute buckets (the hour) in one hash.
--- KEYS[1] the scope's window hash.  ARGV[5] action: send | convert | refund | unconvert
--- send:    [6] daily floor [7] hourly floor [8] ratio [9] enforce 1|0 [10] block base ms
---          [11] block max ms [12] keep hours
--- convert: [6] keep hours
--- refund, unconvert: [6] hour bucket [7] 5-minute bucket (of the send or approval taken back)
+-- Windows count committed sends only: ``check`` decides on what is counted and counts nothing,
+-- ``commit`` counts a send once the verification and its SMS are written, so a burst of refused
+-- requests never moves a window (nor turns into a block for anyone else).
+-- KEYS[1] the scope's window hash.  ARGV[5] action: check | commit | convert | unconvert
+-- check:   [6] daily floor [7] hourly floor [8] ratio [9] enforce 1|0 [10] block base ms
+--          [11] block max ms
+-- commit, convert: [6] keep hours
+-- unconvert: [6] hour bucket [7] 5-minute bucket (of the approval taken back)
 -- Returns {verdict (1 allowed, 0 refused, 2 flagged but allowed), reason, retry after ms,
 --          sends 24h, approvals 24h, sends 1h, approvals 1h, hour bucket, 5-minute bucket}.
 local action = ARGV[5]
@@ -36,10 +39,11 @@ local function keep(hours)
   end
 end
 
-if action == 'refund' then
-  redis.call('HINCRBY', KEYS[1], 'sh:' .. ARGV[6], -1)
-  redis.call('HINCRBY', KEYS[1], 'sm:' .. ARGV[7], -1)
-  return {1, '', 0, 0, 0, 0, 0, 0, 0}
+if action == 'commit' then
+  redis.call('HINCRBY', KEYS[1], 'sh:' .. hour, 1)
+  redis.call('HINCRBY', KEYS[1], 'sm:' .. five, 1)
+  keep(tonumber(ARGV[6]))
+  return {1, '', 0, 0, 0, 0, 0, hour, five}
 end
 if action == 'unconvert' then
   redis.call('HINCRBY', KEYS[1], 'vh:' .. ARGV[6], -1)
@@ -54,7 +58,7 @@ if action == 'convert' then
 end
 
 local daily_floor, hourly_floor, ratio = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local enforce, base, cap, hours = ARGV[9] == '1', tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local enforce, base, cap = ARGV[9] == '1', tonumber(ARGV[10]), tonumber(ARGV[11])
 local s24, v24 = total('s', 'h', hour, 24), total('v', 'h', hour, 24)
 local s1, v1 = total('s', 'm', five, 12), total('v', 'm', five, 12)
 local counts = {s24, v24, s1, v1, hour, five}
@@ -79,7 +83,4 @@ if reason then
   end
   verdict = 2
 end
-redis.call('HINCRBY', KEYS[1], 'sh:' .. hour, 1)
-redis.call('HINCRBY', KEYS[1], 'sm:' .. five, 1)
-keep(hours)
 return {verdict, reason or '', 0, s24 + 1, v24, s1 + 1, v1, hour, five}

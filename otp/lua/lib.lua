@@ -12,10 +12,12 @@ local FINAL = {delivered = true, undelivered = true, failed = true, canceled = t
 local DELIVERY_RANK = {accepted = 1, scheduled = 1, queued = 1, sending = 2, sent = 3,
                        undelivered = 4, failed = 4, canceled = 4, delivered = 5, read = 5}
 
+-- Context names starting with "_" feed the counters only and are never written to the entry
+-- (the destination prefix: beside the masked number's last digits it would spell the number).
 local function audit(event, fields)
   local entry = {'ts', tostring(NOW), 'event', event}
   for k, v in pairs(AUDIT_CTX) do
-    if fields == nil or fields[k] == nil then
+    if string.sub(k, 1, 1) ~= '_' and (fields == nil or fields[k] == nil) then
       entry[#entry + 1] = k
       entry[#entry + 1] = tostring(v)
     end
@@ -35,9 +37,9 @@ local function audit(event, fields)
   elseif event == 'delivery' then name = 'delivery:' .. (f.status or '') .. ':' .. (f.error_code or '') end
   redis.call('HINCRBY', counter, name, 1)
   -- Verifications and approvals per destination, to rank prefixes and countries by unused codes.
-  if (event == 'started' or event == 'approved') and AUDIT_CTX.prefix then
+  if (event == 'started' or event == 'approved') and AUDIT_CTX._prefix then
     local tally = event == 'started' and 'sent' or 'approved'
-    redis.call('HINCRBY', counter, tally .. '@prefix:' .. AUDIT_CTX.prefix, 1)
+    redis.call('HINCRBY', counter, tally .. '@prefix:' .. AUDIT_CTX._prefix, 1)
     redis.call('HINCRBY', counter, tally .. '@country:' .. (AUDIT_CTX.country or ''), 1)
   end
   if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, 'flagged:' .. AUDIT_CTX.flagged, 1) end
@@ -48,6 +50,9 @@ local function vkey(id) return TAG .. 'v:' .. id end
 -- A number's state: per API key its pending verification (two tenants never resend each other's
 -- codes), and its send log.
 local function numkey(to) return TAG .. 'num:' .. to end
+-- A number's failed checks of the last hour, per API key: guesses spread over a tenant's
+-- verifications are capped, and no tenant's guesses lock the number for another.
+local function failedkey(owner, to) return TAG .. 'nf:' .. owner .. ':' .. to end
 
 local function base36(n)
   local digits, out = '0123456789abcdefghijklmnopqrstuvwxyz', ''

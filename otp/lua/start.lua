@@ -2,14 +2,17 @@
 -- all in one step: there is never a verification without its job, nor a job without it.
 -- The number's own limits are decided here too, in the same step, so they hold under concurrency.
 -- KEYS[1] the number's state (otp:{pNN}:num:<e164>): per API key its pending verification
--- (p:<key id>), and the log of its sends over the last day (s), shared by every API key
+-- (p:<key id>), and the log of its sends over the last day (s), shared by every API key; the key
+-- of the last send (lk) and the time of the latest send by any other key (ot), so a refusal can
+-- tell whether another tenant's sends were behind it without a log per key
 -- ARGV[5] new id  [6] E.164  [7] channel  [8] locale  [9] api key id  [10] ttl ms
 -- [11] max check attempts  [12] max sends  [13] codes kept  [14] retention ms
 -- [15] code hash  [16] sealed code for the outbox
 -- [17] '1' if the number is on the safe list  [18] sends per hour  [19] sends per day
 -- [20] resend cooldown base ms (doubles with each send in the last hour)  [21] unique event id
 -- [22] decisions of the other scopes (JSON, for the audit record)  [23] name in the SMS ('' default)
--- Returns {mode, flat verification hash, rule, reason, retry after ms};
+-- Returns {mode, flat verification hash, rule, reason, retry after ms, 1 if a number-wide refusal
+-- involved another API key's sends (the reply must not reveal them)};
 -- mode is created | resent | refused.
 local new_id, to, channel, locale, key_id = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local ttl, max_attempts, max_sends = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -18,11 +21,23 @@ local code_hash, sealed = ARGV[15], ARGV[16]
 local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
 local event_id, decisions, app_name = ARGV[21], ARGV[22], ARGV[23]
 
-local function refuse(id, rule, reason, retry)
+-- Whether a send by another API key than the caller's lies within the rule's window, given the
+-- time of the number's last send.
+local function foreign_within(window, last_send)
+  if not window then return 0 end
+  local last_key, other = unpack(redis.call('HMGET', KEYS[1], 'lk', 'ot'))
+  local latest = nil
+  if last_key and last_key ~= key_id then latest = last_send
+  elseif other then latest = tonumber(other, 36) end
+  if latest and latest > NOW - window then return 1 end
+  return 0
+end
+
+local function refuse(id, rule, reason, retry, window, last_send)
   audit('refused', {vid = id or '', decision = 'refused', rule = rule, reason = reason,
                     retry_after = math.ceil(retry / 1000), counts = decisions})
   local record = id and redis.call('HGETALL', vkey(id)) or {}
-  return {'refused', record, rule, reason, retry}
+  return {'refused', record, rule, reason, retry, foreign_within(window, last_send)}
 end
 
 local existing = redis.call('HGET', KEYS[1], 'p:' .. key_id)
@@ -51,16 +66,18 @@ end
 local day, hour = #sent, #last_hour
 if not safe then
   if day >= per_day then
-    return refuse(existing, 'number_sends', 'number_daily_limit', sent[day - per_day + 1] + 86400000 - NOW)
+    return refuse(existing, 'number_sends', 'number_daily_limit', sent[day - per_day + 1] + 86400000 - NOW, 86400000,
+                  sent[day])
   end
   if hour >= per_hour then
-    return refuse(existing, 'number_sends', 'number_hourly_limit', last_hour[hour - per_hour + 1] + 3600000 - NOW)
+    return refuse(existing, 'number_sends', 'number_hourly_limit', last_hour[hour - per_hour + 1] + 3600000 - NOW,
+                  3600000, last_hour[hour])
   end
   if hour > 0 and cooldown > 0 then
     local last = last_hour[hour]
     local wait = cooldown * 2 ^ (math.min(hour, 16) - 1)
     if NOW - last < wait then
-      return refuse(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW))
+      return refuse(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW), 3600000, last)
     end
   end
 end
@@ -68,6 +85,13 @@ sent[#sent + 1] = NOW
 local encoded = {}
 for i, t in ipairs(sent) do encoded[i] = base36(t) end
 redis.call('HSET', KEYS[1], 's', table.concat(encoded, ' '))
+local last_key = redis.call('HGET', KEYS[1], 'lk')
+if last_key ~= key_id then
+  -- From now on the previous sender is "another key" for this one.
+  if last_key and #sent > 1 then redis.call('HSET', KEYS[1], 'ot', base36(sent[#sent - 1]))
+  else redis.call('HDEL', KEYS[1], 'ot') end
+  redis.call('HSET', KEYS[1], 'lk', key_id)
+end
 redis.call('PEXPIRE', KEYS[1], math.max(86400000, ttl + retention))
 
 local id, n, mode, expires
@@ -97,4 +121,4 @@ redis.call('ZADD', TAG .. 'outbox', NOW, job_id)
 redis.call('PUBLISH', 'otp:wake', TAG)
 audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
       counts = decisions, number_sends_1h = hour + 1, number_sends_24h = day + 1})
-return {mode, redis.call('HGETALL', vkey(id)), '', '', 0}
+return {mode, redis.call('HGETALL', vkey(id)), '', '', 0, 0}

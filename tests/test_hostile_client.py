@@ -1,0 +1,254 @@
+"""Attacks a hostile client with an API key tried (issue 11), each reproduced here before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from conftest import Clock, RecordingSender, Service, make_settings, policy, running_service
+
+from otp import apikeys, audit, codes
+from otp.dashboard import aggregates
+
+# Full E.164 numbers this file's flows use; none may appear whole in any audit record or log line.
+VICTIM = "+358416132485"
+NEIGHBOUR = "+358416139999"
+
+
+async def _second_key(service: Service, name: str = "tenant-b") -> str:
+    _, key = await apikeys.create(service.redis, name)
+    return key
+
+
+async def test_a_burst_of_refused_starts_never_blocks_another_tenants_number(service: Service) -> None:
+    """1 SMS sent, 100 concurrent refused starts to the same number: the pumping windows must not
+    count the refused ones, so tenant B's start to another number of the range still goes out."""
+    tenant_b = await _second_key(service)
+    assert (await service.start(VICTIM)).status_code == 201
+    burst = await asyncio.gather(*(service.start(VICTIM) for _ in range(100)))
+    assert all(r.status_code == 429 for r in burst)
+    other = await service.http.post(
+        "/v1/verifications", json={"to": NEIGHBOUR}, headers={"Authorization": f"Bearer {tenant_b}"}
+    )
+    assert other.status_code == 201, other.text
+    blocked = await service.app.state.policy.blocked(int(service.clock() * 1000))
+    assert blocked == []
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _joins_into_number(fields: dict[str, str], e164: str) -> bool:
+    """Whether the visible digits of any two fields put together reveal the whole number."""
+    digits = _digits(e164)
+    values = [v for v in fields.values() if isinstance(v, str)]
+    for a in values:
+        for b in values:
+            runs = re.findall(r"\d+", b)
+            head, tail = _digits(a), runs[-1] if runs else ""
+            if not head or not tail:
+                continue
+            # A prefix field and a masked number's last digits together cover the number.
+            if digits.startswith(head) and digits.endswith(tail) and len(head) + len(tail) >= len(digits):
+                return True
+    return False
+
+
+async def test_no_audit_record_or_log_line_rebuilds_a_full_number(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="otp.audit")
+    started = await service.start(VICTIM, ip="203.0.113.7")
+    vid = started.json()["id"]
+    assert (await service.check("000000", id=vid)).status_code == 200
+    code = await service.last_code(VICTIM)
+    assert (await service.check(code, id=vid)).json()["approved"] is True
+    await service.start(VICTIM)  # a new one, then refused resends
+    await service.start(VICTIM)
+
+    records: list[dict[str, str]] = []
+    for partition in range(16):
+        for _, raw in await service.redis.xrange(f"otp:{{p{partition:02x}}}:audit"):
+            records.append({k.decode(): v.decode() for k, v in raw.items()})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "otp.audit"]
+    events, _ = await audit.read(service.redis, 16, audit.AuditFilter(), limit=1000)
+    exported = audit.format_csv(events) + "\n" + audit.format_jsonl(events) + "\n" + audit.format_table(events)
+    api = (await service.http.get("/v1/audit?since=1h", headers=service.auth(service.admin_key))).json()
+    assert records and lines and api["events"]
+    for fields in [*records, *lines, *api["events"]]:
+        flat = {k: str(v) for k, v in fields.items()}
+        assert VICTIM not in json.dumps(fields)
+        assert not _joins_into_number(flat, VICTIM), fields
+    assert VICTIM not in exported
+    for row in exported.splitlines()[1:]:
+        assert not _joins_into_number({str(i): cell for i, cell in enumerate(row.split(","))}, VICTIM), row
+
+
+async def test_the_fraud_ranking_still_counts_the_prefix_it_no_longer_records(service: Service) -> None:
+    await service.start(VICTIM)
+    ranked = await aggregates.destinations(service.app.state.store, "24h", int(service.clock() * 1000))
+    assert "+35841613" in json.dumps(ranked, default=str)
+
+
+async def test_refused_starts_of_one_number_cannot_be_told_from_another_tenants_sends(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    """Tenant B's start for a number tenant A just sent to is refused (the phone's own limit is
+    shared), but the reply mustn't say what A did: no resend_too_soon, no exact retry."""
+    async with running_service(make_settings(redis_url), clock, sender) as service:
+        tenant_b = await _second_key(service)
+        assert (await service.start(VICTIM)).status_code == 201
+        clock.advance(3)
+        refused = await service.http.post(
+            "/v1/verifications", json={"to": VICTIM}, headers={"Authorization": f"Bearer {tenant_b}"}
+        )
+        assert refused.status_code == 429
+        error = refused.json()["error"]
+        assert error["code"] == "rate_limited"
+        assert "rule" not in error and "resend" not in error["message"]
+        assert error["retry_after"] == 60
+        # The tenant's own resend still gets the precise answer.
+        own = (await service.start(VICTIM)).json()["error"]
+        assert own["code"] == "resend_too_soon"
+        assert own["retry_after"] == 27
+
+
+async def test_one_tenants_wrong_guesses_do_not_lock_the_number_for_another_tenant(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    settings = make_settings(redis_url)
+    async with running_service(settings, clock, sender) as service:
+        tenant_b = await _second_key(service)
+        b = {"Authorization": f"Bearer {tenant_b}"}
+        for _ in range(2):  # two verifications of tenant A: 10 wrong guesses for the number
+            vid = (await service.start(VICTIM)).json()["id"]
+            for _ in range(5):
+                await service.check("000000", id=vid)
+            clock.advance(120)
+        mine = await service.http.post("/v1/verifications", json={"to": VICTIM}, headers=b)
+        assert mine.status_code == 201, mine.text
+        code = await service.last_code(VICTIM)
+        checked = await service.http.post(
+            "/v1/verifications/check", json={"id": mine.json()["id"], "code": code}, headers=b
+        )
+        assert checked.status_code == 200, checked.text
+        assert checked.json()["approved"] is True
+
+
+class Argon2Runs:
+    """Counts argon2 runs of the real hasher (the function it calls, wrapped, still runs)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = codes.hash_secret_raw
+
+        def counted(*args: Any, **kwargs: Any) -> bytes:
+            self.count += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(codes, "hash_secret_raw", counted)
+
+
+async def test_a_check_flood_is_refused_per_key_before_any_argon2_work(
+    redis_url: str, clock: Clock, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(redis_url, policy=policy(key_checks_per_minute=32))  # 4 per partition
+    async with running_service(settings, clock, sender) as service:
+        tenant_b = await _second_key(service)
+        await service.check("000000", id="VE" + "0" * 32)  # the decoy learns what a run costs
+        runs = Argon2Runs(monkeypatch)
+        # Unknown ids, all in partition 0.
+        flood = [await service.check("123456", id=f"VE00{i:030x}") for i in range(40)]
+        assert [r.status_code for r in flood].count(404) == 3
+        throttled = [r for r in flood if r.status_code == 429]
+        assert len(throttled) == 37
+        assert throttled[0].json()["error"]["code"] == "too_many_checks"
+        assert throttled[0].headers["Retry-After"]
+        assert runs.count == 0  # neither the throttled checks nor the decoys hashed anything
+        other = await service.http.post(
+            "/v1/verifications/check",
+            json={"id": "VE00" + "f" * 30, "code": "123456"},
+            headers={"Authorization": f"Bearer {tenant_b}"},
+        )
+        assert other.status_code == 404  # another key's checks are its own
+        clock.advance(61)
+        assert (await service.check("123456", id="VE00" + "1" * 30)).status_code == 404
+
+
+async def test_a_wrong_check_costs_one_argon2_run_however_many_codes_are_live(
+    no_cooldown: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = no_cooldown
+    vid = (await service.start(VICTIM)).json()["id"]
+    first = await service.last_code(VICTIM)
+    await service.start(VICTIM)
+    await service.start(VICTIM)  # three live codes
+    runs = Argon2Runs(monkeypatch)
+    wrong = "000000" if first != "000000" else "111111"
+    assert (await service.check(wrong, id=vid)).json()["approved"] is False
+    assert runs.count == 1
+    assert (await service.check(first, id=vid)).json()["approved"] is True  # the oldest live code
+    assert runs.count == 2
+
+
+async def _median_ms(call: Callable[[], Awaitable[object]], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def test_a_locked_verification_answers_as_slowly_as_an_unknown_id(redis_url: str) -> None:
+    """Medians with the shipped argon2 parameters: a locked verification used to answer in ~3 ms,
+    an unknown id in ~29 ms (its decoy run)."""
+    settings = make_settings(redis_url, argon2_time_cost=2, argon2_memory_kib=19456)
+    async with running_service(settings, Clock(), RecordingSender()) as service:
+        locked = (await service.start(VICTIM)).json()["id"]
+        for _ in range(5):
+            await service.check("000000", id=locked)
+        assert (await service.check("000000", id=locked)).json()["status"] == "max_attempts_reached"
+        unknown = "VE" + locked[2:4] + "0" * 30
+        await service.check("000000", id=unknown)
+        locked_ms = await _median_ms(lambda: service.check("000000", id=locked), 25)
+        unknown_ms = await _median_ms(lambda: service.check("000000", id=unknown), 25)
+        print(f"check median: locked {locked_ms:.1f} ms, unknown {unknown_ms:.1f} ms")
+        assert abs(locked_ms - unknown_ms) < 0.3 * max(locked_ms, unknown_ms), (locked_ms, unknown_ms)
+
+
+@pytest.mark.parametrize("ip", ["fe80::1%1", "2001:db8::1%zz", "2001:db8::1%\x1b[31m\n"])
+async def test_ip_with_a_zone_id_is_refused_naming_the_field(service: Service, ip: str) -> None:
+    refused = await service.start(VICTIM, ip=ip)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["field"] == "ip"
+
+
+async def test_ipv6_addresses_of_one_64_share_the_per_ip_limit_and_tenants_do_not(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    settings = make_settings(redis_url, policy=policy(ip_sends_per_hour=3, prefix_hourly_floor=1000))
+    async with running_service(settings, clock, sender) as service:
+        answers = [
+            await service.start(f"+1415555{n:04d}", ip=f"2001:db8:1:2:{n:x}::{n + 1:x}") for n in range(4)
+        ]
+        assert [a.status_code for a in answers] == [201, 201, 201, 429]
+        assert answers[-1].json()["error"]["code"] == "ip_hourly_limit"
+        # Another /64 is another user.
+        assert (await service.start("+14155550100", ip="2001:db8:1:3::1")).status_code == 201
+        # Another tenant's users behind the same network keep their own budget.
+        tenant_b = await _second_key(service)
+        other = await service.http.post(
+            "/v1/verifications",
+            json={"to": "+14155550101", "ip": "2001:db8:1:2::9"},
+            headers={"Authorization": f"Bearer {tenant_b}"},
+        )
+        assert other.status_code == 201, other.text
