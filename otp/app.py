@@ -219,9 +219,13 @@ def create_app(
     }
     for error in UNAVAILABLE_ERRORS:
         handlers[error] = storage_error
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers=handlers,
         lifespan=lifespan,
         middleware=[Middleware(metrics.LatencyMiddleware)],
     )
+    # Starlette would answer /v1/verifications/ with a redirect built from the client's Host
+    # header (Host: evil.example → http://evil.example/…); a wrong path is a 404 instead.
+    app.router.redirect_slashes = False
+    return app

@@ -6,6 +6,13 @@ stream backwards in growing batches and merges them, stopping as soon as it has 
 matches, or has run past ``since``: it never reads a whole stream to answer a page. The filters
 run inside Redis (``SCAN_SCRIPT``), so only matches cross the wire.
 
+Bounded work. Redis is single-threaded and shared by every tenant, and a filter that matches
+nothing ends no walk early, so every read is bounded by entries *examined*: at most MAX_BATCH per
+script call, ROUND_ENTRIES per pipelined round trip (they run back to back), DEFAULT_SCAN_LIMIT
+per page, which then ends early -- even empty -- with a cursor to go on. A reader that must
+answer in one request (the Attempts summary) uses ``Page.covered_since``: how far down the page
+got, so its figures can be exact for the window it covered.
+
 Order and cursor. Events are ordered by the key ``(ms, seq, partition)`` of their stream id and
 partition, newest first. Stream ids all come from one Redis server's clock, so this is time order;
 the partition only breaks ties, because two streams can hand out the same id in one millisecond.
@@ -453,9 +460,9 @@ def _covered_since(walks: Sequence[_Walk]) -> int | None:
 class Page:
     """One page of ``read_page``. ``examined`` counts the entries Redis looked at. When ``cursor``
     is set the page stopped early (``limit`` matches, or the scan budget) and ``covered_since``
-    says how far down it got: every match with ``ts`` at or after it is in ``events`` (those of
-    ``events`` older than it are a partial view, for a caller that wants an exact count over a
-    window). Both are None when nothing is left to examine."""
+    says how far down it got: every match (below ``before``) with ``ts`` at or after it is in
+    ``events``; those of ``events`` older than it are a partial view, which a caller that wants an
+    exact count over a window leaves out. Both are None when nothing is left to examine."""
 
     events: list[AuditEvent]
     cursor: str | None

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from otp.errors import InvalidInput, OtpError, PayloadTooLarge, UnsupportedMediaType
+from otp.errors import InvalidInput, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from otp.validators import digits
 
 MAX_BODY = 16 * 1024
@@ -25,11 +25,6 @@ MAX_INT_DIGITS = 100
 # Seconds a client has to send the whole body once the app starts reading it (OTP_BODY_TIMEOUT);
 # the connection-level deadlines are in otp/serving.py.
 BODY_TIMEOUT = 10.0
-
-
-class RequestTimeout(OtpError):
-    status = 408
-    code = "request_timeout"
 
 
 @dataclass(frozen=True)

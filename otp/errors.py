@@ -56,6 +56,11 @@ class Conflict(OtpError):
     code = "conflict"
 
 
+class RequestTimeout(OtpError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(OtpError):
     status = 413
     code = "payload_too_large"

@@ -125,6 +125,7 @@ BY_STATUS: Mapping[int, TwilioError] = {
     401: TwilioError(401, 20003, "Authenticate"),
     403: TwilioError(403, 20403, "Forbidden"),
     404: TwilioError(404, 20404, "The requested resource was not found"),
+    408: TwilioError(408, 60200, "Invalid parameter"),
     409: TwilioError(409, 20409, "Conflict"),
     413: TwilioError(413, 60200, "Invalid parameter"),
     415: TwilioError(415, 60200, "Invalid parameter"),

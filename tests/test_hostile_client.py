@@ -252,3 +252,10 @@ async def test_ipv6_addresses_of_one_64_share_the_per_ip_limit_and_tenants_do_no
             headers={"Authorization": f"Bearer {tenant_b}"},
         )
         assert other.status_code == 201, other.text
+
+
+@pytest.mark.parametrize("path", ["/v1/verifications/", "/healthz/", "/v2/Services/"])
+async def test_no_redirect_is_built_from_the_clients_host_header(service: Service, path: str) -> None:
+    answer = await service.http.get(path, headers={"Host": "evil.example", **service.auth()})
+    assert "evil.example" not in answer.headers.get("location", "")
+    assert answer.status_code in (401, 404, 405)

@@ -25,8 +25,9 @@ local hit = {}
 local out, last, last_ts, stopped = {}, '', '', 0
 for i = 1, #entries do
   local id, flat = entries[i][1], entries[i][2]
-  -- The writers put ts first, so one comparison finds it; the criteria are checked in one pass
-  -- over the flat list (a field written twice is judged by its last value, as a reader sees it).
+  -- The writers put ts first, so one comparison finds it (else the pass below does); the
+  -- criteria are checked in one pass over the flat list, a field written twice judged by its
+  -- last value, as a reader of the entry sees it.
   local ts
   if flat[1] == 'ts' then ts = tonumber(flat[2]) end
   if wanted > 0 or not ts then
