@@ -175,7 +175,7 @@ AUDIT_PAGE = {
 AUDIT_PARAMS = [
     {"name": name, "in": "query", "schema": {"type": "string"}, "description": description}
     for name, description in (
-        ("since", "a duration back from now (30m, 1h, 2d) or an ISO-8601 time"),
+        ("since", "a duration back from now (30m, 1h, 2d) or an ISO-8601 time; default: the 24 h before until, or now"),
         ("until", "a duration back from now or an ISO-8601 time"),
         ("reason", "refusal reason, e.g. resend_too_soon"),
         ("rule", "rule that decided, e.g. sms_pumping_prefix"),

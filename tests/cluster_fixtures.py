@@ -190,15 +190,22 @@ def start_cluster(cluster: LocalCluster, masters: int = MASTERS) -> None:
     _wait(all_ok, "cluster_state:ok on every node")
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalCluster]:
-    with tempfile.TemporaryDirectory(prefix="otp-test-cluster-") as folder:
+@contextlib.contextmanager
+def local_cluster(prefix: str = "otp-test-cluster-") -> Iterator[LocalCluster]:
+    """A started local cluster in a folder of its own, stopped (processes ended) on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         cluster = LocalCluster(Path(folder), [])
         try:
             start_cluster(cluster)
             yield cluster
         finally:
             cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    with local_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

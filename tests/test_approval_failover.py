@@ -3,12 +3,10 @@ a check in flight when a Cluster primary died committed its approval and still a
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from cluster_fixtures import LocalCluster, running_service_at, start_cluster
+from cluster_fixtures import LocalCluster, local_cluster, running_service_at
 from conftest import Clock, RecordingSender, make_settings
 
 from otp import keyspace
@@ -19,13 +17,8 @@ from otp.phone import parse_e164
 @pytest.fixture
 def own_cluster() -> Iterator[LocalCluster]:
     """A cluster of this test's own: it kills one of its primaries."""
-    with tempfile.TemporaryDirectory(prefix="otp-test-failover-") as folder:
-        cluster = LocalCluster(Path(folder), [])
-        try:
-            start_cluster(cluster)
-            yield cluster
-        finally:
-            cluster.stop()
+    with local_cluster("otp-test-failover-") as cluster:
+        yield cluster
 
 
 def _number_whose_prefix_lives_apart(cluster: LocalCluster) -> tuple[str, int]:
