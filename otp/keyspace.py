@@ -74,8 +74,9 @@ def check_log(partition: int, rate_key: str) -> str:
 
 
 def approving_code(partition: int, verification_id: str) -> str:
-    """The hash of the code that approved a verification, for a short while, so the same right
-    check can repeat the approval (built in approve.lua and attempt.lua)."""
+    """A hash: the hash of the code that approved a verification (``h``) and how many checks have
+    looked at it (``n``), for a short while, so the same right check can repeat the approval a few
+    times (built in approve.lua and attempt.lua)."""
     return f"{tag(partition)}ah:{verification_id}"
 
 
@@ -103,6 +104,11 @@ def scope_tag(kind: str, value: str) -> str:
 
 def scope_window(kind: str, value: str) -> str:
     return f"{scope_tag(kind, value)}w"
+
+
+def scope_reservations(kind: str, value: str) -> str:
+    """A sorted set: sends a scope's pumping check allowed that aren't written yet (fraud.lua)."""
+    return f"{scope_tag(kind, value)}r"
 
 
 def safe_list() -> str:

@@ -48,16 +48,23 @@ class Phone:
 MASK = "*******"
 
 
-def mask(e164: str) -> str:
-    """``+15017122661`` → ``+1*******2661``: enough to tell numbers apart in a log, not to dial.
-    The mask has a fixed width so it doesn't reveal the number's length either."""
+def mask(e164: str, visible: int = 4) -> str:
+    """``+15017122661`` → ``+1*******2661``: enough for a tenant to tell its users' numbers
+    apart, not to dial. The mask has a fixed width so it doesn't reveal the number's length."""
     if len(e164) < 8:
         return MASK
     try:
         code = str(phonenumbers.parse(e164).country_code)
     except NumberParseException:
         code = e164[1:2]
-    return f"+{code}{MASK}{e164[-4:]}"
+    return f"+{code}{'*' * (len(MASK) + 4 - visible)}{e164[-visible:]}"
+
+
+def mask_in_record(e164: str) -> str:
+    """``+15017122661`` → ``+1*********61``, for audit records and log lines: the security team
+    also sees destination prefixes (the number without its last 4 digits, on the dashboard), and
+    those beside the last 4 would spell the number; beside the last 2 they leave 100 candidates."""
+    return mask(e164, visible=2)
 
 
 _NUMBER_IN_TEXT = re.compile(r"(?:\+|%2[Bb])(\d{8,15})")

@@ -94,6 +94,7 @@ class Admission:
     decision: Decision
     commits: tuple[Call, ...] = ()  # pumping windows: counted only after the send is written
     releases: tuple[tuple[str, str], ...] = ()  # (key, member) of sliding-log limits to release
+    reservations: tuple[tuple[str, str], ...] = ()  # (key, member) of pumping reservations
     flagged: tuple[str, ...] = ()  # scopes over the pumping threshold in record_only mode
 
 
@@ -144,13 +145,13 @@ class Policy:
             return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": phone.number_type})
         return Decision(True)
 
-    def _fraud_call(self, kind: str, value: str, daily_floor: int, hourly_floor: int) -> Call:
+    def _fraud_call(self, kind: str, value: str, daily_floor: int, hourly_floor: int, event: str) -> Call:
         c = self.config
         enforce = "1" if c.pumping_mode == "enforce" else "0"
         return Call(
             "fraud",
             keyspace.scope_tag(kind, value),
-            [keyspace.scope_window(kind, value)],
+            [keyspace.scope_window(kind, value), keyspace.scope_reservations(kind, value)],
             [
                 "check",
                 daily_floor,
@@ -159,6 +160,7 @@ class Policy:
                 enforce,
                 int(c.block_base * 1000),
                 int(c.block_max * 1000),
+                event,
             ],
         )
 
@@ -206,14 +208,15 @@ class Policy:
         if risk_check:
             for name, kind, value, keep_hours in self._pumping_scopes(phone):
                 names.append(name)
-                calls.append(self._fraud_call(kind, value, *floors[name]))
-                window = keyspace.scope_window(kind, value)
-                commits.append(Call("fraud", keyspace.scope_tag(kind, value), [window], ["commit", keep_hours]))
+                calls.append(self._fraud_call(kind, value, *floors[name], event))
+                keys = [keyspace.scope_window(kind, value), keyspace.scope_reservations(kind, value)]
+                commits.append(Call("fraud", keyspace.scope_tag(kind, value), keys, ["commit", keep_hours, event]))
         results = await self.store.run_many(calls, now_ms)
 
         details: dict[str, Any] = {}
         refusal: Decision | None = None
         releases: list[tuple[str, str]] = []
+        reservations: list[tuple[str, str]] = []
         flagged: list[str] = []
         new_blocks: list[tuple[str, int]] = []
         for name, call, result in zip(names, calls, results, strict=True):
@@ -230,11 +233,13 @@ class Policy:
             verdict, reason, retry_ms = int(result[0]), _text(result[1]), int(result[2])
             s24, v24, s1, v1 = (int(x) for x in result[3:7])
             details[name] = {"sends_24h": s24, "verified_24h": v24, "sends_1h": s1, "verified_1h": v1}
+            if verdict in (1, 2):
+                reservations.append((call.keys[1], event))
             if verdict == 2:
                 flagged.append(name)
                 details[name]["flagged"] = reason
             elif verdict == 0:
-                if reason != "blocked":  # a block set just now, whichever rule refused first
+                if reason not in ("blocked", "in_flight"):  # a block set just now, whichever rule refused first
                     new_blocks.append((call.tag, now_ms + retry_ms))
                 if refusal is not None:
                     continue
@@ -247,7 +252,7 @@ class Policy:
         decision = refusal or Decision(True, details=details)
         if refusal is not None:
             decision = Decision(False, refusal.rule, refusal.reason, refusal.retry_after, details)
-        return Admission(decision, tuple(commits), tuple(releases), tuple(flagged))
+        return Admission(decision, tuple(commits), tuple(releases), tuple(reservations), tuple(flagged))
 
     async def _index_blocks(self, blocks: list[tuple[str, int]]) -> None:
         """Remember which scopes got blocked, for readers (the dashboard): the block itself lives in
@@ -283,14 +288,17 @@ class Policy:
             ttl, level = await pipe.execute()
         return int(ttl), level
 
-    async def release(self, admission: Admission) -> None:
-        """Take a send that didn't happen back from the sliding-log limits that counted it."""
-        if not admission.releases:
+    async def release(self, admission: Admission, *, sent: bool = False) -> None:
+        """Take a send that didn't happen back from the sliding-log limits that counted it and
+        the pumping reservations; with ``sent`` (a resend: the windows count verifications), the
+        reservations only."""
+        entries = admission.reservations if sent else admission.releases + admission.reservations
+        if not entries:
             return
 
         async def drop() -> None:
             async with self.store.client.pipeline(transaction=False) as pipe:
-                for key, member in admission.releases:
+                for key, member in entries:
                     pipe.zrem(key, member)
                 await pipe.execute()
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from otp.phone import mask
+from otp.phone import mask_in_record
 
 log = logging.getLogger("otp.sms")
 
@@ -65,7 +65,9 @@ class ConsoleSender:
     name = "console"
 
     def send(self, message: SmsMessage) -> Receipt:
-        log.warning("DEVELOPMENT ONLY console SMS (no Twilio configured) to %s: %s", mask(message.to), message.body)
+        log.warning(
+            "DEVELOPMENT ONLY console SMS (no Twilio configured) to %s: %s", mask_in_record(message.to), message.body
+        )
         return Receipt(message_sid="SM" + secrets.token_hex(16), status="delivered", segments=1)
 
     def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:

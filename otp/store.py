@@ -102,6 +102,7 @@ class NumberLimits:
     sends_per_hour: int
     sends_per_day: int
     cooldown_ms: int
+    shared_hold_ms: int = 60_000
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class CheckArgs:
     rate_key: str
     member: str
     replay_ms: int
+    replays: int = 3
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,7 @@ class Store:
         args = [new_id, to, channel, locale, key_id, ttl_ms, max_attempts, max_sends, codes_kept, retention_ms]
         args += [code_hash, sealed_code, "1" if number_limits.safe else "0", number_limits.sends_per_hour]
         args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions, app_name]
+        args += [number_limits.shared_hold_ms]
         mode, flat, rule, reason, retry_ms, foreign = await self._run(
             "start", partition, [keyspace.number_state(partition, to)], now_ms, args, audit
         )
@@ -335,6 +338,7 @@ class Store:
         )
         args = [check.verification_id, check.to, check.retention_ms, check.caller, "1" if check.admin else "0"]
         args += [check.failed_per_hour, check.checks_per_minute, check.rate_key, check.member, check.replay_ms]
+        args += [check.replays]
         reply = await self._run("attempt", partition, [anchor], now_ms, args, audit)
         outcome = _text(reply[0])
         if outcome == "not_found":

@@ -15,7 +15,7 @@ from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.codes import CodeHasher
 from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
 from otp.keyring import Keyring
-from otp.phone import Phone, mask, parse_e164
+from otp.phone import Phone, mask_in_record, parse_e164
 from otp.policy import Decision, Policy, decisions_json
 from otp.store import AttemptOutcome, CheckArgs, NumberLimits, Store
 
@@ -50,6 +50,7 @@ class Rules:
     token_max_age: float = 300.0
     # How long after an approval the same right code gets the same approval and token again.
     approval_replay: float = 60.0
+    approval_replays: int = 3  # … at most this many checks of it, right or wrong
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,8 @@ class StartResult:
     flagged: tuple[str, ...] = ()  # pumping scopes over threshold in record_only mode
 
 
+MIN_CHECKS_PER_PARTITION = 20
+
 # The retry a tenant is told when the number's shared limits refuse it because of another tenant's
 # sends: a fixed value, so it says nothing about when those sends were.
 SHARED_LIMIT_RETRY = 60
@@ -180,6 +183,7 @@ REFUSAL_MESSAGES = {
     "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
     "pumping_unverified_hourly": "too many unused codes to this destination this hour (suspected SMS pumping)",
     "pumping_unverified_daily": "too many unused codes to this destination today (suspected SMS pumping)",
+    "pumping_in_flight": "too many codes to this destination are being sent right now; try again in a moment",
 }
 
 
@@ -236,7 +240,9 @@ class Verifier:
         if isinstance(phone, str) and phone:
             phone = parse_e164(phone)
         if isinstance(phone, Phone):
-            context.update(to=mask(phone.e164), nh=self.keyring.number_hash(phone.e164), country=phone.country)
+            context.update(
+                to=mask_in_record(phone.e164), nh=self.keyring.number_hash(phone.e164), country=phone.country
+            )
             context[COUNTER_ONLY_PREFIX] = phone.prefix
         if caller.ip:
             context["ip"] = caller.ip
@@ -310,6 +316,7 @@ class Verifier:
                     sends_per_hour=limits.number_sends_per_hour,
                     sends_per_day=limits.number_sends_per_day,
                     cooldown_ms=int(limits.resend_cooldown * 1000),
+                    shared_hold_ms=SHARED_LIMIT_RETRY * 1000,
                 ),
                 event_id=f"{now_ms}:{secrets.token_hex(6)}",
                 decisions=decisions_json(admission),
@@ -331,16 +338,18 @@ class Verifier:
                     "too many codes were sent to this number recently; try again later",
                     code="rate_limited",
                     field="to",
-                    retry_after=SHARED_LIMIT_RETRY,
+                    retry_after=max(1, -(-outcome.retry_ms // 1000)),
                 )
             raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
         events.emit(outcome.mode if outcome.mode == "resent" else "started", vid=outcome.record.get("id"), **audit)
-        if outcome.mode == "created":
-            # The pumping windows count verifications, not resends: a user who resends a few times
-            # must not get a whole number range blocked. Per-number limits bound the resends.
-            # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
-            with contextlib.suppress(Unavailable):
+        # The pumping windows count verifications, not resends: a user who resends a few times
+        # must not get a whole number range blocked. Per-number limits bound the resends.
+        # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
+        with contextlib.suppress(Unavailable):
+            if outcome.mode == "created":
                 await self.policy.commit(admission, now_ms)
+            else:
+                await self.policy.release(admission, sent=True)
         return StartResult(
             Verification.from_record(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
@@ -386,10 +395,12 @@ class Verifier:
                 failed_per_hour=self.policy.config.failed_checks_per_hour,
                 # Per partition, twice the even share: traffic spread over ids never meets it early,
                 # and a flood aimed at one partition is stopped at a fraction of it.
-                checks_per_minute=per_minute if partitions == 1 else -(-2 * per_minute // partitions),
+                # At least min(N, 20) per partition, so a small N still allows a few checks of one code.
+                checks_per_minute=max(-(-2 * per_minute // partitions), min(per_minute, MIN_CHECKS_PER_PARTITION)),
                 rate_key=caller.account or caller.key_id,
                 member=f"{now_ms}:{secrets.token_hex(6)}",
                 replay_ms=int(self.rules.approval_replay * 1000),
+                replays=self.rules.approval_replays,
             ),
             self._audit(caller, phone),
         )

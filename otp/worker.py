@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from otp import events, keyspace, messages, metrics, sealing
 from otp.errors import Unavailable
 from otp.keyring import Keyring
-from otp.phone import mask
+from otp.phone import mask_in_record
 from otp.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.store import Job, Store
 
@@ -314,7 +314,7 @@ class Worker:
             },
             poll_due_ms=now + int(self.options.poll_after * 1000),
         )
-        log.info("sms sent job=%s to=%s sid=%s", job.job_id, mask(job.to), receipt.message_sid)
+        log.info("sms sent job=%s to=%s sid=%s", job.job_id, mask_in_record(job.to), receipt.message_sid)
 
     async def _failed_send(self, job: Job, exc: SendError) -> None:
         delay = backoff(job.tries, self.options.backoff_base, self.options.backoff_cap)
@@ -323,7 +323,7 @@ class Worker:
             log.warning("sms retry job=%s try=%d in %.1fs: %s", job.job_id, job.tries, delay, exc.message)
             await self._settle(job, "retry", {"last_error": exc.message, "tries": job.tries}, due_ms)
             return
-        log.warning("sms failed job=%s to=%s: %s", job.job_id, mask(job.to), exc.message)
+        log.warning("sms failed job=%s to=%s: %s", job.job_id, mask_in_record(job.to), exc.message)
         metrics.SMS_FAILED.labels(str(exc.transient).lower()).inc()
         events.emit(
             "delivery",

@@ -439,10 +439,10 @@ async def test_audit_page_masks_numbers_and_escapes_everything(svc: Service) -> 
         0, int(svc.clock() * 1000), {"event": "admin", "action": "<script>alert(1)</script>", "entry": '"><b>'}
     )
     page = (await svc.http.get("/admin/audit")).text
-    assert "+15017122661" not in page and "+1*******2661" in page
+    assert "+15017122661" not in page and "+1*********61" in page
     assert "<script>" not in page and "&lt;script&gt;" in page and '"><b>' not in page
     by_number = (await svc.http.get("/admin/audit?number=%2B15017122661")).text
-    assert by_number.count("+1*******2661") >= 1 and "&lt;script&gt;" not in by_number
+    assert by_number.count("+1*********61") >= 1 and "&lt;script&gt;" not in by_number
 
 
 # -- speed ---------------------------------------------------------------------------------------

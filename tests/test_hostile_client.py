@@ -160,7 +160,7 @@ class Argon2Runs:
 async def test_a_check_flood_is_refused_per_key_before_any_argon2_work(
     redis_url: str, clock: Clock, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = make_settings(redis_url, policy=policy(key_checks_per_minute=32))  # 4 per partition
+    settings = make_settings(redis_url, policy=policy(key_checks_per_minute=4))  # 4 per partition
     async with running_service(settings, clock, sender) as service:
         tenant_b = await _second_key(service)
         await service.check("000000", id="VE" + "0" * 32)  # the decoy learns what a run costs
@@ -237,9 +237,7 @@ async def test_ipv6_addresses_of_one_64_share_the_per_ip_limit_and_tenants_do_no
 ) -> None:
     settings = make_settings(redis_url, policy=policy(ip_sends_per_hour=3, prefix_hourly_floor=1000))
     async with running_service(settings, clock, sender) as service:
-        answers = [
-            await service.start(f"+1415555{n:04d}", ip=f"2001:db8:1:2:{n:x}::{n + 1:x}") for n in range(4)
-        ]
+        answers = [await service.start(f"+1415555{n:04d}", ip=f"2001:db8:1:2:{n:x}::{n + 1:x}") for n in range(4)]
         assert [a.status_code for a in answers] == [201, 201, 201, 429]
         assert answers[-1].json()["error"]["code"] == "ip_hourly_limit"
         # Another /64 is another user.
@@ -259,3 +257,81 @@ async def test_no_redirect_is_built_from_the_clients_host_header(service: Servic
     answer = await service.http.get(path, headers={"Host": "evil.example", **service.auth()})
     assert "evil.example" not in answer.headers.get("location", "")
     assert answer.status_code in (401, 404, 405)
+
+
+async def test_concurrent_starts_to_one_prefix_cannot_pass_the_pumping_floor_together(service: Service) -> None:
+    """Sends in flight reserve their place in the window: 50 concurrent starts to 50 numbers of a
+    prefix get no more SMS than 50 one after another (the hourly floor, 3), and the in-flight
+    refusals block nothing for anyone else."""
+    burst = await asyncio.gather(*(service.start(f"+1501713{i:04d}") for i in range(50)))
+    assert [r.status_code for r in burst].count(201) <= 3
+    tenant_b = await _second_key(service)
+    other = await service.http.post(
+        "/v1/verifications", json={"to": "+14155550100"}, headers={"Authorization": f"Bearer {tenant_b}"}
+    )
+    assert other.status_code == 201
+
+
+async def test_record_only_mode_changes_nothing_that_enforcement_reads(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    async with running_service(
+        make_settings(redis_url, policy=policy(pumping_mode="record_only")), clock, sender
+    ) as svc:
+        for i in range(4):
+            assert (await svc.start(f"+1501712{i:04d}")).status_code == 201  # the 4th only flagged
+        await asyncio.gather(*(svc.start("+15017120000") for _ in range(30)))  # refused resends
+        assert await svc.redis.get("otp:{pfx:+1501712}:level") is None
+    clock.advance(2 * 3600)
+    async with running_service(make_settings(redis_url), clock, sender) as svc:
+        answers = [await svc.start(f"+1501712{i:04d}") for i in range(10, 14)]
+        first_block = next(r for r in answers if r.status_code == 429)
+        assert first_block.headers["Retry-After"] == "300"  # the base block, not 12 h
+
+
+async def test_an_approved_verification_is_not_a_free_argon2_oracle(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vid = (await service.start(VICTIM)).json()["id"]
+    code = await service.last_code(VICTIM)
+    assert (await service.check(code, id=vid)).json()["approved"] is True
+    runs = Argon2Runs(monkeypatch)
+    wrong = await asyncio.gather(*(service.check(f"{n:06d}", id=vid) for n in range(40) if f"{n:06d}" != code))
+    assert {r.status_code for r in wrong} == {409}
+    assert runs.count <= 3  # the replay window looks at the approving code at most three times
+    assert (await service.check(code, id=vid)).status_code == 409  # spent, even for the right code
+
+
+async def test_the_dashboard_prefixes_and_the_audit_never_join_into_a_number(service: Service) -> None:
+    await service.start(VICTIM)
+    admin = service.auth(service.admin_key)
+    events = (await service.http.get("/v1/audit", params={"since": "1h"}, headers=admin)).json()["events"]
+    masked = {e["to"] for e in events if e.get("to")}
+    ranked = await aggregates.destinations(service.app.state.store, "24h", int(service.clock() * 1000))
+    prefixes = {d.value for d in ranked.prefixes}
+    assert "+35841613" in prefixes and masked
+    for prefix in prefixes:
+        for shown in masked:
+            tail = re.findall(r"\d+", shown)[-1]
+            assert len(_digits(prefix)) + len(tail) < len(_digits(VICTIM)), (prefix, shown)
+
+
+async def test_a_tenant_refused_for_another_tenants_sends_waits_the_whole_retry(service: Service) -> None:
+    """Polling once a second must not find out when the other tenant sent: the 60 s it is told
+    are held."""
+    tenant_b = {"Authorization": f"Bearer {await _second_key(service)}"}
+    assert (await service.http.post("/v1/verifications", json={"to": VICTIM}, headers=tenant_b)).status_code == 201
+    service.clock.advance(4)
+    first = await service.start(VICTIM)
+    assert first.json()["error"] == {
+        "code": "rate_limited",
+        "message": "to: too many codes were sent to this number recently; try again later",
+        "field": "to",
+        "retry_after": 60,
+    }
+    for second in range(1, 60):
+        service.clock.advance(1)
+        again = (await service.start(VICTIM)).json()["error"]
+        assert again["code"] == "rate_limited" and again["retry_after"] == 60 - second
+    service.clock.advance(1)
+    assert (await service.start(VICTIM)).status_code == 201

@@ -46,7 +46,7 @@ async def test_every_audit_event_is_also_one_json_log_line_with_a_masked_number(
     raw = "\n".join(r.getMessage() for r in caplog.records)
     assert "+15017122661" not in raw
     assert code not in raw
-    assert lines[0]["to"] == "+1*******2661"
+    assert lines[0]["to"] == "+1*********61"
 
 
 async def test_readiness_reports_redis_and_the_worker_heartbeat(service: Service) -> None:

@@ -13,7 +13,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {0, {}} end
 if settle(id, retention) ~= 'pending' then return {0, redis.call('HGETALL', KEYS[1])} end
 if matched ~= '' and replay_ms > 0 then
   local hash = redis.call('HGET', KEYS[1], matched)
-  if hash then redis.call('SET', TAG .. 'ah:' .. id, hash, 'PX', replay_ms) end
+  if hash then
+    redis.call('HSET', TAG .. 'ah:' .. id, 'h', hash, 'n', 0)
+    redis.call('PEXPIRE', TAG .. 'ah:' .. id, replay_ms)
+  end
 end
 finish(id, 'approved', retention, {'aa', NOW})
 audit('approved', {vid = id})

@@ -4,7 +4,7 @@
 -- [10] failed checks allowed per number per hour (per API key)
 -- [11] checks allowed per minute in this partition for the rate key ('0': no limit)
 -- [12] rate key (the API key, or the /v2 account)  [13] unique member for its log
--- [14] how long after an approval the approving code may repeat it (ms)
+-- [14] how long after an approval the approving code may repeat it (ms)  [15] how many times
 -- Checks are rate-limited per key first, before any lookup or comparison: a flood of checks for
 -- unknown ids costs neither argon2 nor more than this. Every allowed check counts (committed:
 -- it goes on to a lookup and a comparison or its decoy).
@@ -17,6 +17,7 @@
 local id, to, retention, caller, admin = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
 local failed_per_hour = tonumber(ARGV[10])
 local checks_allowed, rate_key, member, replay_ms = tonumber(ARGV[11]), ARGV[12], ARGV[13], tonumber(ARGV[14])
+local replays = tonumber(ARGV[15])
 if checks_allowed > 0 then
   local log = TAG .. 'ck:' .. rate_key
   redis.call('ZREMRANGEBYSCORE', log, '-inf', NOW - 60000)
@@ -43,8 +44,12 @@ if st ~= 'pending' then
   local replay = ''
   if st == 'approved' then
     local approved_at = tonumber(redis.call('HGET', key, 'aa') or '0')
-    -- The key's TTL only collects it; "now" decides.
-    if NOW <= approved_at + replay_ms then replay = redis.call('GET', TAG .. 'ah:' .. id) or '' end
+    -- The key's TTL only collects it; "now" decides. Each look counts, right code or not: an
+    -- approved verification is not a free argon2 oracle.
+    local approving = TAG .. 'ah:' .. id
+    if NOW <= approved_at + replay_ms and redis.call('EXISTS', approving) == 1 then
+      if redis.call('HINCRBY', approving, 'n', 1) <= replays then replay = redis.call('HGET', approving, 'h') end
+    end
   end
   return {st, id, a, ma, replay, redis.call('HGETALL', key)}
 end

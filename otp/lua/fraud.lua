@@ -7,10 +7,17 @@
 -- Windows count committed sends only: ``check`` decides on what is counted and counts nothing,
 -- ``commit`` counts a send once the verification and its SMS are written, so a burst of refused
 -- requests never moves a window (nor turns into a block for anyone else).
--- KEYS[1] the scope's window hash.  ARGV[5] action: check | commit | convert | unconvert
+-- Sends decided but not yet written are reservations (KEYS[2], a sorted set of event ids by
+-- time): they count against the thresholds, so concurrent requests can't all pass on the same
+-- window, but a refusal they cause is "in flight, try again in a moment" and never sets a block
+-- (blocks come from committed sends only). ``commit`` turns a reservation into a send; a send that
+-- isn't written is released (ZREM) by the caller; a reservation a crashed request left expires.
+-- KEYS[1] the scope's window hash  KEYS[2] its reservations.
+-- ARGV[5] action: check | commit | convert | unconvert
 -- check:   [6] daily floor [7] hourly floor [8] ratio [9] enforce 1|0 [10] block base ms
---          [11] block max ms
--- commit, convert: [6] keep hours
+--          [11] block max ms [12] reservation id
+-- commit:  [6] keep hours [7] reservation id
+-- convert: [6] keep hours
 -- unconvert: [6] hour bucket [7] 5-minute bucket (of the approval taken back)
 -- Returns {verdict (1 allowed, 0 refused, 2 flagged but allowed), reason, retry after ms,
 --          sends 24h, approvals 24h, sends 1h, approvals 1h, hour bucket, 5-minute bucket}.
@@ -40,6 +47,7 @@ local function keep(hours)
 end
 
 if action == 'commit' then
+  redis.call('ZREM', KEYS[2], ARGV[7])
   redis.call('HINCRBY', KEYS[1], 'sh:' .. hour, 1)
   redis.call('HINCRBY', KEYS[1], 'sm:' .. five, 1)
   keep(tonumber(ARGV[6]))
@@ -58,7 +66,7 @@ if action == 'convert' then
 end
 
 local daily_floor, hourly_floor, ratio = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local enforce, base, cap = ARGV[9] == '1', tonumber(ARGV[10]), tonumber(ARGV[11])
+local enforce, base, cap, reservation = ARGV[9] == '1', tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12]
 local s24, v24 = total('s', 'h', hour, 24), total('v', 'h', hour, 24)
 local s1, v1 = total('s', 'm', five, 12), total('v', 'm', five, 12)
 local counts = {s24, v24, s1, v1, hour, five}
@@ -69,18 +77,29 @@ if enforce and blocked_for > 0 then
 end
 local daily = math.max(daily_floor, ratio * v24)
 local hourly = math.max(hourly_floor, daily / 6, ratio * v1)
-local reason = nil
-if math.max(0, s1 - v1) + 1 > hourly then reason = 'unverified_hourly'
-elseif math.max(0, s24 - v24) + 1 > daily then reason = 'unverified_daily' end
+local function over(pending)
+  if math.max(0, s1 - v1) + pending + 1 > hourly then return 'unverified_hourly' end
+  if math.max(0, s24 - v24) + pending + 1 > daily then return 'unverified_daily' end
+  return nil
+end
+local reason = over(0)
 local verdict = 1
 if reason then
-  local level = redis.call('INCR', TAG .. 'level')
-  redis.call('PEXPIRE', TAG .. 'level', 86400000)
-  local duration = math.floor(math.min(cap, base * 2 ^ (level - 1)))
   if enforce then
+    -- Only enforcement escalates: a mode that records must change nothing enforcement reads.
+    local level = redis.call('INCR', TAG .. 'level')
+    redis.call('PEXPIRE', TAG .. 'level', 86400000)
+    local duration = math.floor(math.min(cap, base * 2 ^ (level - 1)))
     redis.call('SET', TAG .. 'block', level, 'PX', duration)
     return {0, reason, duration, unpack(counts)}
   end
   verdict = 2
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', NOW - 30000)
+local in_flight = redis.call('ZCARD', KEYS[2])
+if enforce and not reason and over(in_flight) then
+  return {0, 'in_flight', 1000, unpack(counts)}
+end
+redis.call('ZADD', KEYS[2], NOW, reservation)
+redis.call('PEXPIRE', KEYS[2], 60000)
 return {verdict, reason or '', 0, s24 + 1, v24, s1 + 1, v1, hour, five}

@@ -11,6 +11,8 @@
 -- [17] '1' if the number is on the safe list  [18] sends per hour  [19] sends per day
 -- [20] resend cooldown base ms (doubles with each send in the last hour)  [21] unique event id
 -- [22] decisions of the other scopes (JSON, for the audit record)  [23] name in the SMS ('' default)
+-- [24] how long a key refused because of another key's sends must wait (ms): a fixed hold
+-- (hd:<key id>), so polling can't find out when those sends were
 -- Returns {mode, flat verification hash, rule, reason, retry after ms, 1 if a number-wide refusal
 -- involved another API key's sends (the reply must not reveal them)};
 -- mode is created | resent | refused.
@@ -19,7 +21,7 @@ local ttl, max_attempts, max_sends = tonumber(ARGV[10]), tonumber(ARGV[11]), ton
 local kept, retention = tonumber(ARGV[13]), tonumber(ARGV[14])
 local code_hash, sealed = ARGV[15], ARGV[16]
 local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
-local event_id, decisions, app_name = ARGV[21], ARGV[22], ARGV[23]
+local event_id, decisions, app_name, hold_ms = ARGV[21], ARGV[22], ARGV[23], tonumber(ARGV[24])
 
 -- Whether a send by another API key than the caller's lies within the rule's window, given the
 -- time of the number's last send.
@@ -37,7 +39,19 @@ local function refuse(id, rule, reason, retry, window, last_send)
   audit('refused', {vid = id or '', decision = 'refused', rule = rule, reason = reason,
                     retry_after = math.ceil(retry / 1000), counts = decisions})
   local record = id and redis.call('HGETALL', vkey(id)) or {}
-  return {'refused', record, rule, reason, retry, foreign_within(window, last_send)}
+  local foreign = foreign_within(window, last_send)
+  if foreign == 1 then
+    redis.call('HSET', KEYS[1], 'hd:' .. key_id, base36(NOW + hold_ms))
+    retry = hold_ms
+  end
+  return {'refused', record, rule, reason, retry, foreign}
+end
+
+local held = tonumber(redis.call('HGET', KEYS[1], 'hd:' .. key_id) or '', 36)
+if held and held > NOW then
+  audit('refused', {decision = 'refused', rule = 'number_sends', reason = 'shared_hold',
+                    retry_after = math.ceil((held - NOW) / 1000), counts = decisions})
+  return {'refused', {}, 'number_sends', 'shared_hold', held - NOW, 1}
 end
 
 local existing = redis.call('HGET', KEYS[1], 'p:' .. key_id)
@@ -82,8 +96,11 @@ if not safe then
   end
 end
 sent[#sent + 1] = NOW
+-- The rules read at most this many of the latest sends: the log stays bounded even for a
+-- safe-listed number that no limit stops.
+local keep = math.max(per_day, per_hour, 17)
 local encoded = {}
-for i, t in ipairs(sent) do encoded[i] = base36(t) end
+for i = math.max(1, #sent - keep + 1), #sent do encoded[#encoded + 1] = base36(sent[i]) end
 redis.call('HSET', KEYS[1], 's', table.concat(encoded, ' '))
 local last_key = redis.call('HGET', KEYS[1], 'lk')
 if last_key ~= key_id then
