@@ -196,11 +196,15 @@ def _refusal_message(decision: Decision) -> str:
     return REFUSAL_MESSAGES.get(decision.reason, decision.reason.replace("_", " "))
 
 
+# The request field a limit counts by: a refusal names it.
+LIMIT_FIELDS = {"ip_sends": "ip", "key_sends": "Authorization", "custom_rate_limit": "RateLimits"}
+
+
 def _rate_limited(decision: Decision) -> RateLimited:
     return RateLimited(
         _refusal_message(decision),
         code=decision.reason,
-        field="to",
+        field=LIMIT_FIELDS.get(decision.rule, "to"),
         retry_after=decision.retry_after,
         details={"rule": decision.rule},
     )

@@ -240,6 +240,7 @@ async def test_ipv6_addresses_of_one_64_share_the_per_ip_limit_and_tenants_do_no
         answers = [await service.start(f"+1415555{n:04d}", ip=f"2001:db8:1:2:{n:x}::{n + 1:x}") for n in range(4)]
         assert [a.status_code for a in answers] == [201, 201, 201, 429]
         assert answers[-1].json()["error"]["code"] == "ip_hourly_limit"
+        assert answers[-1].json()["error"]["field"] == "ip"  # the field the limit counts by
         # Another /64 is another user.
         assert (await service.start("+14155550100", ip="2001:db8:1:3::1")).status_code == 201
         # Another tenant's users behind the same network keep their own budget.
