@@ -29,8 +29,12 @@ from otp.ipaddr import ip_scope
 from otp.phone import Phone
 from otp.store import Call, Store
 
+# Numbers of no country (+870 Inmarsat, +881 satellite, +882/+883 international networks):
+# refused by default like premium rate, since they are a favourite of SMS pumping. Not a
+# phonenumbers type: a name in this list that otp.phone's Phone.country being empty stands for.
+NON_GEOGRAPHIC = "non_geographic"
 DEFAULT_BLOCKED_TYPES = frozenset(
-    {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line"}
+    {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line", NON_GEOGRAPHIC}
 )
 NUMBER_TYPES = frozenset(
     {
@@ -46,6 +50,7 @@ NUMBER_TYPES = frozenset(
         "uan",
         "voicemail",
         "unknown",
+        NON_GEOGRAPHIC,
     }
 )
 MODES = ("enforce", "record_only")
@@ -143,6 +148,8 @@ class Policy:
             return Decision(False, "geo_permissions", "country_not_allowed", details={"country": phone.country})
         if phone.number_type in self.config.blocked_number_types:
             return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": phone.number_type})
+        if not phone.country and NON_GEOGRAPHIC in self.config.blocked_number_types:
+            return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": NON_GEOGRAPHIC})
         return Decision(True)
 
     def _fraud_call(self, kind: str, value: str, daily_floor: int, hourly_floor: int, event: str) -> Call:
@@ -167,10 +174,12 @@ class Policy:
     def _pumping_scopes(self, phone: Phone) -> list[tuple[str, str, str, int]]:
         """(name, kind, value, keep hours) of the destination scopes a send to ``phone`` counts in."""
         c = self.config
-        scopes = [("prefix", "pfx", phone.prefix, c.prefix_keep_hours)]
-        if phone.country:
-            scopes.append(("country", "cc", phone.country, c.country_keep_hours))
-        return scopes
+        # A number of no country counts in a scope of its calling code (+881), like a country's.
+        destination = phone.country or f"+{phone.calling_code}"
+        return [
+            ("prefix", "pfx", phone.prefix, c.prefix_keep_hours),
+            ("country", "cc", destination, c.country_keep_hours),
+        ]
 
     async def admit_send(
         self, phone: Phone, *, key_id: str, ip: str, risk_check: bool, now_ms: int, custom: dict[str, str] | None = None

@@ -318,11 +318,12 @@ class Store:
         decisions: str,
         audit: dict[str, str],
         app_name: str = "",
+        custom_code: bool = False,
     ) -> StartOutcome:
         args = [new_id, to, channel, locale, key_id, ttl_ms, max_attempts, max_sends, codes_kept, retention_ms]
         args += [code_hash, sealed_code, "1" if number_limits.safe else "0", number_limits.sends_per_hour]
         args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions, app_name]
-        args += [number_limits.shared_hold_ms]
+        args += [number_limits.shared_hold_ms, "1" if custom_code else "0"]
         mode, flat, rule, reason, retry_ms, foreign = await self._run(
             "start", partition, [keyspace.number_state(partition, to)], now_ms, args, audit
         )

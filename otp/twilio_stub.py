@@ -674,19 +674,32 @@ class _Interrupt:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m otp.twilio_stub", description="A loopback Twilio Messages API that posts signed callbacks."
+        prog="otp twilio-stub",
+        description="A loopback stand-in for Twilio's Messages API (create and fetch a Message) that posts "
+        "status callbacks signed with the auth token, for demos: point otp at it with "
+        "OTP_TWILIO_API_URL=http://HOST:PORT and the same OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN. "
+        "Also runs as python -m otp.twilio_stub. Stop it with Ctrl-C.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8099)
-    parser.add_argument("--account-sid", default="AC" + "0" * 32)
-    parser.add_argument("--auth-token", default="stub-auth-token")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8099, help="listen port (default 8099; 0 picks a free one)")
+    parser.add_argument(
+        "--account-sid",
+        default="AC" + "0" * 32,
+        help="the account SID requests must authenticate with (default AC followed by 32 zeros)",
+    )
+    parser.add_argument(
+        "--auth-token",
+        default="stub-auth-token",
+        help="the auth token requests must authenticate with and callbacks are signed with (default stub-auth-token)",
+    )
     parser.add_argument(
         "--script",
         action="append",
         type=_parse_script,
         default=[],
         metavar="+NUMBER=OUTCOME",
-        help="script an outcome for one recipient (repeatable)",
+        help="script the outcome of every message to one recipient (repeatable); OUTCOME is one of "
+        f"{', '.join(sorted(OUTCOMES))} (default delivered)",
     )
     args = parser.parse_args(argv)
 

@@ -295,6 +295,7 @@ class Verifier:
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
+        custom_code = code is not None
         code = code or codes.generate(code_length or self.rules.code_length)
         # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
         code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
@@ -326,6 +327,7 @@ class Verifier:
                 decisions=decisions_json(admission),
                 audit=audit,
                 app_name=app_name,
+                custom_code=custom_code,
             )
         except Exception:
             # The other scopes may sit on healthy nodes: don't let a retry be counted twice there.
@@ -463,7 +465,8 @@ class Verifier:
                 )
                 events.emit("max_attempts", vid=vid, **audit)
             return CheckResult(Verification.from_record(record), approved=False)
-        conversions = self.policy.conversion_calls(number)
+        # A code the caller chose proves nothing about the number: no conversion.
+        conversions = [] if record.get("cu") else self.policy.conversion_calls(number)
         won, record, counted = await self.store.approve(
             partition=partition,
             now_ms=now_ms,
@@ -525,18 +528,17 @@ class Verifier:
             raise Conflict(f"verification is already {current.status}", code="not_pending", field="id")
         number = parse_e164(current.to)
         now_ms = self._now_ms()
-        conversions = self.policy.conversion_calls(number)
-        won, record, counted = await self.store.approve(
+        won, record, _ = await self.store.approve(
             partition=self._id_partition(verification_id),
             now_ms=now_ms,
             verification_id=verification_id,
             attempt=0,
             retention_ms=int(self.rules.retention * 1000),
             audit={**self._audit(caller, number), "out_of_band": "1"},
-            along=conversions,
         )
+        # No conversion: nobody showed the code reached the number (the pumping scores count
+        # approvals by a code only).
         if not won:
-            await self.policy.take_back_conversions(conversions, counted, now_ms)
             raise Conflict("verification is no longer pending", code="not_pending", field="id")
         events.emit("approved", vid=verification_id, out_of_band=True, **self._audit(caller, number))
         return Verification.from_record(record)

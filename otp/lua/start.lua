@@ -13,6 +13,8 @@
 -- [22] decisions of the other scopes (JSON, for the audit record)  [23] name in the SMS ('' default)
 -- [24] how long a key refused because of another key's sends must wait (ms): a fixed hold
 -- (hd:<key id>), so polling can't find out when those sends were
+-- [25] '1' if the caller chose the code (CustomCode): its approval proves nothing about the number,
+-- so it never counts as a conversion (cu on the record)
 -- Returns {mode, flat verification hash, rule, reason, retry after ms, 1 if a number-wide refusal
 -- involved another API key's sends (the reply must not reveal them)};
 -- mode is created | resent | refused.
@@ -22,6 +24,7 @@ local kept, retention = tonumber(ARGV[13]), tonumber(ARGV[14])
 local code_hash, sealed = ARGV[15], ARGV[16]
 local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
 local event_id, decisions, app_name, hold_ms = ARGV[21], ARGV[22], ARGV[23], tonumber(ARGV[24])
+local custom = ARGV[25] == '1'
 
 -- Whether a send by another API key than the caller's lies within the rule's window, given the
 -- time of the number's last send.
@@ -128,6 +131,7 @@ else
   redis.call('HSET', KEYS[1], 'p:' .. key_id, id)
 end
 
+if custom then redis.call('HSET', vkey(id), 'cu', 1) end
 write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
 
 local job_id = id .. ':' .. n
