@@ -29,6 +29,9 @@ OPEN = policy(
     prefix_daily_floor=10**6,
     country_hourly_floor=10**6,
     country_daily_floor=10**6,
+    range_daily_floor=10**6,
+    unproven_country_floor=10**6,
+    unproven_tenant_floor=10**6,
     key_sends_per_minute=10**6,
         key_checks_per_minute=10**6,
 )

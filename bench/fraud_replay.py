@@ -93,7 +93,7 @@ async def main(names: list[str], scale: float, seed: int) -> list[dict[str, Any]
                 rows.append(row)
                 print(
                     f"{name:10} attempts {row['attempts']:6}  SMS {row['sms_sent']:6}  ${row['cost']:>8}  "
-                    f"legit refused {row['legit_refused']:4} / {row['legit_attempts']}  "
+                    f"legit refused {row['legit_refused']:4} / {row['legit_attempts']} {row['legit_refused_by']}  "
                     f"stopped by {row['attack_refused_by']}  ({row['seconds']} s)",
                     flush=True,
                 )

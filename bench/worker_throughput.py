@@ -40,6 +40,9 @@ async def queue_jobs(redis_url: str, jobs: int) -> None:
         prefix_daily_floor=10**6,
         country_hourly_floor=10**6,
         country_daily_floor=10**6,
+        range_daily_floor=10**6,
+        unproven_country_floor=10**6,
+        unproven_tenant_floor=10**6,
     )
     settings = Settings(
         redis_url=redis_url,

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from otp import admin_api, api, audit_api, dashboard, keyspace, metrics, openapi, twilio_compat, webhooks
 from otp.apikeys import KeyChecker
+from otp.body import utf8_safe
 from otp.codes import Argon2Params, CodeHasher
 from otp.dashboard import guard, stats_api
 from otp.dashboard.headers import SecurityHeaders
@@ -50,12 +51,14 @@ def error_body(
 
 async def otp_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OtpError)
-    message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    # Escaped if UTF-8 can't carry them (a lone surrogate), or rendering the answer would fail.
+    field = utf8_safe(exc.field) if exc.field else exc.field
+    message = f"{field}: {utf8_safe(exc.message)}" if field else utf8_safe(exc.message)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     if exc.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="otp"'}
     return JSONResponse(
-        error_body(exc.code, message, exc.field, exc.retry_after, str(exc.details.get("rule", "")) or None),
+        error_body(exc.code, message, field, exc.retry_after, str(exc.details.get("rule", "")) or None),
         status_code=exc.status,
         headers=headers,
     )

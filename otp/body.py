@@ -5,12 +5,18 @@ The JSON parser is bounded too: an integer literal longer than ``MAX_INT_DIGITS`
 ``int()`` refuses 4,300 digits with a ValueError, and converting long ones costs quadratic
 time), ``NaN``/``Infinity`` (not JSON) and a key given twice in one object (which one counts
 would be a guess) are each refused naming where they sit, e.g. ``extra.items[2].n``.
+
+So is a lone surrogate in a key or string: JSON can spell one (``"\ud800"``, and Python's json
+takes its UTF-8 bytes ED A0 80 too), Python strings hold it, but UTF-8 can't, so it would fail
+wherever the string went next (a Redis key, the JSON of an answer) as a 500. The place is named
+escaped (``Tags.\ud800``), and ``utf8_safe`` escapes any text an error answer carries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +31,26 @@ MAX_INT_DIGITS = 100
 # Seconds a client has to send the whole body once the app starts reading it (OTP_BODY_TIMEOUT);
 # the connection-level deadlines are in otp/serving.py.
 BODY_TIMEOUT = 10.0
+
+
+# A lone surrogate (a pair, once decoded, is one character above U+FFFF and matches nothing here).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_utf8(text: str) -> bool:
+    """Whether UTF-8 can carry ``text`` (it holds no lone surrogate)."""
+    return _SURROGATE.search(text) is None
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with each lone surrogate escaped (``\\ud800``), so it always encodes as UTF-8."""
+    return text if is_utf8(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _surrogate_message(text: str, what: str) -> str:
+    found = _SURROGATE.search(text)
+    shown = utf8_safe(found.group()) if found else "?"
+    return f"is not valid JSON ({what} a lone surrogate, {shown}, which is not a Unicode character)"
 
 
 @dataclass(frozen=True)
@@ -127,6 +153,9 @@ def _parse_constant(name: str) -> _Refused:
 def _checked_object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Refused:
     seen: set[str] = set()
     for key, value in pairs:
+        if not is_utf8(key):
+            # Named escaped, and refused before "given more than once" (which would name it raw).
+            return _Refused(utf8_safe(key), _surrogate_message(key, "the key holds"), "malformed_json")
         if key in seen:
             return _Refused(key, "is given more than once in the same object")
         seen.add(key)
@@ -142,6 +171,8 @@ def _refused_in(value: Any) -> _Refused | None:
     of its nearest enclosing object."""
     if isinstance(value, _Refused):
         return value
+    if isinstance(value, str) and not is_utf8(value):
+        return _Refused("", _surrogate_message(value, "the string holds"), "malformed_json")
     if isinstance(value, list):
         for index, item in enumerate(value):
             refused = _refused_in(item)

@@ -111,6 +111,12 @@ def scope_reservations(kind: str, value: str) -> str:
     return f"{scope_tag(kind, value)}r"
 
 
+def known_good(prefix: str) -> str:
+    """A hash: keyed number hash → when a code last approved that number, for one prefix's numbers
+    (fraud.lua; the prefix scope's slot)."""
+    return f"{scope_tag('pfx', prefix)}good"
+
+
 def safe_list() -> str:
     return f"{PREFIX}{CONFIG_TAG}:safe"
 

@@ -67,12 +67,21 @@ def mask_in_record(e164: str) -> str:
     return mask(e164, visible=2)
 
 
-_NUMBER_IN_TEXT = re.compile(r"(?:\+|%2[Bb])(\d{8,15})")
+# A plus (also URL-encoded, or fullwidth) and 8 to 15 digits, as people type them: spaces, ( ) . -
+# and the other punctuation phonenumbers reads as separators between them, and any decimal digits
+# (fullwidth ones too).
+_SEPARATORS = " ().\\-\\[\\]~\u00a0\u00ad\u200b\u2060\u2010-\u2015\u2212\u2053\u223c\u3000\u30fc\uff0d"
+_NUMBER_IN_TEXT = re.compile(f"(?:\\+|%2[Bb]|\uff0b|\ufe62)((?:\\d[{_SEPARATORS}]*){{7,14}}\\d)")
 
 
 def mask_numbers(text: str) -> str:
-    """Every E.164-looking number in free text (also URL-encoded), masked like ``mask``."""
-    return _NUMBER_IN_TEXT.sub(lambda m: mask("+" + m.group(1)), text)
+    """Every E.164-looking number in free text (also URL-encoded), masked like ``mask``:
+    ``+1 (501) 712-2661`` → ``+1*******2661``."""
+
+    def masked(match: re.Match[str]) -> str:
+        return mask("+" + "".join(str(int(c)) for c in match.group(1) if c.isdecimal()))
+
+    return _NUMBER_IN_TEXT.sub(masked, text)
 
 
 def parse_e164(e164: str) -> Phone:

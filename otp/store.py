@@ -164,9 +164,7 @@ AUDIT_COUNTER_TTL_MS = 8 * 86_400_000  # as in lib.lua
 ScriptCall = tuple[AsyncScript, Sequence[Any], Sequence[Any]]  # (script, keys, args)
 
 
-async def run_scripts(
-    client: aioredis.Redis, calls: Sequence[ScriptCall], *, raise_errors: bool = True
-) -> list[Any]:
+async def run_scripts(client: aioredis.Redis, calls: Sequence[ScriptCall], *, raise_errors: bool = True) -> list[Any]:
     """Script calls of any slots in one pipelined round trip (per node), each atomic on its own;
     the replies in order, or the first error raised (without ``raise_errors``, errors are
     returned in their places: calls in other slots may have succeeded).
@@ -319,11 +317,14 @@ class Store:
         audit: dict[str, str],
         app_name: str = "",
         custom_code: bool = False,
+        pumping: tuple[bool, str] = (False, ""),
     ) -> StartOutcome:
+        """``pumping``: whether the send was to an unproven destination, and its IP scope: kept on
+        a new record, so its approval converts where it counted."""
         args = [new_id, to, channel, locale, key_id, ttl_ms, max_attempts, max_sends, codes_kept, retention_ms]
         args += [code_hash, sealed_code, "1" if number_limits.safe else "0", number_limits.sends_per_hour]
         args += [number_limits.sends_per_day, number_limits.cooldown_ms, event_id, decisions, app_name]
-        args += [number_limits.shared_hold_ms, "1" if custom_code else "0"]
+        args += [number_limits.shared_hold_ms, "1" if custom_code else "0", "1" if pumping[0] else "0", pumping[1]]
         mode, flat, rule, reason, retry_ms, foreign = await self._run(
             "start", partition, [keyspace.number_state(partition, to)], now_ms, args, audit
         )

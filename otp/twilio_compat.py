@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import redis.asyncio as aioredis
 from starlette.requests import Request
@@ -42,7 +42,7 @@ from starlette.routing import Match, Route
 from otp import audit, keyspace, messages, services
 from otp.api import CODE, LOCALE, iso
 from otp.apikeys import ApiKey
-from otp.body import loads_strict, read_limited
+from otp.body import is_utf8, loads_strict, read_limited, utf8_safe
 from otp.errors import Forbidden, InvalidInput, NotFound, OtpError, RateLimited, Unauthorized, Unavailable
 from otp.ipaddr import parse_ip
 from otp.phone import Phone, parse, parse_e164
@@ -164,7 +164,8 @@ def error_response(exc: OtpError) -> JSONResponse:
         headers.setdefault("Retry-After", "1")
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="otp"'
-    return JSONResponse(_body(error, _message(error, exc)), status_code=error.status, headers=headers)
+    # Escaped if UTF-8 can't carry it (a lone surrogate in a field name), or rendering would fail.
+    return JSONResponse(_body(error, utf8_safe(_message(error, exc))), status_code=error.status, headers=headers)
 
 
 def twilio_endpoint(handler: Endpoint) -> Endpoint:
@@ -238,17 +239,25 @@ async def _form(request: Request) -> dict[str, str]:
     if raw.strip() and media_type not in ("application/x-www-form-urlencoded", ""):
         raise InvalidInput("send Content-Type: application/x-www-form-urlencoded", field="Content-Type")
     try:
+        # Percent-escapes that decode to no UTF-8 (%ED%A0%80, %FF) become lone surrogates here,
+        # to be refused below naming their parameter.
         pairs = parse_qsl(
             raw.decode("utf-8"),
             keep_blank_values=True,
             encoding="utf-8",
-            errors="strict",
+            errors="surrogateescape",
             max_num_fields=MAX_FORM_FIELDS,
         )
     except ValueError as exc:  # UnicodeDecodeError is a ValueError, and so is "too many fields"
         raise InvalidInput(f"is not a valid form-encoded body ({type(exc).__name__})", field="body") from None
     form: dict[str, str] = {}
     for name, value in pairs:
+        if not is_utf8(name):
+            # Named as it was sent: the same bytes, percent-encoded again.
+            field = quote(name, safe="", encoding="utf-8", errors="surrogateescape")
+            raise InvalidInput("is not UTF-8 once percent-decoded", field=field)
+        if not is_utf8(value):
+            raise InvalidInput("is not UTF-8 once percent-decoded", field=name)
         # One value per parameter: a second one would make "which one counts" a guess.
         if name in form:
             raise InvalidInput("is given more than once", field=name)

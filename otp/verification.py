@@ -14,6 +14,7 @@ from otp import codes, events, keyspace, sealing, tokens
 from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.codes import CodeHasher
 from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
+from otp.ipaddr import ip_scope
 from otp.keyring import Keyring
 from otp.phone import Phone, mask_in_record, parse_e164
 from otp.policy import Decision, Policy, decisions_json
@@ -200,6 +201,11 @@ def _refusal_message(decision: Decision) -> str:
 LIMIT_FIELDS = {"ip_sends": "ip", "key_sends": "Authorization", "custom_rate_limit": "RateLimits"}
 
 
+def pumping_ip(caller: Caller) -> str:
+    """The pumping scope of the caller's end-user IP, kept on the record for its approval."""
+    return f"{caller.key_id}:{ip_scope(caller.ip)}" if caller.ip else ""
+
+
 def _rate_limited(decision: Decision) -> RateLimited:
     return RateLimited(
         _refusal_message(decision),
@@ -284,6 +290,7 @@ class Verifier:
             ip=caller.ip,
             risk_check=risk_check and not safe,
             now_ms=now_ms,
+            number_hash=self.keyring.number_hash(phone.e164),
             custom=custom_limits or {},
         )
         if not admission.decision.allowed:
@@ -328,6 +335,7 @@ class Verifier:
                 audit=audit,
                 app_name=app_name,
                 custom_code=custom_code,
+                pumping=(admission.unproven, pumping_ip(caller)),
             )
         except Exception:
             # The other scopes may sit on healthy nodes: don't let a retry be counted twice there.
@@ -348,14 +356,10 @@ class Verifier:
                 )
             raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
         events.emit(outcome.mode if outcome.mode == "resent" else "started", vid=outcome.record.get("id"), **audit)
-        # The pumping windows count verifications, not resends: a user who resends a few times
-        # must not get a whole number range blocked. Per-number limits bound the resends.
+        # Every send counts in the pumping windows, resends too; an approval converts them all.
         # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
         with contextlib.suppress(Unavailable):
-            if outcome.mode == "created":
-                await self.policy.commit(admission, now_ms)
-            else:
-                await self.policy.release(admission, sent=True)
+            await self.policy.commit(admission, now_ms, resent=outcome.mode == "resent")
         return StartResult(
             Verification.from_record(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
@@ -466,7 +470,8 @@ class Verifier:
                 events.emit("max_attempts", vid=vid, **audit)
             return CheckResult(Verification.from_record(record), approved=False)
         # A code the caller chose proves nothing about the number: no conversion.
-        conversions = [] if record.get("cu") else self.policy.conversion_calls(number)
+        number_hash = self.keyring.number_hash(number.e164)
+        conversions = [] if record.get("cu") else self.policy.conversion_calls(record, number, number_hash)
         won, record, counted = await self.store.approve(
             partition=partition,
             now_ms=now_ms,

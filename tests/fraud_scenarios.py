@@ -48,11 +48,16 @@ class LatestCodes(RecordingSender):
         return Receipt(message_sid=f"SM{self.count:032x}", status="queued", segments=1)
 
 
+MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
 def _valid(e164: str) -> bool:
+    """A valid mobile number: what an attacker would pick, since otp refuses other types anyway."""
     try:
-        return phonenumbers.is_valid_number(phonenumbers.parse(e164))
+        number = phonenumbers.parse(e164)
     except phonenumbers.NumberParseException:
         return False
+    return phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in MOBILE_TYPES
 
 
 def prefixes(region: str, count: int, rng: random.Random) -> list[str]:
@@ -229,6 +234,8 @@ def attack_a_prime(
     D' when ``new_ip_each`` and ``keys``: a fresh IP per start, spread over API keys."""
     for i in range(count):
         to = f"+447700{replay.rng.randrange(1_000_000):06d}"
+        while not _valid(to):
+            to = f"+447700{replay.rng.randrange(1_000_000):06d}"
         ip = f"203.0.{replay.rng.randrange(256)}.{replay.rng.randrange(256)}" if new_ip_each else "203.0.113.9"
         key = keys[i % len(keys)] if keys else ""
         replay.attack_start(36_000 + i * 3600 / count, to, ip=ip, key=key)

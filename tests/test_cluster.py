@@ -18,7 +18,7 @@ import cluster_fixtures
 import httpx
 import pytest
 from cluster_fixtures import LocalCluster, distinct_free_ports, running_service_at
-from conftest import SECRET, Clock, RecordingSender, Service, make_settings, policy
+from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, Service, make_settings, policy
 from delivery_fixtures import live_service
 
 from otp import apikeys, keyspace, services
@@ -34,12 +34,7 @@ redis_cluster = cluster_fixtures.redis_cluster
 cluster_url = cluster_fixtures.cluster_url
 
 TO = "+15017122661"
-OPEN_FLOORS = {
-    "prefix_hourly_floor": 10_000,
-    "prefix_daily_floor": 10_000,
-    "country_hourly_floor": 10_000,
-    "country_daily_floor": 10_000,
-}
+OPEN_FLOORS = dict(NO_PUMPING)
 
 
 @contextlib.asynccontextmanager
@@ -217,9 +212,7 @@ async def test_hundred_parallel_starts_for_one_number_allow_exactly_the_hourly_c
         resend_cooldown=0,
         number_sends_per_hour=10,
         max_sends=20,
-        prefix_hourly_floor=1000,
-        prefix_daily_floor=1000,
-        country_hourly_floor=1000,
+        **NO_PUMPING,
     ) as service:
         answers = await asyncio.gather(*(service.start(TO) for _ in range(100)))
         assert sum(1 for a in answers if a.status_code == 201) == 10
@@ -424,6 +417,9 @@ async def test_two_api_processes_share_the_number_limit_on_cluster(cluster_url: 
         "OTP_PUMPING_PREFIX_DAILY_FLOOR": "1000",
         "OTP_PUMPING_COUNTRY_HOURLY_FLOOR": "1000",
         "OTP_PUMPING_COUNTRY_DAILY_FLOOR": "1000",
+        "OTP_PUMPING_RANGE_DAILY_FLOOR": "1000",
+        "OTP_PUMPING_UNPROVEN_COUNTRY_FLOOR": "1000",
+        "OTP_PUMPING_UNPROVEN_TENANT_FLOOR": "1000",
     }
     commands = [(["serve"], otp_env(cluster_url, tmp_path, OTP_PORT=str(port), **env)) for port in ports]
     with processes(commands, tmp_path) as servers:

@@ -9,20 +9,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-from conftest import Clock, RecordingSender, Service, make_settings, policy, running_service
+from conftest import NO_PUMPING, Clock, RecordingSender, Service, make_settings, policy, running_service
 from delivery_fixtures import live_service
 
 from otp.embedded_redis import EmbeddedRedis, free_port
 from otp.errors import Unavailable
 from otp.worker import Worker, WorkerOptions
 
-OPEN_FLOORS = {
-    "prefix_hourly_floor": 10_000,
-    "prefix_daily_floor": 10_000,
-    "country_hourly_floor": 10_000,
-    "country_daily_floor": 10_000,
-    "ip_sends_per_hour": 10_000,
-}
+OPEN_FLOORS = {**NO_PUMPING, "ip_sends_per_hour": 10_000}
 
 
 @contextlib.asynccontextmanager

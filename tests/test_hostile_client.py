@@ -262,10 +262,10 @@ async def test_no_redirect_is_built_from_the_clients_host_header(service: Servic
 
 async def test_concurrent_starts_to_one_prefix_cannot_pass_the_pumping_floor_together(service: Service) -> None:
     """Sends in flight reserve their place in the window: 50 concurrent starts to 50 numbers of a
-    prefix get no more SMS than 50 one after another (the hourly floor, 3), and the in-flight
-    refusals block nothing for anyone else."""
+    prefix get no more SMS than the prefix's hourly floor (6) allows one after another, and the
+    in-flight refusals block nothing for anyone else."""
     burst = await asyncio.gather(*(service.start(f"+1501713{i:04d}") for i in range(50)))
-    assert [r.status_code for r in burst].count(201) <= 3
+    assert [r.status_code for r in burst].count(201) <= 6
     tenant_b = await _second_key(service)
     other = await service.http.post(
         "/v1/verifications", json={"to": "+14155550100"}, headers={"Authorization": f"Bearer {tenant_b}"}
@@ -276,16 +276,16 @@ async def test_concurrent_starts_to_one_prefix_cannot_pass_the_pumping_floor_tog
 async def test_record_only_mode_changes_nothing_that_enforcement_reads(
     redis_url: str, clock: Clock, sender: RecordingSender
 ) -> None:
-    async with running_service(
-        make_settings(redis_url, policy=policy(pumping_mode="record_only")), clock, sender
-    ) as svc:
-        for i in range(4):
-            assert (await svc.start(f"+1501712{i:04d}")).status_code == 201  # the 4th only flagged
+    budgets_off = {"unproven_country_floor": 1000, "unproven_tenant_floor": 1000}  # the prefix's own rule
+    record_only = make_settings(redis_url, policy=policy(pumping_mode="record_only", **budgets_off))
+    async with running_service(record_only, clock, sender) as svc:
+        for i in range(8):
+            assert (await svc.start(f"+1501712{i:04d}")).status_code == 201  # the 7th on only flagged
         await asyncio.gather(*(svc.start("+15017120000") for _ in range(30)))  # refused resends
         assert await svc.redis.get("otp:{pfx:+1501712}:level") is None
     clock.advance(2 * 3600)
-    async with running_service(make_settings(redis_url), clock, sender) as svc:
-        answers = [await svc.start(f"+1501712{i:04d}") for i in range(10, 14)]
+    async with running_service(make_settings(redis_url, policy=policy(**budgets_off)), clock, sender) as svc:
+        answers = [await svc.start(f"+1501712{i:04d}") for i in range(10, 18)]
         first_block = next(r for r in answers if r.status_code == 429)
         assert first_block.headers["Retry-After"] == "300"  # the base block, not 12 h
 

@@ -8,16 +8,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from conftest import SECRET, Clock, RecordingSender, make_settings, policy, running_service
+from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, make_settings, policy, running_service
 
 from otp.keyring import Keyring
 
 OPEN = policy(
     resend_cooldown=0,
-    prefix_hourly_floor=10_000,
-    prefix_daily_floor=10_000,
-    country_hourly_floor=10_000,
-    country_daily_floor=10_000,
+    **NO_PUMPING,
     number_sends_per_hour=10_000,
     number_sends_per_day=10_000,
 )

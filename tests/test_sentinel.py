@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis
 from cluster_fixtures import distinct_free_ports, running_service_at
-from conftest import Clock, RecordingSender, make_settings, policy
+from conftest import NO_PUMPING, Clock, RecordingSender, make_settings, policy
 
 from otp.embedded_redis import redis_server_path
 from otp.errors import Unavailable
@@ -34,10 +34,7 @@ OPEN = policy(
     resend_cooldown=0,
     key_sends_per_minute=1_000_000,
     key_checks_per_minute=1_000_000,
-    prefix_hourly_floor=1_000_000,
-    prefix_daily_floor=1_000_000,
-    country_hourly_floor=1_000_000,
-    country_daily_floor=1_000_000,
+    **NO_PUMPING,
 )
 
 

@@ -29,7 +29,7 @@ import jsonschema
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
-from conftest import make_settings, policy, repo_root
+from conftest import NO_PUMPING, make_settings, policy, repo_root
 from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, twilio_options
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -46,13 +46,7 @@ SPEC_NAME = "twilio_verify_v2.json"
 DATE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 CODE_IN_SMS = re.compile(r"(?<!\d)\d{4,10}(?!\d)")
 # Every test but the policy ones: back-to-back resends, and pumping floors out of the way.
-RELAXED = {
-    "resend_cooldown": 0,
-    "prefix_hourly_floor": 1000,
-    "prefix_daily_floor": 1000,
-    "country_hourly_floor": 1000,
-    "country_daily_floor": 1000,
-}
+RELAXED = {"resend_cooldown": 0, **NO_PUMPING}
 
 
 def spec_path() -> Path:

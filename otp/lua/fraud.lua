@@ -1,85 +1,161 @@
--- SMS-pumping throttle for one destination scope (a number prefix or a country), after
--- authgear's published rule: unverified sends (sends − approvals) in a sliding day and hour may not
--- exceed  daily = max(daily floor, ratio × approvals in the day)  and
---         hourly = max(hourly floor, daily / 6, ratio × approvals in the hour).
--- Crossing either blocks the scope for a while that doubles on each repeat within a day.
--- Windows are hour buckets (the day) and 5-minute buckets (the hour) in one hash.
--- Windows count committed sends only: ``check`` decides on what is counted and counts nothing,
--- ``commit`` counts a send once the verification and its SMS are written, so a burst of refused
--- requests never moves a window (nor turns into a block for anyone else).
--- Sends decided but not yet written are reservations (KEYS[2], a sorted set of event ids by
--- time): they count against the thresholds, so concurrent requests can't all pass on the same
--- window, but a refusal they cause is "in flight, try again in a moment" and never sets a block
--- (blocks come from committed sends only). ``commit`` turns a reservation into a send; a send that
--- isn't written is released (ZREM) by the caller; a reservation a crashed request left expires.
--- KEYS[1] the scope's window hash  KEYS[2] its reservations.
+-- The SMS-pumping windows of one scope (a number prefix, a range, a country, an end-user IP of a
+-- tenant, a tenant), and its block. The Policy reads several scopes in one round trip and decides
+-- (otp/policy.py); this script keeps each scope's counts atomic and applies the scope's own
+-- threshold, after authgear's published rule: unverified sends (sends − approvals) in a sliding
+-- day and hour may not exceed  daily = daily floor + ratio × approvals in the day  and
+--                              hourly = hourly floor + ratio × approvals in the hour
+-- (added, not the larger of the two as authgear has it: a real prefix's unlucky day, 2 in 3
+-- approved, stays clear, and a pumped one with no approvals has the floor). A range or a country
+-- judges its sends to unproven prefixes only (basis "unproven", the day): the only ones it refuses.
+-- Crossing either (on committed sends) blocks the scope for a while that doubles with each block;
+-- the level drops by one for every LEVEL_DECAY_MS without a new one. Blocks and levels live on the
+-- service's clock: their values hold the time ("<level>:<until ms>", "<level>:<set at ms>"),
+-- compared with NOW; key TTLs only collect garbage.
+--
+-- Counts, in one hash: sends and approvals by hour (s/v h:<hour>, the day), by 5 minutes (s/v
+-- m:<5 min>, the hour) and by day (s/v d:<day>, the week: whether a prefix has a record of real
+-- users), and the sends to unproven destinations and their approvals by hour (u/w h:<hour>).
+-- Windows count committed sends only: ``check`` counts nothing but a reservation, ``commit``
+-- counts the send once the verification and its SMS are written, so a burst of refused requests
+-- never moves a window. Reservations (KEYS[2], event ids by time) count against the threshold, so
+-- requests in flight together can't all pass on the same window, but a refusal they cause is "in
+-- flight, try again in a moment" and never a block; the caller releases (ZREM) a reservation whose
+-- send isn't written, and one a crashed request left expires after 30 s.
+--
+-- A prefix scope also keeps its known-good numbers (KEYS[3]: keyed number hash → the time of its
+-- last approval by a code), so one call tells whether the number was shown to be a real user's.
+-- KEYS[1] the window hash  KEYS[2] the reservations  KEYS[3] known-good numbers (prefix scopes only).
 -- ARGV[5] action: check | commit | convert | unconvert
--- check:   [6] daily floor [7] hourly floor [8] ratio [9] enforce 1|0 [10] block base ms
---          [11] block max ms [12] reservation id
--- commit:  [6] keep hours [7] reservation id
--- convert: [6] keep hours
--- unconvert: [6] hour bucket [7] 5-minute bucket (of the approval taken back)
--- Returns {verdict (1 allowed, 0 refused, 2 flagged but allowed), reason, retry after ms,
---          sends 24h, approvals 24h, sends 1h, approvals 1h, hour bucket, 5-minute bucket}.
+-- check:     [6] daily floor (0: no threshold, counts only) [7] hourly floor [8] ratio [9] enforce 1|0
+--            [10] block base ms [11] block max ms [12] reservation id ('' none)
+--            [13] number hash ('' none) [14] how long an approval keeps a number known good (ms)
+--            [15] basis: all | unproven
+-- commit:    [6] reservation id [7] '1' if a new verification's destination was unproven
+-- convert:   [6] '1' if the approved sends' destination was unproven  [7] number hash ('' none)
+--            [8] known-good lifetime ms  [9] how many sends the approval converts (the verification's)
+-- unconvert: [6] '1' likewise  [7] hour  [8] 5-minute bucket  [9] day (of the approval taken back)
+--            [10] how many
+-- check returns {verdict (1 allowed, 0 refused, 2 flagged but allowed), reason, retry after ms,
+--   sends 24h, approvals 24h, sends 1h, approvals 1h, sends 7d, approvals 7d,
+--   unproven sends 24h and their approvals (both without the last ~2 minutes), reservations in
+--   flight, 1 if the number is known good};
+-- convert returns {hour, 5-minute bucket, day} (for unconvert).
 local action = ARGV[5]
-local hour, five = math.floor(NOW / 3600000), math.floor(NOW / 300000)
+local LEVEL_DECAY_MS = 6 * 3600000
+local KEEP_MS = 8 * 86400000
+local hour, five, day = math.floor(NOW / 3600000), math.floor(NOW / 300000), math.floor(NOW / 86400000)
+local minute = math.floor(NOW / 60000)
 
-local function total(kind, width, last, count)
-  local names = {}
-  for b = last - count + 1, last do names[#names + 1] = kind .. width .. ':' .. b end
+local function total(names)
   local sum = 0
   for _, v in ipairs(redis.call('HMGET', KEYS[1], unpack(names))) do sum = sum + (tonumber(v) or 0) end
   return sum
 end
 
-local function keep(hours)
-  redis.call('PEXPIRE', KEYS[1], hours * 3600000)
+local function buckets(kind, width, last, count)
+  local names = {}
+  for b = last - count + 1, last do names[#names + 1] = kind .. width .. ':' .. b end
+  return names
+end
+
+local function keep()
+  redis.call('PEXPIRE', KEYS[1], KEEP_MS)
   -- Prune buckets that left every window, so an active scope doesn't grow forever.
-  if redis.call('HLEN', KEYS[1]) > 2 * hours + 40 then
+  if redis.call('HLEN', KEYS[1]) > 200 then
     for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-      local width, bucket = string.match(name, '^[sv]([hm]):(%d+)$')
+      local width, bucket = string.match(name, '^[svuw]([hmdn]):(%d+)$')
       bucket = tonumber(bucket)
-      if (width == 'h' and bucket <= hour - hours) or (width == 'm' and bucket <= five - 12) then
+      if (width == 'h' and bucket <= hour - 25) or (width == 'm' and bucket <= five - 12)
+          or (width == 'd' and bucket <= day - 8) or (width == 'n' and bucket <= minute - 3) then
         redis.call('HDEL', KEYS[1], name)
       end
     end
   end
 end
 
-if action == 'commit' then
-  redis.call('ZREM', KEYS[2], ARGV[7])
-  redis.call('HINCRBY', KEYS[1], 'sh:' .. hour, 1)
-  redis.call('HINCRBY', KEYS[1], 'sm:' .. five, 1)
-  keep(tonumber(ARGV[6]))
-  return {1, '', 0, 0, 0, 0, 0, hour, five}
+-- Sends and approvals count sends (an approval converts every send of its verification); the
+-- unproven budget counts verifications (a user's resends don't spend it).
+local function add(prefix, unproven, by)
+  redis.call('HINCRBY', KEYS[1], prefix .. 'h:' .. hour, by)
+  redis.call('HINCRBY', KEYS[1], prefix .. 'm:' .. five, by)
+  redis.call('HINCRBY', KEYS[1], prefix .. 'd:' .. day, by)
+  if unproven then
+    local kind = prefix == 's' and 'u' or 'w'
+    redis.call('HINCRBY', KEYS[1], kind .. 'h:' .. hour, 1)
+    -- By the minute too: the budget counts settled sends only (see check).
+    redis.call('HINCRBY', KEYS[1], kind .. 'n:' .. minute, 1)
+  end
 end
-if action == 'unconvert' then
-  redis.call('HINCRBY', KEYS[1], 'vh:' .. ARGV[6], -1)
-  redis.call('HINCRBY', KEYS[1], 'vm:' .. ARGV[7], -1)
-  return {1, '', 0, 0, 0, 0, 0, 0, 0}
+
+if action == 'commit' then
+  if ARGV[6] ~= '' then redis.call('ZREM', KEYS[2], ARGV[6]) end
+  add('s', ARGV[7] == '1', 1)
+  keep()
+  return {1}
 end
 if action == 'convert' then
-  redis.call('HINCRBY', KEYS[1], 'vh:' .. hour, 1)
-  redis.call('HINCRBY', KEYS[1], 'vm:' .. five, 1)
-  keep(tonumber(ARGV[6]))
-  return {1, '', 0, 0, 0, 0, 0, hour, five}
+  add('v', ARGV[6] == '1', tonumber(ARGV[9]))
+  keep()
+  if ARGV[7] ~= '' then
+    redis.call('HSET', KEYS[3], ARGV[7], NOW)
+    redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[8]))
+  end
+  return {hour, five, day}
+end
+if action == 'unconvert' then
+  local by = -tonumber(ARGV[10])
+  redis.call('HINCRBY', KEYS[1], 'vh:' .. ARGV[7], by)
+  redis.call('HINCRBY', KEYS[1], 'vm:' .. ARGV[8], by)
+  redis.call('HINCRBY', KEYS[1], 'vd:' .. ARGV[9], by)
+  if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'wh:' .. ARGV[7], -1) end
+  return {1}
 end
 
 local daily_floor, hourly_floor, ratio = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local enforce, base, cap, reservation = ARGV[9] == '1', tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12]
-local s24, v24 = total('s', 'h', hour, 24), total('v', 'h', hour, 24)
-local s1, v1 = total('s', 'm', five, 12), total('v', 'm', five, 12)
-local counts = {s24, v24, s1, v1, hour, five}
+local s24, v24 = total(buckets('s', 'h', hour, 24)), total(buckets('v', 'h', hour, 24))
+local s1, v1 = total(buckets('s', 'm', five, 12)), total(buckets('v', 'm', five, 12))
+local s7, v7 = total(buckets('s', 'd', day, 7)), total(buckets('v', 'd', day, 7))
+-- The unproven budget leaves out the last ~2 minutes, sends and approvals alike: a user typing
+-- the code is not yet a send nobody approved (the thresholds above count those; they bound bursts).
+local recent_u, recent_w = total(buckets('u', 'n', minute, 3)), total(buckets('w', 'n', minute, 3))
+local u24 = total(buckets('u', 'h', hour, 24)) - recent_u
+local w24 = total(buckets('w', 'h', hour, 24)) - recent_w
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', NOW - 30000)
+local in_flight = redis.call('ZCARD', KEYS[2])
+local good = 0
+if ARGV[13] ~= '' then
+  local approved_at = tonumber(redis.call('HGET', KEYS[3], ARGV[13]) or '')
+  if approved_at and approved_at + tonumber(ARGV[14]) > NOW then good = 1 end
+end
+local counts = {s24, v24, s1, v1, s7, v7, u24, w24, in_flight, good}
 
-local blocked_for = redis.call('PTTL', TAG .. 'block')
+local function reserve()
+  if reservation ~= '' then
+    redis.call('ZADD', KEYS[2], NOW, reservation)
+    redis.call('PEXPIRE', KEYS[2], 60000)
+  end
+end
+
+if daily_floor == 0 then
+  reserve()
+  return {1, '', 0, unpack(counts)}
+end
+
+local _, block_until = string.match(redis.call('GET', TAG .. 'block') or '', '^(%d+):(%d+)$')
+local blocked_for = (tonumber(block_until) or 0) - NOW
 if enforce and blocked_for > 0 then
   return {0, 'blocked', blocked_for, unpack(counts)}
 end
-local daily = math.max(daily_floor, ratio * v24)
-local hourly = math.max(hourly_floor, daily / 6, ratio * v1)
 local function over(pending)
-  if math.max(0, s1 - v1) + pending + 1 > hourly then return 'unverified_hourly' end
-  if math.max(0, s24 - v24) + pending + 1 > daily then return 'unverified_daily' end
+  if ARGV[15] == 'unproven' then
+    -- Everything, the last minutes included: the threshold bounds bursts.
+    local sent, approved = u24 + recent_u, w24 + recent_w
+    if math.max(0, sent - approved) + pending + 1 > daily_floor + ratio * approved then return 'unverified_daily' end
+    return nil
+  end
+  if math.max(0, s1 - v1) + pending + 1 > hourly_floor + ratio * v1 then return 'unverified_hourly' end
+  if math.max(0, s24 - v24) + pending + 1 > daily_floor + ratio * v24 then return 'unverified_daily' end
   return nil
 end
 local reason = over(0)
@@ -87,19 +163,19 @@ local verdict = 1
 if reason then
   if enforce then
     -- Only enforcement escalates: a mode that records must change nothing enforcement reads.
-    local level = redis.call('INCR', TAG .. 'level')
-    redis.call('PEXPIRE', TAG .. 'level', 86400000)
+    local last_level, last_at = string.match(redis.call('GET', TAG .. 'level') or '', '^(%d+):(%d+)$')
+    local decayed = math.floor((NOW - (tonumber(last_at) or NOW)) / LEVEL_DECAY_MS)
+    local level = math.max(0, (tonumber(last_level) or 0) - decayed) + 1
     local duration = math.floor(math.min(cap, base * 2 ^ (level - 1)))
-    redis.call('SET', TAG .. 'block', level, 'PX', duration)
+    -- The TTLs outlast what NOW can still read (a clock ahead of Redis's): garbage collection only.
+    redis.call('SET', TAG .. 'level', level .. ':' .. NOW, 'PX', LEVEL_DECAY_MS * (level + 1) + 86400000)
+    redis.call('SET', TAG .. 'block', level .. ':' .. (NOW + duration), 'PX', duration + 86400000)
     return {0, reason, duration, unpack(counts)}
   end
   verdict = 2
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', NOW - 30000)
-local in_flight = redis.call('ZCARD', KEYS[2])
 if enforce and not reason and over(in_flight) then
   return {0, 'in_flight', 1000, unpack(counts)}
 end
-redis.call('ZADD', KEYS[2], NOW, reservation)
-redis.call('PEXPIRE', KEYS[2], 60000)
-return {verdict, reason or '', 0, s24 + 1, v24, s1 + 1, v1, hour, five}
+reserve()
+return {verdict, reason or '', 0, unpack(counts)}

@@ -15,6 +15,8 @@
 -- (hd:<key id>), so polling can't find out when those sends were
 -- [25] '1' if the caller chose the code (CustomCode): its approval proves nothing about the number,
 -- so it never counts as a conversion (cu on the record)
+-- [26] '1' if the send was to an unproven destination  [27] its end-user IP's pumping scope:
+-- kept on a new record (up, ips) so the approval converts where the send counted
 -- Returns {mode, flat verification hash, rule, reason, retry after ms, 1 if a number-wide refusal
 -- involved another API key's sends (the reply must not reveal them)};
 -- mode is created | resent | refused.
@@ -25,6 +27,7 @@ local code_hash, sealed = ARGV[15], ARGV[16]
 local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
 local event_id, decisions, app_name, hold_ms = ARGV[21], ARGV[22], ARGV[23], tonumber(ARGV[24])
 local custom = ARGV[25] == '1'
+local unproven, ip_scope = ARGV[26], ARGV[27]
 
 -- Whether a send by another API key than the caller's lies within the rule's window, given the
 -- time of the number's last send.
@@ -128,6 +131,8 @@ else
              'st', 'pending', 'c', NOW, 'u', NOW, 'x', expires, 'a', 0, 'ma', max_attempts,
              's', 1, 'ms', max_sends, 'h:1', code_hash)
   redis.call('PEXPIRE', vkey(id), ttl + retention)
+  if unproven == '1' then redis.call('HSET', vkey(id), 'up', 1) end
+  if ip_scope ~= '' then redis.call('HSET', vkey(id), 'ips', ip_scope) end
   redis.call('HSET', KEYS[1], 'p:' .. key_id, id)
 end
 
