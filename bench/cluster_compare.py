@@ -27,7 +27,6 @@ from otp.embedded_redis import EmbeddedRedis, free_port
 OPEN = policy(
     prefix_hourly_floor=10**6,
     prefix_daily_floor=10**6,
-    country_hourly_floor=10**6,
     country_daily_floor=10**6,
     range_daily_floor=10**6,
     unproven_country_floor=10**6,

@@ -38,7 +38,6 @@ async def queue_jobs(redis_url: str, jobs: int) -> None:
         key_checks_per_minute=10**6,
         prefix_hourly_floor=10**6,
         prefix_daily_floor=10**6,
-        country_hourly_floor=10**6,
         country_daily_floor=10**6,
         range_daily_floor=10**6,
         unproven_country_floor=10**6,

@@ -74,13 +74,12 @@ class PolicyConfig:
     # did ~50 times a day).
     prefix_daily_floor: int = 20
     prefix_hourly_floor: int = 6
-    # A range and a country judge their day of sends to unproven prefixes only (hourly: unused).
+    # A range and a country judge their day of verifications to unproven prefixes only.
     range_daily_floor: int = 8
-    range_hourly_floor: int = 8
     country_daily_floor: int = 20
-    country_hourly_floor: int = 50
-    ip_pumping_daily_floor: int = 10
-    ip_pumping_hourly_floor: int = 3
+    # An end-user IP judges its day of verifications to unproven prefixes, so
+    # users behind one address resending or typing slowly are never its business.
+    ip_pumping_daily_floor: int = 3
     # authgear publishes 0.2, which assumes more than 83 % of codes are used; at 80 % conversion
     # unverified = 25 % of verified, and a prefix's day of ~60 sends varies by a few: 0.5 keeps real
     # traffic clear of the rule in the replay, and a third of codes approved (U/V 1.9) far above it.
@@ -194,9 +193,9 @@ class Policy:
         c = self.config
         return {
             pumping.PREFIX: pumping.Floors(c.prefix_daily_floor, c.prefix_hourly_floor),
-            pumping.RANGE: pumping.Floors(c.range_daily_floor, c.range_hourly_floor),
-            pumping.COUNTRY: pumping.Floors(c.country_daily_floor, c.country_hourly_floor),
-            pumping.IP: pumping.Floors(c.ip_pumping_daily_floor, c.ip_pumping_hourly_floor),
+            pumping.RANGE: pumping.Floors(c.range_daily_floor, 0),
+            pumping.COUNTRY: pumping.Floors(c.country_daily_floor, 0),
+            pumping.IP: pumping.Floors(c.ip_pumping_daily_floor, 0),
         }.get(name, pumping.Floors(0, 0))
 
     def good_for(self, number_hash: str) -> tuple[str, int]:
@@ -294,7 +293,7 @@ class Policy:
                 details.setdefault(name, {})["flagged"] = reason
             if refusal is None and verdict.refusal is not None:
                 refusal = verdict.refusal
-        commits = tuple(pumping.commit_call(s, event, unproven=unproven) for s in found)
+        commits = tuple(pumping.commit_call(s, event, unproven=unproven, number_hash=number_hash) for s in found)
         if refusal is not None:
             return Admission(
                 Decision(False, refusal.rule, refusal.reason, refusal.retry_after, details),
@@ -356,15 +355,7 @@ class Policy:
             level, until = await self.store.guarded(functools.partial(self._block_state, tag))
             ttl = until - now_ms
             if ttl > 0:
-                kind, _, value = tag[len(keyspace.PREFIX) + 1 : -2].partition(":")
-                found.append(
-                    {
-                        "kind": "prefix" if kind == "pfx" else "country",
-                        "value": value,
-                        "level": int(level or 1),
-                        "seconds_left": -(-ttl // 1000),
-                    }
-                )
+                found.append({**_scope_of(tag), "level": int(level or 1), "seconds_left": -(-ttl // 1000)})
         return found
 
     async def _block_state(self, tag: str) -> tuple[int, int]:
@@ -390,21 +381,19 @@ class Policy:
         await self.store.guarded(drop)
 
     async def commit(self, admission: Admission, now_ms: int, *, resent: bool = False) -> None:
-        """Count a written send in the pumping windows (a resend is no new verification for the
-        unproven budgets)."""
+        """Count a written send in the pumping windows. The windows count verifications: a resend
+        only releases its reservation (and counts against a known-good number's standing), so a
+        user who resends a few times never looks like pumping; the per-number limits bound resends."""
         calls = admission.commits
         if resent:
-            calls = tuple(Call(c.script, c.tag, c.keys, [c.args[0], c.args[1], "0"]) for c in calls)
+            calls = tuple(Call(c.script, c.tag, c.keys, [*c.args[:2], "0", c.args[3], "resend"]) for c in calls)
         await self.store.run_many(calls, now_ms)
 
     def conversion_calls(self, record: dict[str, str], number: Phone, number_hash: str) -> list[Call]:
-        """An approval by a code of the verification ``record``: its sends convert in the scopes
-        they counted in, and the number becomes known good."""
+        """An approval by a code of the verification ``record``: it converts in the scopes it
+        counted in (one: the windows count verifications), and the number becomes known good."""
         found = pumping.scopes_of_record(record, number)
-        sends = int(record.get("s") or 1)
-        return pumping.convert_calls(
-            found, sends=sends, unproven=record.get("up") == "1", good=self.good_for(number_hash)
-        )
+        return pumping.convert_calls(found, sends=1, unproven=record.get("up") == "1", good=self.good_for(number_hash))
 
     async def take_back_conversions(self, calls: Sequence[Call], results: Sequence[Any], now_ms: int) -> None:
         await self.store.run_many(pumping.unconvert_calls(calls, results), now_ms)
@@ -412,28 +401,62 @@ class Policy:
     async def conversion(
         self, *, country: str = "", prefix: str = "", since_hours: int = 24, now_ms: int
     ) -> dict[str, Any]:
-        """Sends, approvals and their rate for a country or a prefix over the last hours."""
-        kind, value = ("pfx", prefix) if prefix else ("cc", country)
-        raw = await self.store.guarded(lambda: self.store.client.hgetall(keyspace.scope_window(kind, value)))
+        """Sends (new verifications), approvals and their rate for a country or a prefix over the
+        last hours. A prefix's windows are per tenant, so its figures, across tenants, come from the
+        hourly audit counters (``sent@prefix:`` / ``approved@prefix:``, lib.lua)."""
         hour = now_ms // 3_600_000
         sends = approvals = 0
-        for name_raw, count_raw in raw.items():
-            name = _text(name_raw)
-            if name[:3] not in ("sh:", "vh:"):
-                continue
-            if hour - int(name[3:]) < since_hours:
-                if name[0] == "s":
-                    sends += int(count_raw)
-                else:
-                    approvals += int(count_raw)
+        if prefix:
+            hours = range(hour - since_hours + 1, hour + 1)
+            fields = [f"sent@prefix:{prefix}", f"approved@prefix:{prefix}"]
+
+            async def read() -> list[Any]:
+                async with self.store.client.pipeline(transaction=False) as pipe:
+                    for partition in range(self.store.partitions):
+                        for h in hours:
+                            pipe.hmget(keyspace.audit_counter(partition, h * 3_600_000), fields)
+                    return list(await pipe.execute())
+
+            for sent, approved in await self.store.guarded(read):
+                sends += int(sent or 0)
+                approvals += int(approved or 0)
+        else:
+            raw = await self.store.guarded(lambda: self.store.client.hgetall(keyspace.scope_window("cc", country)))
+            for name_raw, count_raw in raw.items():
+                name = _text(name_raw)
+                if name[:3] in ("sh:", "vh:") and hour - int(name[3:]) < since_hours:
+                    if name[0] == "s":
+                        sends += int(count_raw)
+                    else:
+                        approvals += int(count_raw)
         rate = round(approvals / sends, 4) if sends else None
         scope = {"prefix": prefix} if prefix else {"country": country}
         return {**scope, "since_hours": since_hours, "sends": sends, "approvals": approvals, "rate": rate}
 
     async def unblock(self, kind: str, value: str) -> bool:
-        tag = keyspace.scope_tag(kind, value)
-        removed = await self.store.guarded(lambda: self.store.client.delete(tag + "block", tag + "level"))
+        """Lift the blocks of a prefix (every tenant's) or a country, with their levels."""
+        index = keyspace.stats_index("blocked")
+        tags = [_text(t) for t in await self.store.guarded(lambda: self.store.client.zrange(index, 0, -1))]
+        name = "prefix" if kind == "pfx" else "country"
+        chosen = [t for t in tags if _scope_of(t)["kind"] == name and _scope_of(t)["value"] == value]
+        chosen.append(keyspace.scope_tag(kind, value))
+        keys = [key for tag in chosen for key in (tag + "block", tag + "level")]
+        removed = await self.store.guarded(lambda: self.store.client.delete(*keys))
         return bool(removed)
+
+
+SCOPE_NAMES = {kind: name for name, kind in pumping.KINDS.items()}
+
+
+def _scope_of(tag: str) -> dict[str, str]:
+    """``otp:{pfx:<key>:+1415555}:`` → kind, value (and the tenant of a per-tenant scope)."""
+    kind, _, value = tag[len(keyspace.PREFIX) + 1 : -2].partition(":")
+    scope = {"kind": SCOPE_NAMES.get(kind, kind)}
+    if kind in ("pfx", "pip", "tcc", "ten") and ":" in value:
+        tenant, _, value = value.partition(":")
+        scope["tenant"] = tenant
+    scope["value"] = value
+    return scope
 
 
 def decisions_json(admission: Admission) -> str:

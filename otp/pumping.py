@@ -1,20 +1,24 @@
 """SMS-pumping defence: the scopes a send counts in, and the decision from their counts.
 
-A send counts in five scopes (each a ``fraud.lua`` window in a slot of its own, read in one round
-trip): its destination **prefix** (the number without its last 4 digits), **range** (without its
-last 6), **country** (or the calling code of a number of no country), the tenant's end-user **IP**
-(per /64 on IPv6) when given, and the **tenant** (API key or Verify service).
+A send counts in six scopes (each a ``fraud.lua`` window in a slot of its own, read in one round
+trip): the tenant's destination **prefix** (the number without its last 4 digits; per tenant, so
+one tenant's sends never block another's users or tell it whom they approved), the **range**
+(without its last 6) and **country** (or the calling code of a number of no country) across
+tenants, the tenant's end-user **IP** (per /64 on IPv6) when given, and the **tenant** (API key or
+Verify service) in all and per country.
 
 The decision, from committed counts only (see ``fraud.lua``):
 
-- A number approved by a code within ``known_good_days`` (a keyed hash per number) always passes:
-  the pumping rules are about numbers nobody has shown to be a real user's.
+- A number the tenant saw approved by a code within ``known_good_days`` (a keyed hash per number,
+  in the tenant's prefix scope) passes every pumping rule, until it has had ``KNOWN_GOOD_SENDS``
+  sends without a new approval: a number bought once doesn't pump for a month.
 - A prefix is **proven** when its week converts like the tenant's own traffic: the lower bound of
   its conversion (Wilson, 90 %) reaches ``proven_share`` of the tenant's conversion on proven
   destinations. Approving a third of one's own codes doesn't prove a range.
-- The prefix and the IP refuse any other number once their unverified sends pass their threshold
-  (the narrowest scopes); the range and the country refuse only numbers of unproven prefixes, so
-  an attack on a country doesn't refuse the country's real users.
+- The tenant's prefix refuses any other number once its unverified verifications pass its
+  threshold (the narrowest scope); the IP, the range and the country judge and refuse only
+  verifications to unproven prefixes, so an attack on a country doesn't refuse its real users, nor
+  users behind one address that isn't pumping.
 - Sends to unproven prefixes that nobody approves spend a **budget** per country and per tenant
   (a floor, plus a share of the approvals there), which bounds low-and-slow attacks spread over
   many prefixes and countries: each unproven send that isn't approved takes one, each approval
@@ -35,9 +39,9 @@ from otp.store import Call
 
 PREFIX, RANGE, COUNTRY, IP, TENANT, TENANT_COUNTRY = "prefix", "range", "country", "ip", "tenant", "tenant_country"
 KINDS = {PREFIX: "pfx", RANGE: "rng", COUNTRY: "cc", IP: "pip", TENANT: "ten", TENANT_COUNTRY: "tcc"}
-# Scopes whose threshold refuses every number that isn't known good; the others refuse only
+# The scope whose threshold refuses every number that isn't known good; the others refuse only
 # numbers of unproven prefixes.
-NARROW = (PREFIX, IP)
+NARROW = (PREFIX,)
 WILSON_Z = 1.2816  # one-sided 90 %
 
 
@@ -85,16 +89,24 @@ class Counts:
     unproven_approvals_24h: int
     in_flight: int
     known_good: bool
+    unproven_recent: int  # of the unproven ones, those of the last ~2 minutes
+    unproven_approvals_recent: int
 
     @classmethod
     def from_reply(cls, reply: Sequence[Any]) -> Counts:
         reason = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-        n = [int(x) for x in reply[2:13]]
-        return cls(int(reply[0]), reason, n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], bool(n[10]))
+        n = [int(x) for x in reply[2:15]]
+        return cls(
+            int(reply[0]), reason, n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], bool(n[10]), n[11], n[12]
+        )
 
     @property
     def unproven_unverified(self) -> int:
-        return max(0, self.unproven_24h - self.unproven_approvals_24h)
+        """Unapproved verifications to unproven prefixes, those in flight included, less the
+        users of the last ~2 minutes who may still be typing their code (at most 2 plus as many
+        as approved meanwhile: a burst nobody approves gets no such allowance)."""
+        typing = min(self.unproven_recent, 2 + self.unproven_approvals_recent)
+        return max(0, self.unproven_24h - self.unproven_approvals_24h - typing)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -111,7 +123,7 @@ def scopes(phone: Phone, *, key_id: str, ip: str) -> list[Scope]:
     # A number of no country counts in a scope of its calling code (+881), like a country's.
     country = phone.country or f"+{phone.calling_code}"
     found = [
-        Scope(PREFIX, phone.prefix),
+        Scope(PREFIX, f"{key_id}:{phone.prefix}"),
         Scope(RANGE, phone.prefix[:-2]),
         Scope(COUNTRY, country),
         # The budgets are the tenant's own: another tenant's attack never spends them.
@@ -121,6 +133,10 @@ def scopes(phone: Phone, *, key_id: str, ip: str) -> list[Scope]:
     if ip:
         found.append(Scope(IP, f"{key_id}:{ip_scope(ip)}"))  # as verification.pumping_ip keeps it
     return found
+
+
+# Sends a known-good number may have without a new approval before it counts as unknown again.
+KNOWN_GOOD_SENDS = 3
 
 
 def check_call(
@@ -138,11 +154,13 @@ def check_call(
     number_hash, good_ms = good if scope.name == PREFIX else ("", 0)
     basis = "all" if scope.name in NARROW else "unproven"
     args = ["check", floors.daily, floors.hourly, ratio, "1" if enforce else "0", base_ms, max_ms, event]
-    return Call("fraud", scope.tag, scope.keys, [*args, number_hash, good_ms, basis])
+    return Call("fraud", scope.tag, scope.keys, [*args, number_hash, good_ms, basis, KNOWN_GOOD_SENDS])
 
 
-def commit_call(scope: Scope, event: str, *, unproven: bool) -> Call:
-    return Call("fraud", scope.tag, scope.keys, ["commit", event, "1" if unproven else "0"])
+def commit_call(scope: Scope, event: str, *, unproven: bool, number_hash: str) -> Call:
+    """``number_hash``: counted against the number's known-good standing (the prefix scope)."""
+    flag, counted = "1" if unproven else "0", number_hash if scope.name == PREFIX else ""
+    return Call("fraud", scope.tag, scope.keys, ["commit", event, flag, counted])
 
 
 def convert_calls(found: Sequence[Scope], *, sends: int, unproven: bool, good: tuple[str, int]) -> list[Call]:

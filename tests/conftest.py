@@ -169,11 +169,8 @@ def policy(**changes: Any) -> PolicyConfig:
 NO_PUMPING: dict[str, Any] = {
     "prefix_hourly_floor": 10**6,
     "prefix_daily_floor": 10**6,
-    "range_hourly_floor": 10**6,
     "range_daily_floor": 10**6,
-    "country_hourly_floor": 10**6,
     "country_daily_floor": 10**6,
-    "ip_pumping_hourly_floor": 10**6,
     "ip_pumping_daily_floor": 10**6,
     "unproven_country_floor": 10**6,
     "unproven_tenant_floor": 10**6,

@@ -415,7 +415,6 @@ async def test_two_api_processes_share_the_number_limit_on_cluster(cluster_url: 
         "OTP_NUMBER_SENDS_PER_HOUR": "10",
         "OTP_PUMPING_PREFIX_HOURLY_FLOOR": "1000",
         "OTP_PUMPING_PREFIX_DAILY_FLOOR": "1000",
-        "OTP_PUMPING_COUNTRY_HOURLY_FLOOR": "1000",
         "OTP_PUMPING_COUNTRY_DAILY_FLOOR": "1000",
         "OTP_PUMPING_RANGE_DAILY_FLOOR": "1000",
         "OTP_PUMPING_UNPROVEN_COUNTRY_FLOOR": "1000",

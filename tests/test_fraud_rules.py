@@ -46,15 +46,15 @@ async def test_a_custom_code_approval_is_not_a_conversion(service: Service) -> N
     verifier = service.app.state.verifier
     custom = await verifier.start(parse_e164("+14155552671"), Caller("svc"), code="4242")
     assert (await verifier.check("4242", Caller("svc"), verification_id=custom.verification.id)).approved
-    assert await _approvals(service, "pfx", "+1415555") == 0
+    assert await _approvals(service, "rng", "+14155") == 0
     assert (await service.http.post("/v1/verifications/check", json={"id": vid, "code": code}, headers=admin)).json()[
         "approved"
     ]
-    assert await _approvals(service, "pfx", "+1501712") == 1
+    assert await _approvals(service, "rng", "+15017") == 1
 
 
 async def test_an_out_of_band_approval_is_not_a_conversion(service: Service) -> None:
     vid = (await service.start("+15017122661")).json()["id"]
     approved = await service.app.state.verifier.approve(vid, Caller("operator", admin=True))
     assert approved.status == "approved"
-    assert await _approvals(service, "pfx", "+1501712") == 0
+    assert await _approvals(service, "rng", "+15017") == 0

@@ -29,7 +29,8 @@
 -- check:     [6] daily floor (0: no threshold, counts only) [7] hourly floor [8] ratio [9] enforce 1|0
 --            [10] block base ms [11] block max ms [12] reservation id ('' none)
 --            [13] number hash ('' none) [14] how long an approval keeps a number known good (ms)
---            [15] basis: all | unproven
+--            [15] basis: all | unproven  [16] sends a known-good number may have without approval
+-- commit, for the prefix scope, also takes [8] the number's hash: one more send since its approval
 -- commit:    [6] reservation id [7] '1' if a new verification's destination was unproven
 -- convert:   [6] '1' if the approved sends' destination was unproven  [7] number hash ('' none)
 --            [8] known-good lifetime ms  [9] how many sends the approval converts (the verification's)
@@ -37,8 +38,8 @@
 --            [10] how many
 -- check returns {verdict (1 allowed, 0 refused, 2 flagged but allowed), reason, retry after ms,
 --   sends 24h, approvals 24h, sends 1h, approvals 1h, sends 7d, approvals 7d,
---   unproven sends 24h and their approvals (both without the last ~2 minutes), reservations in
---   flight, 1 if the number is known good};
+--   unproven sends 24h and their approvals, reservations in flight, 1 if the number is known good,
+--   unproven sends and approvals of the last ~2 minutes};
 -- convert returns {hour, 5-minute bucket, day} (for unconvert).
 local action = ARGV[5]
 local LEVEL_DECAY_MS = 6 * 3600000
@@ -73,8 +74,8 @@ local function keep()
   end
 end
 
--- Sends and approvals count sends (an approval converts every send of its verification); the
--- unproven budget counts verifications (a user's resends don't spend it).
+-- Sends and approvals count verifications (``s``: a new verification's first send; a resend is
+-- bounded by the number's own limits), so one user resending never looks like pumping.
 local function add(prefix, unproven, by)
   redis.call('HINCRBY', KEYS[1], prefix .. 'h:' .. hour, by)
   redis.call('HINCRBY', KEYS[1], prefix .. 'm:' .. five, by)
@@ -89,6 +90,10 @@ end
 
 if action == 'commit' then
   if ARGV[6] ~= '' then redis.call('ZREM', KEYS[2], ARGV[6]) end
+  if ARGV[8] and ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[8]) == 1 then
+    redis.call('HINCRBY', KEYS[3], ARGV[8] .. '#n', 1)
+  end
+  if ARGV[9] == 'resend' then return {1} end  -- the windows count verifications
   add('s', ARGV[7] == '1', 1)
   keep()
   return {1}
@@ -98,6 +103,7 @@ if action == 'convert' then
   keep()
   if ARGV[7] ~= '' then
     redis.call('HSET', KEYS[3], ARGV[7], NOW)
+    redis.call('HDEL', KEYS[3], ARGV[7] .. '#n')
     redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[8]))
   end
   return {hour, five, day}
@@ -116,19 +122,21 @@ local enforce, base, cap, reservation = ARGV[9] == '1', tonumber(ARGV[10]), tonu
 local s24, v24 = total(buckets('s', 'h', hour, 24)), total(buckets('v', 'h', hour, 24))
 local s1, v1 = total(buckets('s', 'm', five, 12)), total(buckets('v', 'm', five, 12))
 local s7, v7 = total(buckets('s', 'd', day, 7)), total(buckets('v', 'd', day, 7))
--- The unproven budget leaves out the last ~2 minutes, sends and approvals alike: a user typing
--- the code is not yet a send nobody approved (the thresholds above count those; they bound bursts).
+-- The unproven counts by the minute too: the budgets allow for users of the last ~2 minutes who
+-- may still be typing their code (otp/pumping.py).
 local recent_u, recent_w = total(buckets('u', 'n', minute, 3)), total(buckets('w', 'n', minute, 3))
-local u24 = total(buckets('u', 'h', hour, 24)) - recent_u
-local w24 = total(buckets('w', 'h', hour, 24)) - recent_w
+local u24, w24 = total(buckets('u', 'h', hour, 24)), total(buckets('w', 'h', hour, 24))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', NOW - 30000)
 local in_flight = redis.call('ZCARD', KEYS[2])
 local good = 0
 if ARGV[13] ~= '' then
-  local approved_at = tonumber(redis.call('HGET', KEYS[3], ARGV[13]) or '')
-  if approved_at and approved_at + tonumber(ARGV[14]) > NOW then good = 1 end
+  local approved_at, since = unpack(redis.call('HMGET', KEYS[3], ARGV[13], ARGV[13] .. '#n'))
+  approved_at = tonumber(approved_at or '')
+  if approved_at and approved_at + tonumber(ARGV[14]) > NOW and (tonumber(since) or 0) < tonumber(ARGV[16]) then
+    good = 1
+  end
 end
-local counts = {s24, v24, s1, v1, s7, v7, u24, w24, in_flight, good}
+local counts = {s24, v24, s1, v1, s7, v7, u24, w24, in_flight, good, recent_u, recent_w}
 
 local function reserve()
   if reservation ~= '' then
@@ -150,8 +158,10 @@ end
 local function over(pending)
   if ARGV[15] == 'unproven' then
     -- Everything, the last minutes included: the threshold bounds bursts.
-    local sent, approved = u24 + recent_u, w24 + recent_w
-    if math.max(0, sent - approved) + pending + 1 > daily_floor + ratio * approved then return 'unverified_daily' end
+    -- Users of the last ~2 minutes may still be typing: at most 2 of them (plus as many as
+    -- approved meanwhile) aren't counted yet, as in the budgets (otp/pumping.py).
+    local typing = math.min(recent_u, 2 + recent_w)
+    if math.max(0, u24 - w24 - typing) + pending + 1 > daily_floor + ratio * w24 then return 'unverified_daily' end
     return nil
   end
   if math.max(0, s1 - v1) + pending + 1 > hourly_floor + ratio * v1 then return 'unverified_hourly' end
