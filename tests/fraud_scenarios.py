@@ -200,7 +200,9 @@ class Replay:
 
     async def _check_one(self, *, vid: str, to: str, key: str) -> None:
         await self.service.deliver()
-        code = self.sender.latest[to]
+        code = self.sender.latest.get(to)
+        if code is None:  # no SMS reached the user (the rules of an older otp can drop one): no check
+            return
         response = await self.service.http.post(
             "/v1/verifications/check", json={"id": vid, "code": code}, headers=self._headers(key)
         )
