@@ -287,7 +287,7 @@ class Policy:
         unproven = bool(verdict and verdict.unproven)
         flagged: list[str] = []
         if verdict is not None:
-            details["pumping"] = {"known_good": verdict.known_good, "proven": not verdict.unproven}
+            details["pumping"] = "known_good" if verdict.known_good else "unproven" if verdict.unproven else "proven"
             for name, reason in verdict.flags:
                 flagged.append(name)
                 details.setdefault(name, {})["flagged"] = reason

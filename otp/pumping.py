@@ -109,14 +109,20 @@ class Counts:
         return max(0, self.unproven_24h - self.unproven_approvals_24h - typing)
 
     def summary(self) -> dict[str, int]:
-        return {
-            "sends_24h": self.sends_24h,
-            "verified_24h": self.approvals_24h,
-            "sends_1h": self.sends_1h,
-            "verified_1h": self.approvals_1h,
-            "sends_7d": self.sends_7d,
-            "verified_7d": self.approvals_7d,
+        """The counts that drove a decision, for its audit record: verifications (s) and approvals
+        (v) in the day, the hour (1h) and the week (7d), unproven ones (u, uv); zeros left out,
+        since every start's record carries one of these per scope."""
+        named = {
+            "s": self.sends_24h,
+            "v": self.approvals_24h,
+            "s1h": self.sends_1h,
+            "v1h": self.approvals_1h,
+            "s7d": self.sends_7d,
+            "v7d": self.approvals_7d,
+            "u": self.unproven_24h,
+            "uv": self.unproven_approvals_24h,
         }
+        return {name: count for name, count in named.items() if count}
 
 
 def scopes(phone: Phone, *, key_id: str, ip: str) -> list[Scope]:
