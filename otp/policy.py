@@ -352,17 +352,23 @@ class Policy:
         found = []
         for raw in tags:
             tag = _text(raw)
-            level, until = await self.store.guarded(functools.partial(self._block_state, tag))
+            level, until, why = await self.store.guarded(functools.partial(self._block_state, tag))
             ttl = until - now_ms
             if ttl > 0:
-                found.append({**_scope_of(tag), "level": int(level or 1), "seconds_left": -(-ttl // 1000)})
+                block = {**_scope_of(tag), "level": int(level or 1), "seconds_left": -(-ttl // 1000)}
+                found.append({**block, **why})
         return found
 
-    async def _block_state(self, tag: str) -> tuple[int, int]:
-        """(level, until ms) of a scope's block, ``"<level>:<until ms>"`` on the service's clock."""
-        raw = _text(await self.store.client.get(tag + "block") or "")
-        level, _, until = raw.partition(":")
-        return (int(level), int(until)) if level.isdigit() and until.isdigit() else (0, 0)
+    async def _block_state(self, tag: str) -> tuple[int, int, dict[str, Any]]:
+        """(level, until ms, why) of a scope's block, ``"<level>:<until ms>:<reason>:<unverified>"``
+        on the service's clock; why: the rule that crossed and the unverified count it saw."""
+        raw = _text(await self.store.client.get(tag + "block") or "").split(":")
+        if len(raw) < 2 or not (raw[0].isdigit() and raw[1].isdigit()):
+            return 0, 0, {}
+        why: dict[str, Any] = {}
+        if len(raw) >= 4 and raw[3].isdigit():
+            why = {"reason": raw[2], "unverified": int(raw[3])}
+        return int(raw[0]), int(raw[1]), why
 
     async def release(self, admission: Admission, *, sent: bool = False) -> None:
         """Take a send that didn't happen back from the sliding-log limits that counted it and

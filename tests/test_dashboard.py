@@ -367,6 +367,7 @@ async def test_blocked_prefix_shows_and_unblock_is_audited(budgets_off: Service)
     page = (await svc.http.get("/admin/fraud")).text
     blocked = page.split('id="blocked"', 1)[1].split("</table>", 1)[0]
     assert "+1415555" in blocked and "prefix" in blocked and "Unblock" in blocked
+    assert "6 unverified verifications in the last hour" in blocked  # why it is blocked
     ranking = page.split('id="prefixes"', 1)[1].split("</table>", 1)[0]
     assert "+1415555" in ranking
 

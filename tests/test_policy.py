@@ -324,7 +324,17 @@ async def test_a_pumping_block_is_listed_with_its_level_and_can_be_lifted(
             await service.start(f"+1415555{n:04d}")
         blocked = await service.app.state.policy.blocked(int(clock() * 1000))
         tenant = service.key.split("_")[1]  # the prefix scopes are per tenant
-        assert blocked == [{"kind": "prefix", "tenant": tenant, "value": "+1415555", "level": 1, "seconds_left": 300}]
+        assert blocked == [
+            {
+                "kind": "prefix",
+                "tenant": tenant,
+                "value": "+1415555",
+                "level": 1,
+                "seconds_left": 300,
+                "reason": "unverified_hourly",  # why: 6 unverified in the hour, the floor
+                "unverified": 6,
+            }
+        ]
         lifted = await service.http.delete("/v1/blocks?prefix=%2B1415555", headers=service.auth(service.admin_key))
         assert lifted.json() == {"prefix": "+1415555", "was_blocked": True}
         assert await service.app.state.policy.blocked(int(clock() * 1000)) == []

@@ -55,6 +55,13 @@ def _done(request: Request) -> Html:
     return notice(template.format(entry=entry))
 
 
+# A block's reason, as the fraud page says it after the count.
+WHY = {
+    "unverified_hourly": "unverified verifications in the last hour",
+    "unverified_daily": "unverified verifications in the last day",
+}
+
+
 def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since: str) -> Html:
     rows = []
     for block in sorted(blocks, key=lambda b: (b["kind"], b["value"])):
@@ -78,10 +85,20 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
                     label=f"Add {value} to the safe list",
                 )
             )
-        rows.append((value, kind, block["level"], duration(block["seconds_left"]), join(actions, " ")))
+        why = WHY.get(block.get("reason", ""), "")
+        if why:
+            why = f"{block.get('unverified', 0)} {why}"
+        rows.append((value, kind, why, block["level"], duration(block["seconds_left"]), join(actions, " ")))
     return table(
         "Blocked now (pumping rule)",
-        [Column("Destination"), Column("Kind"), Column("Level", numeric=True), Column("Time left"), Column("Actions")],
+        [
+            Column("Destination"),
+            Column("Kind"),
+            Column("Why"),
+            Column("Level", numeric=True),
+            Column("Time left"),
+            Column("Actions"),
+        ],
         rows,
         empty="No prefix or country is blocked.",
         id_="blocked",

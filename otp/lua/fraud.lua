@@ -9,8 +9,8 @@
 -- judges its sends to unproven prefixes only (basis "unproven", the day): the only ones it refuses.
 -- Crossing either (on committed sends) blocks the scope for a while that doubles with each block;
 -- the level drops by one for every LEVEL_DECAY_MS without a new one. Blocks and levels live on the
--- service's clock: their values hold the time ("<level>:<until ms>", "<level>:<set at ms>"),
--- compared with NOW; key TTLs only collect garbage.
+-- service's clock: their values hold the time ("<level>:<until ms>:<reason>:<unverified>",
+-- "<level>:<set at ms>"), compared with NOW; key TTLs only collect garbage.
 --
 -- Counts, in one hash: sends and approvals by hour (s/v h:<hour>, the day), by 5 minutes (s/v
 -- m:<5 min>, the hour) and by day (s/v d:<day>, the week: whether a prefix has a record of real
@@ -150,7 +150,7 @@ if daily_floor == 0 then
   return {1, '', 0, unpack(counts)}
 end
 
-local _, block_until = string.match(redis.call('GET', TAG .. 'block') or '', '^(%d+):(%d+)$')
+local _, block_until = string.match(redis.call('GET', TAG .. 'block') or '', '^(%d+):(%d+)')
 local blocked_for = (tonumber(block_until) or 0) - NOW
 if enforce and blocked_for > 0 then
   return {0, 'blocked', blocked_for, unpack(counts)}
@@ -179,7 +179,11 @@ if reason then
     local duration = math.floor(math.min(cap, base * 2 ^ (level - 1)))
     -- The TTLs outlast what NOW can still read (a clock ahead of Redis's): garbage collection only.
     redis.call('SET', TAG .. 'level', level .. ':' .. NOW, 'PX', LEVEL_DECAY_MS * (level + 1) + 86400000)
-    redis.call('SET', TAG .. 'block', level .. ':' .. (NOW + duration), 'PX', duration + 86400000)
+    -- Why, for readers (the dashboard): the rule and the unverified count that crossed it.
+    local unverified = ARGV[15] == 'unproven' and math.max(0, u24 - w24) or math.max(0, s24 - v24)
+    if reason == 'unverified_hourly' then unverified = math.max(0, s1 - v1) end
+    redis.call('SET', TAG .. 'block', level .. ':' .. (NOW + duration) .. ':' .. reason .. ':' .. unverified,
+               'PX', duration + 86400000)
     return {0, reason, duration, unpack(counts)}
   end
   verdict = 2
