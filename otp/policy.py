@@ -370,11 +370,10 @@ class Policy:
             why = {"reason": raw[2], "unverified": int(raw[3])}
         return int(raw[0]), int(raw[1]), why
 
-    async def release(self, admission: Admission, *, sent: bool = False) -> None:
+    async def release(self, admission: Admission) -> None:
         """Take a send that didn't happen back from the sliding-log limits that counted it and
-        the pumping reservations; with ``sent`` (a resend: the windows count verifications), the
-        reservations only."""
-        entries = admission.reservations if sent else admission.releases + admission.reservations
+        the pumping reservations."""
+        entries = admission.releases + admission.reservations
         if not entries:
             return
 

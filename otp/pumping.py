@@ -214,7 +214,7 @@ class Tuning:
     proven_share: float
     prior_conversion: float
     prior_weight: int
-    country_budget: tuple[int, float]  # (floor, share of the country's approvals in the day)
+    country_budget: tuple[int, float]  # (floor, allowed per approved unproven verification in the day)
     tenant_budget: tuple[int, float]
 
 
