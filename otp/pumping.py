@@ -233,8 +233,8 @@ def proven(prefix: Counts, tenant: Counts, tuning: Tuning) -> bool:
 
 
 def over_budget(counts: Counts, budget: tuple[int, float]) -> bool:
-    """Whether one more unproven send would pass the budget. Settled sends only (older than ~2
-    minutes): the scopes' thresholds, which count everything in flight, bound what arrives faster."""
+    """Whether one more unapproved verification to an unproven prefix would pass the budget (those
+    in flight count, less two users who may still be typing: ``unproven_unverified``)."""
     floor, share = budget
     # Additive, not max(): a few approvals already widen it, so a real country's first hour (few
     # sends, most of them approved) keeps room where a pumped one (none approved) has the floor.
