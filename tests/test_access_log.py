@@ -192,18 +192,26 @@ def raw_status(base: str, method: str, target: str, headers: dict[str, str]) -> 
     return int(received.split(b" ", 2)[1])
 
 
-def _keys(redis_url: str) -> tuple[str, str]:
+def credentials(redis_url: str, name: str, *, admin: bool = False) -> tuple[str, str]:
+    """A new /v1 API key (the bare token) and a /v2 Basic header (account SID and auth token),
+    for tests that talk to a spawned `otp serve`."""
+
     async def make() -> tuple[str, str]:
         client = connect(redis_url)
         try:
-            _, v1 = await apikeys.create(client, "log-v1", admin=True)
-            _, v2 = await apikeys.create(client, "log-v2", twilio=True)
+            _, v1 = await apikeys.create(client, f"{name}-v1", admin=admin)
+            _, v2 = await apikeys.create(client, f"{name}-v2", twilio=True)
         finally:
             await client.aclose()
         _, sid, token = v2.split("_")
-        return f"Bearer {v1}", "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
+        return v1, "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
 
     return asyncio.run(make())
+
+
+def _keys(redis_url: str) -> tuple[str, str]:
+    v1, v2 = credentials(redis_url, "log", admin=True)
+    return f"Bearer {v1}", v2
 
 
 @pytest.mark.parametrize("authenticated", [False, True], ids=["anonymous", "with-key"])

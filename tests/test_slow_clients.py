@@ -6,8 +6,6 @@ OTP_MAX_CONNECTIONS open connections the answer is 503 until the deadlines reap 
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
 import json
 import select
@@ -19,12 +17,10 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from test_access_log import serving
+from test_access_log import credentials, serving
 
-from otp import apikeys
 from otp.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
-from otp.redis_client import connect
 from otp.settings import Settings
 
 TIMEOUTS = {"OTP_HEADER_TIMEOUT": "500ms", "OTP_BODY_TIMEOUT": "500ms"}
@@ -42,18 +38,7 @@ def served(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 def server(served: str, redis_server: EmbeddedRedis) -> tuple[str, str, str]:
     """(base URL, a /v1 API key, a /v2 Basic header), the keys made for this test."""
-
-    async def keys() -> tuple[str, str]:
-        client = connect(redis_server.url)
-        try:
-            _, v1 = await apikeys.create(client, "slow-v1")
-            _, v2 = await apikeys.create(client, "slow-v2", twilio=True)
-        finally:
-            await client.aclose()
-        _, sid, token = v2.split("_")
-        return v1, "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
-
-    v1_key, v2_auth = asyncio.run(keys())
+    v1_key, v2_auth = credentials(redis_server.url, "slow")
     return served, v1_key, v2_auth
 
 

@@ -9,21 +9,17 @@ percent-decodes to bytes that aren't UTF-8 (``%ED%A0%80``) is a 400 naming its p
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from test_access_log import serving
+from test_access_log import credentials, serving
 
-from otp import apikeys
 from otp.app import otp_error
 from otp.body import loads_strict
 from otp.embedded_redis import EmbeddedRedis
 from otp.errors import InvalidInput
-from otp.redis_client import connect
 from otp.twilio_compat import error_response
 
 
@@ -38,18 +34,7 @@ def served(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 def api(served: str, redis_server: EmbeddedRedis) -> Iterator[tuple[httpx.Client, httpx.Client]]:
     """(a /v1 client with an admin key, a /v2 client with an account SID and token)."""
-
-    async def keys() -> tuple[str, str]:
-        client = connect(redis_server.url)
-        try:
-            _, v1 = await apikeys.create(client, "surrogates-v1", admin=True)
-            _, v2 = await apikeys.create(client, "surrogates-v2", twilio=True)
-        finally:
-            await client.aclose()
-        _, sid, token = v2.split("_")
-        return v1, "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
-
-    v1, v2 = asyncio.run(keys())
+    v1, v2 = credentials(redis_server.url, "surrogates", admin=True)
     with (
         httpx.Client(base_url=served, headers={"Authorization": f"Bearer {v1}"}, timeout=10) as native,
         httpx.Client(base_url=served, headers={"Authorization": v2}, timeout=10) as twilio,
