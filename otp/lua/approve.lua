@@ -14,8 +14,8 @@ if settle(id, retention) ~= 'pending' then return {0, redis.call('HGETALL', KEYS
 if matched ~= '' and replay_ms > 0 then
   local hash = redis.call('HGET', KEYS[1], matched)
   if hash then
-    redis.call('HSET', TAG .. 'ah:' .. id, 'h', hash, 'n', 0)
-    redis.call('PEXPIRE', TAG .. 'ah:' .. id, replay_ms)
+    redis.call('HSET', approvingkey(id), 'h', hash, 'n', 0)
+    redis.call('PEXPIRE', approvingkey(id), replay_ms)
   end
 end
 finish(id, 'approved', retention, {'aa', NOW})

@@ -46,7 +46,7 @@ if st ~= 'pending' then
     local approved_at = tonumber(redis.call('HGET', key, 'aa') or '0')
     -- The key's TTL only collects it; "now" decides. Each look counts, right code or not: an
     -- approved verification is not a free argon2 oracle.
-    local approving = TAG .. 'ah:' .. id
+    local approving = approvingkey(id)
     if NOW <= approved_at + replay_ms and redis.call('EXISTS', approving) == 1 then
       if redis.call('HINCRBY', approving, 'n', 1) <= replays then replay = redis.call('HGET', approving, 'h') end
     end

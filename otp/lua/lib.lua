@@ -53,6 +53,8 @@ local function numkey(to) return TAG .. 'num:' .. to end
 -- A number's failed checks of the last hour, per API key: guesses spread over a tenant's
 -- verifications are capped, and no tenant's guesses lock the number for another.
 local function failedkey(owner, to) return TAG .. 'nf:' .. owner .. ':' .. to end
+-- The code that approved a verification, for its replays (keyspace.approving_code).
+local function approvingkey(id) return TAG .. 'ah:' .. id end
 
 local function base36(n)
   local digits, out = '0123456789abcdefghijklmnopqrstuvwxyz', ''
