@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from cluster_fixtures import LocalCluster, start_cluster
 from conftest import Clock, RecordingSender, make_settings, policy, running_service
 
-from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
 OPEN = policy(
     prefix_hourly_floor=10**6,

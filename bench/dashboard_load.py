@@ -25,12 +25,14 @@ from typing import Any
 import httpx
 import uvicorn
 
-from otp import apikeys, dashboard
+from otp import dashboard
 from otp.app import create_app
-from otp.dashboard import stats_api, synthetic
-from otp.embedded_redis import EmbeddedRedis, free_port
-from otp.redis_client import connect
+from otp.core import apikeys
+from otp.devtools import synthetic
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.settings import Settings
+from otp.storage.client import connect
+from otp.web import stats as stats_api
 
 SECRET = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105 - a throwaway Redis
 CHROMIUM = "/usr/bin/chromium"

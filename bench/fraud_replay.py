@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import fraud_scenarios as fs
 from conftest import Clock, make_settings, running_service
 
-from otp import apikeys
-from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.core import apikeys
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
 ORDER = ("none", "rotating", "A", "A'", "D'", "B", "C", "E", "F", "burst", "two-tenant")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from otp.phone import parse
+from otp.core.phone import parse
 
 CODE = re.compile(r"(?<!\d)\d{4,10}(?!\d)")
 # The SMS takes at least the worker's idle poll (100 ms) plus the stand-in's callback pacing

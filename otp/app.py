@@ -18,22 +18,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from otp import admin_api, api, audit_api, dashboard, keyspace, metrics, openapi, twilio_compat, webhooks
-from otp.apikeys import KeyChecker
-from otp.body import utf8_safe
-from otp.codes import Argon2Params, CodeHasher
-from otp.dashboard import guard, stats_api
+from otp import dashboard
+from otp.core.apikeys import KeyChecker
+from otp.core.codes import Argon2Params, CodeHasher
+from otp.core.keyring import Keyring
+from otp.core.messages import parse_price_table
+from otp.core.policy import Policy
+from otp.core.verification import Rules, Verifier
+from otp.dashboard import guard
 from otp.dashboard.headers import SecurityHeaders
+from otp.edge.sms import ConsoleSender, SmsSender
+from otp.edge.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
 from otp.errors import OtpError
-from otp.keyring import Keyring
-from otp.messages import parse_price_table
-from otp.policy import Policy
-from otp.redis_client import connect
 from otp.settings import Settings
-from otp.sms import ConsoleSender, SmsSender
-from otp.store import UNAVAILABLE_ERRORS, Store
-from otp.verification import Rules, Verifier
-from otp.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
+from otp.storage import keys as keyspace
+from otp.storage.client import connect
+from otp.storage.store import UNAVAILABLE_ERRORS, Store
+from otp.web import admin as admin_api
+from otp.web import audit as audit_api
+from otp.web import metrics, openapi, webhooks
+from otp.web import stats as stats_api
+from otp.web import v1 as api
+from otp.web.body import utf8_safe
+from otp.web.verify_v2 import routes as twilio_compat
 
 log = logging.getLogger("otp")
 
@@ -118,7 +125,7 @@ async def openapi_json(request: Request) -> Response:
 def build_sender(settings: Settings) -> SmsSender:
     if not settings.twilio_configured:
         return ConsoleSender()
-    from otp.twilio_sender import TwilioSender
+    from otp.edge.twilio_sender import TwilioSender
 
     return TwilioSender(
         settings.twilio_account_sid,

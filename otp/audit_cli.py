@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from otp import audit
+from otp.core import audit
 from otp.errors import ConfigError, InvalidInput
 from otp.settings import Settings
 
@@ -168,7 +168,7 @@ async def _newest(
 
 
 async def _run(args: argparse.Namespace, url: str, partitions: int, flt: audit.AuditFilter) -> int:
-    from otp.redis_client import connect
+    from otp.storage.client import connect
 
     client = connect(url)
     printer = _Printer(args.format)
@@ -191,8 +191,8 @@ async def _run(args: argparse.Namespace, url: str, partitions: int, flt: audit.A
 def cmd_audit(args: argparse.Namespace) -> int:
     # Imported here: otp.cli imports this module to register the subcommand.
     from otp.cli import _require_redis, _with_local_fallbacks
-    from otp.keyring import Keyring
-    from otp.store import UNAVAILABLE_ERRORS
+    from otp.core.keyring import Keyring
+    from otp.storage.store import UNAVAILABLE_ERRORS
 
     redis_errors: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
     settings = _with_local_fallbacks(Settings.from_env())

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from otp import __version__, apikeys, audit_cli, keyspace
-from otp.embedded_redis import EmbeddedRedis
+from otp import __version__, audit_cli
+from otp.core import apikeys
+from otp.core.phone import MASK, mask, mask_numbers
+from otp.edge.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
-from otp.phone import MASK, mask, mask_numbers
 from otp.settings import Settings
+from otp.storage import keys as keyspace
 
 log = logging.getLogger("otp")
 
@@ -171,7 +173,7 @@ def _require_redis(settings: Settings) -> str:
 
 
 async def _ensure_dev_key(settings: Settings) -> None:
-    from otp.redis_client import connect
+    from otp.storage.client import connect
 
     client = connect(_require_redis(settings))
     try:
@@ -242,10 +244,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from otp.app import build_sender, worker_options
-    from otp.keyring import Keyring
-    from otp.redis_client import connect
-    from otp.store import Store
-    from otp.worker import Worker
+    from otp.core.keyring import Keyring
+    from otp.edge.worker import Worker
+    from otp.storage.client import connect
+    from otp.storage.store import Store
 
     settings = _with_local_fallbacks(Settings.from_env())
     _setup_logging(settings.log_level)
@@ -277,8 +279,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_safelist(args: argparse.Namespace) -> int:
     """The safe list from the command line; the admin API (/v1/safelist) edits the same Redis set."""
-    from otp.admin_api import SAFE_ENTRY
-    from otp.redis_client import connect
+    from otp.storage.client import connect
+    from otp.web.admin import SAFE_ENTRY
 
     if args.safelist_command in ("add", "remove") and not SAFE_ENTRY.match(args.entry):
         raise ConfigError(f"{args.entry!r} is not an E.164 number or prefix like +1501712")
@@ -306,7 +308,7 @@ def cmd_safelist(args: argparse.Namespace) -> int:
 
 
 def cmd_twilio_stub(args: argparse.Namespace) -> int:
-    from otp import twilio_stub
+    from otp.devtools import twilio_stub
 
     return twilio_stub.main(args.stub_args)
 
@@ -315,7 +317,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "secret":
         print(secrets.token_urlsafe(48))
         return 0
-    from otp.redis_client import connect
+    from otp.storage.client import connect
 
     settings = _with_local_fallbacks(Settings.from_env())
     url = _require_redis(settings)
@@ -401,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["twilio-stub"]:
         # Its options are its own (argparse would take --help for ours).
-        from otp import twilio_stub
+        from otp.devtools import twilio_stub
 
         return twilio_stub.main(args_list[1:])
     parser = build_parser()

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from otp.core.policy import DEFAULT_BLOCKED_TYPES, MODES, NUMBER_TYPES, PolicyConfig
 from otp.errors import ConfigError
-from otp.policy import DEFAULT_BLOCKED_TYPES, MODES, NUMBER_TYPES, PolicyConfig
 
 _DURATION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -124,7 +124,7 @@ class Settings:
         if settings.metrics_token and len(settings.metrics_token) < 32:
             reader.errors.append("OTP_METRICS_TOKEN is shorter than 32 characters; use `otp keys secret`")
         if settings.redis_url:
-            from otp.redis_client import parse
+            from otp.storage.client import parse
 
             try:
                 parse(settings.redis_url)
@@ -163,8 +163,8 @@ class _Reader:
         raw = self.text(name)
         if not raw:
             return default
+        from otp.core.messages import validate_app_name
         from otp.errors import InvalidInput
-        from otp.messages import validate_app_name
 
         try:
             return validate_app_name(raw, name)
@@ -296,7 +296,7 @@ class _Reader:
         if settings.twilio_configured and not settings.public_url:
             self.errors.append("OTP_PUBLIC_URL must be set with Twilio: it is where delivery reports come back")
         if settings.sms_prices:
-            from otp.messages import parse_price_table
+            from otp.core.messages import parse_price_table
 
             try:
                 parse_price_table(settings.sms_prices)

@@ -22,11 +22,11 @@ import pytest
 import redis
 from conftest import Clock, RecordingSender, Service
 
-from otp import apikeys
 from otp.app import create_app
-from otp.embedded_redis import free_port, redis_cli_path, redis_server_path
-from otp.redis_client import connect
+from otp.core import apikeys
+from otp.edge.embedded_redis import free_port, redis_cli_path, redis_server_path
 from otp.settings import Settings
+from otp.storage.client import connect
 
 MASTERS = 3
 

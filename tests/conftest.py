@@ -16,13 +16,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from otp import apikeys
 from otp.app import create_app
-from otp.embedded_redis import EmbeddedRedis, free_port
-from otp.policy import PolicyConfig
-from otp.redis_client import connect
+from otp.core import apikeys
+from otp.core.policy import PolicyConfig
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
+from otp.edge.sms import Receipt, SmsMessage
 from otp.settings import Settings
-from otp.sms import Receipt, SmsMessage
+from otp.storage.client import connect
 
 SECRET = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -131,7 +131,7 @@ class Service:
 
     async def deliver(self) -> int:
         """Run the SMS worker once, as `otp worker --burst` would."""
-        from otp.worker import Worker, WorkerOptions
+        from otp.edge.worker import Worker, WorkerOptions
 
         state = self.app.state
         worker = Worker(state.store, state.verifier.keyring, self.sender, WorkerOptions(), clock=self.clock)

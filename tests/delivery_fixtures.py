@@ -14,12 +14,12 @@ import httpx
 import uvicorn
 from conftest import make_settings
 
-from otp import apikeys
 from otp.app import create_app
-from otp.embedded_redis import free_port
-from otp.redis_client import connect
+from otp.core import apikeys
+from otp.devtools.twilio_stub import TwilioStub
+from otp.edge.embedded_redis import free_port
 from otp.settings import Settings
-from otp.twilio_stub import TwilioStub
+from otp.storage.client import connect
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "stub-auth-token-" + "2" * 16

@@ -24,8 +24,8 @@ import phonenumbers
 from conftest import RecordingSender, Service
 from phonenumbers import PhoneNumberType
 
-from otp.messages import estimate_price
-from otp.sms import Receipt, SmsMessage
+from otp.core.messages import estimate_price
+from otp.edge.sms import Receipt, SmsMessage
 
 DAY = 86_400.0
 LEGIT_COUNTRIES = ("US", "GB", "DE")

@@ -24,10 +24,10 @@ import pytest
 from conftest import SECRET
 from test_serve import clean_env, otp_command
 
-from otp import apikeys
 from otp.cli import mask_target
-from otp.embedded_redis import free_port
-from otp.redis_client import connect
+from otp.core import apikeys
+from otp.edge.embedded_redis import free_port
+from otp.storage.client import connect
 
 
 @contextlib.contextmanager

@@ -9,9 +9,9 @@ import pytest
 from cluster_fixtures import LocalCluster, local_cluster, running_service_at
 from conftest import Clock, RecordingSender, make_settings
 
-from otp import keyspace
+from otp.core.phone import parse_e164
 from otp.errors import InvalidInput
-from otp.phone import parse_e164
+from otp.storage import keys as keyspace
 
 
 @pytest.fixture

@@ -23,8 +23,10 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, Service, make_settings, policy, running_service
 
-from otp import audit, audit_api, keyspace
-from otp.keyring import Keyring
+from otp.core import audit
+from otp.core.keyring import Keyring
+from otp.storage import keys as keyspace
+from otp.web import audit as audit_api
 
 TO = "+15017122661"
 TO_MASKED = "+1*********61"

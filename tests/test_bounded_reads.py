@@ -34,7 +34,10 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import SECRET, Service
 
-from otp import apikeys, audit, audit_cli, keyspace, twilio_compat
+from otp import audit_cli
+from otp.core import apikeys, audit
+from otp.storage import keys as keyspace
+from otp.web.verify_v2 import routes as twilio_compat
 
 ENTRIES = 150_000
 TENANTS = [f"{i:016x}" for i in range(1, 8)]  # other tenants' key ids

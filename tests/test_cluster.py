@@ -21,12 +21,13 @@ from cluster_fixtures import LocalCluster, distinct_free_ports, running_service_
 from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, Service, make_settings, policy
 from delivery_fixtures import live_service
 
-from otp import apikeys, keyspace, services
 from otp.app import create_app
-from otp.embedded_redis import free_port
+from otp.core import apikeys, services
+from otp.edge.embedded_redis import free_port
 from otp.errors import ConfigError, Unavailable
-from otp.redis_client import connect, parse
-from otp.store import Call, Store
+from otp.storage import keys as keyspace
+from otp.storage.client import connect, parse
+from otp.storage.store import Call, Store
 
 pytestmark = pytest.mark.cluster
 # The cluster fixtures, bound here so pytest finds them in this module.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from otp import codes, sealing
-from otp.codes import Argon2Params, CodeHasher
-from otp.keyring import Keyring
+from otp.core import codes, sealing
+from otp.core.codes import Argon2Params, CodeHasher
+from otp.core.keyring import Keyring
 
 OLD = "old-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 NEW = "new-secret-0123456789abcdefghijklmnopqrstuvwxyz"

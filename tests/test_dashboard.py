@@ -12,9 +12,13 @@ import jsonschema
 import pytest
 from conftest import Clock, RecordingSender, Service, make_settings, policy, running_service
 
-from otp import apikeys, audit, keyspace
-from otp.dashboard import aggregates, session, stats_api, synthetic
+from otp.core import apikeys, audit
+from otp.core import stats as aggregates
+from otp.dashboard import session
 from otp.dashboard.headers import CONTENT_SECURITY_POLICY
+from otp.devtools import synthetic
+from otp.storage import keys as keyspace
+from otp.web import stats as stats_api
 
 HOUR = aggregates.HOUR_MS
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')

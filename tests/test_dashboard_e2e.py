@@ -31,11 +31,11 @@ import pytest
 from conftest import make_settings, policy, repo_root
 from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, serving, twilio_options
 
-from otp import apikeys
 from otp.app import create_app
-from otp.embedded_redis import free_port
-from otp.redis_client import connect
-from otp.twilio_stub import TwilioStub
+from otp.core import apikeys
+from otp.devtools.twilio_stub import TwilioStub
+from otp.edge.embedded_redis import free_port
+from otp.storage.client import connect
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from conftest import Service
 
-from otp import keyspace
 from otp.dashboard import session, signin
+from otp.storage import keys as keyspace
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 ATTACKER = "203.0.113.7"

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import SECRET
 from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, live_service
 
-from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
 TO = "+14155550199"
 
@@ -87,10 +87,10 @@ async def test_a_queued_sms_survives_a_redis_crash_with_aof(tmp_path: Path) -> N
 async def test_two_workers_with_slow_twilio_send_each_sms_once(redis_url: str) -> None:
     """Leases run out while jobs wait for a send slot: the worker that lost a job must not send it."""
     from otp.app import build_sender, worker_options
-    from otp.keyring import Keyring
-    from otp.redis_client import connect
-    from otp.store import Store
-    from otp.worker import Worker
+    from otp.core.keyring import Keyring
+    from otp.edge.worker import Worker
+    from otp.storage.client import connect
+    from otp.storage.store import Store
 
     async with live_service(redis_url, worker=False, twilio_timeout=10.0) as live:
         numbers = [f"+1415555{n:04d}" for n in range(400, 403)]

@@ -12,9 +12,9 @@ import httpx
 from conftest import NO_PUMPING, Clock, RecordingSender, Service, make_settings, policy, running_service
 from delivery_fixtures import live_service
 
-from otp.embedded_redis import EmbeddedRedis, free_port
+from otp.edge.embedded_redis import EmbeddedRedis, free_port
+from otp.edge.worker import Worker, WorkerOptions
 from otp.errors import Unavailable
-from otp.worker import Worker, WorkerOptions
 
 OPEN_FLOORS = {**NO_PUMPING, "ip_sends_per_hour": 10_000}
 

@@ -11,7 +11,7 @@ import fraud_scenarios as fs
 import pytest
 from conftest import Clock, make_settings, running_service
 
-from otp import apikeys
+from otp.core import apikeys
 
 BACKGROUND_PER_DAY = 300
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from conftest import Clock, RecordingSender, Service, make_settings, policy, running_service
 
-from otp import keyspace
-from otp.phone import parse_e164
-from otp.verification import Caller
+from otp.core.phone import parse_e164
+from otp.core.verification import Caller
+from otp.storage import keys as keyspace
 
 NON_GEOGRAPHIC = ("+870301234567", "+881612345678", "+883510012345")
 

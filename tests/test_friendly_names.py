@@ -15,7 +15,7 @@ from conftest import Service
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from otp import apikeys, messages, services
+from otp.core import apikeys, messages, services
 from otp.errors import ConfigError, InvalidInput
 from otp.settings import Settings
 

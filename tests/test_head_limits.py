@@ -16,7 +16,7 @@ import h11
 import pytest
 from test_access_log import serving
 
-from otp.embedded_redis import EmbeddedRedis
+from otp.edge.embedded_redis import EmbeddedRedis
 from otp.serving import MAX_HEAD, MAX_HEADER_LINES, HeadLimitedConnection
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from conftest import Clock, RecordingSender, Service, make_settings, policy, running_service
 
-from otp import apikeys, audit, codes
-from otp.dashboard import aggregates
+from otp.core import apikeys, audit, codes
+from otp.core import stats as aggregates
 
 # Full E.164 numbers this file's flows use; none may appear whole in any audit record or log line.
 VICTIM = "+358416132485"

@@ -13,7 +13,7 @@ import pytest
 from conftest import Service, make_settings, running_service
 from twilio.request_validator import RequestValidator
 
-from otp import apikeys
+from otp.core import apikeys
 
 HUGE = "9" * 5000  # past sys.get_int_max_str_digits() (4300)
 TO = "+15017122661"
@@ -154,8 +154,8 @@ async def test_a_signed_callback_with_an_integer_too_long_to_convert_is_400(
 
 
 def test_the_helper_refuses_what_int_would_choke_on() -> None:
+    from otp.core.validators import whole_number
     from otp.errors import InvalidInput
-    from otp.validators import whole_number
 
     assert whole_number("0042", field="n", low=0, high=100) == 42
     for bad in ("", " 1", "1_0", "+1", "١٢", "1e3", HUGE, "-1"):

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, make_settings, policy, running_service
 
-from otp.keyring import Keyring
+from otp.core.keyring import Keyring
 
 OPEN = policy(
     resend_cooldown=0,

@@ -8,8 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from conftest import Clock, RecordingSender, make_settings
 
-from otp import apikeys
 from otp.app import create_app
+from otp.core import apikeys
 from otp.settings import Settings
 
 UNKNOWN = "/v1/verifications/VE" + "0" * 32  # 404 for a good key, 401 for a bad one

@@ -10,7 +10,7 @@ import redis
 from conftest import Service
 from redis.crc import key_slot
 
-from otp import keyspace
+from otp.storage import keys as keyspace
 
 NUMBERS = ["+15017122661", "+14155552671", "+447911123456", "+33612345678", "+5511987654321"]
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from otp import messages
+from otp.core import messages
 
 LONGEST_CODE = "1234567890"  # OTP_CODE_LENGTH allows up to 10 digits
 LONG_APP_NAME = "Northwind Traders Secure Login"

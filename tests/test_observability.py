@@ -53,7 +53,7 @@ async def test_readiness_reports_redis_and_the_worker_heartbeat(service: Service
     not_ready = await service.http.get("/readyz")  # no worker has beaten yet
     assert not_ready.status_code == 503
     assert not_ready.json()["checks"] == {"redis": "ok", "worker": "stale"}
-    from otp.worker import Worker, WorkerOptions
+    from otp.edge.worker import Worker, WorkerOptions
 
     state = service.app.state
     await Worker(state.store, state.verifier.keyring, service.sender, WorkerOptions()).beat()

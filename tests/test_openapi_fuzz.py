@@ -13,7 +13,7 @@ import redis as sync_redis
 from conftest import SECRET
 from test_serve import clean_env, wait_until_ready
 
-from otp.embedded_redis import free_port
+from otp.edge.embedded_redis import free_port
 
 
 def admin_key(redis_url: str) -> str:
@@ -21,7 +21,7 @@ def admin_key(redis_url: str) -> str:
 
     import redis.asyncio as aioredis
 
-    from otp import apikeys
+    from otp.core import apikeys
 
     async def create() -> str:
         client = aioredis.Redis.from_url(redis_url)

@@ -14,8 +14,8 @@ import pytest
 from conftest import Clock, RecordingSender, Service, make_settings, running_service
 from phonenumbers import PhoneNumberType
 
-from otp import apikeys
-from otp.policy import _scope_of
+from otp.core import apikeys
+from otp.core.policy import _scope_of
 
 
 @pytest.fixture

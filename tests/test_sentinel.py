@@ -19,7 +19,7 @@ import redis
 from cluster_fixtures import distinct_free_ports, running_service_at
 from conftest import NO_PUMPING, Clock, RecordingSender, make_settings, policy
 
-from otp.embedded_redis import redis_server_path
+from otp.edge.embedded_redis import redis_server_path
 from otp.errors import Unavailable
 
 pytestmark = pytest.mark.sentinel

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from otp.embedded_redis import free_port
+from otp.edge.embedded_redis import free_port
 
 
 def otp_command(*args: str) -> list[str]:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from test_access_log import credentials, serving
 
-from otp.embedded_redis import EmbeddedRedis
+from otp.edge.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
 from otp.settings import Settings
 

@@ -17,10 +17,10 @@ import pytest
 from test_access_log import credentials, serving
 
 from otp.app import otp_error
-from otp.body import loads_strict
-from otp.embedded_redis import EmbeddedRedis
+from otp.edge.embedded_redis import EmbeddedRedis
 from otp.errors import InvalidInput
-from otp.twilio_compat import error_response
+from otp.web.body import loads_strict
+from otp.web.verify_v2.routes import error_response
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from conftest import SECRET, Service
 from itsdangerous import URLSafeTimedSerializer
 
-from otp import apikeys, tokens
+from otp.core import apikeys, tokens
 from otp.errors import InvalidInput
 
 TO = "+15017122661"

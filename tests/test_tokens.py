@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from otp import tokens
+from otp.core import tokens
 from otp.errors import InvalidInput
 
 OLD = "old-secret-0123456789abcdefghijklmnopqrstuvwxyz"

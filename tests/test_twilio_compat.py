@@ -36,11 +36,11 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 
-from otp import apikeys
 from otp.app import create_app
-from otp.embedded_redis import free_port
+from otp.core import apikeys
+from otp.devtools.twilio_stub import TwilioStub
+from otp.edge.embedded_redis import free_port
 from otp.settings import Settings
-from otp.twilio_stub import TwilioStub
 
 SPEC_NAME = "twilio_verify_v2.json"
 DATE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"

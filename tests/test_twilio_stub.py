@@ -21,8 +21,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from otp.embedded_redis import free_port
-from otp.twilio_stub import TwilioStub, count_segments
+from otp.devtools.twilio_stub import TwilioStub, count_segments
+from otp.edge.embedded_redis import free_port
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "stub-test-auth-token"
@@ -427,7 +427,7 @@ def test_main_serves_and_prints_what_it_receives() -> None:
     port = free_port()
     args = ["--port", str(port), "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN, "--script", f"{TO}=silent"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "otp.twilio_stub", *args],
+        [sys.executable, "-m", "otp.devtools.twilio_stub", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -7,7 +7,7 @@ read ``request.app.state`` (store, policy, keys, clock) exactly like the API han
 session middleware stays out of the API's way. Add it to the routes of ``create_app``::
 
     from otp import dashboard
-    from otp.dashboard import stats_api
+    from otp.web import stats as stats_api
 
     routes = [..., *stats_api.routes, dashboard.mount()]
 """

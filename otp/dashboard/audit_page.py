@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
-from otp import audit
+from otp.core import audit
 from otp.dashboard.guard import Admin
 from otp.dashboard.markup import Column, Html, esc, join, layout, notice, page, table, tag, url
 from otp.errors import InvalidInput
-from otp.store import Store
+from otp.storage.store import Store
 
 PAGE_SIZE = 50
 EXPORT_LIMIT = 1000

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from otp.dashboard.markup import join, layout, notice, page, tag, url
 from otp.errors import OtpError
-from otp.store import UNAVAILABLE_ERRORS
+from otp.storage.store import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("otp.dashboard")
 

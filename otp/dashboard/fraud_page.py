@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from otp.admin_api import COUNTRY, SAFE_ENTRY, _audit_admin_action
-from otp.dashboard import aggregates
+from otp.core import stats as aggregates
+from otp.core.policy import Policy
 from otp.dashboard.charts import hbar_chart
 from otp.dashboard.guard import Admin, now_ms
 from otp.dashboard.markup import (
@@ -30,8 +30,8 @@ from otp.dashboard.markup import (
     url,
 )
 from otp.dashboard.widgets import figure, section, window_picker
-from otp.policy import Policy
-from otp.store import Store
+from otp.storage.store import Store
+from otp.web.admin import COUNTRY, SAFE_ENTRY, _audit_admin_action
 
 CHART_ROWS = 10
 DONE = {

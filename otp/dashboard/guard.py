@@ -9,11 +9,11 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from otp.apikeys import ApiKey
-from otp.body import read_limited
+from otp.core.apikeys import ApiKey
 from otp.dashboard import session
 from otp.dashboard.markup import join, layout, notice, page, tag, url
 from otp.errors import InvalidInput, UnsupportedMediaType
+from otp.web.body import read_limited
 
 MAX_FORM = 8 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"

@@ -11,12 +11,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from otp.dashboard import aggregates
+from otp.core import stats as aggregates
 from otp.dashboard.charts import Series, bar_chart, hbar_chart, legend, line_chart
 from otp.dashboard.guard import Admin, now_ms
 from otp.dashboard.markup import Column, Html, join, layout, number, page, percent, table, tag
 from otp.dashboard.widgets import bucket_label, figure, per_bucket, section, stats, utc, window_picker
-from otp.store import Store
+from otp.storage.store import Store
 
 TOP_RULES = 5
 

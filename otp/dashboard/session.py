@@ -26,11 +26,11 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from otp import keyspace
-from otp.apikeys import ApiKey
-from otp.keyring import derive
+from otp.core.apikeys import ApiKey
+from otp.core.keyring import derive
 from otp.settings import Settings
-from otp.store import Store
+from otp.storage import keys as keyspace
+from otp.storage.store import Store
 
 COOKIE = "otp_admin"
 MAX_AGE = 8 * 3600

@@ -8,14 +8,14 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from otp import keyspace
-from otp.apikeys import ApiKey
+from otp.core.apikeys import ApiKey
+from otp.core.ipaddr import ip_scope
 from otp.dashboard import session
 from otp.dashboard.guard import csrf_refused, now_ms, read_form, to_sign_in
 from otp.dashboard.markup import Html, duration, esc, layout, notice, page, url
 from otp.errors import Unauthorized
-from otp.ipaddr import ip_scope
-from otp.store import Call, Store
+from otp.storage import keys as keyspace
+from otp.storage.store import Call, Store
 
 # Why the sign-in page is shown: fixed texts, so nothing from the query string is echoed.
 MESSAGES = {

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 
-from otp.dashboard.aggregates import WINDOWS, Window
+from otp.core.stats import WINDOWS, Window
 from otp.dashboard.markup import Html, join, tag, url
 
 

@@ -1,0 +1,157 @@
+"""One-time codes: generated with `secrets`, stored only as argon2id(pepper ‖ code), compared only
+through argon2 verification, and always off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.low_level import hash_secret_raw
+from starlette.concurrency import run_in_threadpool
+
+from otp.core.keyring import Keyring
+
+PEPPER = "code-pepper"
+SALT_KEY = "code-salt"
+SALT_LEN = 16
+HASH_LEN = 16
+
+
+def generate(length: int) -> str:
+    # One draw for the whole code: uniform over 10**length, like a digit at a time but far cheaper.
+    return f"{secrets.randbelow(10**length):0{length}d}"
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    time_cost: int = 2
+    memory_kib: int = 19456
+    parallelism: int = 1
+
+
+class CodeHasher:
+    def __init__(self, keyring: Keyring, params: Argon2Params) -> None:
+        self.keyring = keyring
+        self.params = params
+        self._hasher = PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            hash_len=16,
+            salt_len=16,
+            type=Type.ID,
+        )
+        self._typical: float | None = None  # seconds one argon2 run takes here, lately
+
+    def _peppered(self, pepper: bytes, code: str) -> bytes:
+        return pepper + code.encode()
+
+    def salt_for(self, context: str) -> bytes:
+        """The salt of every code of one API key's verifications of one number (``context`` names
+        both): resends share it, so a check runs argon2 once however many codes are live. Keyed,
+        so it can't be predicted without the secret; a pepper makes precomputation useless anyway."""
+        return hmac.new(self.keyring.current(SALT_KEY), context.encode(), hashlib.sha256).digest()[:SALT_LEN]
+
+    def hash_now(self, code: str, context: str | None = None) -> str:
+        """``<key id>$<t>,<m>,<p>$<salt‖hash, base64>``: the key id says which secret's pepper was
+        used.  This compact form of argon2's encoding fits Redis's 64-byte compact hash values.
+        Without ``context`` the salt is random."""
+        p = self.params
+        salt = self.salt_for(context) if context is not None else secrets.token_bytes(SALT_LEN)
+        digest = self._raw(self.keyring.current(PEPPER), code, salt, p.time_cost, p.memory_kib, p.parallelism)
+        packed = base64.b64encode(salt + digest).decode().rstrip("=")
+        return f"{self.keyring.current_id}${p.time_cost},{p.memory_kib},{p.parallelism}${packed}"
+
+    def _raw(self, pepper: bytes, code: str, salt: bytes, time_cost: int, memory_kib: int, parallelism: int) -> bytes:
+        started = time.perf_counter()
+        digest = hash_secret_raw(
+            self._peppered(pepper, code), salt, time_cost, memory_kib, parallelism, HASH_LEN, Type.ID
+        )
+        self._typical = _ewma(self._typical, time.perf_counter() - started)
+        return digest
+
+    def matches_now(self, stored: str, code: str) -> bool:
+        return self.match_index([stored], code) is not None
+
+    def match_index(self, stored: Sequence[str], code: str) -> int | None:
+        """The index of the first stored hash ``code`` matches, or None. Hashes that share pepper,
+        parameters and salt (every code of one verification) cost one argon2 run between them, and
+        every digest is compared, so the cost doesn't depend on which one matched."""
+        runs: dict[tuple[str, str, bytes], bytes | None] = {}
+        found: int | None = None
+        for index, entry in enumerate(stored):
+            parsed = self._parse(entry)
+            if parsed is None:
+                if self._legacy_matches(entry, code) and found is None:
+                    found = index
+                continue
+            group, expected = parsed
+            if group not in runs:
+                runs[group] = self._digest(group, code)
+            actual = runs[group]
+            if actual is not None and hmac.compare_digest(actual, expected) and found is None:
+                found = index
+        return found
+
+    def _parse(self, stored: str) -> tuple[tuple[str, str, bytes], bytes] | None:
+        kid, _, rest = stored.partition("$")
+        if rest.startswith("$argon2"):
+            return None
+        params, _, packed = rest.partition("$")
+        try:
+            blob = base64.b64decode(packed + "=" * (-len(packed) % 4))
+        except ValueError:
+            blob = b""
+        return (kid, params, blob[:SALT_LEN]), blob[SALT_LEN:]
+
+    def _digest(self, group: tuple[str, str, bytes], code: str) -> bytes | None:
+        kid, params, salt = group
+        pepper = self.keyring.by_id(kid, PEPPER)
+        if pepper is None or len(salt) != SALT_LEN:  # a retired secret, or a damaged entry
+            return None
+        try:
+            time_cost, memory_kib, parallelism = (int(x) for x in params.split(","))
+        except ValueError:
+            return None
+        return self._raw(pepper, code, salt, time_cost, memory_kib, parallelism)
+
+    def _legacy_matches(self, stored: str, code: str) -> bool:
+        """argon2's own encoding, as stored by earlier versions."""
+        kid, _, rest = stored.partition("$")
+        pepper = self.keyring.by_id(kid, PEPPER)
+        if pepper is None:
+            return False
+        try:
+            return self._hasher.verify(rest, self._peppered(pepper, code))
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    async def hash(self, code: str, context: str | None = None) -> str:
+        return await run_in_threadpool(self.hash_now, code, context)
+
+    async def decoy(self) -> None:
+        """Take as long as a comparison would, for answers that have nothing to compare (an unknown
+        id, a locked or finished verification), so timing doesn't tell them apart. A wait, not a
+        hash: a flood of checks for unknown ids then costs no CPU. Until this process has timed a
+        real run, it runs one."""
+        if self._typical is None:
+            await run_in_threadpool(self.hash_now, secrets.token_hex(8))
+            return
+        await asyncio.sleep(self._typical)
+
+    async def first_match(self, stored: list[str], code: str) -> int | None:
+        """The index of the stored hash ``code`` matches (see ``match_index``), off the event loop."""
+        return await run_in_threadpool(self.match_index, stored, code)
+
+
+def _ewma(previous: float | None, sample: float) -> float:
+    # Recent runs weigh most, so the decoy follows the machine's current load.
+    return sample if previous is None else 0.9 * previous + 0.1 * sample

@@ -1,0 +1,486 @@
+"""Rate limits and fraud rules, decided before every send.
+
+Permissions (country allowlist, number types) need no state and are decided here.  Every counted
+rule is one Lua script per slot, so limits hold under concurrency: the number's own limits inside
+``start.lua``; the end user's IP (per API key) and the API key in ``limit.lua``, which decides and
+counts in one step; the destination prefix and the country in ``fraud.lua``, pipelined in the same
+round trip.
+
+The pumping windows count committed sends only: ``fraud.lua check`` decides on what is already
+counted and counts nothing, and ``commit`` counts the send once ``start.lua`` has written it. A
+burst of refused requests therefore never moves a window or sets a block (several sends in flight
+at once may each pass the check: the windows are thresholds, and the atomic per-IP, per-key and
+per-number limits bound how many can be in flight). A sliding-log limit counts at once, so that it
+holds exactly; a send another rule refuses is released from it (``release``) within the request.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from otp.core import pumping
+from otp.core.ipaddr import ip_scope
+from otp.core.phone import Phone
+from otp.storage import keys as keyspace
+from otp.storage.store import Call, Store
+
+# Numbers of no country (+870 Inmarsat, +881 satellite, +882/+883 international networks):
+# refused by default like premium rate, since they are a favourite of SMS pumping. Not a
+# phonenumbers type: a name in this list that otp.phone's Phone.country being empty stands for.
+NON_GEOGRAPHIC = "non_geographic"
+DEFAULT_BLOCKED_TYPES = frozenset(
+    {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line", NON_GEOGRAPHIC}
+)
+NUMBER_TYPES = frozenset(
+    {
+        "fixed_line",
+        "mobile",
+        "fixed_line_or_mobile",
+        "toll_free",
+        "premium_rate",
+        "shared_cost",
+        "voip",
+        "personal_number",
+        "pager",
+        "uan",
+        "voicemail",
+        "unknown",
+        NON_GEOGRAPHIC,
+    }
+)
+MODES = ("enforce", "record_only")
+LIMIT_REASONS = {"ip": ("ip_sends", "ip_hourly_limit"), "key": ("key_sends", "key_minute_limit")}
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    number_sends_per_hour: int = 10
+    number_sends_per_day: int = 20
+    resend_cooldown: float = 30.0
+    failed_checks_per_hour: int = 10
+    ip_sends_per_hour: int = 20
+    key_sends_per_minute: int = 1000
+    key_checks_per_minute: int = 1200
+    allowed_countries: frozenset[str] = frozenset()  # empty: every country
+    blocked_number_types: frozenset[str] = DEFAULT_BLOCKED_TYPES
+    pumping_mode: str = "enforce"
+    # Unverified sends a scope may always have in an hour / a day (bench/fraud_replay.py: at 6 an
+    # hour a random legitimate background of 80 % conversion never meets the prefix's, at 3 it
+    # did ~50 times a day).
+    prefix_daily_floor: int = 20
+    prefix_hourly_floor: int = 6
+    # A range and a country judge their day of verifications to unproven prefixes only.
+    range_daily_floor: int = 8
+    country_daily_floor: int = 20
+    # An end-user IP judges its day of verifications to unproven prefixes, so
+    # users behind one address resending or typing slowly are never its business.
+    ip_pumping_daily_floor: int = 3
+    # authgear publishes 0.2, which assumes more than 83 % of codes are used; at 80 % conversion
+    # unverified = 25 % of verified, and a prefix's day of ~60 sends varies by a few: 0.5 keeps real
+    # traffic clear of the rule in the replay, and a third of codes approved (U/V 1.9) far above it.
+    pumping_ratio: float = 0.5
+    block_base: float = 300.0
+    block_max: float = 43200.0
+    # A prefix is proven when the lower bound of its week's conversion reaches this share of the
+    # tenant's conversion on proven destinations (a prior of 80 % over 10 sends while it has none).
+    proven_share: float = 0.5
+    # Unverified sends to unproven prefixes a tenant may have in a day, per country and in all:
+    # a floor, plus one per such send that was approved. Real new users convert at ~80 %, but the
+    # sends that stay unproven are those of the prefixes whose first users didn't approve (the
+    # others are proven by then), so in a real country's first hour they may convert at half.
+    unproven_country_floor: int = 4
+    unproven_tenant_floor: int = 100
+    unproven_share: float = 1.0
+    known_good_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: str = ""
+    reason: str = ""
+    retry_after: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The cross-number part of a send decision: what to count once the send is committed, and
+    what to release if it isn't."""
+
+    decision: Decision
+    commits: tuple[Call, ...] = ()  # pumping windows: counted only after the send is written
+    releases: tuple[tuple[str, str], ...] = ()  # (key, member) of sliding-log limits to release
+    reservations: tuple[tuple[str, str], ...] = ()  # (key, member) of pumping reservations
+    flagged: tuple[str, ...] = ()  # scopes over the pumping threshold in record_only mode
+    unproven: bool = False  # to a prefix with no record of real users, and not a known-good number
+
+
+@dataclass(frozen=True)
+class PumpingVerdict:
+    refusal: Decision | None
+    flags: tuple[tuple[str, str], ...]  # (scope, reason) that would refuse, in record_only mode
+    known_good: bool
+    unproven: bool
+
+
+class SafeList:
+    """Numbers and prefixes that bypass the fraud rules; read through a short in-process cache."""
+
+    TTL = 5.0
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._entries: frozenset[str] = frozenset()
+        self._loaded_at = -1e9
+
+    def invalidate(self) -> None:
+        self._loaded_at = -1e9
+
+    async def entries(self) -> frozenset[str]:
+        if time.monotonic() - self._loaded_at > self.TTL:
+            raw = await self.store.guarded(lambda: self.store.client.smembers(keyspace.safe_list()))
+            self._entries = frozenset(v.decode() if isinstance(v, bytes) else str(v) for v in raw)
+            self._loaded_at = time.monotonic()
+        return self._entries
+
+    async def covers(self, e164: str) -> bool:
+        return any(e164.startswith(entry) for entry in await self.entries())
+
+    async def add(self, entry: str) -> None:
+        await self.store.guarded(lambda: self.store.client.sadd(keyspace.safe_list(), entry))
+        self.invalidate()
+
+    async def remove(self, entry: str) -> bool:
+        removed = await self.store.guarded(lambda: self.store.client.srem(keyspace.safe_list(), entry))
+        self.invalidate()
+        return bool(removed)
+
+
+class Policy:
+    def __init__(self, store: Store, config: PolicyConfig) -> None:
+        self.store = store
+        self.config = config
+        self.safe_list = SafeList(store)
+
+    def permission(self, phone: Phone) -> Decision:
+        allowed = self.config.allowed_countries
+        if allowed and phone.country not in allowed:
+            return Decision(False, "geo_permissions", "country_not_allowed", details={"country": phone.country})
+        if phone.number_type in self.config.blocked_number_types:
+            return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": phone.number_type})
+        if not phone.country and NON_GEOGRAPHIC in self.config.blocked_number_types:
+            return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": NON_GEOGRAPHIC})
+        return Decision(True)
+
+    def _tuning(self) -> pumping.Tuning:
+        c = self.config
+        return pumping.Tuning(
+            ratio=c.pumping_ratio,
+            proven_share=c.proven_share,
+            prior_conversion=0.8,
+            prior_weight=10,
+            country_budget=(c.unproven_country_floor, c.unproven_share),
+            tenant_budget=(c.unproven_tenant_floor, c.unproven_share),
+        )
+
+    def _floors(self, name: str) -> pumping.Floors:
+        c = self.config
+        return {
+            pumping.PREFIX: pumping.Floors(c.prefix_daily_floor, c.prefix_hourly_floor),
+            pumping.RANGE: pumping.Floors(c.range_daily_floor, 0),
+            pumping.COUNTRY: pumping.Floors(c.country_daily_floor, 0),
+            pumping.IP: pumping.Floors(c.ip_pumping_daily_floor, 0),
+        }.get(name, pumping.Floors(0, 0))
+
+    def good_for(self, number_hash: str) -> tuple[str, int]:
+        return number_hash, int(self.config.known_good_days * 86_400_000)
+
+    async def admit_send(
+        self,
+        phone: Phone,
+        *,
+        key_id: str,
+        ip: str,
+        risk_check: bool,
+        now_ms: int,
+        number_hash: str = "",
+        custom: dict[str, str] | None = None,
+    ) -> Admission:
+        """Decide and count the IP, API-key and pumping rules in one round trip (otp/pumping.py)."""
+        c = self.config
+        event = f"{now_ms}:{secrets.token_hex(6)}"
+        names: list[str] = []
+        calls: list[Call] = []
+        if ip:
+            # Per API key: an IP a tenant reports is its own user's; another tenant's traffic
+            # (or a hostile tenant naming a victim's IP) must not spend it.
+            scope = keyspace.scope_tag("ip", f"{key_id}:{ip_scope(ip)}")
+            names.append("ip")
+            calls.append(Call("limit", scope, [scope + "sends"], [3_600_000, c.ip_sends_per_hour, event]))
+        names.append("key")
+        calls.append(
+            Call(
+                "limit",
+                keyspace.scope_tag("key", key_id),
+                [keyspace.scope_tag("key", key_id) + "sends"],
+                [60_000, c.key_sends_per_minute, event],
+            )
+        )
+        for name, value in sorted((custom or {}).items()):
+            # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number.
+            scope = keyspace.scope_tag("rl", f"{key_id}:{name}:{value}")
+            names.append(f"custom:{name}")
+            calls.append(Call("limit", scope, [scope + "sends"], [3_600_000, c.number_sends_per_hour, event]))
+        found = pumping.scopes(phone, key_id=key_id, ip=ip) if risk_check else []
+        enforce = c.pumping_mode == "enforce"
+        block = (int(c.block_base * 1000), int(c.block_max * 1000))
+        good = self.good_for(number_hash)
+        for pumping_scope in found:
+            names.append(pumping_scope.name)
+            calls.append(
+                pumping.check_call(
+                    pumping_scope,
+                    self._floors(pumping_scope.name),
+                    ratio=c.pumping_ratio,
+                    enforce=enforce,
+                    block=block,
+                    event=event,
+                    good=good,
+                )
+            )
+        results = await self.store.run_many(calls, now_ms)
+
+        details: dict[str, Any] = {}
+        refusal: Decision | None = None
+        releases: list[tuple[str, str]] = []
+        counted: dict[str, pumping.Counts] = {}
+        calls_by_name: dict[str, Call] = {}
+        for name, call, result in zip(names, calls, results, strict=True):
+            if call.script == "limit":
+                allowed, count, retry_ms = (int(x) for x in result)
+                details[name] = {"count": count, "limit": int(call.args[1])}
+                if allowed:
+                    releases.append((call.keys[0], event))
+                elif refusal is None:
+                    rule, reason = LIMIT_REASONS.get(name, ("custom_rate_limit", "custom_limit"))
+                    refusal = Decision(False, rule, reason, _seconds(retry_ms))
+                continue
+            counted[name] = pumping.Counts.from_reply(result)
+            calls_by_name[name] = call
+            details[name] = counted[name].summary()
+
+        reservations = tuple((calls_by_name[s.name].keys[1], event) for s in found)
+        new_blocks = [
+            (calls_by_name[name].tag, now_ms + n.retry_ms)
+            for name, n in counted.items()
+            if n.verdict == 0 and n.reason not in ("blocked", "in_flight")
+        ]
+        if new_blocks:
+            await self._index_blocks(new_blocks)
+        verdict = self._pumping_verdict(counted, enforce) if found else None
+        unproven = bool(verdict and verdict.unproven)
+        flagged: list[str] = []
+        if verdict is not None:
+            details["pumping"] = "known_good" if verdict.known_good else "unproven" if verdict.unproven else "proven"
+            for name, reason in verdict.flags:
+                flagged.append(name)
+                details.setdefault(name, {})["flagged"] = reason
+            if refusal is None and verdict.refusal is not None:
+                refusal = verdict.refusal
+        commits = tuple(pumping.commit_call(s, event, unproven=unproven, number_hash=number_hash) for s in found)
+        if refusal is not None:
+            return Admission(
+                Decision(False, refusal.rule, refusal.reason, refusal.retry_after, details),
+                releases=tuple(releases),
+                reservations=reservations,
+            )
+        return Admission(
+            Decision(True, details=details), commits, tuple(releases), reservations, tuple(flagged), unproven
+        )
+
+    def _pumping_verdict(self, counted: dict[str, pumping.Counts], enforce: bool) -> PumpingVerdict:
+        """Which pumping rule, if any, refuses the send (see otp/pumping.py for the rules)."""
+        tuning = self._tuning()
+        prefix, tenant = counted[pumping.PREFIX], counted[pumping.TENANT]
+        known_good = prefix.known_good
+        unproven = not known_good and not pumping.proven(prefix, tenant, tuning)
+        candidates: list[tuple[str, str, int]] = []  # (scope, reason, retry ms)
+        if not known_good:
+            for name in (pumping.PREFIX, pumping.IP, pumping.RANGE, pumping.COUNTRY):
+                n = counted.get(name)
+                if n is None or n.verdict == 1:
+                    continue
+                if name not in pumping.NARROW and not unproven:
+                    continue  # a range or country action spares numbers of proven prefixes
+                candidates.append((name, n.reason, n.retry_ms))
+            if unproven:
+                # Sends nobody has shown to reach a real user: the tenant's daily budgets.
+                for name, budget in (
+                    (pumping.TENANT_COUNTRY, tuning.country_budget),
+                    (pumping.TENANT, tuning.tenant_budget),
+                ):
+                    if pumping.over_budget(counted[name], budget):
+                        candidates.append((name, "unproven_budget", 3_600_000))
+        refusal = None
+        flags: list[tuple[str, str]] = []
+        for name, reason, retry_ms in candidates:
+            if not enforce or counted.get(name, prefix).verdict == 2:
+                flags.append((name, reason))
+                continue
+            if refusal is None:
+                label = f"{name}_blocked" if reason == "blocked" else f"pumping_{reason}"
+                refusal = Decision(False, f"sms_pumping_{name}", label, _seconds(retry_ms))
+        return PumpingVerdict(refusal, tuple(flags), known_good, unproven)
+
+    async def _index_blocks(self, blocks: list[tuple[str, int]]) -> None:
+        """Remember which scopes got blocked, for readers (the dashboard): the block itself lives in
+        the scope's own slot, the index in a small one of its own."""
+        index = keyspace.stats_index("blocked")
+        await self.store.guarded(lambda: self.store.client.zadd(index, {tag: until for tag, until in blocks}))
+        await self.store.guarded(lambda: self.store.client.expire(index, int(self.config.block_max) + 86400))
+
+    async def blocked(self, now_ms: int) -> list[dict[str, Any]]:
+        """Scopes blocked now: kind, value, level and seconds left."""
+        index = keyspace.stats_index("blocked")
+        tags = await self.store.guarded(lambda: self.store.client.zrangebyscore(index, now_ms, "+inf"))
+        found = []
+        for raw in tags:
+            tag = _text(raw)
+            level, until, why = await self.store.guarded(functools.partial(self._block_state, tag))
+            ttl = until - now_ms
+            if ttl > 0:
+                block = {**_scope_of(tag), "level": int(level or 1), "seconds_left": -(-ttl // 1000)}
+                found.append({**block, **why})
+        return found
+
+    async def _block_state(self, tag: str) -> tuple[int, int, dict[str, Any]]:
+        """(level, until ms, why) of a scope's block, ``"<level>:<until ms>:<reason>:<unverified>"``
+        on the service's clock; why: the rule that crossed and the unverified count it saw."""
+        raw = _text(await self.store.client.get(tag + "block") or "").split(":")
+        if len(raw) < 2 or not (raw[0].isdigit() and raw[1].isdigit()):
+            return 0, 0, {}
+        why: dict[str, Any] = {}
+        if len(raw) >= 4 and raw[3].isdigit():
+            why = {"reason": raw[2], "unverified": int(raw[3])}
+        return int(raw[0]), int(raw[1]), why
+
+    async def release(self, admission: Admission) -> None:
+        """Take a send that didn't happen back from the sliding-log limits that counted it and
+        the pumping reservations."""
+        entries = admission.releases + admission.reservations
+        if not entries:
+            return
+
+        async def drop() -> None:
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for key, member in entries:
+                    pipe.zrem(key, member)
+                await pipe.execute()
+
+        await self.store.guarded(drop)
+
+    async def commit(self, admission: Admission, now_ms: int, *, resent: bool = False) -> None:
+        """Count a written send in the pumping windows. The windows count verifications: a resend
+        only releases its reservation (and counts against a known-good number's standing), so a
+        user who resends a few times never looks like pumping; the per-number limits bound resends."""
+        calls = admission.commits
+        if resent:
+            calls = tuple(Call(c.script, c.tag, c.keys, [*c.args[:2], "0", c.args[3], "resend"]) for c in calls)
+        await self.store.run_many(calls, now_ms)
+
+    def conversion_calls(self, record: dict[str, str], number: Phone, number_hash: str) -> list[Call]:
+        """An approval by a code of the verification ``record``: it converts in the scopes it
+        counted in (one: the windows count verifications), and the number becomes known good."""
+        found = pumping.scopes_of_record(record, number)
+        return pumping.convert_calls(found, sends=1, unproven=record.get("up") == "1", good=self.good_for(number_hash))
+
+    async def take_back_conversions(self, calls: Sequence[Call], results: Sequence[Any], now_ms: int) -> None:
+        await self.store.run_many(pumping.unconvert_calls(calls, results), now_ms)
+
+    async def conversion(
+        self, *, country: str = "", prefix: str = "", since_hours: int = 24, now_ms: int
+    ) -> dict[str, Any]:
+        """Sends (new verifications), approvals and their rate for a country or a prefix over the
+        last hours. A prefix's windows are per tenant, so its figures, across tenants, come from the
+        hourly audit counters (``sent@prefix:`` / ``approved@prefix:``, lib.lua)."""
+        hour = now_ms // 3_600_000
+        sends = approvals = 0
+        if prefix:
+            hours = range(hour - since_hours + 1, hour + 1)
+            fields = [f"sent@prefix:{prefix}", f"approved@prefix:{prefix}"]
+
+            async def read() -> list[Any]:
+                async with self.store.client.pipeline(transaction=False) as pipe:
+                    for partition in range(self.store.partitions):
+                        for h in hours:
+                            pipe.hmget(keyspace.audit_counter(partition, h * 3_600_000), fields)
+                    return list(await pipe.execute())
+
+            for sent, approved in await self.store.guarded(read):
+                sends += int(sent or 0)
+                approvals += int(approved or 0)
+        else:
+            raw = await self.store.guarded(lambda: self.store.client.hgetall(keyspace.scope_window("cc", country)))
+            for name_raw, count_raw in raw.items():
+                name = _text(name_raw)
+                if name[:3] in ("sh:", "vh:") and hour - int(name[3:]) < since_hours:
+                    if name[0] == "s":
+                        sends += int(count_raw)
+                    else:
+                        approvals += int(count_raw)
+        rate = round(approvals / sends, 4) if sends else None
+        scope = {"prefix": prefix} if prefix else {"country": country}
+        return {**scope, "since_hours": since_hours, "sends": sends, "approvals": approvals, "rate": rate}
+
+    async def unblock(self, kind: str, value: str) -> bool:
+        """Lift the blocks of a prefix (every tenant's) or a country, with their levels."""
+        index = keyspace.stats_index("blocked")
+        tags = [_text(t) for t in await self.store.guarded(lambda: self.store.client.zrange(index, 0, -1))]
+        name = "prefix" if kind == "pfx" else "country"
+        chosen = [t for t in tags if _scope_of(t)["kind"] == name and _scope_of(t)["value"] == value]
+        chosen.append(keyspace.scope_tag(kind, value))
+        keys = [key for tag in chosen for key in (tag + "block", tag + "level")]
+        removed = await self.store.guarded(lambda: self.store.client.delete(*keys))
+        return bool(removed)
+
+
+SCOPE_NAMES = {kind: name for name, kind in pumping.KINDS.items()}
+
+
+def _scope_of(tag: str) -> dict[str, str]:
+    """``otp:{pfx:<key>:+1415555}:`` → kind, value (and the tenant of a per-tenant scope)."""
+    kind, _, value = tag[len(keyspace.PREFIX) + 1 : -2].partition(":")
+    scope = {"kind": SCOPE_NAMES.get(kind, kind)}
+    if kind in ("pfx", "pip", "tcc", "ten") and ":" in value:
+        tenant, _, value = value.partition(":")
+        scope["tenant"] = tenant
+    scope["value"] = value
+    return scope
+
+
+def decisions_json(admission: Admission) -> str:
+    return json.dumps(admission.decision.details, separators=(",", ":"), sort_keys=True)
+
+
+def _seconds(ms: int) -> int:
+    return max(1, -(-ms // 1000))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_list(raw: str, *, known: Sequence[str] | None = None, name: str) -> frozenset[str]:
+    items = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    if known is not None:
+        unknown = sorted(items - set(known))
+        if unknown:
+            raise ValueError(f"{name}: unknown value(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return items

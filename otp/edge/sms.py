@@ -1,0 +1,77 @@
+"""Sending an SMS: the `SmsSender` protocol, and the development console sender."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from otp.core.phone import mask_in_record
+
+log = logging.getLogger("otp.sms")
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    to: str
+    body: str
+    status_callback: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_sid: str
+    status: str
+    segments: int | None = None
+    price: str | None = None
+    price_unit: str | None = None
+
+
+class SendError(Exception):
+    """A send that did not go out. ``transient`` ones are retried until the code expires;
+    ``ambiguous`` ones (a timeout) may have gone out after all."""
+
+    def __init__(
+        self, message: str, *, transient: bool, error_code: int | None = None, ambiguous: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.error_code = error_code
+        self.ambiguous = ambiguous
+
+
+class SmsSender(Protocol):
+    """Blocking calls: the worker runs them on a thread."""
+
+    name: str
+
+    def send(self, message: SmsMessage) -> Receipt: ...
+
+    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+        """The same message, if an earlier try did go out (so a retry doesn't send it twice)."""
+        ...
+
+    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+        """(status, error code, error message), for sends that never got a status callback."""
+        ...
+
+
+class ConsoleSender:
+    """Development only: prints the whole message, code included, to the log."""
+
+    name = "console"
+
+    def send(self, message: SmsMessage) -> Receipt:
+        log.warning(
+            "DEVELOPMENT ONLY console SMS (no Twilio configured) to %s: %s", mask_in_record(message.to), message.body
+        )
+        return Receipt(message_sid="SM" + secrets.token_hex(16), status="delivered", segments=1)
+
+    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+        return None
+
+    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+        return "delivered", None, None

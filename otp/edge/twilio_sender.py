@@ -1,0 +1,134 @@
+"""Sending through the official `twilio` SDK.
+
+``OTP_TWILIO_API_URL`` points every API call at another base URL (a sandbox, a recorder, the test
+stand-in).  It is done in the HTTP client, below the SDK's own host logic, so it holds even when
+``TWILIO_EDGE`` / ``TWILIO_REGION`` rewrite the hostname.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from otp.edge.sms import Receipt, SendError, SmsMessage
+
+log = logging.getLogger("otp.twilio")
+
+# Twilio's own advice: retry on 429 and 5xx; everything else is about the request itself.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
+
+
+def redirect(url: str, base_url: str) -> str:
+    """``https://api.dublin.ie1.twilio.com/2010-04-01/…`` → ``<base_url>/2010-04-01/…``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not (host == "twilio.com" or host.endswith(".twilio.com")):
+        return url
+    base = urlsplit(base_url)
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, parts.fragment))
+
+
+class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__(pool_connections=True, timeout=timeout)
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        return super().request(method, redirect(url, self.base_url), *args, **kwargs)
+
+
+class TwilioSender:
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_number: str = "",
+        messaging_service_sid: str = "",
+        api_url: str = "",
+        timeout: float = 10.0,
+        pool_size: int = 32,
+    ) -> None:
+        if not (from_number or messaging_service_sid):
+            raise ValueError("set OTP_TWILIO_FROM or OTP_TWILIO_MESSAGING_SERVICE_SID")
+        http_client = (
+            RedirectingHttpClient(api_url, timeout)
+            if api_url
+            else TwilioHttpClient(pool_connections=True, timeout=timeout)
+        )
+        # One pooled connection per concurrent send (the worker's default concurrency is 16):
+        # requests' default pool of 10 would drop and reopen connections under load.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        for scheme in ("https://", "http://"):
+            http_client.session.mount(scheme, adapter)
+        self.client = Client(account_sid, auth_token, http_client=http_client)
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+
+    def send(self, message: SmsMessage) -> Receipt:
+        options: dict[str, Any] = {"to": message.to, "body": message.body}
+        if self.messaging_service_sid:
+            options["messaging_service_sid"] = self.messaging_service_sid
+        else:
+            options["from_"] = self.from_number
+        if message.status_callback:
+            options["status_callback"] = message.status_callback
+        try:
+            created = self.client.messages.create(**options)
+        except TwilioRestException as exc:
+            transient = exc.status in TRANSIENT_STATUSES
+            raise SendError(
+                f"Twilio {exc.status}: {exc.msg}", transient=transient, error_code=exc.code, ambiguous=False
+            ) from None
+        except requests.Timeout:
+            # Twilio may have accepted it: the retry looks for it before sending again.
+            raise SendError("Twilio timed out", transient=True, ambiguous=True) from None
+        except requests.ConnectionError as exc:
+            raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True, ambiguous=True) from None
+        return Receipt(
+            message_sid=created.sid,
+            status=created.status or "queued",
+            segments=int(created.num_segments) if created.num_segments else None,
+            price=created.price,
+            price_unit=created.price_unit,
+        )
+
+    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+        """A message with this body to this number created since ``since``: the one an ambiguous
+        failure (a timeout) may have sent after all."""
+        try:
+            # By number only: a message still queued has no DateSent yet, so that filter would miss it.
+            recent = self.client.messages.list(to=message.to, limit=50)
+        except (TwilioRestException, requests.RequestException) as exc:
+            # Can't look, so can't know: sending now might send twice. Try again later.
+            raise SendError(f"cannot check for an earlier send: {type(exc).__name__}", transient=True) from None
+        for found in recent:
+            created = found.date_created
+            if found.body == message.body and (created is None or created >= since - timedelta(minutes=1)):
+                return Receipt(message_sid=found.sid, status=found.status or "queued")
+        return None
+
+    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+        """(status, error code, error message) of a sent message, for the poll of unsettled sends."""
+        try:
+            fetched = self.client.messages(message_sid).fetch()
+        except TwilioRestException as exc:
+            raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=exc.status in TRANSIENT_STATUSES) from None
+        except requests.RequestException as exc:
+            raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
+        return fetched.status, fetched.error_code, fetched.error_message
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,364 @@
+"""The SMS worker: claim due jobs under a lease, send through the `SmsSender` on a thread, record
+the Message SID (or retry with backoff, or fail visibly), and beat a heartbeat for /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import phonenumbers
+from starlette.concurrency import run_in_threadpool
+
+from otp.core import events, messages, sealing
+from otp.core.keyring import Keyring
+from otp.core.phone import mask_in_record
+from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
+from otp.errors import Unavailable
+from otp.storage import keys as keyspace
+from otp.storage.store import Job, Store
+from otp.web import metrics
+
+log = logging.getLogger("otp.worker")
+
+HEARTBEAT_TTL_MS = 15_000
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    lease: float = 30.0
+    batch: int = 20
+    concurrency: int = 16
+    poll_interval: float = 0.05
+    max_idle: float = 1.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    app_name: str = "otp"
+    webotp_domain: str = ""
+    public_url: str = ""
+    retention: float = 86400.0
+    code_ttl: float = 600.0
+    # A send with no final delivery state this long after Twilio accepted it is polled, then
+    # polled again at this interval until the retention period ends.
+    poll_after: float = 300.0
+    prices: Mapping[str, Decimal] | None = None
+
+
+async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _successes(batches: list[list[Job] | BaseException]) -> list[Job]:
+    """The jobs of every partition that answered.  Jobs already claimed elsewhere must be processed
+    even when one partition failed, or they would sit leased until the lease runs out."""
+    jobs = [job for batch in batches if not isinstance(batch, BaseException) for job in batch]
+    failures = [b for b in batches if isinstance(b, BaseException)]
+    if failures and not jobs:
+        raise failures[0]
+    for failure in failures:
+        log.warning("worker: a partition could not be claimed: %s", failure)
+    return jobs
+
+
+def backoff(tries: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: spreads a crowd of retries after an outage."""
+    return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, tries - 1)))  # noqa: S311
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        sender: SmsSender,
+        options: WorkerOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.sender = sender
+        self.options = options
+        self.clock = clock
+        self._slots = asyncio.Semaphore(options.concurrency)
+        self.sent = 0
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def status_callback(self, job: Job) -> str | None:
+        if not self.options.public_url:
+            return None
+        return f"{self.options.public_url}/webhooks/twilio/status?v={job.verification_id}&n={job.send_number}"
+
+    async def beat(self) -> None:
+        await self.store.guarded(
+            lambda: self.store.client.set(keyspace.worker_heartbeat(), self._now_ms(), px=HEARTBEAT_TTL_MS)
+        )
+
+    async def claim(self) -> list[Job]:
+        now = self._now_ms()
+        batches = await asyncio.gather(
+            *(
+                self.store.claim_jobs(
+                    partition=p,
+                    now_ms=now,
+                    lease_ms=int(self.options.lease * 1000),
+                    limit=self.options.batch,
+                    retention_ms=int(self.options.retention * 1000),
+                )
+                for p in range(self.store.partitions)
+            ),
+            return_exceptions=True,
+        )
+        return _successes(batches)
+
+    async def run_once(self) -> int:
+        """Claim and process every due job and status poll once; returns how many were claimed."""
+        jobs = await self.claim()
+        polls = await self.claim_polls()
+        await asyncio.gather(
+            *(self._process_guarded(job) for job in jobs), *(self._poll_guarded(*poll) for poll in polls)
+        )
+        return len(jobs) + len(polls)
+
+    async def claim_polls(self) -> list[tuple[int, str, int, str, int]]:
+        now = self._now_ms()
+        batches = await asyncio.gather(
+            *(
+                self.store.claim_polls(
+                    partition=p, now_ms=now, lease_ms=int(self.options.lease * 1000), limit=self.options.batch
+                )
+                for p in range(self.store.partitions)
+            ),
+            return_exceptions=True,
+        )
+        return [(p, *row) for p, batch in enumerate(batches) if not isinstance(batch, BaseException) for row in batch]
+
+    async def _poll_guarded(self, partition: int, vid: str, n: int, sid: str, sent_at_ms: int) -> None:
+        async with self._slots:
+            try:
+                await self.poll(partition, vid, n, sid, sent_at_ms)
+            except Unavailable as exc:
+                log.warning("worker: could not record poll of %s (%s); it will be retried", sid, exc.message)
+
+    async def poll(self, partition: int, vid: str, n: int, sid: str, sent_at_ms: int) -> None:
+        """Settle a send whose status callback never came, from the Message resource."""
+        now = self._now_ms()
+        give_up = now - sent_at_ms > self.options.retention * 1000
+        next_poll = -1 if give_up else now + int(self.options.poll_after * 1000)
+        try:
+            status, error_code, error_message = await run_in_threadpool(self.sender.fetch_status, sid)
+        except SendError as exc:
+            log.warning("status poll of %s failed: %s", sid, exc.message)
+            await self.store.record_delivery(
+                partition=partition,
+                now_ms=now,
+                verification_id=vid,
+                send_number=n,
+                changes={},
+                next_poll_ms=next_poll,
+            )
+            return
+        await self.store.record_delivery(
+            partition=partition,
+            now_ms=self._now_ms(),
+            verification_id=vid,
+            send_number=n,
+            changes={"status": status, "error_code": error_code, "error_message": error_message},
+            next_poll_ms=next_poll,
+        )
+
+    async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
+        last_beat = 0.0
+        idle = self.options.poll_interval
+        wake = asyncio.Event()
+        listener = asyncio.create_task(self._listen(wake, stop))
+        try:
+            while not stop.is_set():
+                wake.clear()
+                try:
+                    if time.monotonic() - last_beat > HEARTBEAT_TTL_MS / 3000:
+                        await self.beat()
+                        last_beat = time.monotonic()
+                    claimed = await self.run_once()
+                except Unavailable as exc:
+                    log.warning("worker: Redis unavailable (%s); retrying", exc.message)
+                    claimed = 0
+                    await asyncio.sleep(0.5)
+                except Exception:
+                    # A worker inside `otp serve` must not die silently: log, back off, go on.
+                    log.exception("worker: unexpected error; retrying in 1 s")
+                    claimed = 0
+                    await asyncio.sleep(1.0)
+                if burst and claimed == 0 and await self._drained():
+                    return
+                if claimed:
+                    idle = self.options.poll_interval
+                    continue
+                # Idle: poll less and less often; a new job's wake-up message cuts the wait short.
+                await _first_of(wake.wait(), stop.wait(), seconds=idle)
+                idle = min(idle * 2, self.options.max_idle)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+
+    async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
+        """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has
+        pub/sub here (not redis-py's cluster client); without it the worker just polls."""
+        pubsub_factory = getattr(self.store.client, "pubsub", None)
+        if pubsub_factory is None:
+            return
+        while not stop.is_set():
+            try:
+                await self.store.ping()  # a cluster client learns its slot map before it can subscribe
+                async with pubsub_factory() as pubsub:
+                    await pubsub.subscribe(keyspace.WAKE_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("worker: wake-up channel lost (%s)", exc)
+                await asyncio.sleep(1.0)
+
+    async def _drained(self) -> bool:
+        """Nothing left that is due now or will come due (a retry waiting on its backoff)."""
+        return await self.store.outbox_depth() == 0
+
+    async def _process_guarded(self, job: Job) -> None:
+        async with self._slots:
+            try:
+                await self.process(job)
+            except Unavailable as exc:
+                # The lease runs out and the job is claimed again: nothing is lost.
+                log.warning("worker: could not record job %s (%s); it will be retried", job.job_id, exc.message)
+            except Exception:
+                # Whatever else Redis says (OOM under noeviction, say), the job is retried after its
+                # lease, and the worker goes on with the others.
+                log.exception("worker: job %s failed; it will be retried after its lease", job.job_id)
+
+    async def process(self, job: Job) -> None:
+        code = sealing.unseal(self.keyring, job.sealed_code)
+        if code is None:
+            await self._settle(job, "failed", {"status": "failed", "error_message": "code sealed with a retired key"})
+            return
+        country = phonenumbers.region_code_for_number(phonenumbers.parse(job.to)) or ""
+        body = messages.render(
+            code,
+            locale=job.locale,
+            country=country,
+            app_name=job.app_name or self.options.app_name,
+            webotp_domain=self.options.webotp_domain,
+        )
+        message = SmsMessage(to=job.to, body=body, status_callback=self.status_callback(job))
+        lease_ms = int(self.options.lease * 1000)
+        if not await self.store.renew_lease(job, now_ms=self._now_ms(), lease_ms=lease_ms):
+            # The lease ran out while the job waited for a send slot and another worker has it now.
+            log.info("worker: job %s was taken over by another worker; not sending it", job.job_id)
+            return
+        try:
+            receipt: Receipt | None = None
+            if job.tries > 1:
+                # An earlier try may have reached Twilio (a timeout, or a worker killed before it
+                # stored the SID): adopt that message instead of sending the code twice.
+                since = datetime.fromtimestamp(job.expires_ms / 1000 - self.options.code_ttl, UTC)
+                receipt = await run_in_threadpool(self.sender.find_sent, message, since)
+            if receipt is None:
+                receipt = await run_in_threadpool(self.sender.send, message)
+        except SendError as exc:
+            await self._failed_send(job, exc)
+            return
+        except Exception as exc:  # a sender bug must not kill the worker: retry like a transient error
+            log.exception("worker: sender raised unexpectedly for job %s", job.job_id)
+            await self._failed_send(job, SendError(f"{type(exc).__name__}: {exc}", transient=True))
+            return
+        self.sent += 1
+        metrics.SMS_SENT.inc()
+        events.emit(
+            "delivery",
+            vid=job.verification_id,
+            send=job.send_number,
+            status=receipt.status,
+            message_sid=receipt.message_sid,
+            source="send",
+        )
+        segments = receipt.segments or messages.segments(body)
+        price, unit = receipt.price, receipt.price_unit
+        if price is None:
+            price, unit = messages.estimate_price(country, segments, self.options.prices)
+        now = self._now_ms()
+        await self._settle(
+            job,
+            "sent",
+            {
+                "status": receipt.status,
+                "message_sid": receipt.message_sid,
+                "segments": segments,
+                "price": price,
+                "price_unit": unit,
+                "sent_at": now,
+                "tries": job.tries,
+            },
+            poll_due_ms=now + int(self.options.poll_after * 1000),
+        )
+        log.info("sms sent job=%s to=%s sid=%s", job.job_id, mask_in_record(job.to), receipt.message_sid)
+
+    async def _failed_send(self, job: Job, exc: SendError) -> None:
+        delay = backoff(job.tries, self.options.backoff_base, self.options.backoff_cap)
+        due_ms = self._now_ms() + int(delay * 1000)
+        if exc.transient and due_ms < job.expires_ms:
+            log.warning("sms retry job=%s try=%d in %.1fs: %s", job.job_id, job.tries, delay, exc.message)
+            await self._settle(job, "retry", {"last_error": exc.message, "tries": job.tries}, due_ms)
+            return
+        log.warning("sms failed job=%s to=%s: %s", job.job_id, mask_in_record(job.to), exc.message)
+        metrics.SMS_FAILED.labels(str(exc.transient).lower()).inc()
+        events.emit(
+            "delivery",
+            vid=job.verification_id,
+            send=job.send_number,
+            status="failed",
+            error_code=exc.error_code,
+            source="send",
+        )
+        await self._settle(
+            job,
+            "failed",
+            {
+                "status": "failed",
+                "error_code": exc.error_code,
+                "error_message": exc.message,
+                "tries": job.tries,
+            },
+        )
+
+    async def _settle(
+        self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0
+    ) -> None:
+        for name in ("error_message", "last_error"):
+            if isinstance(changes.get(name), str):
+                # Stored values stay within 64 bytes (Redis's compact hash encoding); the log has it all.
+                changes[name] = changes[name].encode()[:64].decode(errors="ignore")
+        await self.store.settle_job(
+            partition=job.partition,
+            now_ms=self._now_ms(),
+            job_id=job.job_id,
+            outcome=outcome,
+            changes=changes,
+            retry_due_ms=due_ms,
+            poll_due_ms=poll_due_ms,
+        )
