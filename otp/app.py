@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,70 +26,17 @@ from otp.dashboard import guard
 from otp.dashboard.headers import SecurityHeaders
 from otp.edge.sms import ConsoleSender, SmsSender
 from otp.edge.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
-from otp.errors import OtpError
 from otp.settings import Settings
 from otp.storage import keys as keyspace
 from otp.storage.client import connect
 from otp.storage.store import UNAVAILABLE_ERRORS, Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
+from otp.web import errors as web_errors
 from otp.web import metrics, openapi, webhooks
 from otp.web import stats as stats_api
 from otp.web import v1 as api
-from otp.web.body import utf8_safe
-from otp.web.verify_v2 import routes as twilio_compat
-
-log = logging.getLogger("otp")
-
-
-def error_body(
-    code: str, message: str, field: str | None = None, retry_after: int | None = None, rule: str | None = None
-) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message, "field": field}
-    if retry_after is not None:
-        error["retry_after"] = retry_after
-    if rule:
-        error["rule"] = rule
-    return {"error": error}
-
-
-async def otp_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OtpError)
-    # Escaped if UTF-8 can't carry them (a lone surrogate), or rendering the answer would fail.
-    field = utf8_safe(exc.field) if exc.field else exc.field
-    message = f"{field}: {utf8_safe(exc.message)}" if field else utf8_safe(exc.message)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    if exc.status == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="otp"'}
-    return JSONResponse(
-        error_body(exc.code, message, field, exc.retry_after, str(exc.details.get("rule", "")) or None),
-        status_code=exc.status,
-        headers=headers,
-    )
-
-
-async def storage_error(request: Request, exc: Exception) -> Response:
-    log.warning("storage error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-    return JSONResponse(
-        error_body("unavailable", "storage is unavailable; retry shortly"),
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return JSONResponse(
-        error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
-
-
-async def internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("internal", "internal error"), status_code=500)
+from otp.web.verify_v2.routes import routes as verify_v2_routes
 
 
 async def healthz(request: Request) -> Response:
@@ -219,19 +163,11 @@ def create_app(
         # Starlette's trailing-slash redirect would name the client's Host header (see headers.py).
         Route(dashboard.PATH, guard.add_slash, middleware=[Middleware(SecurityHeaders)]),
         dashboard.mount(),
-        *twilio_compat.routes,
+        *verify_v2_routes,
     ]
-    handlers: dict[Any, Any] = {
-        OtpError: otp_error,
-        HTTPException: http_error,
-        RedisError: storage_error,
-        Exception: internal_error,
-    }
-    for error in UNAVAILABLE_ERRORS:
-        handlers[error] = storage_error
     app = Starlette(
         routes=routes,
-        exception_handlers=handlers,
+        exception_handlers=web_errors.HANDLERS,
         lifespan=lifespan,
         middleware=[Middleware(metrics.LatencyMiddleware)],
     )

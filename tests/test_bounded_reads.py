@@ -36,8 +36,8 @@ from conftest import SECRET, Service
 
 from otp import audit_cli
 from otp.core import apikeys, audit
+from otp.core import attempts as core_attempts
 from otp.storage import keys as keyspace
-from otp.web.verify_v2 import routes as twilio_compat
 
 ENTRIES = 150_000
 TENANTS = [f"{i:016x}" for i in range(1, 8)]  # other tenants' key ids
@@ -339,7 +339,7 @@ async def test_a_summary_that_reads_its_most_verifications_narrows_its_window_to
     busy: tuple[Service, tuple[str, str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     svc, auth, service_sid = busy
-    monkeypatch.setattr(twilio_compat, "SUMMARY_MAX_SENDS", 10)
+    monkeypatch.setattr(core_attempts, "SUMMARY_MAX_SENDS", 10)
     after = audit.iso_ms(int(svc.clock() * 1000) - 600_000).replace(".000", "")  # well within the scan budget
     response = await svc.http.get(f"/v2/Attempts/Summary?DateCreatedAfter={after}", auth=auth)
     assert response.headers["x-otp-summary-complete"] == "false"

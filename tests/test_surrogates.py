@@ -16,11 +16,11 @@ import httpx
 import pytest
 from test_access_log import credentials, serving
 
-from otp.app import otp_error
 from otp.edge.embedded_redis import EmbeddedRedis
 from otp.errors import InvalidInput
 from otp.web.body import loads_strict
-from otp.web.verify_v2.routes import error_response
+from otp.web.errors import handle as otp_error
+from otp.web.verify_v2.errors import error_response
 
 
 @pytest.fixture(scope="module")

@@ -1,56 +1,51 @@
-"""Errors inside the dashboard as HTML pages (the API's are JSON), so they carry its headers too."""
+"""Errors inside the dashboard as HTML pages (the API's are JSON), so they carry its headers too.
+
+What an error means (status, Retry-After) is ``otp.web.errors``'s one mapping; this is its HTML view.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from typing import Any
 
-from redis.exceptions import RedisError
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from otp.dashboard.markup import join, layout, notice, page, tag, url
-from otp.errors import OtpError
-from otp.storage.store import UNAVAILABLE_ERRORS
+from otp.web import errors
+from otp.web.errors import Failure
 
 log = logging.getLogger("otp.dashboard")
 
+HTTP_TITLES = {404: "Not found", 405: "Method not allowed"}
+# Causes whose details stay in the log: the page says only this (title, text).
+UNTOLD = {
+    "storage": ("Unavailable", "Storage is unavailable; retry shortly."),
+    "internal": ("Error", "Internal error."),
+}
 
-def _error(request: Request, status: int, title: str, text: str, headers: Mapping[str, str] | None = None) -> Response:
+
+def _title_and_text(found: Failure) -> tuple[str, str]:
+    if found.cause in UNTOLD:
+        return UNTOLD[found.cause]
+    if found.cause == "http":
+        return HTTP_TITLES.get(found.status, "Error"), found.message
+    return "Error", f"{found.field}: {found.message}" if found.field else found.message
+
+
+def render(request: Request, found: Failure) -> Response:
+    title, text = _title_and_text(found)
     body = join([notice(text, "error"), tag("p", tag("a", "Back to the dashboard", href=url(request, "/")))])
-    response = page(layout(request, title, body), status)
-    response.headers.update(headers or {})
+    response = page(layout(request, title, body), found.status)
+    # The dashboard signs in with a form and a cookie: no WWW-Authenticate challenge.
+    response.headers.update({**found.extra_headers, **errors.headers(found.status, found.retry_after)})
     return response
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    titles = {404: "Not found", 405: "Method not allowed"}
-    return _error(request, exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail), exc.headers)
+async def error_page(request: Request, exc: Exception) -> Response:
+    found = errors.failure(exc)
+    errors.note(request, exc, found, log)
+    return render(request, found)
 
 
-async def otp_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OtpError)
-    text = f"{exc.field}: {exc.message}" if exc.field else exc.message
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return _error(request, exc.status, "Error", text, headers)
-
-
-async def unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("storage error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-    return _error(request, 503, "Unavailable", "Storage is unavailable; retry shortly.", {"Retry-After": "1"})
-
-
-async def internal(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error(request, 500, "Error", "Internal error.")
-
-
-HANDLERS = {
-    HTTPException: http_error,
-    OtpError: otp_error,
-    RedisError: unavailable,
-    **dict.fromkeys(UNAVAILABLE_ERRORS, unavailable),
-    Exception: internal,
-}
+HANDLERS: dict[Any, Any] = dict.fromkeys(errors.HANDLED, error_page)

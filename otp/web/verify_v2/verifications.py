@@ -1,0 +1,177 @@
+"""/v2/Services/{ServiceSid}/Verifications: start, fetch, and cancel or approve out of band.
+
+Start parameters for channels or features otp doesn't run (CustomMessage, SendDigits, AppHash,
+TemplateSid, TemplateCustomSubstitutions, Templates, ChannelConfiguration, EnableSnaClientToken)
+are accepted and ignored, like any unknown parameter, as Twilio ignores them for SMS. Tags are
+validated and not kept. Amount and Payee (PSD2) are refused: accepting them would promise a
+transaction-bound check otp doesn't make. ``Status=approved`` approves out of band (audited).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from otp.core import messages
+from otp.core.apikeys import ApiKey
+from otp.core.ipaddr import parse_ip
+from otp.core.phone import parse
+from otp.core.services import Service
+from otp.core.verification import APPROVED, CANCELED, EXPIRED, Caller, Verification
+from otp.errors import Forbidden, InvalidInput, NotFound
+from otp.storage import keys as keyspace
+from otp.web.v1 import CODE, LOCALE
+from otp.web.verify_v2 import context, forms, records
+from otp.web.verify_v2.shapes import verification_json
+
+RATE_LIMIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_RATE_LIMITS = 10
+MAX_TAGS = 10
+
+
+def refuse_psd2(form: Mapping[str, str]) -> None:
+    # Accepting them would promise a transaction-bound (PSD2) check that otp doesn't make.
+    for name in ("Amount", "Payee"):
+        if name in form:
+            raise InvalidInput("PSD2 transaction parameters are not supported by this server", field=name)
+
+
+def _rate_limits(raw: str | None) -> dict[str, str]:
+    if raw is None:
+        return {}
+    limits = forms.json_object(raw, "RateLimits")
+    if len(limits) > MAX_RATE_LIMITS:
+        raise InvalidInput(f"may name at most {MAX_RATE_LIMITS} limits", field="RateLimits")
+    out: dict[str, str] = {}
+    for name, value in limits.items():
+        if not RATE_LIMIT_NAME.match(name):
+            raise InvalidInput("keys must be 1 to 64 letters, digits or _ . -", field="RateLimits")
+        if isinstance(value, bool) or not isinstance(value, str | int) or not 0 < len(str(value)) <= 128:
+            raise InvalidInput("values must be strings or integers of 1 to 128 characters", field="RateLimits")
+        out[name] = str(value)
+    return out
+
+
+def _tags(raw: str | None) -> None:
+    """Validated, then not kept: otp has no per-verification metadata to report them in."""
+    if raw is None:
+        return
+    tags = forms.json_object(raw, "Tags")
+    if len(tags) > MAX_TAGS or not all(isinstance(v, str) and len(v) <= 256 for v in tags.values()):
+        raise InvalidInput(f"must map at most {MAX_TAGS} names to strings", field="Tags")
+
+
+def _device_ip(raw: str | None) -> str:
+    return parse_ip(raw, field="DeviceIp") if raw else ""
+
+
+def _custom_code(service: Service, raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if not service.custom_code_enabled:
+        raise InvalidInput("custom codes are not enabled for this service (CustomCodeEnabled)", field="CustomCode")
+    if not CODE.fullmatch(raw):
+        raise InvalidInput("must be 4 to 10 digits", field="CustomCode")
+    return raw
+
+
+def _risk_check(account: ApiKey, raw: str | None) -> bool:
+    value = raw or "enable"
+    if value not in ("enable", "disable"):
+        raise InvalidInput("must be enable or disable", field="RiskCheck")
+    if value == "disable" and not account.admin:
+        raise Forbidden("only admin accounts may disable the fraud checks", field="RiskCheck")
+    return value == "enable"
+
+
+def _locale(form: Mapping[str, str]) -> str:
+    locale = form.get("Locale", "").strip()
+    if locale and not LOCALE.fullmatch(locale):
+        raise InvalidInput("must be a language tag like en or pt-BR", field="Locale")
+    return locale
+
+
+def _app_name(service: Service, form: Mapping[str, str]) -> str:
+    # Whichever name goes into the SMS passes the one rule: a service saved before it (or written
+    # around the API) is refused naming FriendlyName, for its owner to rename, rather than sent.
+    custom_name = form.get("CustomFriendlyName")
+    if custom_name:
+        return messages.validate_app_name(custom_name, "CustomFriendlyName")
+    try:
+        return messages.validate_app_name(service.friendly_name, "FriendlyName")
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"the service's name cannot go into an SMS ({exc.message}): update the service", field="FriendlyName"
+        ) from None
+
+
+async def create_verification(request: Request) -> Response:
+    account = await context.account(request)
+    service = await context.service(request, account)
+    form = await forms.form(request)
+    phone = parse(forms.required(form, "To"), default_region=context.default_region(request), field="To")
+    if forms.required(form, "Channel") != "sms":
+        raise InvalidInput("only sms is supported by this server", field="Channel")
+    locale = _locale(form)
+    app_name = _app_name(service, form)
+    refuse_psd2(form)
+    _tags(form.get("Tags"))
+    verifier = context.verifier(request)
+    result = await verifier.start(
+        phone,
+        Caller(key_id=service.sid, admin=False, ip=_device_ip(form.get("DeviceIp"))),
+        channel="sms",
+        locale=locale,
+        risk_check=_risk_check(account, form.get("RiskCheck")),
+        code=_custom_code(service, form.get("CustomCode")),
+        code_length=service.code_length,
+        app_name=app_name,
+        custom_limits=_rate_limits(form.get("RateLimits")),
+    )
+    v = result.verification
+    await records.remember_send(
+        context.store(request),
+        service_sid=service.sid,
+        verification_id=v.id,
+        send_number=v.sends,
+        e164=v.to,
+        ttl_ms=int((verifier.rules.code_ttl + verifier.rules.retention) * 1000),
+    )
+    return JSONResponse(verification_json(v, service, context.base(request)), status_code=201)
+
+
+def _verification_sid(request: Request) -> str:
+    sid = str(request.path_params["Sid"])
+    if not keyspace.VERIFICATION_ID.fullmatch(sid):
+        raise NotFound(f"no verification {sid}", field="Sid")
+    return sid
+
+
+def gone(v: Verification) -> NotFound:
+    return NotFound(f"verification {v.id} is {v.status}", field="VerificationSid")
+
+
+async def fetch_verification(request: Request) -> Response:
+    account = await context.account(request)
+    service = await context.service(request, account)
+    v = await context.verifier(request).fetch(_verification_sid(request), Caller(service.sid))
+    # Twilio forgets a verification once it is approved, expired or canceled.
+    if v.status in (APPROVED, EXPIRED, CANCELED):
+        raise gone(v)
+    return JSONResponse(verification_json(v, service, context.base(request)))
+
+
+async def update_verification(request: Request) -> Response:
+    account = await context.account(request)
+    service = await context.service(request, account)
+    sid = _verification_sid(request)
+    status = forms.required(await forms.form(request), "Status")
+    if status not in ("canceled", "approved"):
+        raise InvalidInput("must be canceled or approved", field="Status")
+    verifier = context.verifier(request)
+    caller = Caller(service.sid)
+    v = await (verifier.cancel(sid, caller) if status == "canceled" else verifier.approve(sid, caller))
+    return JSONResponse(verification_json(v, service, context.base(request)))
