@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_import_contracts_are_kept() -> None:
     # lint-imports puts its working directory first on sys.path, so this checkout's otp is the one read.
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())",
-         "--no-cache"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())",
+            "--no-cache",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
