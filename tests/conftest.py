@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -184,6 +184,20 @@ async def no_cooldown(redis_url: str, clock: Clock, sender: RecordingSender) -> 
     settings = make_settings(redis_url, policy=policy(resend_cooldown=0, **NO_PUMPING))
     async with running_service(settings, clock, sender) as svc:
         yield svc
+
+
+# redis-py types its replies for either decode_responses setting; the tests' clients never decode.
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+async def stream_entries(client: aioredis.Redis, key: str | bytes) -> StreamEntries:
+    """XRANGE over a whole stream, typed as the bytes the tests' clients receive."""
+    return cast(StreamEntries, await client.xrange(key))
+
+
+async def hash_fields(client: aioredis.Redis, key: str | bytes) -> dict[bytes, bytes]:
+    """HGETALL, typed as the bytes the tests' clients receive."""
+    return cast(dict[bytes, bytes], await client.hgetall(key))
 
 
 def repo_root() -> Path:
