@@ -25,12 +25,37 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import fraud_scenarios as fs
-from conftest import Clock, make_settings, running_service
+from conftest import Clock, Service, make_settings, running_service
 
 from otp.core import apikeys
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
 ORDER = ("none", "rotating", "A", "A'", "D'", "B", "C", "E", "F", "burst", "two-tenant")
+
+
+async def plan_attack(replay: fs.Replay, service: Service, name: str, scale: float) -> None:
+    """Queues scenario ``name``'s attack on ``replay`` (none for the baseline scenarios)."""
+
+    def n(full: int) -> int:
+        return max(5, int(full * scale))
+
+    if name == "A":
+        fs.attack_a(replay, count=n(500))
+    elif name == "A'":
+        fs.attack_a_prime(replay, count=n(500))
+    elif name == "D'":
+        keys = [(await apikeys.create(service.redis, f"attacker-{i}"))[1] for i in range(5)]
+        fs.attack_a_prime(replay, count=n(500), new_ip_each=True, keys=keys)
+    elif name in ("B", "C"):
+        fs.attack_b(replay, countries=max(2, int(50 * scale)), approve=0.35 if name == "C" else 0.0)
+    elif name == "E":
+        fs.attack_e(replay, per_hour=max(5, int(20 * scale)))
+    elif name == "F":
+        fs.attack_f(replay, countries=max(2, int(10 * scale)))
+    elif name == "burst":
+        fs.refused_burst(replay)
+    elif name == "two-tenant":
+        fs.attack_a_prime(replay, count=n(500))  # tenant A (the default key) attacks
 
 
 async def run_one(url: str, name: str, scale: float, seed: int) -> dict[str, Any]:
@@ -46,24 +71,7 @@ async def run_one(url: str, name: str, scale: float, seed: int) -> dict[str, Any
         if name == "two-tenant":
             _, other_key = await apikeys.create(service.redis, "tenant-b")
         replay.background(per_day=per_day, rotating=name == "rotating", key=other_key)
-        n = lambda full: max(5, int(full * scale))  # noqa: E731
-        if name == "A":
-            fs.attack_a(replay, count=n(500))
-        elif name == "A'":
-            fs.attack_a_prime(replay, count=n(500))
-        elif name == "D'":
-            keys = [(await apikeys.create(service.redis, f"attacker-{i}"))[1] for i in range(5)]
-            fs.attack_a_prime(replay, count=n(500), new_ip_each=True, keys=keys)
-        elif name in ("B", "C"):
-            fs.attack_b(replay, countries=max(2, int(50 * scale)), approve=0.35 if name == "C" else 0.0)
-        elif name == "E":
-            fs.attack_e(replay, per_hour=max(5, int(20 * scale)))
-        elif name == "F":
-            fs.attack_f(replay, countries=max(2, int(10 * scale)))
-        elif name == "burst":
-            fs.refused_burst(replay)
-        elif name == "two-tenant":
-            fs.attack_a_prime(replay, count=n(500))  # tenant A (the default key) attacks
+        await plan_attack(replay, service, name, scale)
         started = time.perf_counter()
         await replay.run()
         took = time.perf_counter() - started

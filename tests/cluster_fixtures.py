@@ -66,8 +66,8 @@ class LocalCluster:
     def node_for_key(self, key: str) -> int:
         """The port of the master serving ``key``'s slot (asked of the cluster, not computed here)."""
         with contextlib.closing(self.node(self.ports[0])) as client:
-            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
-            for start, end, master, *_replicas in client.execute_command("CLUSTER", "SLOTS"):
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            for start, end, master, *_replicas in client.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
                 if int(start) <= slot <= int(end):
                     return int(master[1])
         raise AssertionError(f"slot of {key} is not served")
@@ -177,7 +177,7 @@ def start_cluster(cluster: LocalCluster, masters: int = MASTERS) -> None:
 
     def all_ok() -> bool:
         for _, client in cluster.each_node():
-            info = client.execute_command("CLUSTER", "INFO")
+            info = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]  # unannotated in redis-py
             text = info.decode() if isinstance(info, bytes) else str(info)
             if "cluster_state:ok" not in text:
                 return False

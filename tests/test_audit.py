@@ -21,7 +21,18 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, Service, make_settings, policy, running_service
+from conftest import (
+    NO_PUMPING,
+    SECRET,
+    Clock,
+    RecordingSender,
+    Service,
+    make_settings,
+    policy,
+    running_service,
+    stream_entries,
+)
+from redis.typing import EncodableT, FieldT
 
 from otp.core import audit
 from otp.core.keyring import Keyring
@@ -239,7 +250,7 @@ async def _pages_across_partitions(svc: Service) -> None:
 
     stored = set()
     for partition in range(svc.app.state.store.partitions):
-        for raw_id, _ in await svc.redis.xrange(keyspace.audit_stream(partition)):
+        for raw_id, _ in await stream_entries(svc.redis, keyspace.audit_stream(partition)):
             stored.add((raw_id.decode(), partition))
     assert {(e["id"], e["partition"]) for e in found} == stored
 
@@ -303,15 +314,15 @@ async def test_pages_match_a_plain_sort_whatever_the_batches_budgets_and_ties(
                 ms, seq = (ms, seq + 1) if step == 0 else (ms + step, rng.randrange(2))
                 reason = rng.choice(("a", "b", "b", "b"))
                 entries.append(((ms, seq, partition), reason))
-                fields = {"ts": ms, "event": "refused", "reason": reason}
+                fields: dict[FieldT, EncodableT] = {"ts": ms, "event": "refused", "reason": reason}
                 pipe.xadd(keyspace.audit_stream(partition), fields, id=f"{ms}-{seq}")
         await pipe.execute()
     assert len({pos[:2] for pos, _ in entries}) < len(entries)  # some ids are in several streams
-    for reason in (None, "a"):
-        expected = sorted((pos for pos, r in entries if reason in (None, r)), reverse=True)
+    for wanted in (None, "a"):
+        expected = sorted((pos for pos, r in entries if wanted in (None, r)), reverse=True)
         for limit, scan_limit in ((1, None), (3, 2), (5, 7), (50, 1)):
-            found, _ = await read_all(client, 4, audit.AuditFilter(reason=reason), limit=limit, scan_limit=scan_limit)
-            assert [e.position for e in found] == expected, (reason, limit, scan_limit)
+            found, _ = await read_all(client, 4, audit.AuditFilter(reason=wanted), limit=limit, scan_limit=scan_limit)
+            assert [e.position for e in found] == expected, (wanted, limit, scan_limit)
 
 
 async def test_a_rare_match_is_reached_through_short_pages_when_the_scan_budget_runs_out(

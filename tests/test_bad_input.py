@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from conftest import Service
 
@@ -99,7 +101,7 @@ async def test_body_over_16_kib_is_413(service: Service) -> None:
 
 
 async def test_chunked_body_over_16_kib_is_413(service: Service) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b" " * 1024
 

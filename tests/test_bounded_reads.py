@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import json
 import os
@@ -32,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from conftest import SECRET, Service
+from conftest import SECRET, Service, stream_entries
 
 from otp import audit_cli
 from otp.core import apikeys, audit
@@ -77,7 +78,7 @@ async def real_entries(svc: Service) -> list[dict[bytes, bytes]]:
     assert (await svc.check(code, id=vid)).json()["approved"] is True
     found = []
     for partition in range(svc.app.state.store.partitions):
-        found += [fields for _, fields in await svc.redis.xrange(keyspace.audit_stream(partition))]
+        found += [fields for _, fields in await stream_entries(svc.redis, keyspace.audit_stream(partition))]
     assert {f[b"event"] for f in found} >= {b"started", b"refused", b"resent", b"check_failed", b"approved"}
     return found
 
@@ -100,7 +101,7 @@ async def fill(
     star = _bulk(b"*")
     chunks = []
     for i in range(n):
-        count, rest = fixed[i % len(fixed)]
+        count, tail = fixed[i % len(fixed)]
         ts = str(now_ms - SPAN_MS + i * SPAN_MS // n).encode()
         chunks.append(
             b"*%d\r\n" % (count + 3)
@@ -113,7 +114,7 @@ async def fill(
             + _bulk(tenants[i % len(tenants)].encode())
             + _bulk(b"vid")
             + _bulk(b"VE%032x" % i)
-            + rest
+            + tail
         )
     url = urlsplit(svc.app.state.settings.redis_url)
     reader, writer = await asyncio.open_connection(url.hostname, url.port)
@@ -226,7 +227,7 @@ async def test_v1_audit_with_a_filter_nothing_matches_is_bounded_and_continues(
     base = await plain(big, examined)
     headers = big.auth(big.admin_key)
     for query in ("reason=no_such_reason", "key=ffffffffffffffff", "until=2027-01-14T00:00:00Z", "ip=192.0.2.1"):
-        run = await cost(big, examined, lambda q=query: big.http.get(f"/v1/audit?{q}", headers=headers))
+        run = await cost(big, examined, functools.partial(big.http.get, f"/v1/audit?{query}", headers=headers))
         assert_bounded(f"/v1/audit?{query}", run, base)
         body = run.response.json()
         assert body["events"] == [] and body["next_cursor"]  # it says where to go on
@@ -237,7 +238,7 @@ async def test_v1_audit_with_a_filter_nothing_matches_is_bounded_and_continues(
     cursor, pages = "", 0
     while True:
         url = "/v1/audit?reason=needle&limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        run = await cost(big, examined, lambda u=url: big.http.get(u, headers=headers))
+        run = await cost(big, examined, functools.partial(big.http.get, url, headers=headers))
         assert_bounded(url, run, base, quiet=pages > 0)
         found += run.response.json()["events"]
         cursor, pages = run.response.json()["next_cursor"], pages + 1
@@ -266,7 +267,7 @@ async def test_attempts_summary_of_a_fresh_account_is_bounded(big: Service, exam
     base = await plain(big, examined)
     for query in ("", f"?VerifyServiceSid={service_sid}", "?Country=NG", "?DateCreatedAfter=2020-01-01T00:00:00Z"):
         url = "/v2/Attempts/Summary" + query
-        run = await cost(big, examined, lambda u=url: big.http.get(u, auth=(sid, token)))
+        run = await cost(big, examined, functools.partial(big.http.get, url, auth=(sid, token)))
         assert_bounded(url, run, base)
         assert run.response.json()["total_attempts"] == 0
 
@@ -276,7 +277,7 @@ async def test_attempts_list_of_a_fresh_account_is_bounded_and_pages_on(big: Ser
     base = await plain(big, examined)
     for query in ("", "?PageSize=1000", f"?VerifyServiceSid={service_sid}&Status=converted"):
         url = "/v2/Attempts" + query
-        run = await cost(big, examined, lambda u=url: big.http.get(u, auth=(sid, token)))
+        run = await cost(big, examined, functools.partial(big.http.get, url, auth=(sid, token)))
         assert_bounded(url, run, base)
         body = run.response.json()
         assert body["attempts"] == []
@@ -298,7 +299,7 @@ async def sends_of(svc: Service, service_sid: str, since_ms: int, until_ms: int)
     """The service's sends in [since, until), counted the plain way: every entry of every stream."""
     n = 0
     for partition in range(svc.app.state.store.partitions):
-        for _, fields in await svc.redis.xrange(keyspace.audit_stream(partition)):
+        for _, fields in await stream_entries(svc.redis, keyspace.audit_stream(partition)):
             ts = int(fields[b"ts"])
             if fields.get(b"key") == service_sid.encode() and fields.get(b"decision") == b"allowed":
                 n += since_ms <= ts < until_ms
@@ -360,7 +361,7 @@ async def test_busy_attempts_pages_are_bounded_and_list_every_send_once(
     seen: list[str] = []
     pages = 0
     while url:
-        run = await cost(svc, examined, lambda u=url: svc.http.get(u, auth=auth))
+        run = await cost(svc, examined, functools.partial(svc.http.get, url, auth=auth))
         assert_bounded(url, run, base, quiet=pages > 0)
         body = run.response.json()
         seen += [a["sid"] for a in body["attempts"]]
@@ -420,7 +421,7 @@ async def test_dashboard_audit_page_and_exports_are_bounded(big: Service, examin
     await sign_in(big)
     base = await plain(big, examined)
     for path in ("/admin/audit?reason=no_such_reason", "/admin/audit.csv?ip=192.0.2.1", "/admin/audit.jsonl?key=ff"):
-        run = await cost(big, examined, lambda p=path: big.http.get(p))
+        run = await cost(big, examined, functools.partial(big.http.get, path))
         assert_bounded(path, run, base)
     page = (await big.http.get("/admin/audit?reason=no_such_reason")).text
     assert 'rel="next"' in page  # Older → goes on where the budget stopped

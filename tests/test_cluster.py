@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cluster_fixtures
 import httpx
@@ -20,6 +20,7 @@ import pytest
 from cluster_fixtures import LocalCluster, distinct_free_ports, running_service_at
 from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, Service, make_settings, policy
 from delivery_fixtures import live_service
+from redis.asyncio.cluster import RedisCluster
 
 from otp.app import create_app
 from otp.core import apikeys, services
@@ -92,7 +93,7 @@ async def test_connect_returns_a_cluster_client_that_finds_every_master(cluster_
     client = connect(cluster_url)
     try:
         assert await client.ping()
-        masters = client.get_primaries()
+        masters = cast(RedisCluster, client).get_primaries()
         assert len(masters) == 3  # two seeds in the URL, the third found from CLUSTER SLOTS
     finally:
         await client.aclose()
@@ -235,7 +236,7 @@ async def test_pumping_refusal_is_refunded_from_the_other_scopes_and_approvals_c
             keyspace.scope_tag("pfx", "+1415555"),
             keyspace.scope_tag("cc", "US"),
         }
-        cluster = service.redis
+        cluster = cast(RedisCluster, service.redis)
         assert len({await cluster.cluster_keyslot(tag) for tag in slots}) == 3
 
         first = await service.start("+14155550001", ip=ip)
@@ -324,7 +325,7 @@ async def test_keys_of_one_verification_share_a_slot_and_partitions_spread_over_
             started = await service.start(to)
             assert started.status_code == 201
             vids[started.json()["id"]] = to
-        cluster = service.redis
+        cluster = cast(RedisCluster, service.redis)
         masters_of_partitions: set[int] = set()
         for vid, to in vids.items():
             partition = keyspace.partition_of_id(vid, 16)

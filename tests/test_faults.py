@@ -43,6 +43,25 @@ async def drain_once(worker: Worker) -> int:
     raise AssertionError("the worker never got through to Redis")
 
 
+async def keep_starting(service: Service, stop: asyncio.Event, statuses: list[int], created: dict[str, str]) -> None:
+    """Starts verifications back to back until ``stop``, noting each status and each one created."""
+    n = 100
+    while not stop.is_set():
+        n += 1
+        to = f"+1202555{n:04d}"
+        try:
+            response = await service.start(to)
+        except httpx.HTTPError as exc:  # the ASGI app must always answer
+            raise AssertionError(f"no answer: {exc!r}") from exc
+        statuses.append(response.status_code)
+        if response.status_code == 201:
+            created[response.json()["id"]] = to
+        else:
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "unavailable"
+        await asyncio.sleep(0.005)
+
+
 async def test_redis_killed_mid_stream_gives_503_recovers_and_loses_nothing(tmp_path: Path) -> None:
     async with durable_service(tmp_path) as (service, server):
         approved: dict[str, str] = {}
@@ -59,24 +78,7 @@ async def test_redis_killed_mid_stream_gives_503_recovers_and_loses_nothing(tmp_
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
-        async def stream() -> None:
-            n = 100
-            while not stop.is_set():
-                n += 1
-                to = f"+1202555{n:04d}"
-                try:
-                    response = await service.start(to)
-                except httpx.HTTPError as exc:  # the ASGI app must always answer
-                    raise AssertionError(f"no answer: {exc!r}") from exc
-                statuses.append(response.status_code)
-                if response.status_code == 201:
-                    created[response.json()["id"]] = to
-                else:
-                    assert response.status_code == 503, response.text
-                    assert response.json()["error"]["code"] == "unavailable"
-                await asyncio.sleep(0.005)
-
-        task = asyncio.create_task(stream())
+        task = asyncio.create_task(keep_starting(service, stop, statuses, created))
         await asyncio.sleep(0.3)
         server.kill()
         await asyncio.sleep(0.5)

@@ -3,7 +3,7 @@ conversion, and numbers of no country."""
 
 from __future__ import annotations
 
-from conftest import Clock, RecordingSender, Service, make_settings, policy, running_service
+from conftest import Clock, RecordingSender, Service, hash_fields, make_settings, policy, running_service
 
 from otp.core.phone import parse_e164
 from otp.core.verification import Caller
@@ -13,7 +13,7 @@ NON_GEOGRAPHIC = ("+870301234567", "+881612345678", "+883510012345")
 
 
 async def _approvals(service: Service, kind: str, value: str) -> int:
-    window = await service.redis.hgetall(keyspace.scope_window(kind, value))
+    window = await hash_fields(service.redis, keyspace.scope_window(kind, value))
     return sum(int(count) for name, count in window.items() if name.startswith(b"vh:"))
 
 

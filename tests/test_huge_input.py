@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from conftest import Service, make_settings, running_service
+from conftest import Clock, RecordingSender, Service, make_settings, running_service
 from twilio.request_validator import RequestValidator
 
 from otp.core import apikeys
@@ -139,11 +139,11 @@ AUTH_TOKEN = "callback-auth-token-0123456789"
 )
 async def test_a_signed_callback_with_an_integer_too_long_to_convert_is_400(
     redis_url: str,
-    clock,
-    sender,
+    clock: Clock,
+    sender: RecordingSender,
     query: dict[str, str],
     form: dict[str, str],
-    field: str,  # type: ignore[no-untyped-def]
+    field: str,
 ) -> None:
     settings = make_settings(redis_url, twilio_auth_token=AUTH_TOKEN, public_url="http://otp.test")
     async with running_service(settings, clock, sender) as svc:

@@ -6,9 +6,20 @@ import logging
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
-from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, make_settings, policy, running_service
+from conftest import (
+    NO_PUMPING,
+    SECRET,
+    Clock,
+    RecordingSender,
+    hash_fields,
+    make_settings,
+    policy,
+    running_service,
+    stream_entries,
+)
 
 from otp.core.keyring import Keyring
 
@@ -33,18 +44,20 @@ async def test_no_code_in_logs_and_no_code_or_pepper_in_redis(redis_url: str, ca
         await service.check("0000000000", id=vid)
         values: list[bytes] = []
         async for key in service.redis.scan_iter("*"):
-            kind = (await service.redis.type(key)).decode()
+            # cast: the tests' client never decodes, so every reply is bytes.
+            kind = cast(bytes, await service.redis.type(key)).decode()
             if kind == "string":
-                values.append(await service.redis.get(key) or b"")
+                values.append(cast(bytes | None, await service.redis.get(key)) or b"")
             elif kind == "hash":
-                values += [k + b"=" + v for k, v in (await service.redis.hgetall(key)).items()]
+                values += [k + b"=" + v for k, v in (await hash_fields(service.redis, key)).items()]
             elif kind == "zset":
-                values += [m for m, _ in await service.redis.zrange(key, 0, -1, withscores=True)]
+                scored = cast(list[tuple[bytes, float]], await service.redis.zrange(key, 0, -1, withscores=True))
+                values += [m for m, _ in scored]
             elif kind == "stream":
-                for _, fields in await service.redis.xrange(key):
+                for _, fields in await stream_entries(service.redis, key):
                     values += [k + b"=" + v for k, v in fields.items()]
             elif kind == "set":
-                values += list(await service.redis.smembers(key))
+                values += list(cast(set[bytes], await service.redis.smembers(key)))
         assert (await service.check(codes[-1], id=vid)).json()["approved"]
         blob = b"\n".join(values)
         pepper = Keyring((SECRET,)).current("code-pepper")

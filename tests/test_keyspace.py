@@ -44,7 +44,7 @@ async def test_every_script_touches_a_single_slot(service: Service, redis_url: s
 
     def watch() -> None:
         client = redis.Redis.from_url(redis_url)
-        with client.monitor() as monitor:
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]  # unannotated in redis-py
             ready.set()
             for event in monitor.listen():
                 commands.append((event.get("client_type", ""), event["command"]))

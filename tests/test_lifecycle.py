@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import Service
+from conftest import Service, hash_fields
 
 TO = "+15017122661"
 
@@ -185,7 +185,7 @@ async def test_completed_verification_stays_readable_until_retention_then_404(se
 
 async def record_of(service: Service, vid: str) -> dict[bytes, bytes]:
     [key] = [k async for k in service.redis.scan_iter(f"*v:{vid}")]
-    return dict(await service.redis.hgetall(key))
+    return dict(await hash_fields(service.redis, key))
 
 
 async def test_completed_verification_holds_no_code_material(no_cooldown: Service) -> None:

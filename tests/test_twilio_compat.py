@@ -50,7 +50,7 @@ RELAXED = {"resend_cooldown": 0, **NO_PUMPING}
 
 
 def spec_path() -> Path:
-    candidates = [
+    candidates: list[str | Path] = [
         os.environ.get("OTP_TWILIO_OAI", ""),
         repo_root().parent / "shared" / "ref" / "twilio-oai" / SPEC_NAME,
         # A copy (MIT, see tests/contracts/LICENSE.twilio-oai), so a fresh clone tests on its own.
@@ -140,7 +140,7 @@ def contract() -> Contract:
     return Contract(json.loads(spec_path().read_text()))
 
 
-class ContractHttpClient(TwilioHttpClient):
+class ContractHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
     """The SDK's own HTTP client, checking each answer against the contract before the SDK reads it."""
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:

@@ -33,7 +33,7 @@ SID = re.compile(r"^SM[0-9a-f]{32}$")
 CALLBACK_FIELDS = {"MessageSid", "SmsSid", "AccountSid", "From", "To", "MessageStatus", "SmsStatus", "ApiVersion"}
 
 
-class StubHttpClient(TwilioHttpClient):
+class StubHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
     """Sends whatever the SDK addresses to Twilio (api.twilio.com, or any edge/region host such as
     api.dublin.ie1.twilio.com) to the stub instead."""
 

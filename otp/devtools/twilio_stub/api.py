@@ -1,0 +1,179 @@
+"""The HTTP side: Basic auth, the routes of the Messages API, the request checks Twilio makes
+before it accepts a message, and JSON answers with Twilio's headers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+import urllib.parse
+from collections.abc import Mapping
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from otp.devtools.twilio_stub.callbacks import valid_callback
+from otp.devtools.twilio_stub.wire import ERROR_MESSAGES, error_body
+
+if TYPE_CHECKING:
+    from otp.devtools.twilio_stub.stub import TwilioStub
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_CREATE_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
+_FETCH_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$")
+
+
+def invalid_create(fields: Mapping[str, str]) -> tuple[int, str] | None:
+    """The error code and message Twilio answers a create it cannot accept with, if any."""
+    to, callback = fields.get("To", ""), fields.get("StatusCallback") or None
+    if not to:
+        return 21604, ERROR_MESSAGES[21604]
+    if not _E164.match(to):
+        return 21211, f"Invalid 'To' Phone Number: {to}"
+    if not fields.get("From") and not fields.get("MessagingServiceSid"):
+        return 21603, ERROR_MESSAGES[21603]
+    if not fields.get("Body"):
+        return 21602, ERROR_MESSAGES[21602]
+    if callback is not None and not valid_callback(callback):
+        return 21609, f"Invalid StatusCallback url: {callback}"
+    return None
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], stub: TwilioStub) -> None:
+        self.stub = stub
+        super().__init__(address, Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Server
+    server_version = "Twilio.stub"
+    sys_version = ""
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the stub reports through its own `log`, not stderr noise per request
+
+    def _handle(self, method: str) -> None:
+        try:
+            path = urllib.parse.urlsplit(self.path).path
+            create, fetch = _CREATE_PATH.match(path), _FETCH_PATH.match(path)
+            match = create or fetch
+            if match is None:
+                self._send(404, error_body(20404, 404, f"The requested resource {path} was not found"))
+                return
+            if not self._authorized(match["account"]):
+                self._send(
+                    401,
+                    {**error_body(20003, 401), "detail": "Your AccountSid or AuthToken was incorrect."},
+                    {"WWW-Authenticate": 'Basic realm="Twilio API"'},
+                )
+                return
+            if create and method == "POST":
+                self._create()
+            elif create and method == "GET":
+                self._list(path)
+            elif fetch and method == "GET":
+                self._fetch(fetch["sid"], path)
+            else:
+                self._send(405, error_body(20004, 405))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test); nothing to answer
+
+    def _authorized(self, url_account: str) -> bool:
+        scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        stub = self.server.stub
+        return (
+            secrets.compare_digest(user, stub.account_sid)
+            and secrets.compare_digest(password.encode(), stub.auth_token.encode())
+            and url_account == user
+        )
+
+    def _create(self) -> None:
+        stub = self.server.stub
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+        fields = {name: values[-1] for name, values in form.items()}
+        stub.say(f"POST Messages.json {fields}")
+        failure = stub.take_failure()
+        if failure is not None:
+            code = 20000 + failure if 400 <= failure < 600 else 20500
+            self._send(failure, error_body(code, failure))
+            return
+        problem = invalid_create(fields)
+        if problem is not None:
+            self._send(400, error_body(problem[0], 400, problem[1]))
+            return
+        accepted = stub.accept(fields)
+        if isinstance(accepted, dict):
+            self._send(400, accepted)
+            return
+        stub.before_answer(accepted)
+        try:
+            self._send(201, accepted.answer)
+        finally:
+            stub.after_answer(accepted)
+
+    def _list(self, path: str) -> None:
+        """Messages newest first, filtered by ``To`` and ``DateSent>`` as Twilio's list does."""
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        after = query.get("DateSent>")
+        since = datetime.fromisoformat(after.replace("Z", "+00:00")) if after else None
+        found = self.server.stub.listed(query.get("To"), since)
+        size = int(query.get("PageSize", "50"))
+        self.server.stub.say(f"GET Messages.json {query} -> {len(found)}")
+        self._send(
+            200,
+            {
+                "messages": found[:size],
+                "end": max(0, min(size, len(found)) - 1),
+                "first_page_uri": path,
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": path,
+            },
+        )
+
+    def _fetch(self, sid: str, path: str) -> None:
+        answer = self.server.stub.fetched(sid)
+        self.server.stub.say(f"GET {sid} -> {answer['status'] if answer else 404}")
+        if answer is None:
+            self._send(404, error_body(20404, 404, f"The requested resource {path} was not found"))
+        else:
+            self._send(200, answer)
+
+    def _send(self, status: int, document: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Twilio-Request-Id", "RQ" + secrets.token_hex(16))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
