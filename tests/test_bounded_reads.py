@@ -37,6 +37,7 @@ from conftest import SECRET, Service
 from otp import audit_cli
 from otp.core import apikeys, audit
 from otp.storage import keys as keyspace
+from otp.storage.store import Store
 from otp.web.verify_v2 import routes as twilio_compat
 
 ENTRIES = 150_000
@@ -156,10 +157,10 @@ class Examined:
         self.count = self.round = self.call = 0
         scan = audit._scan
 
-        async def counting(client: Any, walks: Any, flt: Any) -> int:
+        async def counting(store: Any, walks: Any, flt: Any) -> int:
             self.round = max(self.round, sum(w.batch for w in walks))
             self.call = max(self.call, *(w.batch for w in walks))
-            n = await scan(client, walks, flt)
+            n = await scan(store, walks, flt)
             self.count += n
             return n
 
@@ -389,7 +390,7 @@ async def test_the_script_filter_agrees_with_matches_for_one_of_and_repeated_fie
             # XADD keeps the fields as given, repeats and order included.
             pipe.execute_command("XADD", keyspace.audit_stream(i % 4), "*", *[x for kv in fields for x in kv])
         await pipe.execute()
-    everything, _ = await audit.read(client, 4, audit.AuditFilter(), limit=1000, scan_limit=None)
+    everything, _ = await audit.read(Store(client, partitions=4), audit.AuditFilter(), limit=1000, scan_limit=None)
     assert len(everything) == 300
     for flt in (
         audit.AuditFilter(key_in=frozenset({"a", "b"})),
@@ -397,7 +398,7 @@ async def test_the_script_filter_agrees_with_matches_for_one_of_and_repeated_fie
         audit.AuditFilter(key_in=frozenset()),
         audit.AuditFilter(key="a", since_ms=1100, until_ms=1200),
     ):
-        found, _ = await audit.read(client, 4, flt, limit=1000, scan_limit=None)
+        found, _ = await audit.read(Store(client, partitions=4), flt, limit=1000, scan_limit=None)
         assert [e.position for e in found] == [e.position for e in everything if flt.matches(e)], flt
     with pytest.raises(ValueError, match="not both"):
         audit.AuditFilter(key="a", key_in=frozenset({"b"}))
@@ -452,7 +453,7 @@ async def test_cli_pages_a_rare_filter_through_short_redis_calls(
     store = big.app.state.store
     since = ms("2027-01-14T00:00:00Z")
     flt = audit.AuditFilter(since_ms=since, reason="no_such_reason")
-    assert await audit_cli._newest(store.client, store.partitions, flt, 1000) == []
+    assert await audit_cli._newest(store, flt, 1000) == []
     assert examined.count >= ENTRIES
     assert examined.round <= MAX_ROUND and examined.call <= MAX_CALL, (examined.round, examined.call)
 

@@ -385,7 +385,7 @@ async def test_blocked_prefix_shows_and_unblock_is_audited(budgets_off: Service)
     page = (await svc.http.get("/admin/fraud")).text
     assert "+1415555" not in page.split('id="blocked"', 1)[1].split("</table>", 1)[0]
 
-    events, _ = await audit.read(svc.redis, 16, audit.AuditFilter(event="admin"))
+    events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(event="admin"))
     assert [(e.get("action"), e.get("entry"), e.get("key_name")) for e in events] == [
         ("unblock", "+1415555", "test-admin")
     ]
@@ -400,7 +400,7 @@ async def test_add_to_safe_list_is_validated_and_audited(svc: Service) -> None:
     assert response.status_code == 303
     assert await svc.app.state.policy.safe_list.entries() == frozenset({"+1415555"})
     assert "<code>+1415555</code>" in (await svc.http.get("/admin/fraud")).text
-    events, _ = await audit.read(svc.redis, 16, audit.AuditFilter(event="admin"))
+    events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(event="admin"))
     assert [(e.get("action"), e.get("entry"), e.get("key_name")) for e in events] == [
         ("safelist_add", "+1415555", "test-admin")
     ]

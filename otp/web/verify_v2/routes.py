@@ -918,8 +918,7 @@ async def _attempt_page(
     filtered = query.status is not None or query.prefix is not None
     while budget > 0:
         page = await audit.read_page(
-            _redis(request),
-            _partitions(request),
+            request.app.state.store,
             query.flt,
             limit=fetches if filtered else page_size - len(found),
             before=cursor,
@@ -991,8 +990,7 @@ async def attempts_summary(request: Request) -> Response:
     complete = True
     if not query.nothing:
         page = await audit.read_page(
-            _redis(request),
-            _partitions(request),
+            request.app.state.store,
             query.flt,
             limit=SUMMARY_MAX_SENDS,
             scan_limit=audit.DEFAULT_SCAN_LIMIT,
