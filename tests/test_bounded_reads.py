@@ -255,7 +255,7 @@ async def test_v1_audit_with_a_filter_nothing_matches_is_bounded_and_continues(
 
 async def fresh_account(svc: Service) -> tuple[str, str, str]:
     """A Twilio-style account with one service and no sends: (account sid, auth token, service sid)."""
-    key, token = await apikeys.create(svc.redis, "fresh", twilio=True)
+    key, token = await apikeys.create(svc.app.state.store, "fresh", twilio=True)
     auth = (key.key_id, token.split("_")[2])
     created = await svc.http.post("/v2/Services", data={"FriendlyName": "Fresh"}, auth=auth)
     assert created.status_code == 201, created.text

@@ -253,9 +253,9 @@ async def test_revoked_or_demoted_key_is_signed_out(svc: Service) -> None:
     response = await svc.http.get("/admin/fraud")
     assert response.status_code == 303 and response.headers["location"] == "/admin/signin?m=revoked"
     assert (await svc.http.get("/admin/")).status_code == 303  # the session is gone
-    _, other = await apikeys.create(svc.redis, "second-admin", admin=True)
+    _, other = await apikeys.create(svc.app.state.store, "second-admin", admin=True)
     await sign_in(svc, other)
-    await apikeys.revoke(svc.redis, other.split("_")[1])
+    await apikeys.revoke(svc.app.state.store, other.split("_")[1])
     assert (await svc.http.get("/admin/")).headers["location"] == "/admin/signin?m=revoked"
 
 

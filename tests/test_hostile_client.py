@@ -23,7 +23,7 @@ NEIGHBOUR = "+358416139999"
 
 
 async def _second_key(service: Service, name: str = "tenant-b") -> str:
-    _, key = await apikeys.create(service.redis, name)
+    _, key = await apikeys.create(service.app.state.store, name)
     return key
 
 

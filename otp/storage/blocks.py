@@ -30,14 +30,6 @@ def _index() -> str:
     return keyspace.stats_index("blocked")
 
 
-def _block(tag: str) -> str:
-    return tag + "block"
-
-
-def _level(tag: str) -> str:
-    return tag + "level"
-
-
 async def index(store: Store, blocks: Sequence[tuple[str, int]], ttl_s: int) -> None:
     """Remember (scope tag, blocked until ms) pairs for readers, for ``ttl_s`` after the last one."""
     key = _index()
@@ -66,11 +58,11 @@ def _decode(raw: str) -> BlockState | None:
 
 async def state(store: Store, tag: str) -> BlockState | None:
     """The scope's block, or None when it has none (or an unreadable one)."""
-    raw = await store.guarded(lambda: store.client.get(_block(tag)))
+    raw = await store.guarded(lambda: store.client.get(keyspace.scope_block(tag)))
     return _decode(_text(raw or ""))
 
 
 async def lift(store: Store, tags: Sequence[str]) -> bool:
     """Remove the blocks of these scopes with their levels; whether there was any."""
-    keys = [key for tag in tags for key in (_block(tag), _level(tag))]
+    keys = [key for tag in tags for key in (keyspace.scope_block(tag), keyspace.scope_level(tag))]
     return bool(await store.guarded(lambda: store.client.delete(*keys)))

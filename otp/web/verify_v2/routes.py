@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-import redis.asyncio as aioredis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
@@ -58,6 +57,7 @@ from otp.core.verification import (
 )
 from otp.errors import Forbidden, InvalidInput, NotFound, OtpError, RateLimited, Unauthorized, Unavailable
 from otp.storage import keys as keyspace
+from otp.storage.store import Store
 from otp.web.body import is_utf8, loads_strict, read_limited, utf8_safe
 from otp.web.v1 import CODE, LOCALE, iso
 
@@ -197,9 +197,9 @@ def _verifier(request: Request) -> Verifier:
     return verifier
 
 
-def _redis(request: Request) -> aioredis.Redis:
-    client: aioredis.Redis = request.app.state.store.client
-    return client
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
 
 
 def _partitions(request: Request) -> int:
@@ -226,7 +226,7 @@ async def _account(request: Request) -> ApiKey:
 
 async def _service(request: Request, account: ApiKey, param: str = "ServiceSid") -> Service:
     sid = request.path_params[param]
-    service = await services.get(_redis(request), sid)
+    service = await services.get(_store(request), sid)
     # Another account's service answers exactly like a missing one.
     if service is None or service.account_sid != account.key_id:
         raise NotFound(f"no service {sid} in this account", field=param)
@@ -443,7 +443,7 @@ def _now(request: Request) -> float:
 async def create_service(request: Request) -> Response:
     account = await _account(request)
     params = services.validate(await _form(request), creating=True)
-    service = await services.create(_redis(request), account.key_id, params, now=_now(request))
+    service = await services.create(_store(request), account.key_id, params, now=_now(request))
     return JSONResponse(service_json(service, _base(request)), status_code=201)
 
 
@@ -457,14 +457,14 @@ async def update_service(request: Request) -> Response:
     account = await _account(request)
     service = await _service(request, account, "Sid")
     params = services.validate(await _form(request), creating=False)
-    service = await services.update(_redis(request), service, params, now=_now(request))
+    service = await services.update(_store(request), service, params, now=_now(request))
     return JSONResponse(service_json(service, _base(request)))
 
 
 async def delete_service(request: Request) -> Response:
     account = await _account(request)
     service = await _service(request, account, "Sid")
-    await services.delete(_redis(request), service)
+    await services.delete(_store(request), service)
     return Response(status_code=204)
 
 
@@ -474,7 +474,7 @@ async def list_services(request: Request) -> Response:
     page_size = _int_param(q, "PageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     page = _int_param(q, "Page", 0, 0, 1_000_000)
     found, total = await services.list_for_account(
-        _redis(request), account.key_id, offset=page * page_size, count=page_size
+        _store(request), account.key_id, offset=page * page_size, count=page_size
     )
     more = (page + 1) * page_size < total
     meta = _meta(request, "services", page, page_size, previous="", current="", following="" if more else None)
@@ -578,8 +578,7 @@ async def create_verification(request: Request) -> Response:
     )
     v = result.verification
     await services.remember_send(
-        _redis(request),
-        _partitions(request),
+        _store(request),
         service_sid=service.sid,
         verification_id=v.id,
         send_number=v.sends,
@@ -633,7 +632,7 @@ def _refuse_finished(v: Verification) -> None:
 async def _why_nothing_pending(request: Request, service: Service, phone: Phone) -> None:
     """After a check by To found nothing pending: the latest verification of the number may have
     run out of attempts, which Twilio reports as 60202 rather than 404."""
-    vid = await services.latest_verification(_redis(request), _partitions(request), service.sid, phone.e164)
+    vid = await services.latest_verification(_store(request), service.sid, phone.e164)
     if vid is None:
         return
     try:
@@ -790,7 +789,7 @@ async def _attempt_query(request: Request, account: ApiKey, names: Iterable[str]
         number_hash = _verifier(request).keyring.number_hash(phone.e164)
     service_sid = _sid_param(q, "VerifyServiceSid", services.SERVICE_SID, "VA followed by 32 hex digits")
     vid = _sid_param(q, "VerificationSid", keyspace.VERIFICATION_ID, "VE followed by 32 hex digits")
-    keys = await services.sids_for_account(_redis(request), account.key_id)
+    keys = await services.sids_for_account(_store(request), account.key_id)
     if service_sid is not None:
         keys = keys & {service_sid}
     if since is None:
@@ -957,8 +956,8 @@ async def list_attempts(request: Request) -> Response:
 async def fetch_attempt(request: Request) -> Response:
     account = await _account(request)
     sid = str(request.path_params["Sid"])
-    found = await services.find_attempt(_redis(request), _partitions(request), sid)
-    service = await services.get(_redis(request), found[2]) if found else None
+    found = await services.find_attempt(_store(request), sid)
+    service = await services.get(_store(request), found[2]) if found else None
     if found is None or service is None or service.account_sid != account.key_id:
         raise NotFound(f"no attempt {sid}", field="Sid")
     vid, number, _ = found
