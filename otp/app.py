@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -33,8 +32,8 @@ from otp.errors import OtpError
 from otp.settings import Settings
 from otp.storage import workers
 from otp.storage.client import connect
-from otp.storage.errors import STORAGE_ERRORS
-from otp.storage.store import UNAVAILABLE_ERRORS, Store
+from otp.storage.errors import REDIS_ERRORS, STORAGE_ERRORS
+from otp.storage.store import Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import metrics, openapi, webhooks
@@ -221,11 +220,9 @@ def create_app(
     handlers: dict[Any, Any] = {
         OtpError: otp_error,
         HTTPException: http_error,
-        RedisError: storage_error,
+        **dict.fromkeys(REDIS_ERRORS, storage_error),
         Exception: internal_error,
     }
-    for error in UNAVAILABLE_ERRORS:
-        handlers[error] = storage_error
     app = Starlette(
         routes=routes,
         exception_handlers=handlers,

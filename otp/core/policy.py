@@ -312,11 +312,13 @@ class Policy:
         found = []
         for tag in await blocks.indexed(self.store, until_after_ms=now_ms):
             state = await blocks.state(self.store, tag)
-            ttl = state.until_ms - now_ms if state else 0
-            if state and ttl > 0:
-                found.append({**_scope_of(tag), "level": state.level or 1, "seconds_left": -(-ttl // 1000)})
-                if state.unverified is not None:
-                    found[-1].update(reason=state.reason, unverified=state.unverified)
+            if state is None or state.until_ms <= now_ms:
+                continue  # lifted, or run out since it was indexed
+            ttl = state.until_ms - now_ms
+            block = {**_scope_of(tag), "level": state.level or 1, "seconds_left": -(-ttl // 1000)}
+            if state.unverified is not None:
+                block.update(reason=state.reason, unverified=state.unverified)
+            found.append(block)
         return found
 
     async def release(self, admission: Admission) -> None:

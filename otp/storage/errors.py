@@ -8,6 +8,8 @@ from redis.exceptions import RedisError
 from otp.errors import Unavailable
 from otp.storage.store import UNAVAILABLE_ERRORS
 
-# Transient failures (UNAVAILABLE_ERRORS), the typed operations' own translation of them
-# (Unavailable), and whatever else Redis answers (OOM under noeviction, a wrong type…).
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError, Unavailable)
+# Raised by a Redis call itself: transient failures (UNAVAILABLE_ERRORS) and whatever else Redis
+# answers (OOM under noeviction, a wrong type…). The app's 503 handlers are registered for these.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
+# Those, and the typed operations' own translation of a transient one (Unavailable).
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, Unavailable)
