@@ -32,6 +32,7 @@ from otp.devtools import synthetic
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.settings import Settings
 from otp.storage.client import connect
+from otp.storage.store import Store
 from otp.web import stats as stats_api
 
 SECRET = "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105 - a throwaway Redis
@@ -142,7 +143,7 @@ async def run(events: int, runs: int, browser: bool) -> None:
             while not uv.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
                 await asyncio.sleep(0.02)
             client = connect(server.url)
-            _, key = await apikeys.create(client, "bench-admin", admin=True)
+            _, key = await apikeys.create(Store(client, partitions=16), "bench-admin", admin=True)
             await client.aclose()
 
             started = time.perf_counter()

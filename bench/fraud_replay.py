@@ -44,7 +44,7 @@ async def plan_attack(replay: fs.Replay, service: Service, name: str, scale: flo
     elif name == "A'":
         fs.attack_a_prime(replay, count=n(500))
     elif name == "D'":
-        keys = [(await apikeys.create(service.redis, f"attacker-{i}"))[1] for i in range(5)]
+        keys = [(await apikeys.create(service.app.state.store, f"attacker-{i}"))[1] for i in range(5)]
         fs.attack_a_prime(replay, count=n(500), new_ip_each=True, keys=keys)
     elif name in ("B", "C"):
         fs.attack_b(replay, countries=max(2, int(50 * scale)), approve=0.35 if name == "C" else 0.0)
@@ -69,7 +69,7 @@ async def run_one(url: str, name: str, scale: float, seed: int) -> dict[str, Any
         per_day = max(10, int(2000 * scale))
         other_key = ""
         if name == "two-tenant":
-            _, other_key = await apikeys.create(service.redis, "tenant-b")
+            _, other_key = await apikeys.create(service.app.state.store, "tenant-b")
         replay.background(per_day=per_day, rotating=name == "rotating", key=other_key)
         await plan_attack(replay, service, name, scale)
         started = time.perf_counter()

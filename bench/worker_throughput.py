@@ -25,6 +25,7 @@ from otp.core.policy import PolicyConfig
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.settings import Settings
 from otp.storage.client import connect
+from otp.storage.store import Store
 
 SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105 — a throwaway bench secret
 ACCOUNT = "AC" + "1" * 32
@@ -54,7 +55,7 @@ async def queue_jobs(redis_url: str, jobs: int) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         client = connect(redis_url)
-        _, key = await apikeys.create(client, "bench")
+        _, key = await apikeys.create(Store(client, partitions=16), "bench")
         await client.aclose()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://otp") as http:
             for n in range(jobs):

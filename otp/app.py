@@ -8,7 +8,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,9 +26,10 @@ from otp.dashboard.headers import SecurityHeaders
 from otp.edge.sms import ConsoleSender, SmsSender
 from otp.edge.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
 from otp.settings import Settings
-from otp.storage import keys as keyspace
+from otp.storage import workers
 from otp.storage.client import connect
-from otp.storage.store import UNAVAILABLE_ERRORS, Store
+from otp.storage.errors import STORAGE_ERRORS
+from otp.storage.store import Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import errors as web_errors
@@ -43,18 +43,14 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-READINESS_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
-
-
 async def readyz(request: Request) -> Response:
     store: Store = request.app.state.store
     checks: dict[str, str] = {}
     try:
-        await store.client.ping()
+        await store.ping()
         checks["redis"] = "ok"
-        beat = await store.client.get(keyspace.worker_heartbeat())
-        checks["worker"] = "ok" if beat else "stale"
-    except READINESS_ERRORS:
+        checks["worker"] = "ok" if await workers.alive(store) else "stale"
+    except STORAGE_ERRORS:
         checks["redis"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
@@ -128,7 +124,7 @@ def create_app(
         app.state.store = store
         app.state.policy = Policy(store, settings.policy)
         app.state.verifier = Verifier(store, hasher, keyring, rules, app.state.policy, clock=clock)
-        app.state.keys = KeyChecker(client)
+        app.state.keys = KeyChecker(store)
         stop = asyncio.Event()
         task = None
         if settings.worker:

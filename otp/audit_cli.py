@@ -22,12 +22,10 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from otp.core import audit
 from otp.errors import ConfigError, InvalidInput
 from otp.settings import Settings
+from otp.storage.store import Store
 
 POLL_SECONDS = 1.0
 # Events per page while collecting the newest --limit matches.
@@ -123,7 +121,7 @@ def _filter_params(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 async def _follow(
-    client: aioredis.Redis,
+    store: Store,
     flt: audit.AuditFilter,
     positions: dict[int, str],
     *,
@@ -136,7 +134,7 @@ async def _follow(
         loop.add_signal_handler(sig, stop.set)
     try:
         while not stop.is_set():
-            events, positions, more = await audit.follow_step(client, positions, flt)
+            events, positions, more = await audit.follow_step(store, positions, flt)
             # Events written between the positions snapshot and the first page were printed already.
             fresh = [e for e in events if (e.partition, e.id) not in seen]
             seen.clear()
@@ -151,15 +149,13 @@ async def _follow(
             loop.remove_signal_handler(sig)
 
 
-async def _newest(
-    client: aioredis.Redis, partitions: int, flt: audit.AuditFilter, limit: int
-) -> list[audit.AuditEvent]:
+async def _newest(store: Store, flt: audit.AuditFilter, limit: int) -> list[audit.AuditEvent]:
     """The newest ``limit`` matches, newest first, page by page: each page examines a bounded
     number of entries, so other clients' commands run between them however far back it reads."""
     found: list[audit.AuditEvent] = []
     cursor: str | None = None
     while len(found) < limit:
-        page = await audit.read_page(client, partitions, flt, limit=min(limit - len(found), PAGE_LIMIT), before=cursor)
+        page = await audit.read_page(store, flt, limit=min(limit - len(found), PAGE_LIMIT), before=cursor)
         found += page.events
         cursor = page.cursor
         if cursor is None:
@@ -171,17 +167,18 @@ async def _run(args: argparse.Namespace, url: str, partitions: int, flt: audit.A
     from otp.storage.client import connect
 
     client = connect(url)
+    store = Store(client, partitions=partitions)
     printer = _Printer(args.format)
     try:
         # Taken before the first page, so an event written meanwhile is followed, not lost.
-        positions = await audit.latest_positions(client, partitions) if args.follow else {}
-        events = await _newest(client, partitions, flt, args.limit)
+        positions = await audit.latest_positions(store) if args.follow else {}
+        events = await _newest(store, flt, args.limit)
         events.reverse()
         printer.header()
         printer.events(events)
         if args.follow:
             seen = {(e.partition, e.id) for e in events}
-            await _follow(client, flt, positions, seen=seen, printer=printer)
+            await _follow(store, flt, positions, seen=seen, printer=printer)
         printer.footer()
     finally:
         await client.aclose()
@@ -192,9 +189,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     # Imported here: otp.cli imports this module to register the subcommand.
     from otp.cli import _require_redis, _with_local_fallbacks
     from otp.core.keyring import Keyring
-    from otp.storage.store import UNAVAILABLE_ERRORS
+    from otp.storage.errors import STORAGE_ERRORS
 
-    redis_errors: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
     settings = _with_local_fallbacks(Settings.from_env())
     if args.number and not settings.secret_keys:
         raise ConfigError("OTP_SECRET_KEY is required for --number: the log holds keyed hashes of numbers")
@@ -215,8 +211,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except redis_errors as exc:
-        print(f"otp audit: cannot read the audit log from Redis: {exc}", file=sys.stderr)
+    except STORAGE_ERRORS as exc:
+        # The Redis error itself, not its translation into a retry-later answer.
+        print(f"otp audit: cannot read the audit log from Redis: {exc.__cause__ or exc}", file=sys.stderr)
         return 1
 
 

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
 import signal
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from otp import __version__, audit_cli
+from otp import __version__, admin_cli, audit_cli
 from otp.core import apikeys
 from otp.core.phone import MASK, mask, mask_numbers
 from otp.edge.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
 from otp.settings import Settings
-from otp.storage import keys as keyspace
+from otp.storage.store import Store
 
 log = logging.getLogger("otp")
 
@@ -172,16 +173,23 @@ def _require_redis(settings: Settings) -> str:
     return settings.redis_url
 
 
-async def _ensure_dev_key(settings: Settings) -> None:
+@contextlib.asynccontextmanager
+async def _connected(settings: Settings) -> AsyncIterator[Store]:
+    """The store on OTP_REDIS_URL for one command; its connections close with it."""
     from otp.storage.client import connect
 
     client = connect(_require_redis(settings))
     try:
-        if await apikeys.count(client):
-            return
-        _key, token = await apikeys.create(client, "dev", admin=True)
+        yield Store(client, partitions=settings.partitions)
     finally:
         await client.aclose()
+
+
+async def _ensure_dev_key(settings: Settings) -> None:
+    async with _connected(settings) as store:
+        if await apikeys.count(store):
+            return
+        _key, token = await apikeys.create(store, "dev", admin=True)
     path = Path(settings.data_dir) / DEV_KEY_FILE
     path.write_text(token + "\n")
     path.chmod(0o600)
@@ -247,7 +255,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from otp.core.keyring import Keyring
     from otp.edge.worker import Worker
     from otp.storage.client import connect
-    from otp.storage.store import Store
 
     settings = _with_local_fallbacks(Settings.from_env())
     _setup_logging(settings.log_level)
@@ -277,74 +284,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_safelist(args: argparse.Namespace) -> int:
-    """The safe list from the command line; the admin API (/v1/safelist) edits the same Redis set."""
-    from otp.storage.client import connect
-    from otp.web.admin import SAFE_ENTRY
-
-    if args.safelist_command in ("add", "remove") and not SAFE_ENTRY.match(args.entry):
-        raise ConfigError(f"{args.entry!r} is not an E.164 number or prefix like +1501712")
-    url = _require_redis(_with_local_fallbacks(Settings.from_env()))
-
-    async def run() -> int:
-        client = connect(url)
-        try:
-            if args.safelist_command == "add":
-                await client.sadd(keyspace.safe_list(), args.entry)
-                print(f"added {args.entry}")
-            elif args.safelist_command == "remove":
-                if not await client.srem(keyspace.safe_list(), args.entry):
-                    print(f"{args.entry} is not on the safe list", file=sys.stderr)
-                    return 1
-                print(f"removed {args.entry}")
-            else:
-                for entry in sorted(await client.smembers(keyspace.safe_list())):
-                    print(entry.decode() if isinstance(entry, bytes) else entry)
-        finally:
-            await client.aclose()
-        return 0
-
-    return asyncio.run(run())
-
-
 def cmd_twilio_stub(args: argparse.Namespace) -> int:
     from otp.devtools import twilio_stub
 
     return twilio_stub.main(args.stub_args)
-
-
-def cmd_keys(args: argparse.Namespace) -> int:
-    if args.keys_command == "secret":
-        print(secrets.token_urlsafe(48))
-        return 0
-    from otp.storage.client import connect
-
-    settings = _with_local_fallbacks(Settings.from_env())
-    url = _require_redis(settings)
-
-    async def run() -> int:
-        client = connect(url)
-        try:
-            if args.keys_command == "create":
-                key, token = await apikeys.create(client, args.name, admin=args.admin, twilio=args.twilio)
-                print(f"created {'admin ' if key.admin else ''}key {key.key_id} ({key.name}); shown once:")
-                if args.twilio:
-                    _, account_sid, auth_token = token.split("_")
-                    print(f"  Twilio SDK credentials: account SID {account_sid}, auth token {auth_token}")
-                print(token)
-            elif args.keys_command == "list":
-                for key in await apikeys.list_keys(client):
-                    print(f"{key.key_id}  {'admin' if key.admin else 'client'}  {key.name}")
-            elif args.keys_command == "revoke":
-                if not await apikeys.revoke(client, args.key_id):
-                    print(f"no key {args.key_id}", file=sys.stderr)
-                    return 1
-                print(f"revoked {args.key_id}")
-        finally:
-            await client.aclose()
-        return 0
-
-    return asyncio.run(run())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,28 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="drain the queue, then exit")
     worker.set_defaults(func=cmd_worker)
 
-    keys = sub.add_parser("keys", help="manage API keys and secrets")
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    create = keys_sub.add_parser("create", help="create an API key; the key is printed once, on the last line")
-    create.add_argument("name", help="a label for the key, e.g. the client app's name")
-    create.add_argument("--admin", action="store_true", help="may read every verification and the audit log")
-    create.add_argument(
-        "--twilio", action="store_true", help="mint an account SID / auth token pair for Twilio's SDKs (/v2 API)"
-    )
-    keys_sub.add_parser("list", help="list API keys (ids and names, never secrets)")
-    revoke = keys_sub.add_parser("revoke", help="revoke an API key")
-    revoke.add_argument("key_id")
-    keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
-    keys.set_defaults(func=cmd_keys)
-
+    admin_cli.add_keys_parser(sub)
     audit_cli.add_parser(sub)
-
-    safelist = sub.add_parser("safelist", help="numbers and prefixes that bypass the fraud rules")
-    safelist_sub = safelist.add_subparsers(dest="safelist_command", metavar="ACTION", required=True)
-    for action, text in (("add", "add a number or prefix (E.164, e.g. +1501712)"), ("remove", "remove one")):
-        safelist_sub.add_parser(action, help=text).add_argument("entry")
-    safelist_sub.add_parser("list", help="list the entries")
-    safelist.set_defaults(func=cmd_safelist)
+    admin_cli.add_safelist_parser(sub)
 
     stub = sub.add_parser(
         "twilio-stub",

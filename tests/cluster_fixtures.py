@@ -27,6 +27,7 @@ from otp.core import apikeys
 from otp.edge.embedded_redis import free_port, redis_cli_path, redis_server_path
 from otp.settings import Settings
 from otp.storage.client import connect
+from otp.storage.store import Store
 
 MASTERS = 3
 
@@ -222,8 +223,8 @@ async def running_service_at(settings: Settings, clock: Clock, sender: Recording
     async with app.router.lifespan_context(app):
         client = connect(settings.redis_url or "")
         try:
-            _, key = await apikeys.create(client, "test-client")
-            _, admin_key = await apikeys.create(client, "test-admin", admin=True)
+            _, key = await apikeys.create(Store(client, partitions=16), "test-client")
+            _, admin_key = await apikeys.create(Store(client, partitions=16), "test-admin", admin=True)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://otp.test") as http:
                 yield Service(http, app, client, key, admin_key, clock, sender)

@@ -24,6 +24,7 @@ from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.edge.sms import Receipt, SmsMessage
 from otp.settings import Settings
 from otp.storage.client import connect
+from otp.storage.store import Store
 
 SECRET = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 # DESIGN §9: a test that needs a tool fails where the tool is missing (install it: scripts/bootstrap
@@ -162,8 +163,8 @@ async def running_service(settings: Settings, clock: Clock, sender: RecordingSen
     app = create_app(settings, clock=clock, sender=sender)
     async with app.router.lifespan_context(app):
         client = connect(settings.redis_url or "")
-        _, key = await apikeys.create(client, "test-client")
-        _, admin_key = await apikeys.create(client, "test-admin", admin=True)
+        _, key = await apikeys.create(Store(client, partitions=16), "test-client")
+        _, admin_key = await apikeys.create(Store(client, partitions=16), "test-admin", admin=True)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://otp.test") as http:
             yield Service(http, app, client, key, admin_key, clock, sender)

@@ -20,6 +20,7 @@ from otp.devtools.twilio_stub import TwilioStub
 from otp.edge.embedded_redis import free_port
 from otp.settings import Settings
 from otp.storage.client import connect
+from otp.storage.store import Store
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "stub-auth-token-" + "2" * 16
@@ -108,7 +109,7 @@ async def live_service(redis_url: str, **changes: Any) -> AsyncIterator[Live]:
         settings = make_settings(redis_url, **{**twilio_options(base, stub), **changes})
         async with serving(create_app(settings), port):
             client = connect(redis_url)
-            _, key = await apikeys.create(client, "delivery-test")
+            _, key = await apikeys.create(Store(client, partitions=16), "delivery-test")
             await client.aclose()
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 yield Live(base, http, stub, key, settings)

@@ -28,6 +28,7 @@ from otp.cli import mask_target
 from otp.core import apikeys
 from otp.edge.embedded_redis import free_port
 from otp.storage.client import connect
+from otp.storage.store import Store
 
 
 @contextlib.contextmanager
@@ -199,8 +200,8 @@ def credentials(redis_url: str, name: str, *, admin: bool = False) -> tuple[str,
     async def make() -> tuple[str, str]:
         client = connect(redis_url)
         try:
-            _, v1 = await apikeys.create(client, f"{name}-v1", admin=admin)
-            _, v2 = await apikeys.create(client, f"{name}-v2", twilio=True)
+            _, v1 = await apikeys.create(Store(client, partitions=16), f"{name}-v1", admin=admin)
+            _, v2 = await apikeys.create(Store(client, partitions=16), f"{name}-v2", twilio=True)
         finally:
             await client.aclose()
         _, sid, token = v2.split("_")

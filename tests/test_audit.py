@@ -37,6 +37,7 @@ from redis.typing import EncodableT, FieldT
 from otp.core import audit
 from otp.core.keyring import Keyring
 from otp.storage import keys as keyspace
+from otp.storage.store import Store
 from otp.web import audit as audit_api
 
 TO = "+15017122661"
@@ -273,7 +274,7 @@ async def read_all(
     cursor: str | None = None
     pages = 0
     while True:
-        page, cursor = await audit.read(client, partitions, flt, before=cursor, **options)
+        page, cursor = await audit.read(Store(client, partitions=partitions), flt, before=cursor, **options)
         pages += 1
         found.extend(page)
         if cursor is None:
@@ -334,12 +335,12 @@ async def test_a_rare_match_is_reached_through_short_pages_when_the_scan_budget_
             pipe.xadd(keyspace.audit_stream(i % 4), {"ts": 2 + i, "event": "started"})
         await pipe.execute()
     flt = audit.AuditFilter(reason="prefix_blocked")
-    first, cursor = await audit.read(client, 4, flt, limit=10, scan_limit=50)
+    first, cursor = await audit.read(Store(client, partitions=4), flt, limit=10, scan_limit=50)
     assert first == [] and cursor is not None
     found, pages = await read_all(client, 4, flt, limit=10, scan_limit=50)
     assert [e.get("reason") for e in found] == ["prefix_blocked"]
     assert 3 <= pages <= 10  # each page examines about 50 entries of the 401
-    assert len((await audit.read(client, 4, flt, limit=10, scan_limit=None))[0]) == 1
+    assert len((await audit.read(Store(client, partitions=4), flt, limit=10, scan_limit=None))[0]) == 1
 
 
 async def xrevrange_calls(client: aioredis.Redis) -> int:
@@ -356,28 +357,28 @@ async def test_a_page_reads_only_what_it_needs_of_a_long_log(client: aioredis.Re
             pipe.xadd(keyspace.audit_stream(0), {"ts": 1_000_000 + i, "event": "started"})
         await pipe.execute()
     await client.config_resetstat()
-    page, cursor = await audit.read(client, 16, audit.AuditFilter(), limit=10)
+    page, cursor = await audit.read(Store(client, partitions=16), audit.AuditFilter(), limit=10)
     assert [e.ts for e in page] == list(range(1_004_999, 1_004_989, -1))
     assert cursor is not None
     assert await xrevrange_calls(client) <= 16  # one pipelined batch per partition, no second round
 
     await client.config_resetstat()
-    page, cursor = await audit.read(client, 16, audit.AuditFilter(since_ms=1_004_995), limit=100)
+    page, cursor = await audit.read(Store(client, partitions=16), audit.AuditFilter(since_ms=1_004_995), limit=100)
     assert len(page) == 5 and cursor is None  # stopped at the first entry older than since
     assert await xrevrange_calls(client) <= 16
 
 
 async def test_read_new_follows_each_partition_from_its_own_position(client: aioredis.Redis) -> None:
     await client.xadd(keyspace.audit_stream(1), {"ts": 1, "event": "started"}, id="9-0")
-    positions = await audit.latest_positions(client, 4)
+    positions = await audit.latest_positions(Store(client, partitions=4))
     assert positions == {0: "0-0", 1: "9-0", 2: "0-0", 3: "0-0"}
     # A lower id in another stream than the newest seen is still new there.
     await client.xadd(keyspace.audit_stream(0), {"ts": 2, "event": "refused", "reason": "x"}, id="5-0")
     await client.xadd(keyspace.audit_stream(1), {"ts": 3, "event": "started"}, id="10-0")
-    new, positions = await audit.read_new(client, positions, audit.AuditFilter())
+    new, positions = await audit.read_new(Store(client, partitions=4), positions, audit.AuditFilter())
     assert [e.position for e in new] == [(5, 0, 0), (10, 0, 1)]
     assert positions == {0: "5-0", 1: "10-0", 2: "0-0", 3: "0-0"}
-    assert (await audit.read_new(client, positions, audit.AuditFilter()))[0] == []
+    assert (await audit.read_new(Store(client, partitions=4), positions, audit.AuditFilter()))[0] == []
 
 
 # -- the endpoint's guards ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from otp import audit_cli
 from otp.core import apikeys, audit
 from otp.core import attempts as core_attempts
 from otp.storage import keys as keyspace
+from otp.storage.store import Store
 
 ENTRIES = 150_000
 TENANTS = [f"{i:016x}" for i in range(1, 8)]  # other tenants' key ids
@@ -157,10 +158,10 @@ class Examined:
         self.count = self.round = self.call = 0
         scan = audit._scan
 
-        async def counting(client: Any, walks: Any, flt: Any) -> int:
+        async def counting(store: Any, walks: Any, flt: Any) -> int:
             self.round = max(self.round, sum(w.batch for w in walks))
             self.call = max(self.call, *(w.batch for w in walks))
-            n = await scan(client, walks, flt)
+            n = await scan(store, walks, flt)
             self.count += n
             return n
 
@@ -255,7 +256,7 @@ async def test_v1_audit_with_a_filter_nothing_matches_is_bounded_and_continues(
 
 async def fresh_account(svc: Service) -> tuple[str, str, str]:
     """A Twilio-style account with one service and no sends: (account sid, auth token, service sid)."""
-    key, token = await apikeys.create(svc.redis, "fresh", twilio=True)
+    key, token = await apikeys.create(svc.app.state.store, "fresh", twilio=True)
     auth = (key.key_id, token.split("_")[2])
     created = await svc.http.post("/v2/Services", data={"FriendlyName": "Fresh"}, auth=auth)
     assert created.status_code == 201, created.text
@@ -390,7 +391,7 @@ async def test_the_script_filter_agrees_with_matches_for_one_of_and_repeated_fie
             # XADD keeps the fields as given, repeats and order included.
             pipe.execute_command("XADD", keyspace.audit_stream(i % 4), "*", *[x for kv in fields for x in kv])
         await pipe.execute()
-    everything, _ = await audit.read(client, 4, audit.AuditFilter(), limit=1000, scan_limit=None)
+    everything, _ = await audit.read(Store(client, partitions=4), audit.AuditFilter(), limit=1000, scan_limit=None)
     assert len(everything) == 300
     for flt in (
         audit.AuditFilter(key_in=frozenset({"a", "b"})),
@@ -398,7 +399,7 @@ async def test_the_script_filter_agrees_with_matches_for_one_of_and_repeated_fie
         audit.AuditFilter(key_in=frozenset()),
         audit.AuditFilter(key="a", since_ms=1100, until_ms=1200),
     ):
-        found, _ = await audit.read(client, 4, flt, limit=1000, scan_limit=None)
+        found, _ = await audit.read(Store(client, partitions=4), flt, limit=1000, scan_limit=None)
         assert [e.position for e in found] == [e.position for e in everything if flt.matches(e)], flt
     with pytest.raises(ValueError, match="not both"):
         audit.AuditFilter(key="a", key_in=frozenset({"b"}))
@@ -453,7 +454,7 @@ async def test_cli_pages_a_rare_filter_through_short_redis_calls(
     store = big.app.state.store
     since = ms("2027-01-14T00:00:00Z")
     flt = audit.AuditFilter(since_ms=since, reason="no_such_reason")
-    assert await audit_cli._newest(store.client, store.partitions, flt, 1000) == []
+    assert await audit_cli._newest(store, flt, 1000) == []
     assert examined.count >= ENTRIES
     assert examined.round <= MAX_ROUND and examined.call <= MAX_CALL, (examined.round, examined.call)
 

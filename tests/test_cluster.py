@@ -286,20 +286,21 @@ async def test_verify_services_and_their_lookups_work_on_cluster(cluster_url: st
     """The v2 tenants: a service and its account index are written in one MULTI (both {cfg}, one
     slot); the per-attempt lookups live in the verification's partition."""
     client = connect(cluster_url)
+    store = Store(client, partitions=16)
     account = "AC" + "1" * 32
     vid = "VE" + "ab" * 16
     try:
-        service = await services.create(client, account, {"FriendlyName": "Shop"}, now=time.time())
-        found = await services.get(client, service.sid)
+        service = await services.create(store, account, {"FriendlyName": "Shop"}, now=time.time())
+        found = await services.get(store, service.sid)
         assert found is not None and found.params["FriendlyName"] == "Shop"
-        page, total = await services.list_for_account(client, account, offset=0, count=10)
+        page, total = await services.list_for_account(store, account, offset=0, count=10)
         assert total == 1 and [s.sid for s in page] == [service.sid]
         await services.remember_send(
-            client, 16, service_sid=service.sid, verification_id=vid, send_number=1, e164=TO, ttl_ms=60_000
+            store, service_sid=service.sid, verification_id=vid, send_number=1, e164=TO, ttl_ms=60_000
         )
-        assert await services.find_attempt(client, 16, services.attempt_sid(vid, 1)) == (vid, 1, service.sid)
-        await services.delete(client, service)
-        assert await services.get(client, service.sid) is None
+        assert await services.find_attempt(store, services.attempt_sid(vid, 1)) == (vid, 1, service.sid)
+        await services.delete(store, service)
+        assert await services.get(store, service.sid) is None
     finally:
         await client.aclose()
 
@@ -428,7 +429,7 @@ async def test_two_api_processes_share_the_number_limit_on_cluster(cluster_url: 
         await asyncio.gather(*(wait_healthy(base, server) for base, server in zip(bases, servers, strict=True)))
         client = connect(cluster_url)
         try:
-            _, key = await apikeys.create(client, "two-processes")
+            _, key = await apikeys.create(Store(client, partitions=16), "two-processes")
         finally:
             await client.aclose()
         headers = {"Authorization": f"Bearer {key}"}

@@ -253,9 +253,9 @@ async def test_revoked_or_demoted_key_is_signed_out(svc: Service) -> None:
     response = await svc.http.get("/admin/fraud")
     assert response.status_code == 303 and response.headers["location"] == "/admin/signin?m=revoked"
     assert (await svc.http.get("/admin/")).status_code == 303  # the session is gone
-    _, other = await apikeys.create(svc.redis, "second-admin", admin=True)
+    _, other = await apikeys.create(svc.app.state.store, "second-admin", admin=True)
     await sign_in(svc, other)
-    await apikeys.revoke(svc.redis, other.split("_")[1])
+    await apikeys.revoke(svc.app.state.store, other.split("_")[1])
     assert (await svc.http.get("/admin/")).headers["location"] == "/admin/signin?m=revoked"
 
 
@@ -385,7 +385,7 @@ async def test_blocked_prefix_shows_and_unblock_is_audited(budgets_off: Service)
     page = (await svc.http.get("/admin/fraud")).text
     assert "+1415555" not in page.split('id="blocked"', 1)[1].split("</table>", 1)[0]
 
-    events, _ = await audit.read(svc.redis, 16, audit.AuditFilter(event="admin"))
+    events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(event="admin"))
     assert [(e.get("action"), e.get("entry"), e.get("key_name")) for e in events] == [
         ("unblock", "+1415555", "test-admin")
     ]
@@ -400,7 +400,7 @@ async def test_add_to_safe_list_is_validated_and_audited(svc: Service) -> None:
     assert response.status_code == 303
     assert await svc.app.state.policy.safe_list.entries() == frozenset({"+1415555"})
     assert "<code>+1415555</code>" in (await svc.http.get("/admin/fraud")).text
-    events, _ = await audit.read(svc.redis, 16, audit.AuditFilter(event="admin"))
+    events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(event="admin"))
     assert [(e.get("action"), e.get("entry"), e.get("key_name")) for e in events] == [
         ("safelist_add", "+1415555", "test-admin")
     ]

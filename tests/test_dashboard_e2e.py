@@ -36,6 +36,7 @@ from otp.core import apikeys
 from otp.devtools.twilio_stub import TwilioStub
 from otp.edge.embedded_redis import free_port
 from otp.storage.client import connect
+from otp.storage.store import Store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -126,8 +127,8 @@ async def live_dashboard(redis_url: str) -> AsyncIterator[Live]:
         settings = make_settings(redis_url, policy=BUDGETS_OFF, **twilio_options(base, stub))
         async with serving(create_app(settings), port):
             client = connect(redis_url)
-            _, key = await apikeys.create(client, "e2e-client")
-            _, admin_key = await apikeys.create(client, "e2e-admin", admin=True)
+            _, key = await apikeys.create(Store(client, partitions=16), "e2e-client")
+            _, admin_key = await apikeys.create(Store(client, partitions=16), "e2e-admin", admin=True)
             await client.aclose()
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 yield Live(base, http, stub, key, admin_key)

@@ -71,7 +71,7 @@ async def test_a_refused_burst_never_blocks_anything(replay: fs.Replay) -> None:
 
 
 async def test_one_tenants_attack_never_refuses_another_tenants_users(replay: fs.Replay) -> None:
-    _, other = await apikeys.create(replay.service.redis, "tenant-b")
+    _, other = await apikeys.create(replay.service.app.state.store, "tenant-b")
     replay.background(per_day=BACKGROUND_PER_DAY, key=other)  # tenant B's users
     await _run(replay, lambda r: fs.attack_a_prime(r, count=200, new_ip_each=True))  # tenant A attacks
     assert replay.attack.sent <= 10

@@ -187,7 +187,7 @@ def test_otp_app_name_is_validated_at_startup() -> None:
 
 
 async def twilio_account(service: Service) -> tuple[str, httpx.BasicAuth]:
-    key, token = await apikeys.create(service.redis, "twilio-account", twilio=True)
+    key, token = await apikeys.create(service.app.state.store, "twilio-account", twilio=True)
     return key.key_id, httpx.BasicAuth(key.key_id, token.split("_")[2])
 
 
@@ -243,7 +243,9 @@ async def test_a_stored_service_name_that_is_no_longer_allowed_is_not_sent(servi
     """A service saved before the rule (or written around the API) cannot put its name in an SMS:
     the verification is refused naming FriendlyName, so the owner knows to rename it."""
     account, auth = await twilio_account(service)
-    legacy = await services.create(service.redis, account, {"FriendlyName": "secure-paypal.com"}, now=service.clock())
+    legacy = await services.create(
+        service.app.state.store, account, {"FriendlyName": "secure-paypal.com"}, now=service.clock()
+    )
     data = {"To": "+15017122661", "Channel": "sms"}
     response = await post(service, auth, f"/v2/Services/{legacy.sid}/Verifications", data)
     assert_twilio_400(response, "FriendlyName")

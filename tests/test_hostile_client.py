@@ -23,7 +23,7 @@ NEIGHBOUR = "+358416139999"
 
 
 async def _second_key(service: Service, name: str = "tenant-b") -> str:
-    _, key = await apikeys.create(service.redis, name)
+    _, key = await apikeys.create(service.app.state.store, name)
     return key
 
 
@@ -79,7 +79,7 @@ async def test_no_audit_record_or_log_line_rebuilds_a_full_number(
         for _, raw in await stream_entries(service.redis, f"otp:{{p{partition:02x}}}:audit"):
             records.append({k.decode(): v.decode() for k, v in raw.items()})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "otp.audit"]
-    events, _ = await audit.read(service.redis, 16, audit.AuditFilter(), limit=1000)
+    events, _ = await audit.read(service.app.state.store, audit.AuditFilter(), limit=1000)
     exported = audit.format_csv(events) + "\n" + audit.format_jsonl(events) + "\n" + audit.format_table(events)
     api = (await service.http.get("/v1/audit?since=1h", headers=service.auth(service.admin_key))).json()
     assert records and lines and api["events"]

@@ -87,7 +87,7 @@ async def test_the_audit_limit_too_long_to_convert_is_400(service: Service) -> N
 
 
 async def twilio_auth(service: Service) -> dict[str, str]:
-    _, token = await apikeys.create(service.redis, "sdk", twilio=True)
+    _, token = await apikeys.create(service.app.state.store, "sdk", twilio=True)
     _, account_sid, auth_token = token.split("_")
     return {"Authorization": "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()}
 

@@ -217,7 +217,7 @@ async def test_check_for_a_number_without_verification_is_404(service: Service) 
 async def test_another_key_cannot_see_or_check_a_verification(service: Service) -> None:
     from otp.core import apikeys
 
-    _, other = await apikeys.create(service.redis, "other-tenant")
+    _, other = await apikeys.create(service.app.state.store, "other-tenant")
     vid = (await service.start(TO)).json()["id"]
     code = await service.last_code()
     assert (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth(other))).status_code == 404

@@ -14,6 +14,7 @@ from conftest import SECRET
 from test_serve import clean_env, wait_until_ready
 
 from otp.edge.embedded_redis import free_port
+from otp.storage.store import Store
 
 
 def admin_key(redis_url: str) -> str:
@@ -25,7 +26,7 @@ def admin_key(redis_url: str) -> str:
 
     async def create() -> str:
         client = aioredis.Redis.from_url(redis_url)
-        _, key = await apikeys.create(client, "fuzz", admin=True)
+        _, key = await apikeys.create(Store(client, partitions=16), "fuzz", admin=True)
         await client.aclose()
         return key
 

@@ -131,7 +131,7 @@ async def test_one_user_resending_for_half_an_hour_blocks_nothing(svc: Service) 
 
 
 async def test_another_tenants_unapproved_sends_never_block_my_users_prefix(svc: Service) -> None:
-    _, key_b = await apikeys.create(svc.redis, "tenant-b")
+    _, key_b = await apikeys.create(svc.app.state.store, "tenant-b")
     prefix = "+4479111233"
     for n in range(5):  # yesterday, B's real users in P (P is proven for B)
         to = f"{prefix}{n:02d}"
@@ -150,7 +150,7 @@ async def test_another_tenants_unapproved_sends_never_block_my_users_prefix(svc:
 async def test_a_tenant_cannot_tell_which_numbers_another_tenant_approved(svc: Service) -> None:
     """Known good is the tenant's own: another tenant's probe finds B's user no different from a
     stranger."""
-    _, key_b = await apikeys.create(svc.redis, "tenant-b")
+    _, key_b = await apikeys.create(svc.app.state.store, "tenant-b")
     prefix = "+4479112244"
     b_user = f"{prefix}42"
     response = await _start(svc, b_user, key=key_b)

@@ -77,7 +77,7 @@ async def test_the_used_mark_lives_exactly_as_long_as_the_token_could_still_veri
 async def test_consume_of_a_bad_token_marks_nothing(service: Service) -> None:
     _, token = await approved_token(service)
     assert (await verify(service, token + "x", consume=True)).json() == {"valid": False, "reason": "token_invalid"}
-    other = await apikeys.create(service.redis, "other-tenant")
+    other = await apikeys.create(service.app.state.store, "other-tenant")
     assert (await verify(service, token, other[1], consume=True)).json()["valid"] is False
     service.clock.advance(CAP + 1)
     assert (await verify(service, token, consume=True)).json()["reason"] == "token_expired"
@@ -94,7 +94,7 @@ async def test_consume_must_be_a_boolean(service: Service) -> None:
 
 
 async def test_another_tenants_key_cannot_verify_the_token_but_an_admin_key_can(service: Service) -> None:
-    _, other = await apikeys.create(service.redis, "other-tenant")
+    _, other = await apikeys.create(service.app.state.store, "other-tenant")
     vid, token = await approved_token(service)
     assert (await verify(service, token, other)).json() == {"valid": False, "reason": "token_invalid"}
     assert (await verify(service, token, other, consume=True)).json() == {"valid": False, "reason": "token_invalid"}
@@ -105,7 +105,7 @@ async def test_another_tenants_key_cannot_verify_the_token_but_an_admin_key_can(
 
 
 async def test_another_tenant_learns_nothing_from_an_expired_token(service: Service) -> None:
-    _, other = await apikeys.create(service.redis, "other-tenant")
+    _, other = await apikeys.create(service.app.state.store, "other-tenant")
     _, token = await approved_token(service)
     service.clock.advance(CAP + 1)
     assert (await verify(service, token)).json()["reason"] == "token_expired"

@@ -41,6 +41,7 @@ from otp.core import apikeys
 from otp.devtools.twilio_stub import TwilioStub
 from otp.edge.embedded_redis import free_port
 from otp.settings import Settings
+from otp.storage.store import Store
 
 SPEC_NAME = "twilio_verify_v2.json"
 DATE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
@@ -223,9 +224,9 @@ async def _accounts(redis_url: str) -> tuple[tuple[str, str], ...]:
     client = aioredis.Redis.from_url(redis_url)
     pairs = []
     for name, admin, twilio in (("account", False, True), ("other", False, True), ("admin", True, True)):
-        key, token = await apikeys.create(client, name, admin=admin, twilio=twilio)
+        key, token = await apikeys.create(Store(client, partitions=16), name, admin=admin, twilio=twilio)
         pairs.append((key.key_id, token.split("_")[2]))
-    _, v1_key = await apikeys.create(client, "v1-client")
+    _, v1_key = await apikeys.create(Store(client, partitions=16), "v1-client")
     await client.aclose()
     return (*pairs, (v1_key, ""))
 

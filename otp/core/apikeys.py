@@ -11,12 +11,10 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import redis.asyncio as aioredis
 
 from otp.errors import Unauthorized
-from otp.storage import keys as keyspace
+from otp.storage import accounts
+from otp.storage.store import Store
 
 PREFIX = "otpk"
 
@@ -32,10 +30,6 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def split(token: str) -> tuple[str, str] | None:
     parts = token.split("_")
     if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
@@ -43,41 +37,29 @@ def split(token: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-async def create(client: aioredis.Redis, name: str, *, admin: bool = False, twilio: bool = False) -> tuple[ApiKey, str]:
+async def create(store: Store, name: str, *, admin: bool = False, twilio: bool = False) -> tuple[ApiKey, str]:
     """A new key, and its token (shown once).  ``twilio`` makes the id an account SID (``AC`` + 32 hex)
     and the secret an auth token (32 hex), so Twilio's SDKs can use the pair as their credentials."""
     key_id = "AC" + secrets.token_hex(16) if twilio else secrets.token_hex(8)
     secret = secrets.token_hex(16 if twilio else 32)
-    await client.hset(
-        keyspace.api_key(key_id),
-        mapping={"name": name, "digest": _digest(secret), "admin": int(admin), "created": int(time.time())},
-    )
-    await client.sadd(keyspace.api_key_index(), key_id)
+    await accounts.put_key(store, accounts.KeyRecord(key_id, name, _digest(secret), admin), created_s=int(time.time()))
     return ApiKey(key_id, name, admin), f"{PREFIX}_{key_id}_{secret}"
 
 
-async def revoke(client: aioredis.Redis, key_id: str) -> bool:
-    removed = await client.delete(keyspace.api_key(key_id))
-    await client.srem(keyspace.api_key_index(), key_id)
-    return bool(removed)
+async def revoke(store: Store, key_id: str) -> bool:
+    return await accounts.delete_key(store, key_id)
 
 
-async def list_keys(client: aioredis.Redis) -> list[ApiKey]:
-    found = []
-    for raw_id in sorted(await client.smembers(keyspace.api_key_index())):
-        key_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-        record = await client.hgetall(keyspace.api_key(key_id))
-        if record:
-            found.append(_from_record(key_id, record))
-    return found
+async def list_keys(store: Store) -> list[ApiKey]:
+    return [_key(record) for record in await accounts.all_keys(store)]
 
 
-async def count(client: aioredis.Redis) -> int:
-    return int(await client.scard(keyspace.api_key_index()))
+async def count(store: Store) -> int:
+    return await accounts.count_keys(store)
 
 
-def _from_record(key_id: str, record: dict[Any, Any]) -> ApiKey:
-    return ApiKey(key_id, record[b"name"].decode(), record.get(b"admin", b"0") == b"1")
+def _key(record: accounts.KeyRecord) -> ApiKey:
+    return ApiKey(record.key_id, record.name, record.admin)
 
 
 def credentials_from_header(header: str | None) -> tuple[str, str]:
@@ -106,15 +88,15 @@ class KeyChecker:
     keep a revoked key working in every other process for its lifetime (it was 10 s); the lookup
     is one O(1) round trip, the same as checking a revocation counter would cost."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def authenticate(self, header: str | None) -> ApiKey:
         key_id, secret = credentials_from_header(header)
-        record = await self.client.hgetall(keyspace.api_key(key_id))
-        digest = _text(record.get(b"digest", b"")) if record else ""
+        record = await accounts.get_key(self.store, key_id)
+        digest = record.digest if record else ""
         # Compare even when the key is unknown, so timing doesn't tell which ids exist.
         good = hmac.compare_digest(digest or "0" * 64, _digest(secret)) and bool(digest)
-        if not good:
+        if not good or record is None:
             raise Unauthorized("unknown or revoked API key", field="Authorization")
-        return _from_record(key_id, record)
+        return _key(record)

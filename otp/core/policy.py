@@ -16,10 +16,8 @@ holds exactly; a send another rule refuses is released from it (``release``) wit
 
 from __future__ import annotations
 
-import functools
 import json
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +25,9 @@ from typing import Any
 from otp.core import pumping
 from otp.core.ipaddr import ip_scope
 from otp.core.phone import Phone
+from otp.storage import audit_log, blocks, windows
 from otp.storage import keys as keyspace
+from otp.storage.safelist import SafeList
 from otp.storage.store import Call, Store
 
 # Numbers of no country (+870 Inmarsat, +881 satellite, +882/+883 international networks):
@@ -128,39 +128,6 @@ class PumpingVerdict:
     flags: tuple[tuple[str, str], ...]  # (scope, reason) that would refuse, in record_only mode
     known_good: bool
     unproven: bool
-
-
-class SafeList:
-    """Numbers and prefixes that bypass the fraud rules; read through a short in-process cache."""
-
-    TTL = 5.0
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._entries: frozenset[str] = frozenset()
-        self._loaded_at = -1e9
-
-    def invalidate(self) -> None:
-        self._loaded_at = -1e9
-
-    async def entries(self) -> frozenset[str]:
-        if time.monotonic() - self._loaded_at > self.TTL:
-            raw = await self.store.guarded(lambda: self.store.client.smembers(keyspace.safe_list()))
-            self._entries = frozenset(v.decode() if isinstance(v, bytes) else str(v) for v in raw)
-            self._loaded_at = time.monotonic()
-        return self._entries
-
-    async def covers(self, e164: str) -> bool:
-        return any(e164.startswith(entry) for entry in await self.entries())
-
-    async def add(self, entry: str) -> None:
-        await self.store.guarded(lambda: self.store.client.sadd(keyspace.safe_list(), entry))
-        self.invalidate()
-
-    async def remove(self, entry: str) -> bool:
-        removed = await self.store.guarded(lambda: self.store.client.srem(keyspace.safe_list(), entry))
-        self.invalidate()
-        return bool(removed)
 
 
 class Policy:
@@ -283,7 +250,8 @@ class Policy:
             if n.verdict == 0 and n.reason not in ("blocked", "in_flight")
         ]
         if new_blocks:
-            await self._index_blocks(new_blocks)
+            # For readers (the dashboard): the block itself lives in the scope's own slot.
+            await blocks.index(self.store, new_blocks, int(c.block_max) + 86400)
         verdict = self._pumping_verdict(counted, enforce) if found else None
         unproven = bool(verdict and verdict.unproven)
         flagged: list[str] = []
@@ -339,52 +307,24 @@ class Policy:
                 refusal = Decision(False, f"sms_pumping_{name}", label, _seconds(retry_ms))
         return PumpingVerdict(refusal, tuple(flags), known_good, unproven)
 
-    async def _index_blocks(self, blocks: list[tuple[str, int]]) -> None:
-        """Remember which scopes got blocked, for readers (the dashboard): the block itself lives in
-        the scope's own slot, the index in a small one of its own."""
-        index = keyspace.stats_index("blocked")
-        await self.store.guarded(lambda: self.store.client.zadd(index, {tag: until for tag, until in blocks}))
-        await self.store.guarded(lambda: self.store.client.expire(index, int(self.config.block_max) + 86400))
-
     async def blocked(self, now_ms: int) -> list[dict[str, Any]]:
-        """Scopes blocked now: kind, value, level and seconds left."""
-        index = keyspace.stats_index("blocked")
-        tags = await self.store.guarded(lambda: self.store.client.zrangebyscore(index, now_ms, "+inf"))
+        """Scopes blocked now: kind, value, level and seconds left, and why when the block says."""
         found = []
-        for raw in tags:
-            tag = _text(raw)
-            level, until, why = await self.store.guarded(functools.partial(self._block_state, tag))
-            ttl = until - now_ms
-            if ttl > 0:
-                block = {**_scope_of(tag), "level": int(level or 1), "seconds_left": -(-ttl // 1000)}
-                found.append({**block, **why})
+        for tag in await blocks.indexed(self.store, until_after_ms=now_ms):
+            state = await blocks.state(self.store, tag)
+            if state is None or state.until_ms <= now_ms:
+                continue  # lifted, or run out since it was indexed
+            ttl = state.until_ms - now_ms
+            block = {**_scope_of(tag), "level": state.level or 1, "seconds_left": -(-ttl // 1000)}
+            if state.unverified is not None:
+                block.update(reason=state.reason, unverified=state.unverified)
+            found.append(block)
         return found
-
-    async def _block_state(self, tag: str) -> tuple[int, int, dict[str, Any]]:
-        """(level, until ms, why) of a scope's block, ``"<level>:<until ms>:<reason>:<unverified>"``
-        on the service's clock; why: the rule that crossed and the unverified count it saw."""
-        raw = _text(await self.store.client.get(tag + "block") or "").split(":")
-        if len(raw) < 2 or not (raw[0].isdigit() and raw[1].isdigit()):
-            return 0, 0, {}
-        why: dict[str, Any] = {}
-        if len(raw) >= 4 and raw[3].isdigit():
-            why = {"reason": raw[2], "unverified": int(raw[3])}
-        return int(raw[0]), int(raw[1]), why
 
     async def release(self, admission: Admission) -> None:
         """Take a send that didn't happen back from the sliding-log limits that counted it and
         the pumping reservations."""
-        entries = admission.releases + admission.reservations
-        if not entries:
-            return
-
-        async def drop() -> None:
-            async with self.store.client.pipeline(transaction=False) as pipe:
-                for key, member in entries:
-                    pipe.zrem(key, member)
-                await pipe.execute()
-
-        await self.store.guarded(drop)
+        await windows.release(self.store, admission.releases + admission.reservations)
 
     async def commit(self, admission: Admission, now_ms: int, *, resent: bool = False) -> None:
         """Count a written send in the pumping windows. The windows count verifications: a resend
@@ -415,21 +355,9 @@ class Policy:
         if prefix:
             hours = range(hour - since_hours + 1, hour + 1)
             fields = [f"sent@prefix:{prefix}", f"approved@prefix:{prefix}"]
-
-            async def read() -> list[Any]:
-                async with self.store.client.pipeline(transaction=False) as pipe:
-                    for partition in range(self.store.partitions):
-                        for h in hours:
-                            pipe.hmget(keyspace.audit_counter(partition, h * 3_600_000), fields)
-                    return list(await pipe.execute())
-
-            for sent, approved in await self.store.guarded(read):
-                sends += int(sent or 0)
-                approvals += int(approved or 0)
+            sends, approvals = await audit_log.counter_totals(self.store, hours, fields)
         else:
-            raw = await self.store.guarded(lambda: self.store.client.hgetall(keyspace.scope_window("cc", country)))
-            for name_raw, count_raw in raw.items():
-                name = _text(name_raw)
+            for name, count_raw in (await windows.window(self.store, "cc", country)).items():
                 if name[:3] in ("sh:", "vh:") and hour - int(name[3:]) < since_hours:
                     if name[0] == "s":
                         sends += int(count_raw)
@@ -441,14 +369,11 @@ class Policy:
 
     async def unblock(self, kind: str, value: str) -> bool:
         """Lift the blocks of a prefix (every tenant's) or a country, with their levels."""
-        index = keyspace.stats_index("blocked")
-        tags = [_text(t) for t in await self.store.guarded(lambda: self.store.client.zrange(index, 0, -1))]
         name = "prefix" if kind == "pfx" else "country"
+        tags = await blocks.indexed(self.store)
         chosen = [t for t in tags if _scope_of(t)["kind"] == name and _scope_of(t)["value"] == value]
         chosen.append(keyspace.scope_tag(kind, value))
-        keys = [key for tag in chosen for key in (tag + "block", tag + "level")]
-        removed = await self.store.guarded(lambda: self.store.client.delete(*keys))
-        return bool(removed)
+        return await blocks.lift(self.store, chosen)
 
 
 SCOPE_NAMES = {kind: name for name, kind in pumping.KINDS.items()}
@@ -471,16 +396,3 @@ def decisions_json(admission: Admission) -> str:
 
 def _seconds(ms: int) -> int:
     return max(1, -(-ms // 1000))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_list(raw: str, *, known: Sequence[str] | None = None, name: str) -> frozenset[str]:
-    items = frozenset(part.strip() for part in raw.split(",") if part.strip())
-    if known is not None:
-        unknown = sorted(items - set(known))
-        if unknown:
-            raise ValueError(f"{name}: unknown value(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return items

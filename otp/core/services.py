@@ -9,8 +9,8 @@ Settings are stored under their Twilio parameter names (``p:FriendlyName``, ``p:
 validated and normalised (booleans ``true``/``false``, integers in decimal), so the adapter can
 answer every property of Twilio's schema without a second naming scheme.
 
-Also here, because they are Redis keys of the v2 adapter: two small lookups kept beside each
-verification, in its partition and for its lifetime. An attempt sid leads back to its
+Also here, the v2 adapter's two small lookups kept beside each verification, in its partition and
+for its lifetime (otp.storage.accounts). An attempt sid leads back to its
 (verification, send number, service), which ``GET /v2/Attempts/{Sid}`` needs; and (service,
 number) leads to the latest verification, so a check by ``To`` after the Verifier has dropped its
 pending pointer can still say *why* nothing is pending (attempts used up → Twilio's 60202).
@@ -26,19 +26,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from otp.core import messages
 from otp.core.validators import whole_number
 from otp.errors import InvalidInput
-from otp.storage import keys as keyspace
-from otp.storage.store import UNAVAILABLE_ERRORS
+from otp.storage import accounts
+from otp.storage.errors import STORAGE_ERRORS
+from otp.storage.store import Store
 
 log = logging.getLogger("otp.services")
 
-# Redis failures: the lookups are best effort (see remember_send).
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
+__all__ = ["STORAGE_ERRORS"]  # re-exported: the /v2 adapter tells storage failures apart with it
 
 SERVICE_SID = re.compile(r"^VA[0-9a-fA-F]{32}$")
 ATTEMPT_SID = re.compile(r"^VL[0-9a-f]{32}$")
@@ -158,36 +155,10 @@ class Service:
         return self.flag("CustomCodeEnabled")
 
 
-# -- keys ----------------------------------------------------------------------------------------
-# (Configuration keys share the {cfg} tag with API keys; the per-verification lookups use the
-# verification's partition tag, so they land in its slot and spread like it.)
-
-
-def service_key(sid: str) -> str:
-    return f"{keyspace.PREFIX}{keyspace.CONFIG_TAG}:svc:{sid}"
-
-
-def account_index(account_sid: str) -> str:
-    return f"{keyspace.PREFIX}{keyspace.CONFIG_TAG}:svcs:{account_sid}"
-
-
-def attempt_key(attempt_sid: str, partitions: int) -> str:
-    return f"{keyspace.tag(int(attempt_sid[2:4], 16) % partitions)}vl:{attempt_sid}"
-
-
-def latest_key(service_sid: str, e164: str, partitions: int) -> str:
-    return f"{keyspace.tag(keyspace.partition_of_number(e164, partitions))}v2n:{service_sid}:{e164}"
-
-
 # -- services ------------------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _from_record(sid: str, record: Mapping[Any, Any]) -> Service:
-    fields = {_text(k): _text(v) for k, v in record.items()}
+def _from_record(sid: str, fields: Mapping[str, str]) -> Service:
     return Service(
         sid=sid,
         account_sid=fields["account"],
@@ -197,65 +168,43 @@ def _from_record(sid: str, record: Mapping[Any, Any]) -> Service:
     )
 
 
-async def create(client: aioredis.Redis, account_sid: str, params: Mapping[str, str], *, now: float) -> Service:
+async def create(store: Store, account_sid: str, params: Mapping[str, str], *, now: float) -> Service:
     sid = "VA" + secrets.token_hex(16)
     now_ms = int(now * 1000)
-    record: dict[Any, Any] = {"account": account_sid, "created": now_ms, "updated": now_ms}
+    record: dict[str, Any] = {"account": account_sid, "created": now_ms, "updated": now_ms}
     record.update({f"p:{name}": value for name, value in params.items()})
-    # One round trip, not a transaction (redis-py refuses MULTI on Cluster): the hash goes first,
-    # so an interruption leaves at worst a service missing from its account's list.
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.hset(service_key(sid), mapping=record)
-        pipe.zadd(account_index(account_sid), {sid: now_ms})
-        await pipe.execute()
+    await accounts.put_service(store, sid, account_sid, record, created_ms=now_ms)
     return Service(sid, account_sid, now_ms / 1000, now_ms / 1000, dict(params))
 
 
-async def get(client: aioredis.Redis, sid: str) -> Service | None:
+async def get(store: Store, sid: str) -> Service | None:
     if not SERVICE_SID.match(sid):
         return None
-    record = await client.hgetall(service_key(sid))
-    return _from_record(sid, record) if record else None
+    fields = await accounts.get_service(store, sid)
+    return _from_record(sid, fields) if fields else None
 
 
-async def sids_for_account(client: aioredis.Redis, account_sid: str) -> frozenset[str]:
-    return frozenset(_text(s) for s in await client.zrange(account_index(account_sid), 0, -1))
+async def sids_for_account(store: Store, account_sid: str) -> frozenset[str]:
+    return frozenset(await accounts.service_sids(store, account_sid))
 
 
-async def list_for_account(
-    client: aioredis.Redis, account_sid: str, *, offset: int, count: int
-) -> tuple[list[Service], int]:
+async def list_for_account(store: Store, account_sid: str, *, offset: int, count: int) -> tuple[list[Service], int]:
     """One page of the account's services, oldest first, and how many it has in all."""
-    index = account_index(account_sid)
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.zrange(index, offset, offset + count - 1)
-        pipe.zcard(index)
-        raw_sids, total = await pipe.execute()
-    sids = [_text(s) for s in raw_sids]
-    if not sids:
-        return [], int(total)
-    async with client.pipeline(transaction=False) as pipe:
-        for sid in sids:
-            pipe.hgetall(service_key(sid))
-        records = await pipe.execute()
-    # A service deleted between the two reads is simply left out of the page.
-    return [_from_record(sid, rec) for sid, rec in zip(sids, records, strict=True) if rec], int(total)
+    found, total = await accounts.service_page(store, account_sid, offset=offset, count=count)
+    return [_from_record(sid, fields) for sid, fields in found], total
 
 
-async def update(client: aioredis.Redis, service: Service, params: Mapping[str, str], *, now: float) -> Service:
+async def update(store: Store, service: Service, params: Mapping[str, str], *, now: float) -> Service:
     now_ms = int(now * 1000)
-    mapping: dict[Any, Any] = {f"p:{name}": value for name, value in params.items()}
+    mapping: dict[str, Any] = {f"p:{name}": value for name, value in params.items()}
     mapping["updated"] = now_ms
-    await client.hset(service_key(service.sid), mapping=mapping)
+    await accounts.update_service(store, service.sid, mapping)
     return Service(service.sid, service.account_sid, service.created_at, now_ms / 1000, {**service.params, **params})
 
 
-async def delete(client: aioredis.Redis, service: Service) -> None:
+async def delete(store: Store, service: Service) -> None:
     """Pending verifications of the service run out by themselves; its sid is never reused."""
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.zrem(account_index(service.account_sid), service.sid)
-        pipe.delete(service_key(service.sid))
-        await pipe.execute()
+    await accounts.delete_service(store, service.sid, service.account_sid)
 
 
 # -- per-verification lookups ------------------------------------------------------------------
@@ -270,8 +219,7 @@ def attempt_sid(verification_id: str, send_number: int) -> str:
 
 
 async def remember_send(
-    client: aioredis.Redis,
-    partitions: int,
+    store: Store,
     *,
     service_sid: str,
     verification_id: str,
@@ -283,25 +231,20 @@ async def remember_send(
     and swallowed rather than turning a queued SMS into a 503 that invites a retry."""
     sid = attempt_sid(verification_id, send_number)
     try:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.set(attempt_key(sid, partitions), f"{verification_id}:{send_number}:{service_sid}", px=ttl_ms)
-            pipe.set(latest_key(service_sid, e164, partitions), verification_id, px=ttl_ms)
-            await pipe.execute()
+        await accounts.put_send_lookups(
+            store, accounts.SendLookups(sid, verification_id, send_number, service_sid, e164), ttl_ms=ttl_ms
+        )
     except STORAGE_ERRORS as exc:
-        log.warning("could not record the lookups of attempt %s: %s", sid, type(exc).__name__)
+        # Unavailable wraps the Redis error: name that one, as before.
+        log.warning("could not record the lookups of attempt %s: %s", sid, type(exc.__cause__ or exc).__name__)
 
 
-async def find_attempt(client: aioredis.Redis, partitions: int, sid: str) -> tuple[str, int, str] | None:
+async def find_attempt(store: Store, sid: str) -> tuple[str, int, str] | None:
     """(verification id, send number, service sid) of an attempt sid, while its verification lives."""
     if not ATTEMPT_SID.match(sid):
         return None
-    raw = await client.get(attempt_key(sid, partitions))
-    if raw is None:
-        return None
-    verification_id, number, service_sid = _text(raw).split(":", 2)
-    return verification_id, int(number), service_sid
+    return await accounts.get_attempt(store, sid)
 
 
-async def latest_verification(client: aioredis.Redis, partitions: int, service_sid: str, e164: str) -> str | None:
-    raw = await client.get(latest_key(service_sid, e164, partitions))
-    return _text(raw) if raw is not None else None
+async def latest_verification(store: Store, service_sid: str, e164: str) -> str | None:
+    return await accounts.get_latest(store, service_sid, e164)

@@ -156,9 +156,7 @@ async def audit_page(request: Request, admin: Admin) -> Response:
     except InvalidInput as exc:
         body = join([_form(request, params), notice(f"{exc.field}: {exc.message}", "error")])
         return page(layout(request, "Audit log", body, active="audit", who=admin.key.name, csrf=admin.csrf), 400)
-    events, next_cursor = await store.guarded(
-        lambda: audit.read(store.client, store.partitions, flt, limit=PAGE_SIZE, before=cursor)
-    )
+    events, next_cursor = await audit.read(store, flt, limit=PAGE_SIZE, before=cursor)
     parts = [_form(request, params)]
     links = []
     if cursor:
@@ -198,9 +196,7 @@ async def _export(request: Request, admin: Admin, fmt: str) -> Response:
     params = _params(request)
     flt = _filter(request, params)
     cursor = _cursor(request, store.partitions)
-    events, next_cursor = await store.guarded(
-        lambda: audit.read(store.client, store.partitions, flt, limit=EXPORT_LIMIT, before=cursor)
-    )
+    events, next_cursor = await audit.read(store, flt, limit=EXPORT_LIMIT, before=cursor)
     if fmt == "csv":
         text, media_type = audit.format_csv(events), "text/csv; charset=utf-8"
     else:

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from otp.core.apikeys import ApiKey
 from otp.core.keyring import derive
 from otp.settings import Settings
-from otp.storage import keys as keyspace
+from otp.storage import sessions
 from otp.storage.store import Store
 
 COOKIE = "otp_admin"
@@ -113,8 +113,8 @@ def csrf_ok(request: Request, submitted: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
-def _record(session_id: str) -> str:
-    return keyspace.dashboard_session(hashlib.sha256(session_id.encode()).hexdigest())
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def _session_id(session: dict[str, Any]) -> str:
@@ -128,7 +128,7 @@ async def sign_in(request: Request, key: ApiKey) -> None:
     session = _session(request)
     session_id = secrets.token_urlsafe(32)
     store: Store = request.app.state.store
-    await store.guarded(lambda: store.client.set(_record(session_id), key.key_id, ex=MAX_AGE))
+    await sessions.open_session(store, _digest(session_id), key.key_id, ttl_s=MAX_AGE)
     session[SESSION_ID] = session_id
     session[KEY_ID] = key.key_id
     session[EXPIRES] = int(wall_clock()) + MAX_AGE
@@ -141,21 +141,8 @@ async def sign_out(request: Request) -> None:
     session_id = _session_id(session)
     if session_id:
         store: Store = request.app.state.store
-        await store.guarded(lambda: store.client.delete(_record(session_id)))
+        await sessions.close_session(store, _digest(session_id))
     session.clear()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def _lookup(store: Store, session_id: str, key_id: str) -> tuple[Any, dict[Any, Any]]:
-    # One round trip; both keys live under the {cfg} tag, so also one node of a cluster.
-    async with store.client.pipeline(transaction=False) as pipe:
-        pipe.get(_record(session_id))
-        pipe.hgetall(keyspace.api_key(key_id))
-        owner, record = await pipe.execute()
-    return owner, record
 
 
 async def signed_in(request: Request) -> tuple[ApiKey | None, str]:
@@ -170,12 +157,11 @@ async def signed_in(request: Request) -> tuple[ApiKey | None, str]:
         await sign_out(request)
         return None, "expired"
     store: Store = request.app.state.store
-    owner, record = await store.guarded(lambda: _lookup(store, session_id, key_id))
-    if owner is None or _text(owner) != key_id:
+    owner, record = await sessions.session_and_key(store, _digest(session_id), key_id)
+    if owner != key_id:
         session.clear()
         return None, "signed_out"
-    admin = bool(record) and _text(record.get(b"admin", b"0")) == "1"
-    if not admin:
+    if record is None or not record.admin:
         await sign_out(request)
         return None, "revoked"
-    return ApiKey(key_id, _text(record.get(b"name", b"")), True), ""
+    return ApiKey(key_id, record.name, True), ""

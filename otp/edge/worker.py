@@ -22,7 +22,7 @@ from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
-from otp.storage import keys as keyspace
+from otp.storage import workers
 from otp.storage.store import Job, Store
 from otp.web import metrics
 
@@ -104,9 +104,7 @@ class Worker:
         return f"{self.options.public_url}/webhooks/twilio/status?v={job.verification_id}&n={job.send_number}"
 
     async def beat(self) -> None:
-        await self.store.guarded(
-            lambda: self.store.client.set(keyspace.worker_heartbeat(), self._now_ms(), px=HEARTBEAT_TTL_MS)
-        )
+        await workers.beat(self.store, self._now_ms(), HEARTBEAT_TTL_MS)
 
     async def claim(self) -> list[Job]:
         now = self._now_ms()
@@ -219,17 +217,12 @@ class Worker:
     async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has
         pub/sub here (not redis-py's cluster client); without it the worker just polls."""
-        pubsub_factory = getattr(self.store.client, "pubsub", None)
-        if pubsub_factory is None:
+        if not workers.has_wake_channel(self.store):
             return
         while not stop.is_set():
             try:
-                await self.store.ping()  # a cluster client learns its slot map before it can subscribe
-                async with pubsub_factory() as pubsub:
-                    await pubsub.subscribe(keyspace.WAKE_CHANNEL)
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            wake.set()
+                async for _ in workers.wake_ups(self.store):
+                    wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -1,11 +1,15 @@
-"""What a storage failure looks like to the layers above, so they classify it without importing redis."""
+"""What a Redis call can raise, in one place, for the callers that must tell storage failures apart
+from their own (the CLI's exit code, /readyz, best-effort writes) without importing redis."""
 
 from __future__ import annotations
 
 from redis.exceptions import RedisError
 
+from otp.errors import Unavailable
 from otp.storage.store import UNAVAILABLE_ERRORS
 
-# Transient failures (UNAVAILABLE_ERRORS) and any other reply Redis refuses with: to a client both
-# are "storage is unavailable", never its own fault (SlotNotCoveredError and OSError are not RedisErrors).
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
+# Raised by a Redis call itself: transient failures (UNAVAILABLE_ERRORS) and whatever else Redis
+# answers (OOM under noeviction, a wrong type…). The app's 503 handlers are registered for these.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, RedisError)
+# Those, and the typed operations' own translation of a transient one (Unavailable).
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, Unavailable)

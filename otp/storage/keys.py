@@ -154,3 +154,36 @@ def dashboard_session(digest: str) -> str:
 def signin_failures(scope: str) -> str:
     """Failed dashboard sign-ins from one client address (its /64 on IPv6): a sliding log."""
     return f"{scope_tag('signin', scope)}fail"
+
+
+def scope_block(scope: str) -> str:
+    """A scope's block, ``"<level>:<until ms>:<reason>:<unverified>"`` (fraud.lua), by scope tag."""
+    return f"{scope}block"
+
+
+def scope_level(scope: str) -> str:
+    """How many times a scope was blocked lately: the next block lasts longer (fraud.lua)."""
+    return f"{scope}level"
+
+
+# Verify v2 services: configuration like the API keys (the {cfg} tag, no TTL); the per-verification
+# lookups in the verification's partition, so they land in its slot and spread like it.
+
+
+def v2_service(sid: str) -> str:
+    return f"{PREFIX}{CONFIG_TAG}:svc:{sid}"
+
+
+def v2_services_of(account_sid: str) -> str:
+    """A sorted set of an account's service sids by creation time (ms)."""
+    return f"{PREFIX}{CONFIG_TAG}:svcs:{account_sid}"
+
+
+def v2_attempt(attempt_sid: str, partitions: int) -> str:
+    """``<verification id>:<send number>:<service sid>`` of an attempt sid (``VL`` + partition byte…)."""
+    return f"{tag(int(attempt_sid[2:4], 16) % partitions)}vl:{attempt_sid}"
+
+
+def v2_latest(service_sid: str, e164: str, partitions: int) -> str:
+    """The latest verification of a service to a number."""
+    return f"{tag(partition_of_number(e164, partitions))}v2n:{service_sid}:{e164}"

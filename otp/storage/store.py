@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "fraud",
     "renew",
     "signin_limit",
+    "audit_scan",
 )
 
 # Redis raising these means "not now", never "your request is wrong": they become 503.

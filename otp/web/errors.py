@@ -1,7 +1,7 @@
 """The one error → HTTP mapping: what any exception means to a client, and the ``/v1`` JSON of it.
 
 ``failure(exc)`` is the table: an ``otp.errors`` error carries its own status and code; a storage
-failure (``STORAGE_ERRORS``: a timeout, a lost connection, a failover) is a 503 to retry shortly;
+failure (``REDIS_ERRORS``: a timeout, a lost connection, a failover) is a 503 to retry shortly;
 Starlette's own 404/405 keep their status; anything else is a 500 whose details stay in the log.
 ``headers`` is the one rule for Retry-After and WWW-Authenticate. The renderings are views of a
 ``Failure``: ``/v1`` JSON here (``json_response``, ``HANDLERS``), Twilio's body in
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otp.errors import OtpError
-from otp.storage.errors import STORAGE_ERRORS
+from otp.storage.errors import REDIS_ERRORS
 from otp.web.body import utf8_safe
 
 log = logging.getLogger("otp")
@@ -59,7 +59,7 @@ def failure(exc: BaseException) -> Failure:
     if isinstance(exc, HTTPException):
         code = HTTP_CODES.get(exc.status_code, "http_error")
         return Failure("http", exc.status_code, code, str(exc.detail), extra_headers=dict(exc.headers or {}))
-    if isinstance(exc, STORAGE_ERRORS):
+    if isinstance(exc, REDIS_ERRORS):
         return Failure("storage", 503, "unavailable", STORAGE_MESSAGE)
     return Failure("internal", 500, "internal", "internal error")
 
@@ -117,5 +117,5 @@ async def handle(request: Request, exc: Exception) -> Response:
 
 
 # Every class ``failure`` tells apart, for Starlette's exception handlers (which pick by class).
-HANDLED: tuple[type[BaseException], ...] = (OtpError, HTTPException, *STORAGE_ERRORS, Exception)
+HANDLED: tuple[type[BaseException], ...] = (OtpError, HTTPException, *REDIS_ERRORS, Exception)
 HANDLERS: dict[Any, Any] = dict.fromkeys(HANDLED, handle)

@@ -6,6 +6,7 @@ one through a lookup written at each send.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import urlencode
@@ -14,13 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otp.core import audit, services
+from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.attempts import AttemptFilters, AttemptQuery, Attempts
 from otp.core.attempts import query as attempt_query
 from otp.core.phone import parse
 from otp.errors import InvalidInput, NotFound
 from otp.storage import keys as keyspace
-from otp.web.verify_v2 import context, forms, records
+from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.shapes import attempt_json, meta
 
 DESTINATION_PREFIX = re.compile(r"^\+[0-9]{1,15}$")
@@ -47,7 +49,7 @@ SUMMARY_FILTERS = (
 
 
 def _attempts(request: Request) -> Attempts:
-    return Attempts(context.verifier(request), records.audit_pages(context.store(request)))
+    return Attempts(context.verifier(request), functools.partial(audit.read_page, context.store(request)))
 
 
 def _filters(request: Request, names: Iterable[str]) -> AttemptFilters:
@@ -85,7 +87,7 @@ def _filters(request: Request, names: Iterable[str]) -> AttemptFilters:
 
 async def _query(request: Request, account: ApiKey, names: Iterable[str]) -> AttemptQuery:
     filters = _filters(request, names)
-    owned = await records.service_sids(context.store(request), account.key_id)
+    owned = await service_records.sids_for_account(context.store(request), account.key_id)
     return attempt_query(filters, owned, context.verifier(request).clock())
 
 
@@ -115,8 +117,8 @@ async def fetch_attempt(request: Request) -> Response:
     account = await context.account(request)
     sid = str(request.path_params["Sid"])
     store = context.store(request)
-    found = await records.find_attempt(store, sid)
-    service = await records.get_service(store, found[2]) if found else None
+    found = await service_records.find_attempt(store, sid)
+    service = await service_records.get(store, found[2]) if found else None
     if found is None or service is None or service.account_sid != account.key_id:
         raise NotFound(f"no attempt {sid}", field="Sid")
     vid, number, _ = found

@@ -5,13 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from otp.core import services as service_records
 from otp.core.phone import Phone, parse
 from otp.core.services import Service
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING, Caller, Verification
 from otp.errors import InvalidInput, NotFound, RateLimited
 from otp.storage import keys as keyspace
 from otp.web.v1 import CODE
-from otp.web.verify_v2 import context, forms, records
+from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.errors import CHECKS_EXHAUSTED
 from otp.web.verify_v2.shapes import check_json
 from otp.web.verify_v2.verifications import gone, refuse_psd2
@@ -27,7 +28,7 @@ def _refuse_finished(v: Verification) -> None:
 async def _why_nothing_pending(request: Request, service: Service, phone: Phone) -> None:
     """After a check by To found nothing pending: the latest verification of the number may have
     run out of attempts, which Twilio reports as 60202 rather than 404."""
-    vid = await records.latest_verification(context.store(request), service.sid, phone.e164)
+    vid = await service_records.latest_verification(context.store(request), service.sid, phone.e164)
     if vid is None:
         return
     try:

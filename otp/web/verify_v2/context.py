@@ -7,12 +7,12 @@ import re
 
 from starlette.requests import Request
 
+from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.services import Service
 from otp.core.verification import Verifier
 from otp.errors import NotFound, Unauthorized
 from otp.storage.store import Store
-from otp.web.verify_v2 import records
 
 ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
 
@@ -51,7 +51,7 @@ async def account(request: Request) -> ApiKey:
 
 async def service(request: Request, owner: ApiKey, param: str = "ServiceSid") -> Service:
     sid = request.path_params[param]
-    found = await records.get_service(store(request), sid)
+    found = await service_records.get(store(request), sid)
     # Another account's service answers exactly like a missing one.
     if found is None or found.account_sid != owner.key_id:
         raise NotFound(f"no service {sid} in this account", field=param)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from otp.core import services as service_records
 from otp.core import services as service_rules
-from otp.web.verify_v2 import context, forms, records
+from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.shapes import meta, service_json
 
 
@@ -18,7 +19,7 @@ def _now(request: Request) -> float:
 async def create_service(request: Request) -> Response:
     account = await context.account(request)
     params = service_rules.validate(await forms.form(request), creating=True)
-    service = await records.create_service(context.store(request), account.key_id, params, now=_now(request))
+    service = await service_records.create(context.store(request), account.key_id, params, now=_now(request))
     return JSONResponse(service_json(service, context.base(request)), status_code=201)
 
 
@@ -32,21 +33,21 @@ async def update_service(request: Request) -> Response:
     account = await context.account(request)
     service = await context.service(request, account, "Sid")
     params = service_rules.validate(await forms.form(request), creating=False)
-    service = await records.update_service(context.store(request), service, params, now=_now(request))
+    service = await service_records.update(context.store(request), service, params, now=_now(request))
     return JSONResponse(service_json(service, context.base(request)))
 
 
 async def delete_service(request: Request) -> Response:
     account = await context.account(request)
     service = await context.service(request, account, "Sid")
-    await records.delete_service(context.store(request), service)
+    await service_records.delete(context.store(request), service)
     return Response(status_code=204)
 
 
 async def list_services(request: Request) -> Response:
     account = await context.account(request)
     page_size, page = forms.paging(request.query_params)
-    found, total = await records.list_services(
+    found, total = await service_records.list_for_account(
         context.store(request), account.key_id, offset=page * page_size, count=page_size
     )
     more = (page + 1) * page_size < total

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otp.core import messages
+from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.ipaddr import parse_ip
 from otp.core.phone import parse
@@ -24,7 +25,7 @@ from otp.core.verification import APPROVED, CANCELED, EXPIRED, Caller, Verificat
 from otp.errors import Forbidden, InvalidInput, NotFound
 from otp.storage import keys as keyspace
 from otp.web.v1 import CODE, LOCALE
-from otp.web.verify_v2 import context, forms, records
+from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.shapes import verification_json
 
 RATE_LIMIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -132,7 +133,7 @@ async def create_verification(request: Request) -> Response:
         custom_limits=_rate_limits(form.get("RateLimits")),
     )
     v = result.verification
-    await records.remember_send(
+    await service_records.remember_send(
         context.store(request),
         service_sid=service.sid,
         verification_id=v.id,

@@ -1,0 +1,103 @@
+"""``otp keys`` and ``otp safelist``: the tenants' API keys and the fraud rules' safe list, edited
+through the same storage operations as the admin API and the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+
+from otp.core import apikeys
+from otp.errors import ConfigError
+from otp.settings import Settings
+
+# The shell helpers (_connected, _require_redis, _with_local_fallbacks) are imported inside the
+# commands: otp.cli imports this module to register them.
+
+
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="manage API keys and secrets")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = keys_sub.add_parser("create", help="create an API key; the key is printed once, on the last line")
+    create.add_argument("name", help="a label for the key, e.g. the client app's name")
+    create.add_argument("--admin", action="store_true", help="may read every verification and the audit log")
+    create.add_argument(
+        "--twilio", action="store_true", help="mint an account SID / auth token pair for Twilio's SDKs (/v2 API)"
+    )
+    keys_sub.add_parser("list", help="list API keys (ids and names, never secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke an API key")
+    revoke.add_argument("key_id")
+    keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
+    keys.set_defaults(func=cmd_keys)
+
+
+def add_safelist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    safelist = sub.add_parser("safelist", help="numbers and prefixes that bypass the fraud rules")
+    safelist_sub = safelist.add_subparsers(dest="safelist_command", metavar="ACTION", required=True)
+    for action, text in (("add", "add a number or prefix (E.164, e.g. +1501712)"), ("remove", "remove one")):
+        safelist_sub.add_parser(action, help=text).add_argument("entry")
+    safelist_sub.add_parser("list", help="list the entries")
+    safelist.set_defaults(func=cmd_safelist)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "secret":
+        print(secrets.token_urlsafe(48))
+        return 0
+    from otp.cli import _connected, _require_redis, _with_local_fallbacks
+
+    settings = _with_local_fallbacks(Settings.from_env())
+    _require_redis(settings)
+
+    async def run() -> int:
+        async with _connected(settings) as store:
+            if args.keys_command == "create":
+                key, token = await apikeys.create(store, args.name, admin=args.admin, twilio=args.twilio)
+                print(f"created {'admin ' if key.admin else ''}key {key.key_id} ({key.name}); shown once:")
+                if args.twilio:
+                    _, account_sid, auth_token = token.split("_")
+                    print(f"  Twilio SDK credentials: account SID {account_sid}, auth token {auth_token}")
+                print(token)
+            elif args.keys_command == "list":
+                for key in await apikeys.list_keys(store):
+                    print(f"{key.key_id}  {'admin' if key.admin else 'client'}  {key.name}")
+            elif args.keys_command == "revoke":
+                if not await apikeys.revoke(store, args.key_id):
+                    print(f"no key {args.key_id}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.key_id}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_safelist(args: argparse.Namespace) -> int:
+    """The safe list from the command line; the admin API (/v1/safelist) edits the same Redis set."""
+    from otp.storage.safelist import SafeList
+    from otp.web.admin import SAFE_ENTRY
+
+    if args.safelist_command in ("add", "remove") and not SAFE_ENTRY.match(args.entry):
+        raise ConfigError(f"{args.entry!r} is not an E.164 number or prefix like +1501712")
+    from otp.cli import _connected, _require_redis, _with_local_fallbacks
+
+    settings = _with_local_fallbacks(Settings.from_env())
+    _require_redis(settings)
+
+    async def run() -> int:
+        async with _connected(settings) as store:
+            safe_list = SafeList(store)
+            if args.safelist_command == "add":
+                await safe_list.add(args.entry)
+                print(f"added {args.entry}")
+            elif args.safelist_command == "remove":
+                if not await safe_list.remove(args.entry):
+                    print(f"{args.entry} is not on the safe list", file=sys.stderr)
+                    return 1
+                print(f"removed {args.entry}")
+            else:
+                for entry in sorted(await safe_list.entries()):
+                    print(entry)
+        return 0
+
+    return asyncio.run(run())
