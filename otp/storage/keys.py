@@ -171,6 +171,10 @@ def stats_index(name: str) -> str:
     return f"{PREFIX}{{stats}}:{name}"
 
 
+# The hourly counters outlive the dashboard's longest window (7 days) by a day.
+AUDIT_COUNTER_TTL_MS = 8 * 86_400_000
+
+
 def audit_counter_prefix(partition: int) -> str:
     return f"{tag(partition)}agg:"
 

@@ -2,9 +2,10 @@
 
 A script declares the names of its ``KEYS``; the registry prepends a line binding them
 (``local K = {outbox = KEYS[1], …}``), so Lua reads ``K.outbox`` and Python passes keys by name,
-built by `otp.storage.keys`. Scripts that share ``lib.lua`` also get the delivery ranks generated
-from `otp.delivery`, their one home: generated at load rather than sent with each call, so a call
-carries no constant and a change of ranks changes the scripts' SHA (every node reloads them).
+built by `otp.storage.keys`. The prelude also carries the audit counters' lifetime (keys.py) and,
+for scripts that share ``lib.lua``, the delivery ranks from `otp.delivery`, their one home:
+generated at load rather than sent with each call, so a call carries no constant and a change of
+ranks changes the scripts' SHA (every node reloads them).
 Arguments are one JSON object (``ARGV[1]``, decoded by lib.lua as ``A``) with named fields;
 the scope scripts that other modules call positionally (limit, fraud, signin_limit) take their
 own values after it.
@@ -24,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from otp import delivery
+from otp.storage import keys as keyspace
 
 # What the partition's scripts may touch (keys.partition_script_keys builds them in this order).
 PARTITION_KEYS = ("verifications", "numbers", "failed", "approving", "jobs", "outbox", "poll", "audit", "counter")
@@ -55,6 +57,8 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "fraud": ScriptSpec(("window", "reservations", "known_good", "block", "level")),
     "signin_limit": ScriptSpec(("log",)),
     "counters": ScriptSpec(None, lib=False),
+    # Read by core/audit.py's scan today (by KEYS[1]); its move into storage registers it here.
+    "audit_scan": ScriptSpec(("stream",), lib=False),
 }
 # Development tools only (otp.devtools): kept apart, so the runtime never registers them.
 DEV_SCRIPTS: dict[str, ScriptSpec] = {
@@ -83,7 +87,7 @@ def _lua_table(values: Mapping[str, str | int | bool]) -> str:
 
 
 def _prelude(spec: ScriptSpec) -> str:
-    lines = []
+    lines = [f"local AUDIT_COUNTER_TTL_MS = {keyspace.AUDIT_COUNTER_TTL_MS}"]
     if spec.keys is not None:
         lines.append("local K = {" + ", ".join(f"{k} = KEYS[{i}]" for i, k in enumerate(spec.keys, 1)) + "}")
     if spec.lib:

@@ -41,7 +41,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("otp.store")
 
-AUDIT_COUNTER_TTL_MS = 8 * 86_400_000  # as in lib.lua
 # Hours per counters.lua call: about a day keeps each call to a few milliseconds of Redis time, so
 # a week's sums never hold other clients up for long.
 COUNTER_HOURS_PER_CALL = 24
@@ -130,7 +129,7 @@ class Store:
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.xadd(stream, entry, maxlen=self.audit_maxlen_per_partition, approximate=True)
                 pipe.hincrby(counter, name, 1)
-                pipe.pexpire(counter, AUDIT_COUNTER_TTL_MS)
+                pipe.pexpire(counter, keyspace.AUDIT_COUNTER_TTL_MS)
                 await pipe.execute()
 
         await self.guarded(write)

@@ -82,6 +82,6 @@ for i = 1, n do
   if name ~= 'refused' and name ~= 'delivery' then redis.call('HINCRBY', counter, name, 1) end
   fields[#fields + 1] = 'event'; fields[#fields + 1] = name
   redis.call('XADD', K.stream, 'MAXLEN', '~', cap, '*', unpack(fields))
-  redis.call('PEXPIRE', counter, 8 * 86400000)
+  redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
 end
 return n

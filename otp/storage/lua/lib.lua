@@ -1,6 +1,7 @@
--- Shared helpers, prepended to every script at load time, after the registry's line binding the
--- script's KEYS by name (K) and the delivery ranks it generates from otp/delivery.py
--- (DELIVERY_RANK, FINAL). ARGV[1] is one JSON object (A) with named fields; every script gets
+-- Shared helpers, prepended to every script at load time, after the registry's prelude: the
+-- script's KEYS by name (K), the delivery ranks generated from otp/delivery.py (DELIVERY_RANK,
+-- FINAL) and the audit counters' lifetime from keys.py (AUDIT_COUNTER_TTL_MS).
+-- ARGV[1] is one JSON object (A) with named fields; every script gets
 --   A.now (ms, injected so tests control time), and scripts that write the audit log
 --   A.cap (the audit stream cap for this partition), A.audit (context: masked number, ip, key…).
 -- The partition's keys (scripts.PARTITION_KEYS, built by keys.partition_script_keys) include
@@ -42,7 +43,7 @@ local function audit(event, fields)
     redis.call('HINCRBY', counter, tally .. '@country:' .. (AUDIT_CTX.country or ''), 1)
   end
   if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, 'flagged:' .. AUDIT_CTX.flagged, 1) end
-  redis.call('PEXPIRE', counter, 8 * 86400000)
+  redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
 end
 
 -- The names keys.py spells as verification(), number_state(), failed_checks(), approving_code().
