@@ -156,8 +156,10 @@ async def test_redis_down_is_503_unavailable(service: Service, redis_server) -> 
     real = store.client
     import redis.asyncio as aioredis
 
+    from otp.storage.scripts import Registry
+
     store.client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    store._scripts = {name: store.client.register_script(s.script) for name, s in store._scripts.items()}
+    store.scripts = Registry(store.client)
     try:
         response = await service.start(TO)
         assert_error(response, 503, code="unavailable")
@@ -165,7 +167,7 @@ async def test_redis_down_is_503_unavailable(service: Service, redis_server) -> 
     finally:
         await store.client.aclose()
         store.client = real
-        store._scripts = {name: real.register_script(s.script) for name, s in store._scripts.items()}
+        store.scripts = Registry(real)
 
 
 async def test_deeply_nested_json_is_400_not_500(service: Service) -> None:

@@ -66,10 +66,7 @@ class Scope:
 
     @property
     def keys(self) -> list[str]:
-        keys = [keyspace.scope_window(self.kind, self.value), keyspace.scope_reservations(self.kind, self.value)]
-        if self.name == PREFIX:
-            keys.append(keyspace.known_good(self.value))
-        return keys
+        return keyspace.fraud_keys(self.kind, self.value)
 
 
 @dataclass(frozen=True)

@@ -17,30 +17,19 @@ disagree.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from otp.core.audit import iso_ms
+from otp.delivery import FAILED, FUNNEL
 from otp.errors import InvalidInput
-from otp.storage import keys as keyspace
-from otp.storage.store import ScriptCall, Store, run_scripts
+from otp.storage.store import COUNTER_HOURS_PER_CALL, Store
 
 HOUR_MS = 3_600_000
-COUNTERS_SCRIPT = (resources.files("otp.storage") / "lua" / "counters.lua").read_text()
-# Hours per script call: about a day keeps each call to a few milliseconds of Redis time, so a
-# week's sums never hold other clients up for long.
-HOURS_PER_CALL = 24
-ROUND_KEYS = 96
 # Events a verification goes through, in the order the overview lists them.
 VERIFICATION_EVENTS = ("started", "resent", "approved", "check_failed", "max_attempts", "expired", "canceled")
-# Delivery states shown as the funnel; any other state Twilio reports is still counted, under its name.
-FUNNEL = ("queued", "sent", "delivered", "undelivered", "failed")
-FAILED_STATES = frozenset({"undelivered", "failed"})
 
 
 @dataclass(frozen=True)
@@ -79,30 +68,12 @@ def window(name: str | None, default: str = DEFAULT_WINDOW) -> Window:
 
 
 def _chunks(hours: Sequence[int]) -> list[Sequence[int]]:
-    return [hours[i : i + HOURS_PER_CALL] for i in range(0, len(hours), HOURS_PER_CALL)]
-
-
-def _counter_keys(partition: int, hours: Iterable[int]) -> list[str]:
-    return [f"{keyspace.tag(partition)}agg:{hour}" for hour in hours]
+    """The chunks `Store.sum_audit_counters` answers by."""
+    return [hours[i : i + COUNTER_HOURS_PER_CALL] for i in range(0, len(hours), COUNTER_HOURS_PER_CALL)]
 
 
 async def _sum(store: Store, hours: Sequence[int], mode: str, extra: Sequence[str] = ()) -> list[list[Any]]:
-    """Run ``counters.lua`` over ``hours`` for every partition: per chunk of hours, the decoded
-    replies of all partitions."""
-    script = store.client.register_script(COUNTERS_SCRIPT)
-    replies: list[list[Any]] = []
-    for chunk in _chunks(hours):
-        calls: list[ScriptCall] = [
-            (script, _counter_keys(partition, chunk), [mode, *extra]) for partition in range(store.partitions)
-        ]
-        raw: list[Any] = []
-        # Pipelined calls run back to back in Redis: a round stops at about ROUND_KEYS hashes
-        # (~10 ms with a million events a week) so verifications don't wait behind a dashboard.
-        per_round = max(1, ROUND_KEYS // len(chunk))
-        for i in range(0, len(calls), per_round):
-            raw += await store.guarded(functools.partial(run_scripts, store.client, calls[i : i + per_round]))
-        replies.append([json.loads(_text(reply)) for reply in raw])
-    return replies
+    return await store.sum_audit_counters(hours, mode, extra)
 
 
 async def hourly_events(store: Store, hours: Sequence[int]) -> dict[int, Counter[str]]:
@@ -114,10 +85,6 @@ async def hourly_events(store: Store, hours: Sequence[int]) -> dict[int, Counter
             for hour, counts in zip(chunk, per_key if isinstance(per_key, list) else [], strict=False):
                 merged[hour].update({str(k): int(v) for k, v in counts.items()})
     return merged
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # -- overview ------------------------------------------------------------------------------------
@@ -161,7 +128,7 @@ def delivery_errors(counts: Counter[str]) -> list[dict[str, Any]]:
     for name, n in counts.items():
         if name.startswith("delivery:"):
             _, status, code = [*name.split(":", 2), "", ""][:3]
-            if status in FAILED_STATES:
+            if status in FAILED:
                 rows[(status, code)] += n
     return [
         {"status": status, "error_code": code, "count": n}

@@ -7,8 +7,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.core import codes, events, sealing, tokens
@@ -18,12 +17,18 @@ from otp.core.keyring import Keyring
 from otp.core.phone import Phone, mask_in_record, parse_e164
 from otp.core.policy import Decision, Policy, decisions_json
 from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
+
+# Re-exported (X as X): the adapters name the records through the verifier.
+from otp.model import PENDING as PENDING
+from otp.model import AttemptOutcome, CheckArgs, NumberLimits, StartArgs
+from otp.model import SendAttempt as SendAttempt
+from otp.model import Verification as Verification
 from otp.storage import keys as keyspace
-from otp.storage.store import AttemptOutcome, CheckArgs, NumberLimits, Store
+from otp.storage import records
+from otp.storage.store import Store
 
 Clock = Callable[[], float]
 
-PENDING = "pending"
 APPROVED = "approved"
 CANCELED = "canceled"
 EXPIRED = "expired"
@@ -53,99 +58,6 @@ class Rules:
     # How long after an approval the same right code gets the same approval and token again.
     approval_replay: float = 60.0
     approval_replays: int = 3  # … at most this many checks of it, right or wrong
-
-
-@dataclass(frozen=True)
-class SendAttempt:
-    number: int
-    at: float
-    channel: str
-    delivery: dict[str, Any]
-    message_sid: str | None = None
-    segments: int | None = None
-    price: str | None = None
-    price_unit: str | None = None
-    sent_at: float | None = None
-    tries: int = 0
-    last_error: str | None = None
-
-
-@dataclass(frozen=True)
-class Verification:
-    id: str
-    to: str  # E.164: adapters mask it
-    channel: str
-    locale: str
-    status: str
-    created_at: float
-    updated_at: float
-    expires_at: float
-    attempts: int
-    max_attempts: int
-    sends: int
-    key_id: str
-    approved_at: float | None = None
-    send_attempts: list[SendAttempt] = field(default_factory=list)
-
-    @property
-    def attempts_left(self) -> int:
-        if self.status != PENDING:
-            return 0
-        return max(0, self.max_attempts - self.attempts)
-
-    @property
-    def latest_delivery(self) -> dict[str, Any] | None:
-        return self.send_attempts[-1].delivery if self.send_attempts else None
-
-    @classmethod
-    def from_record(cls, record: dict[str, str]) -> Verification:
-        created_ms = int(record["c"])
-        attempts = [
-            _attempt_from_fields(int(name[3:]), raw, record, created_ms)
-            for name, raw in record.items()
-            if name.startswith("sa:")
-        ]
-        attempts.sort(key=lambda a: a.number)
-        return cls(
-            id=record["id"],
-            to=record["to"],
-            channel=record.get("ch", "sms"),
-            locale=record.get("loc", ""),
-            status=record["st"],
-            created_at=int(record["c"]) / 1000,
-            updated_at=int(record["u"]) / 1000,
-            expires_at=int(record["x"]) / 1000,
-            attempts=int(record["a"]),
-            max_attempts=int(record["ma"]),
-            sends=int(record["s"]),
-            key_id=record.get("key", ""),
-            approved_at=int(record["aa"]) / 1000 if "aa" in record else None,
-            send_attempts=attempts,
-        )
-
-
-def _attempt_from_fields(n: int, raw: str, record: dict[str, str], created_ms: int) -> SendAttempt:
-    """Read the compact fields lib.lua keeps per send (``sa:n``, ``sid:n``, ``pr:n``, ``em:n``, ``le:n``)."""
-    at, status, updated, error_code, tries, segments, sent_at = (raw.split("|") + [""] * 7)[:7]
-    delivery: dict[str, Any] = {"status": status, "updated_at": created_ms + int(updated or 0)}
-    if error_code:
-        delivery["error_code"] = int(error_code) if error_code.isdigit() else error_code
-    if f"em:{n}" in record:
-        delivery["error_message"] = record[f"em:{n}"]
-    price, _, unit = record.get(f"pr:{n}", "").partition("|")
-    return SendAttempt(
-        number=n,
-        at=(created_ms + int(at or 0)) / 1000,
-        channel="sms",
-        delivery=delivery,
-        message_sid=record.get(f"sid:{n}"),
-        segments=int(segments) if segments else None,
-        price=price or None,
-        price_unit=unit or None,
-        sent_at=(created_ms + int(sent_at)) / 1000 if sent_at else None,
-        tries=int(tries or 0),
-        last_error=record.get(f"le:{n}"),
-    )
 
 
 @dataclass(frozen=True)
@@ -309,9 +221,7 @@ class Verifier:
         code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
         limits = self.policy.config
         try:
-            outcome = await self.store.start(
-                partition=partition,
-                now_ms=now_ms,
+            start = StartArgs(
                 new_id=keyspace.new_verification_id(partition, self.store.partitions),
                 to=phone.e164,
                 channel=channel,
@@ -333,11 +243,12 @@ class Verifier:
                 ),
                 event_id=f"{now_ms}:{secrets.token_hex(6)}",
                 decisions=decisions_json(admission),
-                audit=audit,
                 app_name=app_name,
                 custom_code=custom_code,
-                pumping=(admission.unproven, pumping_ip(caller)),
+                unproven=admission.unproven,
+                ip_scope=pumping_ip(caller),
             )
+            outcome = await self.store.start(partition, now_ms, start, audit)
         except Exception:
             # The other scopes may sit on healthy nodes: don't let a retry be counted twice there.
             with contextlib.suppress(Exception):
@@ -362,7 +273,7 @@ class Verifier:
         with contextlib.suppress(Unavailable):
             await self.policy.commit(admission, now_ms, resent=outcome.mode == "resent")
         return StartResult(
-            Verification.from_record(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
+            records.verification(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
 
     async def _audit_refusal(self, partition: int, now_ms: int, audit: dict[str, str], decision: Decision) -> None:
@@ -451,7 +362,7 @@ class Verifier:
             if outcome == EXPIRED:
                 events.emit("expired", vid=vid, key=caller.key_id)
             # A last attempt may still be in flight: the stored status says pending, the answer doesn't.
-            return CheckResult(replace(Verification.from_record(record), status=outcome), approved=False)
+            return CheckResult(replace(records.verification(record), status=outcome), approved=False)
         # Newest code first: it is the one the user most likely typed.
         fields = sorted(found.hashes, key=lambda k: -int(k.split(":")[1]))
         index = await self.hasher.first_match([found.hashes[k] for k in fields], code)
@@ -469,7 +380,7 @@ class Verifier:
                     partition=partition, now_ms=now_ms, verification_id=vid, retention_ms=retention_ms, audit=audit
                 )
                 events.emit("max_attempts", vid=vid, **audit)
-            return CheckResult(Verification.from_record(record), approved=False)
+            return CheckResult(records.verification(record), approved=False)
         # A code the caller chose proves nothing about the number: no conversion.
         number_hash = self.keyring.number_hash(number.e164)
         conversions = [] if record.get("cu") else self.policy.conversion_calls(record, number, number_hash)
@@ -490,9 +401,9 @@ class Verifier:
                 await self.policy.take_back_conversions(conversions, counted, now_ms)
             if record.get("st") == APPROVED:
                 raise _already_approved()
-            return CheckResult(Verification.from_record(record), approved=False)
+            return CheckResult(records.verification(record), approved=False)
         events.emit("approved", vid=vid, **audit)
-        return CheckResult(Verification.from_record(record), approved=True, token=self._token(record, caller))
+        return CheckResult(records.verification(record), approved=True, token=self._token(record, caller))
 
     def _token(self, record: dict[str, str], caller: Caller) -> str:
         """The approval's token: signed at the approval's time, so the same approval always gets
@@ -512,7 +423,7 @@ class Verifier:
             raise _already_approved()
         if await self.hasher.first_match([found.replay_hash], code) is None:
             raise _already_approved()
-        return CheckResult(Verification.from_record(record), approved=True, token=self._token(record, caller))
+        return CheckResult(records.verification(record), approved=True, token=self._token(record, caller))
 
     async def fetch(self, verification_id: str, caller: Caller) -> Verification:
         partition = self._id_partition(verification_id)
@@ -524,7 +435,7 @@ class Verifier:
         )
         if not record or not (caller.admin or record.get("key") == caller.key_id):
             raise NotFound("no such verification (unknown, or past its retention period)", field="id")
-        return Verification.from_record(record)
+        return records.verification(record)
 
     async def approve(self, verification_id: str, caller: Caller) -> Verification:
         """Approve out of band (Twilio's ``Status=approved``): the caller vouches for the user by other
@@ -547,7 +458,7 @@ class Verifier:
         if not won:
             raise Conflict("verification is no longer pending", code="not_pending", field="id")
         events.emit("approved", vid=verification_id, out_of_band=True, **self._audit(caller, number))
-        return Verification.from_record(record)
+        return records.verification(record)
 
     async def cancel(self, verification_id: str, caller: Caller) -> Verification:
         partition = self._id_partition(verification_id)
@@ -561,7 +472,7 @@ class Verifier:
         )
         if not record:
             raise NotFound("no such verification (unknown, or past its retention period)", field="id")
-        verification = Verification.from_record(record)
+        verification = records.verification(record)
         if changed:
             events.emit("canceled", vid=verification_id, key=caller.key_id)
         if not changed:

@@ -58,11 +58,11 @@ def _decode(raw: str) -> BlockState | None:
 
 async def state(store: Store, tag: str) -> BlockState | None:
     """The scope's block, or None when it has none (or an unreadable one)."""
-    raw = await store.guarded(lambda: store.client.get(keyspace.scope_block(tag)))
+    raw = await store.guarded(lambda: store.client.get(keyspace.block_of(tag)))
     return _decode(_text(raw or ""))
 
 
 async def lift(store: Store, tags: Sequence[str]) -> bool:
     """Remove the blocks of these scopes with their levels; whether there was any."""
-    keys = [key for tag in tags for key in (keyspace.scope_block(tag), keyspace.scope_level(tag))]
+    keys = [key for tag in tags for key in (keyspace.block_of(tag), keyspace.level_of(tag))]
     return bool(await store.guarded(lambda: store.client.delete(*keys)))

@@ -1,4 +1,4 @@
-"""Every Redis key name, in one place.
+"""Every Redis key name, in one place: Lua scripts receive theirs in ``KEYS`` (see `script_keys`).
 
 All state about one phone number and its verifications lives under one hash tag, the number's
 *partition* ``{pNN}``, so one Lua script can resend, check and approve atomically and still run on
@@ -45,14 +45,22 @@ def tag(partition: int) -> str:
     return f"{PREFIX}{{p{partition:02x}}}:"
 
 
+def verification_prefix(partition: int) -> str:
+    return f"{tag(partition)}v:"
+
+
 def verification(partition: int, verification_id: str) -> str:
-    return f"{tag(partition)}v:{verification_id}"
+    return verification_prefix(partition) + verification_id
+
+
+def number_state_prefix(partition: int) -> str:
+    return f"{tag(partition)}num:"
 
 
 def number_state(partition: int, e164: str) -> str:
     """A hash: per API key the number's pending verification (``p:<key id>``), and the number's
     send log of the last day (``s``)."""
-    return f"{tag(partition)}num:{e164}"
+    return number_state_prefix(partition) + e164
 
 
 def used_token(partition: int, verification_id: str) -> str:
@@ -61,27 +69,38 @@ def used_token(partition: int, verification_id: str) -> str:
     return f"{tag(partition)}tok:{verification_id}"
 
 
+def failed_checks_prefix(partition: int) -> str:
+    return f"{tag(partition)}nf:"
+
+
 def failed_checks(partition: int, key_id: str, e164: str) -> str:
-    """A sorted set: the number's failed checks of the last hour by one API key (built in lib.lua
-    as ``failedkey``)."""
-    return f"{tag(partition)}nf:{key_id}:{e164}"
+    """A sorted set: the number's failed checks of the last hour by one API key (lib.lua's
+    ``failedkey`` appends the same ``<key id>:<e164>`` to `failed_checks_prefix`)."""
+    return f"{failed_checks_prefix(partition)}{key_id}:{e164}"
 
 
 def check_log(partition: int, rate_key: str) -> str:
-    """A sorted set: one API key's (or /v2 account's) checks of the last minute in this partition
-    (built in attempt.lua)."""
+    """A sorted set: one API key's (or /v2 account's) checks of the last minute in this partition."""
     return f"{tag(partition)}ck:{rate_key}"
+
+
+def approving_code_prefix(partition: int) -> str:
+    return f"{tag(partition)}ah:"
 
 
 def approving_code(partition: int, verification_id: str) -> str:
     """A hash: the hash of the code that approved a verification (``h``) and how many checks have
     looked at it (``n``), for a short while, so the same right check can repeat the approval a few
-    times (built in approve.lua and attempt.lua)."""
-    return f"{tag(partition)}ah:{verification_id}"
+    times."""
+    return approving_code_prefix(partition) + verification_id
+
+
+def job_prefix(partition: int) -> str:
+    return f"{tag(partition)}j:"
 
 
 def job(partition: int, job_id: str) -> str:
-    return f"{tag(partition)}j:{job_id}"
+    return job_prefix(partition) + job_id
 
 
 def outbox(partition: int) -> str:
@@ -111,10 +130,36 @@ def scope_reservations(kind: str, value: str) -> str:
     return f"{scope_tag(kind, value)}r"
 
 
+def scope_known_good(kind: str, value: str) -> str:
+    """A hash: keyed number hash → when a code last approved that number. Only prefix scopes keep
+    one (`known_good`); fraud.lua receives the name for every scope and leaves it alone elsewhere."""
+    return f"{scope_tag(kind, value)}good"
+
+
 def known_good(prefix: str) -> str:
-    """A hash: keyed number hash → when a code last approved that number, for one prefix's numbers
-    (fraud.lua; the prefix scope's slot)."""
-    return f"{scope_tag('pfx', prefix)}good"
+    """A prefix's known-good numbers (fraud.lua; the prefix scope's slot)."""
+    return scope_known_good("pfx", prefix)
+
+
+def scope_block(kind: str, value: str) -> str:
+    """A string ``<level>:<until ms>:<reason>:<unverified>``: the scope's pumping block (fraud.lua)."""
+    return block_of(scope_tag(kind, value))
+
+
+def scope_level(kind: str, value: str) -> str:
+    """A string ``<level>:<at ms>``: the scope's last block level, decaying (fraud.lua)."""
+    return level_of(scope_tag(kind, value))
+
+
+def fraud_keys(kind: str, value: str) -> list[str]:
+    """fraud.lua's KEYS for one scope, in the order scripts.SCRIPTS declares them."""
+    return [
+        scope_window(kind, value),
+        scope_reservations(kind, value),
+        scope_known_good(kind, value),
+        scope_block(kind, value),
+        scope_level(kind, value),
+    ]
 
 
 def safe_list() -> str:
@@ -126,9 +171,46 @@ def stats_index(name: str) -> str:
     return f"{PREFIX}{{stats}}:{name}"
 
 
+# The hourly counters outlive the dashboard's longest window (7 days) by a day.
+AUDIT_COUNTER_TTL_MS = 8 * 86_400_000
+
+
+def audit_counter_prefix(partition: int) -> str:
+    return f"{tag(partition)}agg:"
+
+
+def audit_counter_of_hour(partition: int, hour: int) -> str:
+    """Counts of the partition's audit events in one hour since the epoch (written beside the
+    stream, see lib.lua's ``audit``)."""
+    return f"{audit_counter_prefix(partition)}{hour}"
+
+
 def audit_counter(partition: int, now_ms: int) -> str:
-    """Hourly counts of the partition's audit events (written beside the stream, see lib.lua)."""
-    return f"{tag(partition)}agg:{now_ms // 3_600_000}"
+    """The counter of the hour ``now_ms`` falls in."""
+    return audit_counter_of_hour(partition, now_ms // 3_600_000)
+
+
+def partition_script_keys(partition: int, now_ms: int) -> dict[str, str]:
+    """What the partition's scripts (lib.lua) may touch, named as lib.lua names them.
+
+    Some key names depend on data the script reads (the pending verification a number state points
+    at, the jobs in the outbox): those arrive as *prefixes* built here, and Lua only appends the id
+    it found. A prefix carries the partition's hash tag, so it names the same cluster slot as the
+    keys built from it and Cluster routes the call by it like any key; this module stays the one
+    place that spells a key, and no Lua file holds a key-name literal. The hour counter is named
+    from ``now_ms``, which the caller knows, so it is a whole key.
+    """
+    return {
+        "verifications": verification_prefix(partition),
+        "numbers": number_state_prefix(partition),
+        "failed": failed_checks_prefix(partition),
+        "approving": approving_code_prefix(partition),
+        "jobs": job_prefix(partition),
+        "outbox": outbox(partition),
+        "poll": poll_schedule(partition),
+        "audit": audit_stream(partition),
+        "counter": audit_counter(partition, now_ms),
+    }
 
 
 def api_key(key_id: str) -> str:
@@ -156,13 +238,13 @@ def signin_failures(scope: str) -> str:
     return f"{scope_tag('signin', scope)}fail"
 
 
-def scope_block(scope: str) -> str:
-    """A scope's block, ``"<level>:<until ms>:<reason>:<unverified>"`` (fraud.lua), by scope tag."""
+def block_of(scope: str) -> str:
+    """`scope_block` by the scope's tag (the blocks index holds tags)."""
     return f"{scope}block"
 
 
-def scope_level(scope: str) -> str:
-    """How many times a scope was blocked lately: the next block lasts longer (fraud.lua)."""
+def level_of(scope: str) -> str:
+    """`scope_level` by the scope's tag."""
     return f"{scope}level"
 
 

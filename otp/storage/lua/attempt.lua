@@ -1,10 +1,11 @@
 -- Count one check attempt *before* any comparison, and hand back the code hashes to compare.
--- KEYS[1] the verification (or the number's pending pointer when checking by number)
--- ARGV[5] id or ''  [6] E.164 or ''  [7] retention ms  [8] caller's key id  [9] '1' if admin
--- [10] failed checks allowed per number per hour (per API key)
--- [11] checks allowed per minute in this partition for the rate key ('0': no limit)
--- [12] rate key (the API key, or the /v2 account)  [13] unique member for its log
--- [14] how long after an approval the approving code may repeat it (ms)  [15] how many times
+-- K.check_log the rate key's checks of the last minute in this partition (keys.check_log); the
+-- other keys are the partition's (lib.lua).
+-- A: the fields of otp.model.CheckArgs: verification_id ('' to find the caller's pending one by
+-- number), to (E.164 or ''), retention_ms, caller (key id), admin, failed_per_hour (failed checks
+-- allowed per number per hour, per API key), checks_per_minute (in this partition for the rate
+-- key, 0: no limit), rate_key (the API key, or the /v2 account), member (unique, for its log),
+-- replay_ms (how long after an approval the approving code may repeat it), replays (how many times)
 -- Checks are rate-limited per key first, before any lookup or comparison: a flood of checks for
 -- unknown ids costs neither argon2 nor more than this. Every allowed check counts (committed:
 -- it goes on to a lookup and a comparison or its decoy).
@@ -14,12 +15,12 @@
 -- Returns {outcome, id, attempts, max_attempts, the approving code's hash while it may repeat
 -- the approval ('' otherwise), flat verification hash (with its h:<n> code hashes), retry ms};
 -- outcome is counted | not_found | throttled | refused | a status.
-local id, to, retention, caller, admin = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9] == '1'
-local failed_per_hour = tonumber(ARGV[10])
-local checks_allowed, rate_key, member, replay_ms = tonumber(ARGV[11]), ARGV[12], ARGV[13], tonumber(ARGV[14])
-local replays = tonumber(ARGV[15])
+local id, to, retention, caller, admin = A.verification_id, A.to, A.retention_ms, A.caller, A.admin
+local failed_per_hour = A.failed_per_hour
+local checks_allowed, member, replay_ms = A.checks_per_minute, A.member, A.replay_ms
+local replays = A.replays
 if checks_allowed > 0 then
-  local log = TAG .. 'ck:' .. rate_key
+  local log = K.check_log
   redis.call('ZREMRANGEBYSCORE', log, '-inf', NOW - 60000)
   local recent = redis.call('ZCARD', log)
   if recent >= checks_allowed then

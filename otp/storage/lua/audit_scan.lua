@@ -1,18 +1,18 @@
 -- Filter one audit stream partition inside Redis (read-only): only matches cross the wire.
 -- KEYS[1] one partition's audit stream
--- ARGV[1..4] lib.lua's shared header (unused here)
--- ARGV[5] upper bound, as XREVRANGE's max  [6] lower bound, as its min  [7] most entries to read
--- [8] since ms or ''  [9] until ms or ''  [10..] field, value pairs: an entry matches when, for
+-- ARGV[1] the JSON header every call carries (unused here)
+-- ARGV[2] upper bound, as XREVRANGE's max  [3] lower bound, as its min  [4] most entries to read
+-- [5] since ms or ''  [6] until ms or ''  [7..] field, value pairs: an entry matches when, for
 -- every field named, it holds one of the values given for that field
 -- Returns {entries read, last id examined or '', 1 if it stopped at an entry older than since,
 --          {id, JSON array of the entry's fields and values, ...} of the matches,
 --          ts of the last entry examined (an integer) or ''}
--- The caller bounds ARGV[7] (a few hundred): the cost is about 3 µs per entry read.
-local entries = redis.call('XREVRANGE', KEYS[1], ARGV[5], ARGV[6], 'COUNT', ARGV[7])
-local since, till = tonumber(ARGV[8]), tonumber(ARGV[9])
+-- The caller bounds ARGV[4] (a few hundred): the cost is about 3 µs per entry read.
+local entries = redis.call('XREVRANGE', K.stream, ARGV[2], ARGV[3], 'COUNT', ARGV[4])
+local since, till = tonumber(ARGV[5]), tonumber(ARGV[6])
 -- field -> {value = true}; `wanted` counts the fields, each of which must be satisfied once.
 local allowed, wanted = {}, 0
-for k = 10, #ARGV, 2 do
+for k = 7, #ARGV, 2 do
   local set = allowed[ARGV[k]]
   if not set then
     set = {}

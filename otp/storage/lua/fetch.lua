@@ -1,5 +1,5 @@
--- Read a verification, settling its expiry first.  KEYS[1] the verification.
--- ARGV[5] id  [6] retention ms
-if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
-settle(ARGV[5], tonumber(ARGV[6]))
-return redis.call('HGETALL', KEYS[1])
+-- Read a verification, settling its expiry first.  K.verification the verification.
+-- A.id, A.retention_ms
+if redis.call('EXISTS', K.verification) == 0 then return {} end
+settle(A.id, A.retention_ms)
+return redis.call('HGETALL', K.verification)

@@ -1,16 +1,16 @@
--- Shared helpers, prepended to every script at load time.
--- Every script takes the same ARGV header:
---   ARGV[1] partition tag ("otp:{pNN}:"), ARGV[2] now (ms, injected so tests control time),
---   ARGV[3] audit stream cap for this partition, ARGV[4] audit context (JSON: masked number, ip, key…)
--- and builds every key it touches from the tag, so it stays inside one cluster slot.
-local TAG = ARGV[1]
-local NOW = tonumber(ARGV[2])
-local AUDIT_MAXLEN = ARGV[3]
-local AUDIT_CTX = cjson.decode(ARGV[4])
-
-local FINAL = {delivered = true, undelivered = true, failed = true, canceled = true, read = true}
-local DELIVERY_RANK = {accepted = 1, scheduled = 1, queued = 1, sending = 2, sent = 3,
-                       undelivered = 4, failed = 4, canceled = 4, delivered = 5, read = 5}
+-- Shared helpers, prepended to every script at load time, after the registry's prelude: the
+-- script's KEYS by name (K), the delivery ranks generated from otp/delivery.py (DELIVERY_RANK,
+-- FINAL) and the audit counters' lifetime from keys.py (AUDIT_COUNTER_TTL_MS).
+-- ARGV[1] is one JSON object (A) with named fields; every script gets
+--   A.now (ms, injected so tests control time), and scripts that write the audit log
+--   A.cap (the audit stream cap for this partition), A.audit (context: masked number, ip, key…).
+-- The partition's keys (scripts.PARTITION_KEYS, built by keys.partition_script_keys) include
+-- prefixes (K.verifications, K.numbers, K.failed, K.approving, K.jobs) to which a script appends
+-- an id it read: every name comes from keys.py, and all of them name one cluster slot.
+local A = cjson.decode(ARGV[1])
+local NOW = tonumber(A.now)
+local AUDIT_MAXLEN = A.cap
+local AUDIT_CTX = A.audit or {}
 
 -- Context names starting with "_" feed the counters only and are never written to the entry
 -- (the destination prefix: beside the masked number's last digits it would spell the number).
@@ -28,9 +28,9 @@ local function audit(event, fields)
       entry[#entry + 1] = tostring(v)
     end
   end
-  redis.call('XADD', TAG .. 'audit', 'MAXLEN', '~', AUDIT_MAXLEN, '*', unpack(entry))
+  redis.call('XADD', K.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*', unpack(entry))
   -- Hourly counters beside the stream, so dashboards add up hours instead of scanning events.
-  local counter = TAG .. 'agg:' .. math.floor(NOW / 3600000)
+  local counter = K.counter
   local f = fields or {}
   local name = event
   if event == 'refused' then name = 'refused:' .. (f.rule or '') .. ':' .. (f.reason or '')
@@ -43,18 +43,19 @@ local function audit(event, fields)
     redis.call('HINCRBY', counter, tally .. '@country:' .. (AUDIT_CTX.country or ''), 1)
   end
   if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, 'flagged:' .. AUDIT_CTX.flagged, 1) end
-  redis.call('PEXPIRE', counter, 8 * 86400000)
+  redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
 end
 
-local function vkey(id) return TAG .. 'v:' .. id end
+-- The names keys.py spells as verification(), number_state(), failed_checks(), approving_code().
+local function vkey(id) return K.verifications .. id end
 -- A number's state: per API key its pending verification (two tenants never resend each other's
 -- codes), and its send log.
-local function numkey(to) return TAG .. 'num:' .. to end
+local function numkey(to) return K.numbers .. to end
 -- A number's failed checks of the last hour, per API key: guesses spread over a tenant's
 -- verifications are capped, and no tenant's guesses lock the number for another.
-local function failedkey(owner, to) return TAG .. 'nf:' .. owner .. ':' .. to end
--- The code that approved a verification, for its replays (keyspace.approving_code).
-local function approvingkey(id) return TAG .. 'ah:' .. id end
+local function failedkey(owner, to) return K.failed .. owner .. ':' .. to end
+-- The code that approved a verification, for its replays.
+local function approvingkey(id) return K.approving .. id end
 
 local function base36(n)
   local digits, out = '0123456789abcdefghijklmnopqrstuvwxyz', ''

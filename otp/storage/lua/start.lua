@@ -1,39 +1,35 @@
 -- Start or resend a verification for one number, store the code hash and queue its SMS job,
 -- all in one step: there is never a verification without its job, nor a job without it.
 -- The number's own limits are decided here too, in the same step, so they hold under concurrency.
--- KEYS[1] the number's state (otp:{pNN}:num:<e164>): per API key its pending verification
+-- K.number the number's state (keys.number_state): per API key its pending verification
 -- (p:<key id>), and the log of its sends over the last day (s), shared by every API key; the key
 -- of the last send (lk) and the time of the latest send by any other key (ot), so a refusal can
--- tell whether another tenant's sends were behind it without a log per key
--- ARGV[5] new id  [6] E.164  [7] channel  [8] locale  [9] api key id  [10] ttl ms
--- [11] max check attempts  [12] max sends  [13] codes kept  [14] retention ms
--- [15] code hash  [16] sealed code for the outbox
--- [17] '1' if the number is on the safe list  [18] sends per hour  [19] sends per day
--- [20] resend cooldown base ms (doubles with each send in the last hour)  [21] unique event id
--- [22] decisions of the other scopes (JSON, for the audit record)  [23] name in the SMS ('' default)
--- [24] how long a key refused because of another key's sends must wait (ms): a fixed hold
--- (hd:<key id>), so polling can't find out when those sends were
--- [25] '1' if the caller chose the code (CustomCode): its approval proves nothing about the number,
--- so it never counts as a conversion (cu on the record)
--- [26] '1' if the send was to an unproven destination  [27] its end-user IP's pumping scope:
--- kept on a new record (up, ips) so the approval converts where the send counted
+-- tell whether another tenant's sends were behind it without a log per key. The other keys are
+-- the partition's (lib.lua).
+-- A: the fields of otp.model.StartArgs (documented there), and wake = {channel, message}.
+-- A.number_limits.shared_hold_ms: how long a key refused because of another key's sends must wait:
+-- a fixed hold (hd:<key id>), so polling can't find out when those sends were.
+-- A.custom_code: its approval proves nothing about the number, so it never counts as a
+-- conversion (cu on the record). A.unproven, A.ip_scope: kept on a new record (up, ips) so the
+-- approval converts where the send counted.
 -- Returns {mode, flat verification hash, rule, reason, retry after ms, 1 if a number-wide refusal
 -- involved another API key's sends (the reply must not reveal them)};
 -- mode is created | resent | refused.
-local new_id, to, channel, locale, key_id = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local ttl, max_attempts, max_sends = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local kept, retention = tonumber(ARGV[13]), tonumber(ARGV[14])
-local code_hash, sealed = ARGV[15], ARGV[16]
-local safe, per_hour, per_day, cooldown = ARGV[17] == '1', tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
-local event_id, decisions, app_name, hold_ms = ARGV[21], ARGV[22], ARGV[23], tonumber(ARGV[24])
-local custom = ARGV[25] == '1'
-local unproven, ip_scope = ARGV[26], ARGV[27]
+local new_id, to, channel, locale, key_id = A.new_id, A.to, A.channel, A.locale, A.key_id
+local ttl, max_attempts, max_sends = A.ttl_ms, A.max_attempts, A.max_sends
+local kept, retention = A.codes_kept, A.retention_ms
+local code_hash, sealed = A.code_hash, A.sealed_code
+local limits = A.number_limits
+local safe, per_hour, per_day, cooldown = limits.safe, limits.sends_per_hour, limits.sends_per_day, limits.cooldown_ms
+local decisions, app_name, hold_ms = A.decisions, A.app_name, limits.shared_hold_ms
+local custom = A.custom_code
+local unproven, ip_scope = A.unproven, A.ip_scope
 
 -- Whether a send by another API key than the caller's lies within the rule's window, given the
 -- time of the number's last send.
 local function foreign_within(window, last_send)
   if not window then return 0 end
-  local last_key, other = unpack(redis.call('HMGET', KEYS[1], 'lk', 'ot'))
+  local last_key, other = unpack(redis.call('HMGET', K.number, 'lk', 'ot'))
   local latest = nil
   if last_key and last_key ~= key_id then latest = last_send
   elseif other then latest = tonumber(other, 36) end
@@ -47,20 +43,20 @@ local function refuse(id, rule, reason, retry, window, last_send)
   local record = id and redis.call('HGETALL', vkey(id)) or {}
   local foreign = foreign_within(window, last_send)
   if foreign == 1 then
-    redis.call('HSET', KEYS[1], 'hd:' .. key_id, base36(NOW + hold_ms))
+    redis.call('HSET', K.number, 'hd:' .. key_id, base36(NOW + hold_ms))
     retry = hold_ms
   end
   return {'refused', record, rule, reason, retry, foreign}
 end
 
-local held = tonumber(redis.call('HGET', KEYS[1], 'hd:' .. key_id) or '', 36)
+local held = tonumber(redis.call('HGET', K.number, 'hd:' .. key_id) or '', 36)
 if held and held > NOW then
   audit('refused', {decision = 'refused', rule = 'number_sends', reason = 'shared_hold',
                     retry_after = math.ceil((held - NOW) / 1000), counts = decisions})
   return {'refused', {}, 'number_sends', 'shared_hold', held - NOW, 1}
 end
 
-local existing = redis.call('HGET', KEYS[1], 'p:' .. key_id)
+local existing = redis.call('HGET', K.number, 'p:' .. key_id)
 if existing and settle(existing, retention) ~= 'pending' then existing = nil end
 if existing then
   -- Out of check attempts (its last check may still be comparing): a resend there could never
@@ -78,7 +74,7 @@ end
 -- The number's sends over the last day, oldest first: ms times in base 36, so a few fit in one
 -- compact (at most 64-byte) hash value.
 local sent, last_hour = {}, {}
-for t in string.gmatch(redis.call('HGET', KEYS[1], 's') or '', '%w+') do
+for t in string.gmatch(redis.call('HGET', K.number, 's') or '', '%w+') do
   t = tonumber(t, 36)
   if t > NOW - 86400000 then sent[#sent + 1] = t end
   if t > NOW - 3600000 then last_hour[#last_hour + 1] = t end
@@ -107,15 +103,15 @@ sent[#sent + 1] = NOW
 local keep = math.max(per_day, per_hour, 17)
 local encoded = {}
 for i = math.max(1, #sent - keep + 1), #sent do encoded[#encoded + 1] = base36(sent[i]) end
-redis.call('HSET', KEYS[1], 's', table.concat(encoded, ' '))
-local last_key = redis.call('HGET', KEYS[1], 'lk')
+redis.call('HSET', K.number, 's', table.concat(encoded, ' '))
+local last_key = redis.call('HGET', K.number, 'lk')
 if last_key ~= key_id then
   -- From now on the previous sender is "another key" for this one.
-  if last_key and #sent > 1 then redis.call('HSET', KEYS[1], 'ot', base36(sent[#sent - 1]))
-  else redis.call('HDEL', KEYS[1], 'ot') end
-  redis.call('HSET', KEYS[1], 'lk', key_id)
+  if last_key and #sent > 1 then redis.call('HSET', K.number, 'ot', base36(sent[#sent - 1]))
+  else redis.call('HDEL', K.number, 'ot') end
+  redis.call('HSET', K.number, 'lk', key_id)
 end
-redis.call('PEXPIRE', KEYS[1], math.max(86400000, ttl + retention))
+redis.call('PEXPIRE', K.number, math.max(86400000, ttl + retention))
 
 local id, n, mode, expires
 if existing then
@@ -131,20 +127,20 @@ else
              'st', 'pending', 'c', NOW, 'u', NOW, 'x', expires, 'a', 0, 'ma', max_attempts,
              's', 1, 'ms', max_sends, 'h:1', code_hash)
   redis.call('PEXPIRE', vkey(id), ttl + retention)
-  if unproven == '1' then redis.call('HSET', vkey(id), 'up', 1) end
+  if unproven then redis.call('HSET', vkey(id), 'up', 1) end
   if ip_scope ~= '' then redis.call('HSET', vkey(id), 'ips', ip_scope) end
-  redis.call('HSET', KEYS[1], 'p:' .. key_id, id)
+  redis.call('HSET', K.number, 'p:' .. key_id, id)
 end
 
 if custom then redis.call('HSET', vkey(id), 'cu', 1) end
 write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
 
 local job_id = id .. ':' .. n
-redis.call('HSET', TAG .. 'j:' .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed,
+redis.call('HSET', K.jobs .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed,
            'loc', locale, 'x', expires, 'tries', 0, 'app', app_name)
-redis.call('PEXPIRE', TAG .. 'j:' .. job_id, expires - NOW)
-redis.call('ZADD', TAG .. 'outbox', NOW, job_id)
-redis.call('PUBLISH', 'otp:wake', TAG)
+redis.call('PEXPIRE', K.jobs .. job_id, expires - NOW)
+redis.call('ZADD', K.outbox, NOW, job_id)
+redis.call('PUBLISH', A.wake[1], A.wake[2])
 audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
       counts = decisions, number_sends_1h = hour + 1, number_sends_24h = day + 1})
 return {mode, redis.call('HGETALL', vkey(id)), '', '', 0, 0}

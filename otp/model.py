@@ -1,0 +1,149 @@
+"""Domain records shared by every layer: storage decodes into them, the core works with them,
+adapters render them. Kernel: imports nothing from core, storage or web."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class SendAttempt:
+    number: int
+    at: float
+    channel: str
+    delivery: dict[str, Any]
+    message_sid: str | None = None
+    segments: int | None = None
+    price: str | None = None
+    price_unit: str | None = None
+    sent_at: float | None = None
+    tries: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    id: str
+    to: str  # E.164: adapters mask it
+    channel: str
+    locale: str
+    status: str
+    created_at: float
+    updated_at: float
+    expires_at: float
+    attempts: int
+    max_attempts: int
+    sends: int
+    key_id: str
+    approved_at: float | None = None
+    send_attempts: list[SendAttempt] = field(default_factory=list)
+
+    @property
+    def attempts_left(self) -> int:
+        if self.status != PENDING:
+            return 0
+        return max(0, self.max_attempts - self.attempts)
+
+    @property
+    def latest_delivery(self) -> dict[str, Any] | None:
+        return self.send_attempts[-1].delivery if self.send_attempts else None
+
+
+# -- what the store's operations take ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumberLimits:
+    safe: bool
+    sends_per_hour: int
+    sends_per_day: int
+    cooldown_ms: int
+    shared_hold_ms: int = 60_000
+
+
+@dataclass(frozen=True)
+class StartArgs:
+    """What ``start.lua`` needs to start or resend one verification (its JSON argument)."""
+
+    new_id: str
+    to: str
+    channel: str
+    locale: str
+    key_id: str
+    ttl_ms: int
+    max_attempts: int
+    max_sends: int
+    codes_kept: int
+    retention_ms: int
+    code_hash: str
+    sealed_code: str  # for the outbox
+    number_limits: NumberLimits
+    event_id: str
+    decisions: str  # of the other scopes (JSON, for the audit record)
+    app_name: str = ""  # name in the SMS ("" default)
+    # The caller chose the code (CustomCode): its approval proves nothing about the number.
+    custom_code: bool = False
+    # The send was to an unproven destination, and its end-user IP's pumping scope: kept on a new
+    # record, so its approval converts where the send counted.
+    unproven: bool = False
+    ip_scope: str = ""
+
+
+@dataclass(frozen=True)
+class CheckArgs:
+    """What ``attempt.lua`` needs to count one check."""
+
+    verification_id: str
+    to: str
+    retention_ms: int
+    caller: str
+    admin: bool
+    failed_per_hour: int
+    checks_per_minute: int  # in this partition, for ``rate_key``; 0: no limit
+    rate_key: str
+    member: str
+    replay_ms: int
+    replays: int = 3
+
+
+# -- what they answer ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    mode: str  # created | resent | refused
+    record: dict[str, str]
+    rule: str
+    reason: str
+    retry_ms: int
+    foreign: bool = False  # a number-wide refusal that another API key's sends took part in
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    outcome: str  # counted | not_found | throttled | refused | a status
+    verification_id: str = ""
+    attempts: int = 0
+    max_attempts: int = 0
+    hashes: dict[str, str] = field(default_factory=dict)  # "h:n" → hash, for a counted attempt
+    record: dict[str, str] = field(default_factory=dict)
+    retry_ms: int = 0
+    replay_hash: str = ""  # the approving code's hash, while it may repeat the approval
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    verification_id: str
+    send_number: int
+    to: str
+    sealed_code: str
+    locale: str
+    tries: int
+    expires_ms: int
+    partition: int
+    app_name: str = ""
+    lease_deadline_ms: int = 0

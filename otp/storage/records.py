@@ -1,0 +1,106 @@
+"""Script replies decoded into the kernel's domain records (otp.model): the one reader of the
+compact field names the Lua scripts write (``c``, ``sa:<n>``, ``sid:<n>`` …)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from otp.model import AttemptOutcome, Job, SendAttempt, StartOutcome, Verification
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def flat_to_dict(flat: Sequence[Any]) -> dict[str, str]:
+    items = [text(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def verification(record: dict[str, str]) -> Verification:
+    """A verification hash as the scripts keep it."""
+    created_ms = int(record["c"])
+    attempts = [
+        send_attempt(int(name[3:]), raw, record, created_ms) for name, raw in record.items() if name.startswith("sa:")
+    ]
+    attempts.sort(key=lambda a: a.number)
+    return Verification(
+        id=record["id"],
+        to=record["to"],
+        channel=record.get("ch", "sms"),
+        locale=record.get("loc", ""),
+        status=record["st"],
+        created_at=created_ms / 1000,
+        updated_at=int(record["u"]) / 1000,
+        expires_at=int(record["x"]) / 1000,
+        attempts=int(record["a"]),
+        max_attempts=int(record["ma"]),
+        sends=int(record["s"]),
+        key_id=record.get("key", ""),
+        approved_at=int(record["aa"]) / 1000 if "aa" in record else None,
+        send_attempts=attempts,
+    )
+
+
+def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> SendAttempt:
+    """Read the compact fields lib.lua keeps per send (``sa:n``, ``sid:n``, ``pr:n``, ``em:n``, ``le:n``)."""
+    at, status, updated, error_code, tries, segments, sent_at = (raw.split("|") + [""] * 7)[:7]
+    delivery: dict[str, Any] = {"status": status, "updated_at": created_ms + int(updated or 0)}
+    if error_code:
+        delivery["error_code"] = int(error_code) if error_code.isdigit() else error_code
+    if f"em:{n}" in record:
+        delivery["error_message"] = record[f"em:{n}"]
+    price, _, unit = record.get(f"pr:{n}", "").partition("|")
+    return SendAttempt(
+        number=n,
+        at=(created_ms + int(at or 0)) / 1000,
+        channel="sms",
+        delivery=delivery,
+        message_sid=record.get(f"sid:{n}"),
+        segments=int(segments) if segments else None,
+        price=price or None,
+        price_unit=unit or None,
+        sent_at=(created_ms + int(sent_at)) / 1000 if sent_at else None,
+        tries=int(tries or 0),
+        last_error=record.get(f"le:{n}"),
+    )
+
+
+def start_outcome(reply: Sequence[Any]) -> StartOutcome:
+    mode, flat, rule, reason, retry_ms, foreign = reply
+    return StartOutcome(text(mode), flat_to_dict(flat), text(rule), text(reason), int(retry_ms), bool(foreign))
+
+
+def attempt_outcome(reply: Sequence[Any]) -> AttemptOutcome:
+    outcome = text(reply[0])
+    if outcome == "not_found":
+        return AttemptOutcome(outcome)
+    retry_ms = int(reply[6]) if len(reply) > 6 else 0
+    record = flat_to_dict(reply[5])
+    # Only a counted attempt hands out the code hashes, to be compared.
+    hashes = {k: v for k, v in record.items() if k.startswith("h:")} if outcome == "counted" else {}
+    return AttemptOutcome(
+        outcome, text(reply[1]), int(reply[2]), int(reply[3]), hashes, record, retry_ms, text(reply[4])
+    )
+
+
+def job(row: Sequence[Any], partition: int) -> Job:
+    return Job(
+        job_id=text(row[0]),
+        verification_id=text(row[1]),
+        send_number=int(row[2]),
+        to=text(row[3]),
+        sealed_code=text(row[4]),
+        locale=text(row[5]),
+        tries=int(row[6]),
+        expires_ms=int(row[7]),
+        partition=partition,
+        app_name=text(row[8]) if len(row) > 8 else "",
+        lease_deadline_ms=int(row[9]) if len(row) > 9 else 0,
+    )
+
+
+def poll_due(row: Sequence[Any]) -> tuple[str, int, str, int]:
+    """(verification id, send number, message sid, sent at ms)."""
+    return text(row[0]), int(row[1]), text(row[2]), int(float(text(row[3])))
