@@ -18,7 +18,7 @@ import asyncio
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -110,6 +110,15 @@ async def read_model(request: Request, model: type[M], *, optional_body: bool = 
     if not isinstance(data, dict):
         raise InvalidInput("must be a JSON object", field="body")
     return parse_model(data, model)
+
+
+def check_query(names: Iterable[str], model: type[msgspec.Struct]) -> None:
+    """Refuse a query parameter ``model`` lacks: a misspelt filter would otherwise be ignored and
+    the answer would be for everything."""
+    known = fields_of(model)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise InvalidInput(f"is not a parameter of this endpoint; known: {', '.join(sorted(known))}", field=unknown[0])
 
 
 def parse_model(data: dict[str, Any], model: type[M]) -> M:

@@ -18,7 +18,7 @@ import msgspec
 from starlette.responses import Response
 
 from otp import delivery
-from otp.core import validators
+from otp.core import audit, stats, validators
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
 
 VERIFICATION_ID: Final = "VE[0-9a-f]{32}"
@@ -29,9 +29,14 @@ def _whole(pattern: str) -> str:
     return f"^(?:{pattern})$"
 
 
-def _enum(*values: str, description: str | None = None) -> msgspec.Meta:
+def _enum(*values: str, description: str | None = None, default: str | None = None) -> msgspec.Meta:
     # Documented, not enforced by msgspec: the handler refuses other values with its own message.
-    return msgspec.Meta(extra_json_schema={"enum": list(values)}, description=description)
+    extra: dict[str, Any] = {"enum": list(values)} | ({} if default is None else {"default": default})
+    return msgspec.Meta(extra_json_schema=extra, description=description)
+
+
+def _about(description: str, **extra: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=description, extra_json_schema=extra or None)
 
 
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
@@ -222,6 +227,97 @@ class Error(Reply):
 class Health(Reply):
     status: str
     checks: dict[str, Any] | None = None
+
+
+# -- GET /v1/stats/overview: the figures otp/core/stats.py shapes (``Overview.as_dict``) ---------------
+
+Rate = Annotated[float, msgspec.Meta(description="approved ÷ started; null when nothing started")] | None
+_TOTALS = [(name, int) for name in (*stats.VERIFICATION_EVENTS, "refused", "flagged")] + [("conversion_rate", Rate)]
+_FUNNEL = [(state, int) for state in delivery.FUNNEL]
+
+
+def _rows(name: str, *columns: str) -> Any:
+    row = msgspec.defstruct(name, [(c, int if c == "count" else str) for c in columns], bases=(Reply,))
+    return list[row]  # type: ignore[valid-type]
+
+
+Window = Annotated[str, _enum(*stats.WINDOWS)]
+Totals = msgspec.defstruct("Totals", _TOTALS, bases=(Reply,))
+DeliveryFigures = msgspec.defstruct(
+    "DeliveryFigures",
+    [
+        ("funnel", msgspec.defstruct("Funnel", _FUNNEL, bases=(Reply,))),
+        ("other_states", dict[str, int]),
+        ("errors", _rows("DeliveryErrorRow", "status", "error_code", "count")),
+    ],
+    bases=(Reply,),
+)
+Bucket = msgspec.defstruct(
+    "Bucket", [("start", DateTime), ("hours", int), ("in_window", bool), *_FUNNEL, *_TOTALS], bases=(Reply,)
+)
+Series = msgspec.defstruct("Series", [("bucket_hours", int), ("buckets", list[Bucket])], bases=(Reply,))  # type: ignore[valid-type]
+Overview = msgspec.defstruct(
+    "Overview",
+    [
+        ("since", Window),
+        ("window_hours", int),
+        ("from", Annotated[DateTime, msgspec.Meta(description="start of the window's first hour")]),
+        ("until", DateTime),
+        ("totals", Totals),
+        ("delivery", DeliveryFigures),
+        ("refusals", _rows("RefusalRow", "rule", "reason", "count")),
+        ("flagged", _rows("FlaggedRow", "scope", "reason", "count")),
+        ("series", Series),
+    ],
+    bases=(Reply,),
+)
+
+
+# -- query strings: documented from these; each handler parses its own (the words are its) -----------
+
+
+class OverviewQuery(Request):
+    since: Annotated[str, _enum(*stats.WINDOWS, default=stats.DEFAULT_WINDOW)] | None = None
+
+
+Country = Annotated[
+    str, msgspec.Meta(pattern=_whole(validators.COUNTRY.pattern), description="ISO country code", examples=["US"])
+]
+Prefix = Annotated[str, msgspec.Meta(pattern=NUMBER_PREFIX, examples=["+1415555"])]
+
+
+class ScopeQuery(Request):
+    country: Annotated[Country, _about("give exactly one of country and prefix")] | None = None
+    prefix: Prefix | None = None
+
+
+class ConversionQuery(ScopeQuery):
+    since: Annotated[str, msgspec.Meta(pattern=r"^\d{1,3}(h|d)$", extra_json_schema={"default": "24h"})] | None = None
+
+
+class AuditQuery(Request):
+    """The ``otp audit`` filters (``audit.FILTER_PARAMS``) and the page."""
+
+    since: (
+        Annotated[
+            str,
+            _about(
+                "a duration back from now (30m, 1h, 2d) or an ISO-8601 time; default: the 24 h before until, or now"
+            ),
+        ]
+        | None
+    ) = None
+    until: Annotated[str, _about("a duration back from now or an ISO-8601 time")] | None = None
+    reason: Annotated[str, _about("refusal reason, e.g. resend_too_soon")] | None = None
+    rule: Annotated[str, _about("rule that decided, e.g. sms_pumping_prefix")] | None = None
+    country: Annotated[str, _about("ISO country of the number")] | None = None
+    number: Annotated[str, _about("a phone number; matched through its keyed hash")] | None = None
+    ip: Annotated[str, _about("end-user IP")] | None = None
+    key: Annotated[str, _about("API key id")] | None = None
+    decision: Annotated[str, _about("allowed or refused")] | None = None
+    event: Annotated[str, _about(", ".join(audit.EVENTS))] | None = None
+    cursor: Annotated[str, _about("next_cursor of the previous page")] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
 def render(reply: Reply, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
