@@ -20,8 +20,11 @@ from starlette.responses import Response
 from otp import delivery
 from otp.core import audit, stats, validators
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
+from otp.storage import keys as keyspace
 
-VERIFICATION_ID: Final = "VE[0-9a-f]{32}"
+# The id format's home is the keys module (ids pick the partition); here unanchored, for URL
+# convertors and schemas.
+VERIFICATION_ID: Final = keyspace.VERIFICATION_ID.pattern.removeprefix("^").removesuffix("$")
 
 
 def _whole(pattern: str) -> str:
