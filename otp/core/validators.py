@@ -1,4 +1,8 @@
-"""Shared field rules for client input: whole numbers from query strings, forms, headers and paths.
+"""Shared field rules for client input, each with one home: whole numbers (query strings, forms,
+headers, paths), language tags, codes, IP addresses, the risk-check switch, country codes and
+number prefixes. /v1, /v2, the admin and audit endpoints and the dashboard call these, each
+naming its own field (``locale`` or ``Locale``), so a rule and its message change in one place.
+Patterns are matched whole (``fullmatch``, or ``\\Z``): ``$`` would let a trailing newline through.
 
 ``int()`` is the wrong parser for client text: it accepts ``" 12 "``, ``"+12"``, ``"1_2"`` and
 non-ASCII digits (``"١٢"``), and past 4,300 digits it raises ``ValueError: Exceeds the limit``
@@ -8,6 +12,10 @@ first, as plain ASCII digits, and its length is bounded before any conversion.
 
 from __future__ import annotations
 
+import re
+from typing import Final
+
+from otp.core.ipaddr import parse_ip
 from otp.errors import InvalidInput
 
 # Longer than any number this service takes (the largest is a 20-digit Content-Length).
@@ -33,3 +41,52 @@ def whole_number(text: str, *, field: str, low: int, high: int) -> int:
     if value is None or not low <= value <= high:
         raise InvalidInput(f"must be a whole number from {low} to {high}", field=field)
     return value
+
+
+LOCALE: Final = re.compile(r"[a-z]{2}(-[A-Za-z]{2,4})?")
+CODE: Final = re.compile(r"[0-9]{4,10}")
+COUNTRY: Final = re.compile(r"[A-Za-z]{2}")
+# An E.164 number or the start of one; \Z so that ``.match`` (used by the dashboard) is whole too.
+NUMBER_PREFIX: Final = re.compile(r"\+[1-9][0-9]{0,14}\Z")
+RISK_CHECKS: Final = ("enable", "disable")
+
+
+def locale(raw: str, field: str) -> str:
+    """A language tag like ``en`` or ``pt-BR``; empty means the default and passes."""
+    if raw and not LOCALE.fullmatch(raw):
+        raise InvalidInput("must be a language tag like en or pt-BR", field=field)
+    return raw
+
+
+def code(raw: str, field: str) -> str:
+    if not CODE.fullmatch(raw):
+        raise InvalidInput("must be 4 to 10 digits", field=field)
+    return raw
+
+
+def ip(raw: str, field: str) -> str:
+    """The canonical text of an end user's address (see ``ipaddr.parse_ip``)."""
+    return parse_ip(raw, field=field)
+
+
+def risk_check(raw: str, field: str) -> bool:
+    """Whether the fraud checks run. Who may turn them off is the caller's rule (its message names
+    the caller's kind of account)."""
+    if raw not in RISK_CHECKS:
+        raise InvalidInput("must be enable or disable", field=field)
+    return raw == "enable"
+
+
+def country(raw: str, field: str) -> str:
+    """A two-letter ISO country code, upper-cased. Checked before upper-casing: ``"ß".upper()`` is
+    ``"SS"``."""
+    if not COUNTRY.fullmatch(raw):
+        raise InvalidInput("must be a two-letter ISO country code", field=field)
+    return raw.upper()
+
+
+def number_prefix(raw: str, field: str, *, what: str = "a number prefix like +1415555") -> str:
+    """An E.164 number or a prefix of one; ``what`` words the refusal for the field's use."""
+    if not NUMBER_PREFIX.match(raw):
+        raise InvalidInput(f"must be {what}", field=field)
+    return raw

@@ -13,17 +13,18 @@ milliseconds; keep following the cursor until it is null. ``summary`` counts thi
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from otp.core import audit
 from otp.core.validators import whole_number
 from otp.errors import Forbidden, InvalidInput
 from otp.storage.store import Store
+from otp.web import models
+from otp.web.body import check_query
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-PARAMS = frozenset({*audit.FILTER_PARAMS, "limit", "cursor"})
 
 
 def _limit(raw: str | None) -> int:
@@ -42,15 +43,12 @@ def _cursor(raw: str | None, partitions: int) -> str | None:
     return raw.strip()
 
 
-async def list_events(request: Request) -> JSONResponse:
+async def list_events(request: Request) -> Response:
     key = await request.app.state.keys.authenticate(request.headers.get("authorization"))
     if not key.admin:
         raise Forbidden("only admin API keys may read the audit log", field="Authorization")
     params = request.query_params
-    # A misspelt filter would otherwise be ignored and answer with every event.
-    unknown = sorted(set(params) - PARAMS)
-    if unknown:
-        raise InvalidInput(f"is not a parameter of this endpoint; known: {', '.join(sorted(PARAMS))}", field=unknown[0])
+    check_query(params, models.AuditQuery)
     state = request.app.state
     store: Store = state.store
     flt = audit.filter_from_params(
@@ -63,11 +61,11 @@ async def list_events(request: Request) -> JSONResponse:
     limit = _limit(params.get("limit"))
     cursor = _cursor(params.get("cursor"), store.partitions)
     events, next_cursor = await audit.read(store, flt, limit=limit, before=cursor)
-    return JSONResponse(
-        {"events": [e.as_dict() for e in events], "next_cursor": next_cursor, "summary": audit.summary(events)},
-        # Masked, but still about people's numbers: no shared cache keeps a copy.
-        headers={"Cache-Control": "no-store"},
+    page = models.AuditPage(
+        events=[e.as_dict() for e in events], next_cursor=next_cursor, summary=audit.summary(events)
     )
+    # Masked, but still about people's numbers: no shared cache keeps a copy.
+    return models.render(page, headers={"Cache-Control": "no-store"})
 
 
 routes = [Route("/v1/audit", list_events, methods=["GET"])]

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from otp.core import tokens
-from otp.core.ipaddr import parse_ip
+from otp.core import tokens, validators
 from otp.core.phone import mask, parse
 from otp.core.verification import Caller, CheckResult, SendAttempt, Verification, Verifier
 from otp.errors import Forbidden, InvalidInput
-from otp.web.body import Field, json_body
+from otp.web import models
+from otp.web.body import read_model
+from otp.web.models import render
 
-LOCALE = re.compile(r"[a-z]{2}(-[A-Za-z]{2,4})?")  # used with fullmatch: "$" would allow a newline
-CODE = re.compile(r"[0-9]{4,10}")
+# Still imported by verify_v2 until it calls the validators itself.
+LOCALE = validators.LOCALE
+CODE = validators.CODE
 CHANNELS = ("sms",)
 
 
@@ -29,56 +30,59 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def send_attempt_json(attempt: SendAttempt) -> dict[str, Any]:
-    delivery = dict(attempt.delivery)
-    if "updated_at" in delivery:
-        delivery["updated_at"] = iso(delivery["updated_at"] / 1000)
-    return {
-        "at": iso(attempt.at),
-        "channel": attempt.channel,
-        "sent_at": iso(attempt.sent_at),
-        "tries": attempt.tries,
-        "last_error": attempt.last_error,
-        "message_sid": attempt.message_sid,
-        "segments": attempt.segments,
-        "price": attempt.price,
-        "price_unit": attempt.price_unit,
-        "delivery": delivery,
-    }
+def _delivery(delivery: dict[str, Any]) -> models.Delivery:
+    updated = delivery.get("updated_at")
+    return models.Delivery(
+        status=delivery["status"],
+        updated_at=None if updated is None else iso(updated / 1000),
+        error_code=delivery.get("error_code"),
+        error_message=delivery.get("error_message"),
+    )
 
 
-def verification_json(v: Verification) -> dict[str, Any]:
-    return {
-        "id": v.id,
-        "status": v.status,
-        "to": mask(v.to),
-        "channel": v.channel,
-        "locale": v.locale or None,
-        "created_at": iso(v.created_at),
-        "updated_at": iso(v.updated_at),
-        "expires_at": iso(v.expires_at),
-        "approved_at": iso(v.approved_at),
-        "attempts": v.attempts,
-        "attempts_left": v.attempts_left,
-        "max_attempts": v.max_attempts,
-        "send_attempts": [send_attempt_json(a) for a in v.send_attempts],
-    }
+def send_attempt_model(attempt: SendAttempt) -> models.SendAttempt:
+    return models.SendAttempt(
+        at=iso(attempt.at),
+        channel=attempt.channel,
+        sent_at=iso(attempt.sent_at),
+        tries=attempt.tries,
+        last_error=attempt.last_error,
+        message_sid=attempt.message_sid,
+        segments=attempt.segments,
+        price=attempt.price,
+        price_unit=attempt.price_unit,
+        delivery=_delivery(attempt.delivery),
+    )
 
 
-def check_json(result: CheckResult) -> dict[str, Any]:
+def verification_model(v: Verification) -> models.Verification:
+    return models.Verification(
+        id=v.id,
+        status=v.status,
+        to=mask(v.to),
+        channel=v.channel,
+        locale=v.locale or None,
+        created_at=iso(v.created_at),
+        updated_at=iso(v.updated_at),
+        expires_at=iso(v.expires_at),
+        approved_at=iso(v.approved_at),
+        attempts=v.attempts,
+        attempts_left=v.attempts_left,
+        max_attempts=v.max_attempts,
+        send_attempts=[send_attempt_model(a) for a in v.send_attempts],
+    )
+
+
+def check_model(result: CheckResult) -> models.CheckResult:
     v = result.verification
-    body: dict[str, Any] = {
-        "id": v.id,
-        "status": result.status,
-        "approved": result.approved,
-        "attempts_left": v.attempts_left,
-        "delivery": v.latest_delivery,
-    }
-    if body["delivery"] and "updated_at" in body["delivery"]:
-        body["delivery"] = {**body["delivery"], "updated_at": iso(body["delivery"]["updated_at"] / 1000)}
-    if result.token:
-        body["token"] = result.token
-    return body
+    return models.CheckResult(
+        id=v.id,
+        status=result.status,
+        approved=result.approved,
+        attempts_left=v.attempts_left,
+        delivery=_delivery(v.latest_delivery) if v.latest_delivery else None,
+        token=result.token or None,
+    )
 
 
 def _verifier(request: Request) -> Verifier:
@@ -91,117 +95,85 @@ async def _caller(request: Request, ip: str = "") -> Caller:
     return Caller(key_id=key.key_id, admin=key.admin, ip=ip)
 
 
-def _ip(value: str | None) -> str:
-    return "" if value is None else parse_ip(value, field="ip")
-
-
-START_FIELDS = {
-    "to": Field(str, required=True, max_length=64),
-    "channel": Field(str, max_length=16),
-    "locale": Field(str, max_length=16),
-    "ip": Field(str, max_length=64),
-    "risk_check": Field(str, max_length=16),
-}
-
-
-async def start(request: Request) -> JSONResponse:
+async def start(request: Request) -> Response:
     caller = await _caller(request)
-    data = await json_body(request, START_FIELDS)
-    phone = parse(data["to"], default_region=request.app.state.settings.default_region)
-    channel = data.get("channel", "sms")
+    body = await read_model(request, models.StartRequest)
+    phone = parse(body.to, default_region=request.app.state.settings.default_region)
+    channel = "sms" if body.channel is None else body.channel
     if channel not in CHANNELS:
         raise InvalidInput(f"must be one of: {', '.join(CHANNELS)}", field="channel", code="unsupported_channel")
-    locale = data.get("locale", "")
-    if locale and not LOCALE.fullmatch(locale):
-        raise InvalidInput("must be a language tag like en or pt-BR", field="locale")
-    risk_check = data.get("risk_check", "enable")
-    if risk_check not in ("enable", "disable"):
-        raise InvalidInput("must be enable or disable", field="risk_check")
-    if risk_check == "disable" and not caller.admin:
+    locale = validators.locale(body.locale or "", "locale")
+    risk_check = validators.risk_check("enable" if body.risk_check is None else body.risk_check, "risk_check")
+    if not risk_check and not caller.admin:
         raise Forbidden("only admin keys may disable the fraud checks", field="risk_check", code="forbidden")
-    caller = Caller(caller.key_id, caller.admin, _ip(data.get("ip")))
-    result = await _verifier(request).start(
-        phone, caller, channel=channel, locale=locale, risk_check=risk_check == "enable"
-    )
-    return JSONResponse(verification_json(result.verification), status_code=201)
+    ip = "" if body.ip is None else validators.ip(body.ip, "ip")
+    caller = Caller(caller.key_id, caller.admin, ip)
+    result = await _verifier(request).start(phone, caller, channel=channel, locale=locale, risk_check=risk_check)
+    return render(verification_model(result.verification), status_code=201)
 
 
-CHECK_FIELDS = {
-    "id": Field(str, max_length=64),
-    "to": Field(str, max_length=64),
-    "code": Field(str, required=True, max_length=32),
-}
-
-
-async def check(request: Request) -> JSONResponse:
+async def check(request: Request) -> Response:
     caller = await _caller(request)
-    data = await json_body(request, CHECK_FIELDS)
-    if not CODE.fullmatch(data["code"]):
-        raise InvalidInput("must be 4 to 10 digits", field="code")
-    if "id" not in data and "to" not in data:
+    body = await read_model(request, models.CheckRequest)
+    code = validators.code(body.code, "code")
+    if body.id is None and body.to is None:
         raise InvalidInput("give either id or to", field="id", code="missing_field")
-    phone = parse(data["to"], default_region=request.app.state.settings.default_region) if "to" in data else None
-    result = await _verifier(request).check(data["code"], caller, verification_id=data.get("id", ""), phone=phone)
-    return JSONResponse(check_json(result))
+    region = request.app.state.settings.default_region
+    phone = None if body.to is None else parse(body.to, default_region=region)
+    result = await _verifier(request).check(code, caller, verification_id=body.id or "", phone=phone)
+    return render(check_model(result))
 
 
-async def fetch(request: Request) -> JSONResponse:
+async def fetch(request: Request) -> Response:
     caller = await _caller(request)
     verification = await _verifier(request).fetch(request.path_params["id"], caller)
-    return JSONResponse(verification_json(verification))
+    return render(verification_model(verification))
 
 
-async def cancel(request: Request) -> JSONResponse:
+async def cancel(request: Request) -> Response:
     caller = await _caller(request)
-    await json_body(request, {}, optional_body=True)
+    await read_model(request, models.CancelRequest, optional_body=True)
     verification = await _verifier(request).cancel(request.path_params["id"], caller)
-    return JSONResponse(verification_json(verification))
+    return render(verification_model(verification))
 
 
-TOKEN_FIELDS = {
-    "token": Field(str, required=True, max_length=4096),
-    "max_age": Field(int),
-    "consume": Field(bool),
-}
-
-
-async def verify_token(request: Request) -> JSONResponse:
+async def verify_token(request: Request) -> Response:
     """A token verifies for the API key whose check earned it (admin keys: any); ``max_age`` may
     only tighten OTP_TOKEN_MAX_AGE; ``consume`` makes this the token's one use."""
     caller = await _caller(request)
-    data = await json_body(request, TOKEN_FIELDS)
+    body = await read_model(request, models.TokenVerifyRequest)
     settings = request.app.state.settings
     cap = max(1, int(settings.token_max_age))
-    max_age = data.get("max_age", cap)
+    max_age = cap if body.max_age is None else body.max_age
     if not 1 <= max_age <= cap:
         raise InvalidInput(f"must be between 1 and {cap} seconds (OTP_TOKEN_MAX_AGE)", field="max_age")
     try:
         approval = await tokens.redeem(
-            data["token"],
+            body.token,
             marks=request.app.state.store,
             secret_keys=settings.secret_keys,
             max_age=max_age,
             lifetime=cap,
             now=_verifier(request).clock(),
             key_id=None if caller.admin else caller.key_id,
-            consume=data.get("consume", False),
+            consume=bool(body.consume),
         )
     except InvalidInput as exc:
-        return JSONResponse({"valid": False, "reason": exc.code})
-    return JSONResponse(
-        {
-            "valid": True,
-            "verification_id": approval.verification_id,
-            "number_hash": approval.number_hash,
-            "approved_at": iso(approval.approved_at),
-        }
+        return render(models.TokenResult(valid=False, reason=exc.code))
+    return render(
+        models.TokenResult(
+            valid=True,
+            verification_id=approval.verification_id,
+            number_hash=approval.number_hash,
+            approved_at=iso(approval.approved_at),
+        )
     )
 
 
 class VerificationIdConvertor(Convertor[str]):
     """Only ids match ``{id:ve}``, so ``GET /v1/verifications/check`` is a 405, not a bad id."""
 
-    regex = "VE[0-9a-f]{32}"
+    regex = models.VERIFICATION_ID
 
     def convert(self, value: str) -> str:
         return value

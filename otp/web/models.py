@@ -1,0 +1,328 @@
+"""The request and response models of ``/v1``: the one source of both the validation
+(``body.read_model``) and the OpenAPI schemas (``openapi.spec``).
+
+msgspec rather than pydantic: it decodes into Structs in C (faster than the hand-written checks it
+replaces, see ``body.read_model``), is one small wheel with no dependencies, and writes JSON
+Schema 2020-12, which OpenAPI 3.1 takes as it is. Constraints a handler words itself (a language
+tag, a code, the one channel) are in the schema too, so the document says what is refused; the
+handler's message is the one a client sees.
+
+Responses built here (``render``) can't drift from their schema: a field renamed or dropped is a
+TypeError where the Struct is made. The stats and audit pages are figures the core shapes; their
+Structs describe those shapes for the document.
+"""
+
+from typing import Annotated, Any, Final
+
+import msgspec
+from starlette.responses import Response
+
+from otp import delivery
+from otp.core import audit, stats, validators
+from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
+from otp.storage import keys as keyspace
+
+# The id format's home is the keys module (ids pick the partition); here unanchored, for URL
+# convertors and schemas.
+VERIFICATION_ID: Final = keyspace.VERIFICATION_ID.pattern.removeprefix("^").removesuffix("$")
+
+
+def _whole(pattern: str) -> str:
+    # JSON Schema patterns are unanchored; the server matches whole values.
+    return f"^(?:{pattern})$"
+
+
+def _enum(*values: str, description: str | None = None, default: str | None = None) -> msgspec.Meta:
+    # Documented, not enforced by msgspec: the handler refuses other values with its own message.
+    extra: dict[str, Any] = {"enum": list(values)} | ({} if default is None else {"default": default})
+    return msgspec.Meta(extra_json_schema=extra, description=description)
+
+
+def _about(description: str, **extra: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=description, extra_json_schema=extra or None)
+
+
+DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+VerificationStatus = Annotated[str, _enum(PENDING, APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS)]
+DeliveryStatus = Annotated[str, _enum(*delivery.STATES)]
+Channel = Annotated[str, _enum("sms")]
+VerificationId = Annotated[str, msgspec.Meta(max_length=64, pattern=_whole(VERIFICATION_ID))]
+NUMBER_PREFIX = _whole(validators.NUMBER_PREFIX.pattern.removesuffix("\\Z"))
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON body: unknown fields are refused by name, ``null`` counts as absent."""
+
+
+class Reply(msgspec.Struct, omit_defaults=True):
+    """A JSON answer: fields with a default are left out while they hold it."""
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+To = Annotated[str, msgspec.Meta(max_length=64, description="E.164, or national format in OTP_DEFAULT_REGION")]
+Locale = Annotated[
+    str, msgspec.Meta(max_length=16, pattern=_whole(f"(?:{validators.LOCALE.pattern})?"), examples=["en"])
+]
+Ip = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64,
+        description="the end user's IP address, for per-IP limits",
+        extra_json_schema={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+    ),
+]
+RiskCheck = Annotated[
+    str,
+    msgspec.Meta(max_length=16),
+    _enum(*validators.RISK_CHECKS, description="disable skips the SMS-pumping rules (admin keys only); default enable"),
+]
+Code = Annotated[str, msgspec.Meta(max_length=32, pattern=_whole(validators.CODE.pattern))]
+MaxAge = Annotated[
+    int, msgspec.Meta(ge=1, le=86400, description="seconds; default and upper bound OTP_TOKEN_MAX_AGE (larger: a 400)")
+]
+Consume = Annotated[
+    bool, msgspec.Meta(description="mark the token used (atomically): every later verify answers token_used")
+]
+
+
+class StartRequest(Request):
+    to: To
+    channel: Annotated[str, msgspec.Meta(max_length=16), _enum("sms")] | None = None
+    locale: Locale | None = None
+    ip: Ip | None = None
+    risk_check: RiskCheck | None = None
+
+
+class CheckRequest(Request, kw_only=True):
+    id: VerificationId | None = None
+    to: Annotated[str, msgspec.Meta(max_length=64, description="give id or to")] | None = None
+    code: Code
+
+
+class TokenVerifyRequest(Request):
+    token: Annotated[str, msgspec.Meta(max_length=4096)]
+    max_age: MaxAge | None = None
+    consume: Consume | None = None
+
+
+class CancelRequest(Request):
+    """No fields: the body may be empty or ``{}``."""
+
+
+class SafeEntryRequest(Request):
+    entry: Annotated[str, msgspec.Meta(max_length=16, pattern=NUMBER_PREFIX, examples=["+1501712"])]
+
+
+# -- answers ---------------------------------------------------------------------------------------
+
+
+class Delivery(Reply):
+    status: DeliveryStatus
+    updated_at: DateTime | None = None
+    error_code: int | str | None = None
+    error_message: str | None = None
+
+
+class SendAttempt(Reply):
+    at: DateTime | None
+    channel: str
+    sent_at: DateTime | None
+    tries: int
+    last_error: str | None
+    message_sid: str | None
+    segments: int | None
+    price: str | None
+    price_unit: str | None
+    delivery: Delivery
+
+
+class Verification(Reply):
+    id: Annotated[str, msgspec.Meta(pattern=_whole(VERIFICATION_ID))]
+    status: VerificationStatus
+    to: Annotated[str, msgspec.Meta(description="masked", examples=["+1*******2661"])]
+    channel: Channel
+    locale: str | None
+    created_at: DateTime | None
+    updated_at: DateTime | None
+    expires_at: DateTime | None
+    approved_at: DateTime | None
+    attempts: int
+    attempts_left: int
+    max_attempts: int
+    send_attempts: list[SendAttempt]
+
+
+class CheckResult(Reply):
+    id: str
+    status: VerificationStatus
+    approved: bool
+    attempts_left: int
+    delivery: Delivery | None
+    token: Annotated[str, msgspec.Meta(description="signed approval token, only when approved")] | None = None
+
+
+TokenRefusal = Annotated[
+    str,
+    _enum(
+        "token_expired",
+        "token_invalid",
+        "token_used",
+        description="token_invalid also for a token another API key earned (admin keys verify any)",
+    ),
+]
+
+
+class TokenResult(Reply):
+    valid: bool
+    reason: TokenRefusal | None = None
+    verification_id: str | None = None
+    number_hash: str | None = None
+    approved_at: DateTime | None = None
+
+
+class SafeEntry(Reply):
+    entry: str
+
+
+class SafeRemoved(Reply):
+    entry: str
+    removed: bool
+
+
+class SafeList(Reply):
+    entries: list[str]
+
+
+class Unblocked(Reply, kw_only=True):
+    country: str | None = None
+    prefix: str | None = None
+    was_blocked: bool
+
+
+class Conversion(Reply, kw_only=True):
+    country: str | None = None
+    prefix: str | None = None
+    since_hours: int
+    sends: int
+    approvals: int
+    rate: float | None
+
+
+class AuditPage(Reply):
+    events: list[dict[str, Any]]
+    next_cursor: str | None
+    summary: dict[str, Any]
+
+
+class ErrorDetail(Reply):
+    code: Annotated[str, msgspec.Meta(examples=["invalid_parameter"])]
+    message: str
+    field: str | None = None
+    retry_after: int | None = None
+    rule: Annotated[str, msgspec.Meta(description="the policy rule that refused the request")] | None = None
+
+
+class Error(Reply):
+    error: ErrorDetail
+
+
+class Health(Reply):
+    status: str
+    checks: dict[str, Any] | None = None
+
+
+# -- GET /v1/stats/overview: the figures otp/core/stats.py shapes (``Overview.as_dict``) ---------------
+
+Rate = Annotated[float, msgspec.Meta(description="approved ÷ started; null when nothing started")] | None
+_TOTALS = [(name, int) for name in (*stats.VERIFICATION_EVENTS, "refused", "flagged")] + [("conversion_rate", Rate)]
+_FUNNEL = [(state, int) for state in delivery.FUNNEL]
+
+
+def _rows(name: str, *columns: str) -> Any:
+    row = msgspec.defstruct(name, [(c, int if c == "count" else str) for c in columns], bases=(Reply,))
+    return list[row]  # type: ignore[valid-type]
+
+
+Window = Annotated[str, _enum(*stats.WINDOWS)]
+Totals = msgspec.defstruct("Totals", _TOTALS, bases=(Reply,))
+DeliveryFigures = msgspec.defstruct(
+    "DeliveryFigures",
+    [
+        ("funnel", msgspec.defstruct("Funnel", _FUNNEL, bases=(Reply,))),
+        ("other_states", dict[str, int]),
+        ("errors", _rows("DeliveryErrorRow", "status", "error_code", "count")),
+    ],
+    bases=(Reply,),
+)
+Bucket = msgspec.defstruct(
+    "Bucket", [("start", DateTime), ("hours", int), ("in_window", bool), *_FUNNEL, *_TOTALS], bases=(Reply,)
+)
+Series = msgspec.defstruct("Series", [("bucket_hours", int), ("buckets", list[Bucket])], bases=(Reply,))  # type: ignore[valid-type]
+Overview = msgspec.defstruct(
+    "Overview",
+    [
+        ("since", Window),
+        ("window_hours", int),
+        ("from", Annotated[DateTime, msgspec.Meta(description="start of the window's first hour")]),
+        ("until", DateTime),
+        ("totals", Totals),
+        ("delivery", DeliveryFigures),
+        ("refusals", _rows("RefusalRow", "rule", "reason", "count")),
+        ("flagged", _rows("FlaggedRow", "scope", "reason", "count")),
+        ("series", Series),
+    ],
+    bases=(Reply,),
+)
+
+
+# -- query strings: documented from these; each handler parses its own (the words are its) -----------
+
+
+class OverviewQuery(Request):
+    since: Annotated[str, _enum(*stats.WINDOWS, default=stats.DEFAULT_WINDOW)] | None = None
+
+
+Country = Annotated[
+    str, msgspec.Meta(pattern=_whole(validators.COUNTRY.pattern), description="ISO country code", examples=["US"])
+]
+Prefix = Annotated[str, msgspec.Meta(pattern=NUMBER_PREFIX, examples=["+1415555"])]
+
+
+class ScopeQuery(Request):
+    country: Annotated[Country, _about("give exactly one of country and prefix")] | None = None
+    prefix: Prefix | None = None
+
+
+class ConversionQuery(ScopeQuery):
+    since: Annotated[str, msgspec.Meta(pattern=r"^\d{1,3}(h|d)$", extra_json_schema={"default": "24h"})] | None = None
+
+
+class AuditQuery(Request):
+    """The ``otp audit`` filters (``audit.FILTER_PARAMS``) and the page."""
+
+    since: (
+        Annotated[
+            str,
+            _about(
+                "a duration back from now (30m, 1h, 2d) or an ISO-8601 time; default: the 24 h before until, or now"
+            ),
+        ]
+        | None
+    ) = None
+    until: Annotated[str, _about("a duration back from now or an ISO-8601 time")] | None = None
+    reason: Annotated[str, _about("refusal reason, e.g. resend_too_soon")] | None = None
+    rule: Annotated[str, _about("rule that decided, e.g. sms_pumping_prefix")] | None = None
+    country: Annotated[str, _about("ISO country of the number")] | None = None
+    number: Annotated[str, _about("a phone number; matched through its keyed hash")] | None = None
+    ip: Annotated[str, _about("end-user IP")] | None = None
+    key: Annotated[str, _about("API key id")] | None = None
+    decision: Annotated[str, _about("allowed or refused")] | None = None
+    event: Annotated[str, _about(", ".join(audit.EVENTS))] | None = None
+    cursor: Annotated[str, _about("next_cursor of the previous page")] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+
+
+def render(reply: Reply, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """``reply`` as JSON, encoded by msgspec (compact, UTF-8, like Starlette's JSONResponse)."""
+    return Response(msgspec.json.encode(reply), status_code, headers, media_type="application/json")
