@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from otp.core.ipaddr import parse_ip
+from otp.core import validators
 from otp.core.keyring import Keyring
 from otp.core.phone import parse
 from otp.errors import InvalidInput
@@ -45,7 +45,6 @@ Position = tuple[int, int, int]  # (ms, seq, partition): the global order, newes
 _STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_COUNTRY = re.compile(r"[A-Za-z]{2}")
 
 
 def stream_key(stream_id: str) -> StreamKey:
@@ -199,11 +198,6 @@ def _time(value: str, now: float, name: str) -> int:
         raise InvalidInput(str(exc), field=name) from None
 
 
-def _ip(value: str) -> str:
-    # Stored in the canonical form, so 2001:DB8::1 finds what 2001:db8::1 wrote.
-    return parse_ip(value, field="ip")
-
-
 FILTER_PARAMS = ("since", "until", "reason", "rule", "country", "number", "ip", "key", "decision", "event")
 
 
@@ -240,9 +234,10 @@ def filter_from_params(
         until_ms=until,
         reason=_matching(reason, _NAME, "reason", "a reason like resend_too_soon") if reason else None,
         rule=_matching(rule, _NAME, "rule", "a rule like number_sends") if rule else None,
-        country=_matching(country, _COUNTRY, "country", "a two-letter ISO country code").upper() if country else None,
+        country=validators.country(country, "country") if country else None,
         number_hash=number_hash,
-        ip=_ip(ip) if ip else None,
+        # Canonical, as stored: 2001:DB8::1 finds what 2001:db8::1 wrote.
+        ip=validators.ip(ip, "ip") if ip else None,
         key=_matching(key, _KEY_ID, "key", "an API key id (as `otp keys list` shows it)") if key else None,
         decision=_one_of(decision, DECISIONS, "decision") if decision else None,
         event=_one_of(event, EVENTS, "event") if event else None,

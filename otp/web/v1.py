@@ -19,8 +19,6 @@ from otp.web.body import read_model
 from otp.web.models import render
 
 # Still imported by verify_v2 until it calls the validators itself.
-LOCALE = validators.LOCALE
-CODE = validators.CODE
 CHANNELS = ("sms",)
 
 

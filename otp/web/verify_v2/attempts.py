@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otp.core import audit, services
+from otp.core import audit, services, validators
 from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.attempts import AttemptFilters, AttemptQuery, Attempts
@@ -26,7 +26,6 @@ from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.shapes import attempt_json, meta
 
 DESTINATION_PREFIX = re.compile(r"^\+[0-9]{1,15}$")
-COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 ATTEMPT_CHANNELS = ("sms", "call", "email", "whatsapp", "rbm")
 LIST_FILTERS = (
     "DateCreatedAfter",
@@ -56,9 +55,8 @@ def _filters(request: Request, names: Iterable[str]) -> AttemptFilters:
     """The filters ``names`` of the query string (the spec's, per endpoint)."""
     q = {name: request.query_params.get(name, "") for name in names}
     since, until = forms.date_param(q, "DateCreatedAfter"), forms.date_param(q, "DateCreatedBefore")
-    country = q.get("Country", "").strip()
-    if country and not COUNTRY.match(country):
-        raise InvalidInput("must be a two-letter ISO country code", field="Country")
+    raw_country = q.get("Country", "").strip()
+    country = validators.country(raw_country, "Country") if raw_country else ""
     channel = q.get("Channel", "").strip().lower()
     if channel and channel not in ATTEMPT_CHANNELS:
         raise InvalidInput(f"must be one of: {', '.join(ATTEMPT_CHANNELS)}", field="Channel")
@@ -75,7 +73,7 @@ def _filters(request: Request, names: Iterable[str]) -> AttemptFilters:
     return AttemptFilters(
         since_ms=since,
         until_ms=until,
-        country=country.upper() or None,
+        country=country or None,
         number_hash=number_hash,
         channel=channel or None,
         service_sid=forms.sid_param(q, "VerifyServiceSid", services.SERVICE_SID, "VA followed by 32 hex digits"),

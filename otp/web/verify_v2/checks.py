@@ -6,12 +6,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otp.core import services as service_records
+from otp.core import validators
 from otp.core.phone import Phone, parse
 from otp.core.services import Service
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING, Caller, Verification
 from otp.errors import InvalidInput, NotFound, RateLimited
 from otp.storage import keys as keyspace
-from otp.web.v1 import CODE
 from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.errors import CHECKS_EXHAUSTED
 from otp.web.verify_v2.shapes import check_json
@@ -43,9 +43,7 @@ async def check_verification(request: Request) -> Response:
     account = await context.account(request)
     service = await context.service(request, account)
     form = await forms.form(request)
-    code = forms.required(form, "Code")
-    if not CODE.fullmatch(code):
-        raise InvalidInput("must be 4 to 10 digits", field="Code")
+    code = validators.code(forms.required(form, "Code"), "Code")
     vid = form.get("VerificationSid", "").strip()
     to = form.get("To", "").strip()
     if not vid and not to:

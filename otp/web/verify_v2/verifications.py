@@ -15,16 +15,14 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otp.core import messages
+from otp.core import messages, validators
 from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
-from otp.core.ipaddr import parse_ip
 from otp.core.phone import parse
 from otp.core.services import Service
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, Caller, Verification
 from otp.errors import Forbidden, InvalidInput, NotFound
 from otp.storage import keys as keyspace
-from otp.web.v1 import CODE, LOCALE
 from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.shapes import verification_json
 
@@ -66,7 +64,7 @@ def _tags(raw: str | None) -> None:
 
 
 def _device_ip(raw: str | None) -> str:
-    return parse_ip(raw, field="DeviceIp") if raw else ""
+    return validators.ip(raw, "DeviceIp") if raw else ""
 
 
 def _custom_code(service: Service, raw: str | None) -> str | None:
@@ -74,25 +72,18 @@ def _custom_code(service: Service, raw: str | None) -> str | None:
         return None
     if not service.custom_code_enabled:
         raise InvalidInput("custom codes are not enabled for this service (CustomCodeEnabled)", field="CustomCode")
-    if not CODE.fullmatch(raw):
-        raise InvalidInput("must be 4 to 10 digits", field="CustomCode")
-    return raw
+    return validators.code(raw, "CustomCode")
 
 
 def _risk_check(account: ApiKey, raw: str | None) -> bool:
-    value = raw or "enable"
-    if value not in ("enable", "disable"):
-        raise InvalidInput("must be enable or disable", field="RiskCheck")
-    if value == "disable" and not account.admin:
+    enabled = validators.risk_check(raw or "enable", "RiskCheck")
+    if not enabled and not account.admin:
         raise Forbidden("only admin accounts may disable the fraud checks", field="RiskCheck")
-    return value == "enable"
+    return enabled
 
 
 def _locale(form: Mapping[str, str]) -> str:
-    locale = form.get("Locale", "").strip()
-    if locale and not LOCALE.fullmatch(locale):
-        raise InvalidInput("must be a language tag like en or pt-BR", field="Locale")
-    return locale
+    return validators.locale(form.get("Locale", "").strip(), "Locale")
 
 
 def _app_name(service: Service, form: Mapping[str, str]) -> str:
