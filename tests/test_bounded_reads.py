@@ -52,10 +52,9 @@ PLAIN = "/v1/audit?limit=100"
 # this many entries holds other clients up for ~3 ms at most, one call for well under 1 ms.
 MAX_ROUND = 1000
 MAX_CALL = 200
-# Slack for a slow, shared CI box: a bounded request may cost this many plain pages, plus these
-# constants. Before the fix a summary took ~1,000 plain pages' wall time and ~5,000 of Redis CPU.
+# Slack for a slow, shared CI box: a bounded request may cost this many plain pages' Redis CPU,
+# plus this constant. Before the fix a summary took ~5,000 plain pages' Redis CPU.
 RATIO = 15
-WALL_SLACK_S = 0.1
 CPU_SLACK_S = 0.005
 
 
@@ -212,7 +211,8 @@ async def plain(svc: Service, examined: Examined) -> Cost:
 def assert_bounded(name: str, run: Cost, base: Cost, *, quiet: bool = False) -> None:
     if not quiet:
         print(f"{name}: {run} (plain page: {base})")
-    assert run.wall <= RATIO * base.wall + WALL_SLACK_S, (name, run, base)
+    # Wall time is printed, not asserted (speed lives in bench/): the bound is the entries examined
+    # and the Redis CPU they cost, which another process's load on the box does not change.
     assert run.cpu <= RATIO * base.cpu + CPU_SLACK_S, (name, run, base)
     # Per request: the budget, plus at most one round already under way when it ran out.
     assert run.examined <= audit.DEFAULT_SCAN_LIMIT + audit.ROUND_ENTRIES, (name, run)
