@@ -19,8 +19,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
 
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from otp.core.apikeys import ApiKey
 from otp.core.keyring import derive
-from otp.settings import Settings
 from otp.storage import sessions
 from otp.storage.store import Store
 
@@ -44,10 +43,20 @@ CSRF = "csrf"
 wall_clock: Callable[[], float] = time.time
 
 
-def _settings(scope: Scope) -> Settings:
+class SessionSettings(Protocol):
+    """What the sessions read of the shell's settings (the shell puts them on the app's state)."""
+
+    @property
+    def secret_keys(self) -> Sequence[str]: ...
+
+    @property
+    def public_url(self) -> str: ...
+
+
+def _settings(scope: Scope) -> SessionSettings:
     # The dashboard is a Mount of plain routes, not an app of its own: scope["app"] stays the main
     # application, whose lifespan put the settings on its state.
-    settings: Settings = scope["app"].state.settings
+    settings: SessionSettings = scope["app"].state.settings
     return settings
 
 
