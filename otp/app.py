@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from otp import dashboard
+from otp.clock import SYSTEM, Clock
 from otp.core.apikeys import KeyChecker
 from otp.core.codes import Argon2Params, CodeHasher
 from otp.core.keyring import Keyring
@@ -154,7 +154,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
 def create_app(
     settings: Settings,
     *,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM,
     sender: SmsSender | None = None,
 ) -> Starlette:
     if not settings.redis_url:

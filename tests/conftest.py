@@ -17,6 +17,7 @@ import redis
 import redis.asyncio as aioredis
 
 from otp.app import create_app
+from otp.clock import SettableClock
 from otp.core import apikeys
 from otp.core.policy import PolicyConfig
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
@@ -24,20 +25,10 @@ from otp.edge.sms import Receipt, SmsMessage
 from otp.settings import Settings
 from otp.storage.client import connect
 
+# Injected time: tests move it; Lua scripts receive it as their "now".
+Clock = SettableClock
+
 SECRET = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-class Clock:
-    """Injected time: tests move it; Lua scripts receive it as their "now"."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RecordingSender:

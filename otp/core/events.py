@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from otp.audit_fields import recorded
-from otp.web import metrics
+from otp.core import metrics
 
 log = logging.getLogger("otp.audit")
 
 
-def emit(event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "event": event, **recorded(fields)}
+def emit(event: str, now: float, /, **fields: Any) -> None:
+    """Log ``event`` at ``now`` (unix seconds, from the caller's clock) and count it.
+
+    ``now`` is positional-only so that no event field can be mistaken for it."""
+    record = {"ts": round(now, 3), "event": event, **recorded(fields)}
     log.info(json.dumps(record, separators=(",", ":"), sort_keys=True, default=str))
     country = str(fields.get("country") or "unknown")
     if event == "started":
