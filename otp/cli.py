@@ -307,12 +307,6 @@ def cmd_safelist(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_twilio_stub(args: argparse.Namespace) -> int:
-    from otp.devtools import twilio_stub
-
-    return twilio_stub.main(args.stub_args)
-
-
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "secret":
         print(secrets.token_urlsafe(48))
@@ -394,8 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a local Twilio Messages API stand-in for demos (posts signed callbacks); --help for its options",
         add_help=False,
     )
-    stub.add_argument("stub_args", nargs=argparse.REMAINDER)
-    stub.set_defaults(func=cmd_twilio_stub)
+    stub.add_argument("stub_args", nargs=argparse.REMAINDER)  # listed for --help: `main` runs it before argparse
     return parser
 
 

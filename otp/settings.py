@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from otp.core.policy import DEFAULT_BLOCKED_TYPES, MODES, NUMBER_TYPES, PolicyConfig
+from otp.core.phone import DEFAULT_BLOCKED_TYPES, NUMBER_TYPES
+from otp.core.policy import MODES, PolicyConfig
 from otp.errors import ConfigError
 
 _DURATION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*")

@@ -26,34 +26,10 @@ from typing import Any
 
 from otp.core import pumping
 from otp.core.ipaddr import ip_scope
-from otp.core.phone import Phone
+from otp.core.phone import DEFAULT_BLOCKED_TYPES, NON_GEOGRAPHIC, Phone
 from otp.storage import keys as keyspace
 from otp.storage.store import Call, Store
 
-# Numbers of no country (+870 Inmarsat, +881 satellite, +882/+883 international networks):
-# refused by default like premium rate, since they are a favourite of SMS pumping. Not a
-# phonenumbers type: a name in this list that otp.phone's Phone.country being empty stands for.
-NON_GEOGRAPHIC = "non_geographic"
-DEFAULT_BLOCKED_TYPES = frozenset(
-    {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line", NON_GEOGRAPHIC}
-)
-NUMBER_TYPES = frozenset(
-    {
-        "fixed_line",
-        "mobile",
-        "fixed_line_or_mobile",
-        "toll_free",
-        "premium_rate",
-        "shared_cost",
-        "voip",
-        "personal_number",
-        "pager",
-        "uan",
-        "voicemail",
-        "unknown",
-        NON_GEOGRAPHIC,
-    }
-)
 MODES = ("enforce", "record_only")
 LIMIT_REASONS = {"ip": ("ip_sends", "ip_hourly_limit"), "key": ("key_sends", "key_minute_limit")}
 
@@ -475,12 +451,3 @@ def _seconds(ms: int) -> int:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_list(raw: str, *, known: Sequence[str] | None = None, name: str) -> frozenset[str]:
-    items = frozenset(part.strip() for part in raw.split(",") if part.strip())
-    if known is not None:
-        unknown = sorted(items - set(known))
-        if unknown:
-            raise ValueError(f"{name}: unknown value(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return items

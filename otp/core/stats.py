@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from otp import delivery
 from otp.core.audit import iso_ms
 from otp.errors import InvalidInput
 from otp.storage import keys as keyspace
@@ -39,8 +40,8 @@ ROUND_KEYS = 96
 # Events a verification goes through, in the order the overview lists them.
 VERIFICATION_EVENTS = ("started", "resent", "approved", "check_failed", "max_attempts", "expired", "canceled")
 # Delivery states shown as the funnel; any other state Twilio reports is still counted, under its name.
-FUNNEL = ("queued", "sent", "delivered", "undelivered", "failed")
-FAILED_STATES = frozenset({"undelivered", "failed"})
+FUNNEL = delivery.FUNNEL
+FAILED_STATES = delivery.FAILED
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from otp import delivery
 from otp.core import stats as aggregates
 from otp.errors import InvalidInput
 from otp.storage.store import Store
@@ -29,7 +30,7 @@ _TOTALS: dict[str, Any] = {
     "required": [*_EVENT_COUNTS, "refused", "flagged", "conversion_rate"],
     "properties": {**dict.fromkeys((*_EVENT_COUNTS, "refused", "flagged"), _COUNT), "conversion_rate": _RATE},
 }
-_FUNNEL_STATES = ("queued", "sent", "delivered", "undelivered", "failed")
+_FUNNEL_STATES = delivery.FUNNEL
 
 
 def _rows(*names: str) -> dict[str, Any]:
