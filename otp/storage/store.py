@@ -17,7 +17,6 @@ from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundErr
 from redis.commands.core import AsyncScript
 from redis.sentinel import MasterNotFoundError
 
-from otp.audit_fields import recorded
 from otp.errors import Unavailable
 from otp.storage import keys as keyspace
 
@@ -40,6 +39,7 @@ SCRIPT_NAMES = (
     "fraud",
     "renew",
     "signin_limit",
+    "audit_event",
 )
 
 # Redis raising these means "not now", never "your request is wrong": they become 503.
@@ -274,23 +274,12 @@ class Store:
         )
 
     async def audit_event(self, partition: int, now_ms: int, fields: dict[str, Any]) -> None:
-        """An audit event decided outside Lua (a permission refusal, a failed check)."""
-        entry: dict[Any, Any] = {"ts": now_ms}
-        entry.update({k: str(v) for k, v in recorded(fields).items()})
-        stream = keyspace.audit_stream(partition)
-        counter = keyspace.audit_counter(partition, now_ms)
+        """An audit event decided outside Lua (a permission refusal, a failed check): written by
+        lib.lua's ``audit()`` like every other, so the counters have one format."""
         event = str(fields.get("event", ""))
-        name = f"refused:{fields.get('rule', '')}:{fields.get('reason', '')}" if event == "refused" else event
-
-        async def write() -> None:
-            # Same stream and hourly counters as lib.lua's audit(); both keys share the partition's slot.
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream, entry, maxlen=self.audit_maxlen_per_partition, approximate=True)
-                pipe.hincrby(counter, name, 1)
-                pipe.pexpire(counter, AUDIT_COUNTER_TTL_MS)
-                await pipe.execute()
-
-        await self.guarded(write)
+        context = {k: str(v) for k, v in fields.items() if k != "event" and v not in (None, "")}
+        keys = [keyspace.audit_stream(partition), keyspace.audit_counter(partition, now_ms)]
+        await self._run("audit_event", partition, keys, now_ms, [event], audit=context)
 
     # -- verifications ---------------------------------------------------------------------------
 
