@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from otp import delivery
+from otp import audit_fields, delivery
+from otp.audit_fields import DELIVERY_COUNTER, FLAGGED_COUNTER, REFUSED_COUNTER, Event
 from otp.core.audit import iso_ms
 from otp.errors import InvalidInput
 from otp.storage import keys as keyspace
@@ -37,8 +38,7 @@ COUNTERS_SCRIPT = (resources.files("otp.storage") / "lua" / "counters.lua").read
 # week's sums never hold other clients up for long.
 HOURS_PER_CALL = 24
 ROUND_KEYS = 96
-# Events a verification goes through, in the order the overview lists them.
-VERIFICATION_EVENTS = ("started", "resent", "approved", "check_failed", "max_attempts", "expired", "canceled")
+VERIFICATION_EVENTS = audit_fields.VERIFICATION_EVENTS
 # Delivery states shown as the funnel; any other state Twilio reports is still counted, under its name.
 FUNNEL = delivery.FUNNEL
 FAILED_STATES = delivery.FAILED
@@ -147,9 +147,9 @@ def _rate(part: int, whole: int) -> float | None:
 def delivery_states(counts: Counter[str]) -> Counter[str]:
     """State → reports: ``queued`` is every send (start or resend queues one SMS); the others are
     the delivery reports that moved a send into that state (``delivery:<status>:<code>``)."""
-    states: Counter[str] = Counter({"queued": counts["started"] + counts["resent"]})
+    states: Counter[str] = Counter({"queued": counts[Event.STARTED] + counts[Event.RESENT]})
     for name, n in counts.items():
-        if name.startswith("delivery:"):
+        if name.startswith(DELIVERY_COUNTER):
             status = name.split(":", 2)[1]
             if status != "queued":  # a send is already counted as queued when it is made
                 states[status] += n
@@ -160,7 +160,7 @@ def delivery_errors(counts: Counter[str]) -> list[dict[str, Any]]:
     """Undelivered and failed reports by Twilio error code, most frequent first."""
     rows: Counter[tuple[str, str]] = Counter()
     for name, n in counts.items():
-        if name.startswith("delivery:"):
+        if name.startswith(DELIVERY_COUNTER):
             _, status, code = [*name.split(":", 2), "", ""][:3]
             if status in FAILED_STATES:
                 rows[(status, code)] += n
@@ -175,7 +175,7 @@ def refusals(counts: Counter[str]) -> list[dict[str, Any]]:
     """``refused:<rule>:<reason>`` counts, most frequent first."""
     rows: Counter[tuple[str, str]] = Counter()
     for name, n in counts.items():
-        if name.startswith("refused:"):
+        if name.startswith(REFUSED_COUNTER):
             _, rule, reason = [*name.split(":", 2), "", ""][:3]
             rows[(rule, reason)] += n
     return [
@@ -197,8 +197,8 @@ def flagged(counts: Counter[str]) -> list[dict[str, Any]]:
     flagged for both scopes: the field is then ``flagged:prefix:<reason>,country:<reason>``."""
     rows: Counter[tuple[str, str]] = Counter()
     for name, n in counts.items():
-        if name.startswith("flagged:"):
-            for part in name[len("flagged:") :].split(","):
+        if name.startswith(FLAGGED_COUNTER):
+            for part in name[len(FLAGGED_COUNTER) :].split(","):
                 scope, _, reason = part.partition(":")
                 rows[(scope, reason)] += n
     return [
@@ -211,9 +211,9 @@ def flagged(counts: Counter[str]) -> list[dict[str, Any]]:
 def figures(counts: Counter[str]) -> dict[str, Any]:
     """The headline numbers of some counters: events, refusals, the delivery funnel, conversion."""
     out: dict[str, Any] = {name: counts[name] for name in VERIFICATION_EVENTS}
-    out["refused"] = _sum_prefixed(counts, "refused:")
-    out["flagged"] = _sum_prefixed(counts, "flagged:")  # sends: one flagged for both scopes counts once
-    out["conversion_rate"] = _rate(counts["approved"], counts["started"])
+    out["refused"] = _sum_prefixed(counts, REFUSED_COUNTER)
+    out["flagged"] = _sum_prefixed(counts, FLAGGED_COUNTER)  # sends: one flagged for both scopes counts once
+    out["conversion_rate"] = _rate(counts[Event.APPROVED], counts[Event.STARTED])
     states = delivery_states(counts)
     out.update({state: states[state] for state in FUNNEL if state != "queued"})
     out["queued"] = states["queued"]

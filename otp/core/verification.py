@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from otp.audit_fields import COUNTER_ONLY_PREFIX
+from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
 from otp.clock import SYSTEM, Clock
 from otp.core import codes, events, sealing, tokens
 from otp.core.codes import CodeHasher
@@ -344,7 +344,7 @@ class Verifier:
             raise
         if outcome.mode == "refused":
             await self.policy.release(admission)
-            self._emit("refused", rule=outcome.rule, reason=outcome.reason, **audit)
+            self._emit(Event.REFUSED, rule=outcome.rule, reason=outcome.reason, **audit)
             if outcome.foreign:
                 # The phone's own limit, shared by every tenant, and another tenant's sends are
                 # behind it: say no without saying what they did.
@@ -355,7 +355,7 @@ class Verifier:
                     retry_after=max(1, -(-outcome.retry_ms // 1000)),
                 )
             raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
-        self._emit(outcome.mode if outcome.mode == "resent" else "started", vid=outcome.record.get("id"), **audit)
+        self._emit(Event.RESENT if outcome.mode == "resent" else Event.STARTED, vid=outcome.record.get("id"), **audit)
         # Every send counts in the pumping windows, resends too; an approval converts them all.
         # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
         with contextlib.suppress(Unavailable):
@@ -365,13 +365,13 @@ class Verifier:
         )
 
     async def _audit_refusal(self, partition: int, now_ms: int, audit: dict[str, str], decision: Decision) -> None:
-        self._emit("refused", rule=decision.rule, reason=decision.reason, retry_after=decision.retry_after, **audit)
+        self._emit(Event.REFUSED, rule=decision.rule, reason=decision.reason, retry_after=decision.retry_after, **audit)
         await self.store.audit_event(
             partition,
             now_ms,
             {
                 **audit,
-                "event": "refused",
+                "event": Event.REFUSED,
                 "decision": "refused",
                 "rule": decision.rule,
                 "reason": decision.reason,
@@ -416,7 +416,7 @@ class Verifier:
         )
         vid, record, outcome = found.verification_id, found.record, found.outcome
         if outcome == "throttled":
-            self._emit("refused", rule="key_checks", reason="too_many_checks", **self._audit(caller, phone))
+            self._emit(Event.REFUSED, rule="key_checks", reason="too_many_checks", **self._audit(caller, phone))
             raise RateLimited(
                 "too many checks with this API key this minute; slow down",
                 code="too_many_checks",
@@ -426,7 +426,7 @@ class Verifier:
             )
         if outcome == "refused":
             self._emit(
-                "refused",
+                Event.REFUSED,
                 rule="number_failed_checks",
                 reason="too_many_failed_checks",
                 vid=vid,
@@ -448,7 +448,7 @@ class Verifier:
         if outcome != "counted":
             await self.hasher.decoy()  # locked, expired or canceled answer as slowly as a comparison
             if outcome == EXPIRED:
-                self._emit("expired", vid=vid, key=caller.key_id)
+                self._emit(Event.EXPIRED, vid=vid, key=caller.key_id)
             # A last attempt may still be in flight: the stored status says pending, the answer doesn't.
             return CheckResult(replace(Verification.from_record(record), status=outcome), approved=False)
         # Newest code first: it is the one the user most likely typed.
@@ -460,14 +460,14 @@ class Verifier:
         attempts = found.attempts
         if index is None:
             await self.store.audit_event(
-                partition, now_ms, {**audit, "event": "check_failed", "vid": vid, "attempt": attempts}
+                partition, now_ms, {**audit, "event": Event.CHECK_FAILED, "vid": vid, "attempt": attempts}
             )
-            self._emit("check_failed", vid=vid, attempt=attempts, **audit)
+            self._emit(Event.CHECK_FAILED, vid=vid, attempt=attempts, **audit)
             if attempts >= found.max_attempts:
                 record = await self.store.exhaust(
                     partition=partition, now_ms=now_ms, verification_id=vid, retention_ms=retention_ms, audit=audit
                 )
-                self._emit("max_attempts", vid=vid, **audit)
+                self._emit(Event.MAX_ATTEMPTS, vid=vid, **audit)
             return CheckResult(Verification.from_record(record), approved=False)
         # A code the caller chose proves nothing about the number: no conversion.
         number_hash = self.keyring.number_hash(number.e164)
@@ -490,7 +490,7 @@ class Verifier:
             if record.get("st") == APPROVED:
                 raise _already_approved()
             return CheckResult(Verification.from_record(record), approved=False)
-        self._emit("approved", vid=vid, **audit)
+        self._emit(Event.APPROVED, vid=vid, **audit)
         return CheckResult(Verification.from_record(record), approved=True, token=self._token(record, caller))
 
     def _token(self, record: dict[str, str], caller: Caller) -> str:
@@ -545,7 +545,7 @@ class Verifier:
         # approvals by a code only).
         if not won:
             raise Conflict("verification is no longer pending", code="not_pending", field="id")
-        self._emit("approved", vid=verification_id, out_of_band=True, **self._audit(caller, number))
+        self._emit(Event.APPROVED, vid=verification_id, out_of_band=True, **self._audit(caller, number))
         return Verification.from_record(record)
 
     async def cancel(self, verification_id: str, caller: Caller) -> Verification:
@@ -562,7 +562,7 @@ class Verifier:
             raise NotFound("no such verification (unknown, or past its retention period)", field="id")
         verification = Verification.from_record(record)
         if changed:
-            self._emit("canceled", vid=verification_id, key=caller.key_id)
+            self._emit(Event.CANCELED, vid=verification_id, key=caller.key_id)
         if not changed:
             raise Conflict(f"verification is already {verification.status}", code="not_pending", field="id")
         return verification

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import phonenumbers
 
+from otp.audit_fields import Event
 from otp.clock import SYSTEM, Clock
 from otp.core import events, messages, metrics, sealing
 from otp.core.keyring import Keyring
@@ -302,7 +303,7 @@ class Worker:
         self.sent += 1
         metrics.SMS_SENT.inc()
         self._emit(
-            "delivery",
+            Event.DELIVERY,
             vid=job.verification_id,
             send=job.send_number,
             status=receipt.status,
@@ -340,7 +341,7 @@ class Worker:
         log.warning("sms failed job=%s to=%s: %s", job.job_id, mask_in_record(job.to), exc.message)
         metrics.SMS_FAILED.labels(str(exc.transient).lower()).inc()
         self._emit(
-            "delivery",
+            Event.DELIVERY,
             vid=job.verification_id,
             send=job.send_number,
             status="failed",

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from otp import delivery
+from otp import audit_fields, delivery
 from otp.core import stats as aggregates
 from otp.errors import InvalidInput
 from otp.storage.store import Store
@@ -24,7 +24,7 @@ PARAMS = frozenset({"since"})
 # For otp/openapi.py: the response body and the query parameter of GET /v1/stats/overview.
 _COUNT: dict[str, Any] = {"type": "integer"}
 _RATE: dict[str, Any] = {"type": ["number", "null"], "description": "approved ÷ started; null when nothing started"}
-_EVENT_COUNTS = ("started", "resent", "approved", "check_failed", "max_attempts", "expired", "canceled")
+_EVENT_COUNTS = audit_fields.VERIFICATION_EVENTS
 _TOTALS: dict[str, Any] = {
     "type": "object",
     "required": [*_EVENT_COUNTS, "refused", "flagged", "conversion_rate"],

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from otp import delivery
+from otp.audit_fields import Event
 from otp.core import events
 from otp.core.validators import whole_number
 from otp.errors import Forbidden, InvalidInput
@@ -85,7 +86,7 @@ async def status_callback(request: Request) -> Response:
             "message_sid": params.get("MessageSid") or None,
         },
     )
-    events.emit("delivery", now, vid=vid, send=send_number, status=status, error_code=error_code, source="callback")
+    events.emit(Event.DELIVERY, now, vid=vid, send=send_number, status=status, error_code=error_code, source="callback")
     # 200 even for a send we no longer know (past retention): Twilio would only retry it.
     return JSONResponse({"status": applied or "unknown"})
 
