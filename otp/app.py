@@ -179,6 +179,8 @@ def create_app(
             codes_kept=settings.codes_kept,
             retention=settings.retention,
             token_max_age=settings.token_max_age,
+            approval_replay=settings.approval_replay,
+            approval_replays=settings.approval_replays,
         )
         app.state.settings = settings
         app.state.store = store

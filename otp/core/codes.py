@@ -31,9 +31,11 @@ def generate(length: int) -> str:
 
 @dataclass(frozen=True)
 class Argon2Params:
-    time_cost: int = 2
-    memory_kib: int = 19456
-    parallelism: int = 1
+    """argon2id's cost (the shell's OTP_ARGON2_* settings)."""
+
+    time_cost: int
+    memory_kib: int
+    parallelism: int
 
 
 class CodeHasher:

@@ -39,16 +39,18 @@ class Caller:
 
 @dataclass(frozen=True)
 class Rules:
-    code_length: int = 6
-    code_ttl: float = 600.0
-    max_check_attempts: int = 5
-    max_sends: int = 5
-    codes_kept: int = 3
-    retention: float = 86400.0
-    token_max_age: float = 300.0
+    """A verification's limits and lifetimes: the shell builds them from its settings."""
+
+    code_length: int
+    code_ttl: float
+    max_check_attempts: int
+    max_sends: int
+    codes_kept: int
+    retention: float
+    token_max_age: float
     # How long after an approval the same right code gets the same approval and token again.
-    approval_replay: float = 60.0
-    approval_replays: int = 3  # … at most this many checks of it, right or wrong
+    approval_replay: float
+    approval_replays: int  # … at most this many checks of it, right or wrong
 
 
 @dataclass(frozen=True)

@@ -36,22 +36,25 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    lease: float = 30.0
+    """The worker's settings (the shell builds them: ``otp.app.worker_options``) and its tuning."""
+
+    lease: float
+    backoff_base: float
+    app_name: str
+    webotp_domain: str
+    public_url: str
+    retention: float
+    code_ttl: float
+    # A send with no final delivery state this long after Twilio accepted it is polled, then
+    # polled again at this interval until the retention period ends.
+    poll_after: float
+    prices: Mapping[str, Decimal] | None
+    # Tuning, no setting: how many jobs a claim takes, how many sends at once, how idle polling backs off.
     batch: int = 20
     concurrency: int = 16
     poll_interval: float = 0.05
     max_idle: float = 1.0
-    backoff_base: float = 1.0
     backoff_cap: float = 60.0
-    app_name: str = "otp"
-    webotp_domain: str = ""
-    public_url: str = ""
-    retention: float = 86400.0
-    code_ttl: float = 600.0
-    # A send with no final delivery state this long after Twilio accepted it is polled, then
-    # polled again at this interval until the retention period ends.
-    poll_after: float = 300.0
-    prices: Mapping[str, Decimal] | None = None
 
 
 async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
