@@ -21,7 +21,6 @@ import httpx
 
 from otp.app import create_app
 from otp.core import apikeys
-from otp.core.policy import PolicyConfig
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.settings import Settings
 from otp.storage.client import connect
@@ -34,7 +33,7 @@ TOKEN = "bench-token-" + "2" * 20
 
 async def queue_jobs(redis_url: str, jobs: int) -> None:
     open_policy = replace(
-        PolicyConfig(),
+        Settings().policy,
         key_sends_per_minute=10**6,
         key_checks_per_minute=10**6,
         prefix_hourly_floor=10**6,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from otp import dashboard
+from otp.clock import SYSTEM, Clock
 from otp.core.apikeys import KeyChecker
 from otp.core.codes import Argon2Params, CodeHasher
 from otp.core.keyring import Keyring
@@ -94,7 +94,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
 def create_app(
     settings: Settings,
     *,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM,
     sender: SmsSender | None = None,
 ) -> Starlette:
     if not settings.redis_url:
@@ -119,6 +119,8 @@ def create_app(
             codes_kept=settings.codes_kept,
             retention=settings.retention,
             token_max_age=settings.token_max_age,
+            approval_replay=settings.approval_replay,
+            approval_replays=settings.approval_replays,
         )
         app.state.settings = settings
         app.state.store = store

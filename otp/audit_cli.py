@@ -18,10 +18,10 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 
+from otp.clock import SYSTEM
 from otp.core import audit
 from otp.errors import ConfigError, InvalidInput
 from otp.settings import Settings
@@ -197,7 +197,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     keyring = Keyring(settings.secret_keys) if settings.secret_keys else None
     try:
         flt = audit.filter_from_params(
-            _filter_params(args), now=time.time(), default_region=settings.default_region, keyring=keyring
+            _filter_params(args), now=SYSTEM.now(), default_region=settings.default_region, keyring=keyring
         )
     except InvalidInput as exc:
         print(f"otp audit: --{exc.field}: {exc.message}", file=sys.stderr)

@@ -1,9 +1,53 @@
-"""Which fields of an audit context reach a record or a log line: the one rule, shared by the Lua
-writer (lib.lua's ``audit()`` skips the same names), the Python writer and the log mirror."""
+"""The audit vocabulary, for every Python reader and writer: the event names, the names of the
+hourly counter fields, and which fields of an audit context reach a record or a log line.
+
+The Lua writer keeps the same names: ``audit()`` in ``storage/lua/lib.lua`` (it names the counter
+fields and skips the counter-only context names) and the tally names in ``storage/lua/counters.lua``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
+
+
+class Event(StrEnum):
+    """An audit event's ``event`` field (a `str`: it is stored, logged and compared as its value)."""
+
+    STARTED = "started"
+    RESENT = "resent"
+    REFUSED = "refused"
+    APPROVED = "approved"
+    CHECK_FAILED = "check_failed"
+    MAX_ATTEMPTS = "max_attempts"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    DELIVERY = "delivery"
+    ADMIN = "admin"  # safe-list changes and unblocks, with the admin key that made them
+
+
+EVENTS: Final[tuple[Event, ...]] = tuple(Event)
+# Events a verification goes through, in the order the overview lists them.
+VERIFICATION_EVENTS: Final[tuple[Event, ...]] = (
+    Event.STARTED,
+    Event.RESENT,
+    Event.APPROVED,
+    Event.CHECK_FAILED,
+    Event.MAX_ATTEMPTS,
+    Event.EXPIRED,
+    Event.CANCELED,
+)
+
+# Hourly counter fields (``otp:{pNN}:agg:<hour>``): an event counts under its name, except these,
+# whose fields name more (lib.lua's audit()):
+REFUSED_COUNTER: Final = "refused:"  # refused:<rule>:<reason>
+DELIVERY_COUNTER: Final = "delivery:"  # delivery:<status>:<error code or "">
+FLAGGED_COUNTER: Final = "flagged:"  # flagged:<scope>:<reason>[,<scope>:<reason>], beside the event
+# … and the destination tallies of ``started`` and ``approved`` events: <tally><prefix or country>.
+SENT_TO_PREFIX: Final = "sent@prefix:"
+APPROVED_TO_PREFIX: Final = "approved@prefix:"
+SENT_TO_COUNTRY: Final = "sent@country:"
+APPROVED_TO_COUNTRY: Final = "approved@country:"
 
 # For the hourly counters only, never written: the destination prefix beside the masked number's
 # last digits would spell the whole number.

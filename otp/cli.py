@@ -284,10 +284,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_twilio_stub(args: argparse.Namespace) -> int:
-    from otp.devtools import twilio_stub
-
-    return twilio_stub.main(args.stub_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,8 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a local Twilio Messages API stand-in for demos (posts signed callbacks); --help for its options",
         add_help=False,
     )
-    stub.add_argument("stub_args", nargs=argparse.REMAINDER)
-    stub.set_defaults(func=cmd_twilio_stub)
+    stub.add_argument("stub_args", nargs=argparse.REMAINDER)  # listed for --help: `main` runs it before argparse
     return parser
 
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from otp.core.policy import DEFAULT_BLOCKED_TYPES, MODES, NUMBER_TYPES, PolicyConfig
+from otp.core.phone import DEFAULT_BLOCKED_TYPES, NUMBER_TYPES
+from otp.core.policy import MODES, PolicyConfig
 from otp.errors import ConfigError
 
 _DURATION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*")
@@ -23,6 +24,35 @@ def parse_duration(value: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+# The fraud and rate-limit defaults (PolicyConfig's fields, with the reasons for their values,
+# are in otp/core/policy.py): OTP_* variables override them one by one.
+POLICY_DEFAULTS = PolicyConfig(
+    number_sends_per_hour=10,
+    number_sends_per_day=20,
+    resend_cooldown=30.0,
+    failed_checks_per_hour=10,
+    ip_sends_per_hour=20,
+    key_sends_per_minute=1000,
+    key_checks_per_minute=1200,
+    allowed_countries=frozenset(),  # empty: every country
+    blocked_number_types=DEFAULT_BLOCKED_TYPES,
+    pumping_mode="enforce",
+    prefix_daily_floor=20,
+    prefix_hourly_floor=6,
+    range_daily_floor=8,
+    country_daily_floor=20,
+    ip_pumping_daily_floor=3,
+    pumping_ratio=0.5,
+    block_base=300.0,
+    block_max=43200.0,
+    proven_share=0.5,
+    unproven_country_floor=4,
+    unproven_tenant_floor=100,
+    unproven_share=1.0,
+    known_good_days=30.0,
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
@@ -34,6 +64,10 @@ class Settings:
     codes_kept: int = 3
     retention: float = 86400.0
     token_max_age: float = 300.0
+    # How long after an approval the same right code gets the same approval and token again, for
+    # at most this many checks of it (no OTP_ variable: not a knob worth turning).
+    approval_replay: float = 60.0
+    approval_replays: int = 3
     host: str = "127.0.0.1"
     port: int = 8000
     default_region: str = "US"
@@ -65,7 +99,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     max_connections: int = 1000
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    policy: PolicyConfig = POLICY_DEFAULTS
     log_level: str = "INFO"
     dev_mode: bool = False
 
@@ -80,26 +114,27 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
+        d = cls()  # the defaults: the dataclass fields above are their one home
         settings = cls(
             redis_url=reader.text("OTP_REDIS_URL") or None,
             secret_keys=reader.secret_keys("OTP_SECRET_KEY"),
-            code_length=reader.integer("OTP_CODE_LENGTH", 6, low=4, high=10),
-            code_ttl=reader.duration("OTP_CODE_TTL", 600.0, low=30.0, high=86400.0),
-            max_check_attempts=reader.integer("OTP_MAX_CHECK_ATTEMPTS", 5, low=1, high=100),
-            max_sends=reader.integer("OTP_MAX_SENDS", 5, low=1, high=20),
-            codes_kept=reader.integer("OTP_CODES_KEPT", 3, low=1, high=10),
-            retention=reader.duration("OTP_RETENTION", 86400.0, low=60.0, high=90 * 86400.0),
-            token_max_age=reader.duration("OTP_TOKEN_MAX_AGE", 300.0, low=1.0, high=86400.0),
-            host=reader.text("OTP_HOST") or "127.0.0.1",
-            port=reader.integer("OTP_PORT", 8000, low=0, high=65535),
-            default_region=reader.region("OTP_DEFAULT_REGION", "US"),
-            partitions=reader.power_of_two("OTP_PARTITIONS", 16),
-            argon2_time_cost=reader.integer("OTP_ARGON2_TIME_COST", 2, low=1, high=20),
-            argon2_memory_kib=reader.integer("OTP_ARGON2_MEMORY_KIB", 19456, low=8, high=4 * 1024 * 1024),
-            argon2_parallelism=reader.integer("OTP_ARGON2_PARALLELISM", 1, low=1, high=16),
-            data_dir=reader.text("OTP_DATA_DIR") or ".otp",
-            worker=reader.switch("OTP_WORKER", True),
-            app_name=reader.app_name("OTP_APP_NAME", "otp"),
+            code_length=reader.integer("OTP_CODE_LENGTH", d.code_length, low=4, high=10),
+            code_ttl=reader.duration("OTP_CODE_TTL", d.code_ttl, low=30.0, high=86400.0),
+            max_check_attempts=reader.integer("OTP_MAX_CHECK_ATTEMPTS", d.max_check_attempts, low=1, high=100),
+            max_sends=reader.integer("OTP_MAX_SENDS", d.max_sends, low=1, high=20),
+            codes_kept=reader.integer("OTP_CODES_KEPT", d.codes_kept, low=1, high=10),
+            retention=reader.duration("OTP_RETENTION", d.retention, low=60.0, high=90 * 86400.0),
+            token_max_age=reader.duration("OTP_TOKEN_MAX_AGE", d.token_max_age, low=1.0, high=86400.0),
+            host=reader.text("OTP_HOST") or d.host,
+            port=reader.integer("OTP_PORT", d.port, low=0, high=65535),
+            default_region=reader.region("OTP_DEFAULT_REGION", d.default_region),
+            partitions=reader.power_of_two("OTP_PARTITIONS", d.partitions),
+            argon2_time_cost=reader.integer("OTP_ARGON2_TIME_COST", d.argon2_time_cost, low=1, high=20),
+            argon2_memory_kib=reader.integer("OTP_ARGON2_MEMORY_KIB", d.argon2_memory_kib, low=8, high=4 * 1024 * 1024),
+            argon2_parallelism=reader.integer("OTP_ARGON2_PARALLELISM", d.argon2_parallelism, low=1, high=16),
+            data_dir=reader.text("OTP_DATA_DIR") or d.data_dir,
+            worker=reader.switch("OTP_WORKER", d.worker),
+            app_name=reader.app_name("OTP_APP_NAME", d.app_name),
             public_url=(reader.text("OTP_PUBLIC_URL") or "").rstrip("/"),
             twilio_account_sid=reader.text("OTP_TWILIO_ACCOUNT_SID") or "",
             twilio_auth_token=reader.text("OTP_TWILIO_AUTH_TOKEN") or "",
@@ -107,18 +142,20 @@ class Settings:
             twilio_from=reader.text("OTP_TWILIO_FROM") or "",
             twilio_messaging_service_sid=reader.text("OTP_TWILIO_MESSAGING_SERVICE_SID") or "",
             twilio_api_url=(reader.text("OTP_TWILIO_API_URL") or "").rstrip("/"),
-            twilio_timeout=reader.duration("OTP_TWILIO_TIMEOUT", 10.0, low=0.1, high=120.0),
+            twilio_timeout=reader.duration("OTP_TWILIO_TIMEOUT", d.twilio_timeout, low=0.1, high=120.0),
             webotp_domain=reader.text("OTP_WEBOTP_DOMAIN") or "",
-            delivery_poll_after=reader.duration("OTP_DELIVERY_POLL_AFTER", 300.0, low=1.0, high=86400.0),
+            delivery_poll_after=reader.duration(
+                "OTP_DELIVERY_POLL_AFTER", d.delivery_poll_after, low=1.0, high=86400.0
+            ),
             sms_prices=reader.text("OTP_SMS_PRICES") or "",
-            sms_lease=reader.duration("OTP_SMS_LEASE", 30.0, low=0.5, high=3600.0),
-            sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", 1.0, low=0.01, high=600.0),
-            audit_maxlen=reader.integer("OTP_AUDIT_MAXLEN", 1_000_000, low=1000, high=1_000_000_000),
-            header_timeout=reader.duration("OTP_HEADER_TIMEOUT", 10.0, low=0.1, high=300.0),
-            body_timeout=reader.duration("OTP_BODY_TIMEOUT", 10.0, low=0.1, high=300.0),
-            max_connections=reader.integer("OTP_MAX_CONNECTIONS", 1000, low=1, high=1_000_000),
+            sms_lease=reader.duration("OTP_SMS_LEASE", d.sms_lease, low=0.5, high=3600.0),
+            sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", d.sms_retry_base, low=0.01, high=600.0),
+            audit_maxlen=reader.integer("OTP_AUDIT_MAXLEN", d.audit_maxlen, low=1000, high=1_000_000_000),
+            header_timeout=reader.duration("OTP_HEADER_TIMEOUT", d.header_timeout, low=0.1, high=300.0),
+            body_timeout=reader.duration("OTP_BODY_TIMEOUT", d.body_timeout, low=0.1, high=300.0),
+            max_connections=reader.integer("OTP_MAX_CONNECTIONS", d.max_connections, low=1, high=1_000_000),
             policy=reader.policy(),
-            log_level=(reader.text("OTP_LOG_LEVEL") or "INFO").upper(),
+            log_level=(reader.text("OTP_LOG_LEVEL") or d.log_level).upper(),
         )
         reader.twilio(settings)
         if settings.metrics_token and len(settings.metrics_token) < 32:
@@ -252,7 +289,7 @@ class _Reader:
     def number_types(self, name: str) -> frozenset[str]:
         raw = self.text(name)
         if raw is None:
-            return DEFAULT_BLOCKED_TYPES
+            return POLICY_DEFAULTS.blocked_number_types
         types = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
         unknown = sorted(types - NUMBER_TYPES)
         if unknown:
@@ -262,30 +299,56 @@ class _Reader:
         return types
 
     def policy(self) -> PolicyConfig:
+        d = POLICY_DEFAULTS
         return PolicyConfig(
-            number_sends_per_hour=self.integer("OTP_NUMBER_SENDS_PER_HOUR", 10, low=1, high=10_000),
-            number_sends_per_day=self.integer("OTP_NUMBER_SENDS_PER_DAY", 20, low=1, high=100_000),
-            resend_cooldown=self.duration("OTP_RESEND_COOLDOWN", 30.0, low=0.0, high=3600.0),
-            failed_checks_per_hour=self.integer("OTP_FAILED_CHECKS_PER_HOUR", 10, low=1, high=100),
-            ip_sends_per_hour=self.integer("OTP_IP_SENDS_PER_HOUR", 20, low=1, high=1_000_000),
-            key_sends_per_minute=self.integer("OTP_KEY_SENDS_PER_MINUTE", 1000, low=1, high=10_000_000),
-            key_checks_per_minute=self.integer("OTP_KEY_CHECKS_PER_MINUTE", 1200, low=1, high=10_000_000),
+            number_sends_per_hour=self.integer(
+                "OTP_NUMBER_SENDS_PER_HOUR", d.number_sends_per_hour, low=1, high=10_000
+            ),
+            number_sends_per_day=self.integer("OTP_NUMBER_SENDS_PER_DAY", d.number_sends_per_day, low=1, high=100_000),
+            resend_cooldown=self.duration("OTP_RESEND_COOLDOWN", d.resend_cooldown, low=0.0, high=3600.0),
+            failed_checks_per_hour=self.integer(
+                "OTP_FAILED_CHECKS_PER_HOUR", d.failed_checks_per_hour, low=1, high=100
+            ),
+            ip_sends_per_hour=self.integer("OTP_IP_SENDS_PER_HOUR", d.ip_sends_per_hour, low=1, high=1_000_000),
+            key_sends_per_minute=self.integer(
+                "OTP_KEY_SENDS_PER_MINUTE", d.key_sends_per_minute, low=1, high=10_000_000
+            ),
+            key_checks_per_minute=self.integer(
+                "OTP_KEY_CHECKS_PER_MINUTE", d.key_checks_per_minute, low=1, high=10_000_000
+            ),
             allowed_countries=self.countries("OTP_ALLOWED_COUNTRIES"),
             blocked_number_types=self.number_types("OTP_BLOCKED_NUMBER_TYPES"),
-            pumping_mode=self.choice("OTP_PUMPING_MODE", "enforce", MODES),
-            prefix_daily_floor=self.integer("OTP_PUMPING_PREFIX_DAILY_FLOOR", 20, low=1, high=10_000_000),
-            prefix_hourly_floor=self.integer("OTP_PUMPING_PREFIX_HOURLY_FLOOR", 6, low=1, high=10_000_000),
-            range_daily_floor=self.integer("OTP_PUMPING_RANGE_DAILY_FLOOR", 8, low=1, high=10_000_000),
-            ip_pumping_daily_floor=self.integer("OTP_PUMPING_IP_DAILY_FLOOR", 3, low=1, high=10_000_000),
-            proven_share=self.number("OTP_PUMPING_PROVEN_SHARE", 0.5, low=0.0, high=1.0),
-            unproven_country_floor=self.integer("OTP_PUMPING_UNPROVEN_COUNTRY_FLOOR", 4, low=0, high=10_000_000),
-            unproven_tenant_floor=self.integer("OTP_PUMPING_UNPROVEN_TENANT_FLOOR", 100, low=0, high=10_000_000),
-            unproven_share=self.number("OTP_PUMPING_UNPROVEN_SHARE", 1.0, low=0.0, high=100.0),
-            known_good_days=self.duration("OTP_PUMPING_KNOWN_GOOD", 30 * 86400.0, low=0.0, high=365 * 86400.0) / 86400,
-            country_daily_floor=self.integer("OTP_PUMPING_COUNTRY_DAILY_FLOOR", 20, low=1, high=10_000_000),
-            pumping_ratio=self.number("OTP_PUMPING_RATIO", 0.5, low=0.0, high=100.0),
-            block_base=self.duration("OTP_PUMPING_BLOCK_BASE", 300.0, low=1.0, high=86400.0),
-            block_max=self.duration("OTP_PUMPING_BLOCK_MAX", 43200.0, low=1.0, high=7 * 86400.0),
+            pumping_mode=self.choice("OTP_PUMPING_MODE", d.pumping_mode, MODES),
+            prefix_daily_floor=self.integer(
+                "OTP_PUMPING_PREFIX_DAILY_FLOOR", d.prefix_daily_floor, low=1, high=10_000_000
+            ),
+            prefix_hourly_floor=self.integer(
+                "OTP_PUMPING_PREFIX_HOURLY_FLOOR", d.prefix_hourly_floor, low=1, high=10_000_000
+            ),
+            range_daily_floor=self.integer(
+                "OTP_PUMPING_RANGE_DAILY_FLOOR", d.range_daily_floor, low=1, high=10_000_000
+            ),
+            ip_pumping_daily_floor=self.integer(
+                "OTP_PUMPING_IP_DAILY_FLOOR", d.ip_pumping_daily_floor, low=1, high=10_000_000
+            ),
+            proven_share=self.number("OTP_PUMPING_PROVEN_SHARE", d.proven_share, low=0.0, high=1.0),
+            unproven_country_floor=self.integer(
+                "OTP_PUMPING_UNPROVEN_COUNTRY_FLOOR", d.unproven_country_floor, low=0, high=10_000_000
+            ),
+            unproven_tenant_floor=self.integer(
+                "OTP_PUMPING_UNPROVEN_TENANT_FLOOR", d.unproven_tenant_floor, low=0, high=10_000_000
+            ),
+            unproven_share=self.number("OTP_PUMPING_UNPROVEN_SHARE", d.unproven_share, low=0.0, high=100.0),
+            known_good_days=self.duration(
+                "OTP_PUMPING_KNOWN_GOOD", d.known_good_days * 86400, low=0.0, high=365 * 86400.0
+            )
+            / 86400,
+            country_daily_floor=self.integer(
+                "OTP_PUMPING_COUNTRY_DAILY_FLOOR", d.country_daily_floor, low=1, high=10_000_000
+            ),
+            pumping_ratio=self.number("OTP_PUMPING_RATIO", d.pumping_ratio, low=0.0, high=100.0),
+            block_base=self.duration("OTP_PUMPING_BLOCK_BASE", d.block_base, low=1.0, high=86400.0),
+            block_max=self.duration("OTP_PUMPING_BLOCK_MAX", d.block_max, low=1.0, high=7 * 86400.0),
         )
 
     def twilio(self, settings: Settings) -> None:

@@ -17,14 +17,19 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from otp.app import create_app
+from otp.app import create_app, worker_options
+from otp.clock import SettableClock
 from otp.core import apikeys
 from otp.core.policy import PolicyConfig
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.edge.sms import Receipt, SmsMessage
+from otp.edge.worker import WorkerOptions
 from otp.settings import Settings
 from otp.storage.client import connect
 from otp.storage.store import Store
+
+# Injected time: tests move it; Lua scripts receive it as their "now".
+Clock = SettableClock
 
 SECRET = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 # DESIGN §9: a test that needs a tool fails where the tool is missing (install it: scripts/bootstrap
@@ -41,19 +46,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"would skip, which fails the run ({ALLOW_SKIPS}=1 lets it skip): {reason}"
     return report
-
-
-class Clock:
-    """Injected time: tests move it; Lua scripts receive it as their "now"."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RecordingSender:
@@ -147,10 +139,10 @@ class Service:
 
     async def deliver(self) -> int:
         """Run the SMS worker once, as `otp worker --burst` would."""
-        from otp.edge.worker import Worker, WorkerOptions
+        from otp.edge.worker import Worker
 
         state = self.app.state
-        worker = Worker(state.store, state.verifier.keyring, self.sender, WorkerOptions(), clock=self.clock)
+        worker = Worker(state.store, state.verifier.keyring, self.sender, default_worker_options(), clock=self.clock)
         return await worker.run_once()
 
     async def last_code(self, to: str = "+15017122661") -> str:
@@ -178,7 +170,13 @@ async def service(settings: Settings, clock: Clock, sender: RecordingSender) -> 
 
 
 def policy(**changes: Any) -> PolicyConfig:
-    return replace(PolicyConfig(), **changes)
+    """The default policy (``otp.settings``' defaults) with ``changes``."""
+    return replace(Settings().policy, **changes)
+
+
+def default_worker_options() -> WorkerOptions:
+    """The worker's options as the shell builds them from default settings."""
+    return worker_options(Settings())
 
 
 # For tests about something else that send many codes nobody checks: the pumping rules out of the way.

@@ -170,7 +170,7 @@ class Replay:
     async def run(self) -> None:
         while self._queue:
             when, _, kind, payload = heapq.heappop(self._queue)
-            self.service.clock.now = when
+            self.service.clock.set(when)
             if kind == "start":
                 await self._start_one(**payload)
             elif kind == "check":

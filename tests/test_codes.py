@@ -5,10 +5,13 @@ from __future__ import annotations
 from otp.core import codes, sealing
 from otp.core.codes import Argon2Params, CodeHasher
 from otp.core.keyring import Keyring
+from otp.settings import Settings
 
 OLD = "old-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 NEW = "new-secret-0123456789abcdefghijklmnopqrstuvwxyz"
-LIGHT = Argon2Params(time_cost=1, memory_kib=1024)
+LIGHT = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
+DEFAULTS = Settings()
+SHIPPED = Argon2Params(DEFAULTS.argon2_time_cost, DEFAULTS.argon2_memory_kib, DEFAULTS.argon2_parallelism)
 
 
 def test_codes_have_the_asked_length_and_only_digits() -> None:
@@ -19,7 +22,7 @@ def test_codes_have_the_asked_length_and_only_digits() -> None:
 
 
 def test_shipped_argon2_parameters_make_an_argon2id_hash_that_verifies() -> None:
-    hasher = CodeHasher(Keyring((NEW,)), Argon2Params())
+    hasher = CodeHasher(Keyring((NEW,)), SHIPPED)
     stored = hasher.hash_now("123456")
     assert stored.split("$")[1] == "2,19456,1"  # argon2id, t=2, m=19 MiB, p=1
     assert len(stored) <= 64  # fits Redis's compact hash encoding

@@ -3,6 +3,7 @@ the security headers, the admin actions and their audit records, and page times 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -11,8 +12,10 @@ import httpx
 import jsonschema
 import msgspec
 import pytest
+import traffic
 from conftest import Clock, RecordingSender, Service, make_settings, policy, running_service
 
+from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.core import apikeys, audit
 from otp.core import stats as aggregates
 from otp.dashboard import session
@@ -51,8 +54,19 @@ def now_hour(svc: Service) -> int:
     return int(svc.clock() * 1000) // HOUR
 
 
-async def put_counters(svc: Service, partition: int, hour: int, fields: dict[str, int]) -> None:
-    await svc.redis.hset(f"{keyspace.tag(partition)}agg:{hour}", mapping=fields)  # type: ignore[arg-type]
+async def record(svc: Service, partition: int, hour: int, event: str, times: int = 1, **fields: str) -> None:
+    """``times`` audit events in ``hour``, written as the service writes them (lib.lua's ``audit()``
+    makes the hourly counters), so these tests read the counters' real format."""
+    at = hour * HOUR + HOUR // 2
+    store = svc.app.state.store
+    for done in range(0, times, 50):  # within the client's connection pool
+        batch = range(done, min(times, done + 50))
+        await asyncio.gather(*(store.audit_event(partition, at, {"event": event, **fields}) for _ in batch))
+
+
+def to(prefix: str, country: str) -> dict[str, str]:
+    """The audit context of a send to ``prefix`` in ``country``: what the destination tallies count."""
+    return {COUNTER_ONLY_PREFIX: prefix, "country": country}
 
 
 # -- aggregates ----------------------------------------------------------------------------------
@@ -60,15 +74,26 @@ async def put_counters(svc: Service, partition: int, hour: int, fields: dict[str
 
 async def test_windows_sum_whole_hours_over_every_partition(svc: Service) -> None:
     h = now_hour(svc)
-    await put_counters(svc, 0, h, {"started": 3, "approved": 2, "refused:number_sends:number_hourly_limit": 1})
-    await put_counters(svc, 7, h, {"started": 1, "delivery:delivered:": 4, "delivery:undelivered:30003": 2})
-    await put_counters(svc, 15, h - 1, {"started": 10, "approved": 5, "expired": 1, "delivery:failed:30008": 1})
-    await put_counters(svc, 3, h - 23, {"started": 100, "flagged:prefix:unverified_hourly,country:unverified_daily": 2})
-    await put_counters(svc, 3, h - 24, {"started": 1000, "resent": 7})  # just outside 24h
-    await put_counters(svc, 9, h - 167, {"started": 10000, "canceled": 1})  # the oldest hour of 7d
-    await put_counters(svc, 9, h - 168, {"started": 100000})  # outside every window
-    # Destination tallies never show up among the overview's figures.
-    await put_counters(svc, 0, h, {"sent@prefix:+1415555": 3, "approved@country:US": 2})
+    # Destination tallies (these sends' and approvals' prefix and country) never show up among
+    # the overview's figures.
+    await record(svc, 0, h, "started", 3, **to("+1415555", "US"))
+    await record(svc, 0, h, "approved", 2, **to("+1415555", "US"))
+    await record(svc, 0, h, "refused", rule="number_sends", reason="number_hourly_limit")
+    await record(svc, 7, h, "started")
+    await record(svc, 7, h, "delivery", 4, status="delivered")
+    await record(svc, 7, h, "delivery", 2, status="undelivered", error_code="30003")
+    await record(svc, 15, h - 1, "started", 10)
+    await record(svc, 15, h - 1, "approved", 5)
+    await record(svc, 15, h - 1, "expired")
+    await record(svc, 15, h - 1, "delivery", status="failed", error_code="30008")
+    await record(svc, 3, h - 23, "started", 98)
+    await record(svc, 3, h - 23, "started", 2, flagged="prefix:unverified_hourly,country:unverified_daily")
+    # Each older hour has more than all the newer ones together, so every sum tells which hours it took.
+    await record(svc, 3, h - 24, "started", 200)  # just outside 24h
+    await record(svc, 3, h - 24, "resent", 7)
+    await record(svc, 9, h - 167, "started", 400)  # the oldest hour of 7d
+    await record(svc, 9, h - 167, "canceled")
+    await record(svc, 9, h - 168, "started", 800)  # outside every window
 
     now = int(svc.clock() * 1000)
     one = await aggregates.overview(svc.app.state.store, "1h", now)
@@ -96,10 +121,10 @@ async def test_windows_sum_whole_hours_over_every_partition(svc: Service) -> Non
     assert sum(b["started"] for b in day["series"]["buckets"]) == 114
 
     week = (await aggregates.overview(svc.app.state.store, "7d", now)).as_dict()
-    assert week["totals"]["started"] == 4 + 10 + 100 + 1000 + 10000
+    assert week["totals"]["started"] == 4 + 10 + 100 + 200 + 400
     assert week["totals"]["canceled"] == 1 and week["totals"]["resent"] == 7
     assert week["series"]["bucket_hours"] == 6 and len(week["series"]["buckets"]) == 28
-    assert sum(b["started"] for b in week["series"]["buckets"]) == 11114
+    assert sum(b["started"] for b in week["series"]["buckets"]) == 714
 
     # The API answers with the very same figures, in the documented shape.
     api = await svc.http.get("/v1/stats/overview?since=7d", headers=svc.auth(svc.admin_key))
@@ -114,17 +139,17 @@ async def test_destinations_rank_by_unverified_sends(svc: Service) -> None:
     store = svc.app.state.store
     # +1415555: 9 sent, 1 approved, spread over partitions and hours; one partition only approves
     # (an approval of a send from before the window) and must still count.
-    await put_counters(svc, 1, h, {"sent@prefix:+1415555": 5, "sent@country:US": 5})
-    await put_counters(svc, 2, h - 3, {"sent@prefix:+1415555": 4, "sent@country:US": 4})
-    await put_counters(svc, 4, h, {"approved@prefix:+1415555": 1, "approved@country:US": 1})
+    await record(svc, 1, h, "started", 5, **to("+1415555", "US"))
+    await record(svc, 2, h - 3, "started", 4, **to("+1415555", "US"))
+    await record(svc, 4, h, "approved", 1, **to("+1415555", "US"))
     # +44207946: 3 sent, 3 approved: fully verified, so not ranked at all.
-    await put_counters(svc, 5, h, {"sent@prefix:+44207946": 3, "approved@prefix:+44207946": 3})
-    await put_counters(svc, 5, h, {"sent@country:GB": 3, "approved@country:GB": 3})
+    await record(svc, 5, h, "started", 3, **to("+44207946", "GB"))
+    await record(svc, 5, h, "approved", 3, **to("+44207946", "GB"))
     # +1202555: 2 unverified of 6.
-    await put_counters(svc, 6, h - 1, {"sent@prefix:+1202555": 6, "approved@prefix:+1202555": 4})
-    await put_counters(svc, 6, h - 1, {"sent@country:US": 6, "approved@country:US": 4})
+    await record(svc, 6, h - 1, "started", 6, **to("+1202555", "US"))
+    await record(svc, 6, h - 1, "approved", 4, **to("+1202555", "US"))
     # Outside 24h: only the week sees it.
-    await put_counters(svc, 8, h - 30, {"sent@prefix:+33612345": 50, "sent@country:FR": 50})
+    await record(svc, 8, h - 30, "started", 50, **to("+33612345", "FR"))
 
     now = int(svc.clock() * 1000)
     day = await aggregates.destinations(store, "24h", now)
@@ -335,7 +360,9 @@ async def test_no_external_urls_no_scripts_no_inline_styles(svc: Service) -> Non
 async def test_charts_are_accessible_svg_with_the_numbers_in_tables(svc: Service) -> None:
     await sign_in(svc)
     h = now_hour(svc)
-    await put_counters(svc, 2, h, {"started": 12, "approved": 9, "delivery:undelivered:30003": 1})
+    await record(svc, 2, h, "started", 12)
+    await record(svc, 2, h, "approved", 9)
+    await record(svc, 2, h, "delivery", status="undelivered", error_code="30003")
     html = (await svc.http.get("/admin/?since=24h")).text
     charts = re.findall(r"<svg [^>]*>", html)
     assert len(charts) >= 5
@@ -466,7 +493,7 @@ async def test_audit_page_masks_numbers_and_escapes_everything(svc: Service) -> 
 async def big_log(redis_url: str) -> AsyncIterator[Service]:
     settings = make_settings(redis_url)
     async with running_service(settings, Clock(), RecordingSender()) as service:
-        await synthetic.fill(service.app.state.store, 50_000, now_ms=int(service.clock() * 1000))
+        await traffic.fill(service.app.state.store, 50_000, now_ms=int(service.clock() * 1000))
         yield service
 
 

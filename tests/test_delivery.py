@@ -91,7 +91,9 @@ async def test_permanent_twilio_error_fails_the_send_visibly(live: Live) -> None
     vid = (await live.start(TO))["id"]
     attempt = await live.delivery(vid, "failed")
     assert attempt["delivery"]["error_code"] == 21211
-    assert "21211" in attempt["delivery"]["error_message"] or attempt["delivery"]["error_message"]
+    # Twilio's own words for the refusal, with the HTTP status it came with.
+    assert attempt["delivery"]["error_message"].startswith("Twilio 400: ")
+    assert "Invalid 'To' Phone Number" in attempt["delivery"]["error_message"]
     assert live.stub.messages == []
 
 

@@ -9,11 +9,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-from conftest import NO_PUMPING, Clock, RecordingSender, Service, make_settings, policy, running_service
+from conftest import (
+    NO_PUMPING,
+    Clock,
+    RecordingSender,
+    Service,
+    default_worker_options,
+    make_settings,
+    policy,
+    running_service,
+)
 from delivery_fixtures import live_service
 
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
-from otp.edge.worker import Worker, WorkerOptions
+from otp.edge.worker import Worker
 from otp.errors import Unavailable
 
 OPEN_FLOORS = {**NO_PUMPING, "ip_sends_per_hour": 10_000}
@@ -104,7 +113,9 @@ async def test_redis_killed_mid_stream_gives_503_recovers_and_loses_nothing(tmp_
             assert body["status"] == "pending", vid
         # Every acknowledged start still has its SMS queued: the worker sends each exactly once.
         state = service.app.state
-        worker = Worker(state.store, state.verifier.keyring, service.sender, WorkerOptions(), clock=service.clock)
+        worker = Worker(
+            state.store, state.verifier.keyring, service.sender, default_worker_options(), clock=service.clock
+        )
         while await drain_once(worker):
             pass
         sent_to = [m.to for m in service.sender.messages]

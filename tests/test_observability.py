@@ -6,7 +6,7 @@ import json
 import logging
 
 import pytest
-from conftest import Service, make_settings
+from conftest import Service, default_worker_options, make_settings
 
 from otp.settings import Settings
 
@@ -53,9 +53,9 @@ async def test_readiness_reports_redis_and_the_worker_heartbeat(service: Service
     not_ready = await service.http.get("/readyz")  # no worker has beaten yet
     assert not_ready.status_code == 503
     assert not_ready.json()["checks"] == {"redis": "ok", "worker": "stale"}
-    from otp.edge.worker import Worker, WorkerOptions
+    from otp.edge.worker import Worker
 
     state = service.app.state
-    await Worker(state.store, state.verifier.keyring, service.sender, WorkerOptions()).beat()
+    await Worker(state.store, state.verifier.keyring, service.sender, default_worker_options()).beat()
     assert (await service.http.get("/readyz")).status_code == 200
     assert (await service.http.get("/healthz")).json() == {"status": "ok"}

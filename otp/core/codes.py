@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from argon2.low_level import hash_secret_raw
-from starlette.concurrency import run_in_threadpool
 
 from otp.core.keyring import Keyring
 
@@ -32,9 +31,11 @@ def generate(length: int) -> str:
 
 @dataclass(frozen=True)
 class Argon2Params:
-    time_cost: int = 2
-    memory_kib: int = 19456
-    parallelism: int = 1
+    """argon2id's cost (the shell's OTP_ARGON2_* settings)."""
+
+    time_cost: int
+    memory_kib: int
+    parallelism: int
 
 
 class CodeHasher:
@@ -71,7 +72,7 @@ class CodeHasher:
         return f"{self.keyring.current_id}${p.time_cost},{p.memory_kib},{p.parallelism}${packed}"
 
     def _raw(self, pepper: bytes, code: str, salt: bytes, time_cost: int, memory_kib: int, parallelism: int) -> bytes:
-        started = time.perf_counter()
+        started = time.perf_counter()  # a duration: what the decoy wait imitates
         digest = hash_secret_raw(
             self._peppered(pepper, code), salt, time_cost, memory_kib, parallelism, HASH_LEN, Type.ID
         )
@@ -135,7 +136,7 @@ class CodeHasher:
             return False
 
     async def hash(self, code: str, context: str | None = None) -> str:
-        return await run_in_threadpool(self.hash_now, code, context)
+        return await asyncio.to_thread(self.hash_now, code, context)
 
     async def decoy(self) -> None:
         """Take as long as a comparison would, for answers that have nothing to compare (an unknown
@@ -143,13 +144,13 @@ class CodeHasher:
         hash: a flood of checks for unknown ids then costs no CPU. Until this process has timed a
         real run, it runs one."""
         if self._typical is None:
-            await run_in_threadpool(self.hash_now, secrets.token_hex(8))
+            await asyncio.to_thread(self.hash_now, secrets.token_hex(8))
             return
         await asyncio.sleep(self._typical)
 
     async def first_match(self, stored: list[str], code: str) -> int | None:
         """The index of the stored hash ``code`` matches (see ``match_index``), off the event loop."""
-        return await run_in_threadpool(self.match_index, stored, code)
+        return await asyncio.to_thread(self.match_index, stored, code)
 
 
 def _ewma(previous: float | None, sample: float) -> float:

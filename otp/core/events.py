@@ -6,36 +6,38 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
-from otp.audit_fields import recorded
-from otp.web import metrics
+from otp.audit_fields import Event, recorded
+from otp.core import metrics
 
 log = logging.getLogger("otp.audit")
 
 
-def emit(event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "event": event, **recorded(fields)}
+def emit(event: str, now: float, /, **fields: Any) -> None:
+    """Log ``event`` at ``now`` (unix seconds, from the caller's clock) and count it.
+
+    ``now`` is positional-only so that no event field can be mistaken for it."""
+    record = {"ts": round(now, 3), "event": str(event), **recorded(fields)}
     log.info(json.dumps(record, separators=(",", ":"), sort_keys=True, default=str))
     country = str(fields.get("country") or "unknown")
-    if event == "started":
+    if event == Event.STARTED:
         metrics.STARTED.labels(country).inc()
-    elif event == "resent":
+    elif event == Event.RESENT:
         metrics.RESENT.labels(country).inc()
-    elif event == "approved":
+    elif event == Event.APPROVED:
         metrics.APPROVED.labels(country).inc()
-    elif event == "refused":
+    elif event == Event.REFUSED:
         metrics.REFUSALS.labels(str(fields.get("rule", "")), str(fields.get("reason", ""))).inc()
-    elif event == "check_failed":
+    elif event == Event.CHECK_FAILED:
         metrics.FAILED_CHECKS.inc()
-    elif event == "max_attempts":
+    elif event == Event.MAX_ATTEMPTS:
         metrics.MAX_ATTEMPTS.inc()
-    elif event == "expired":
+    elif event == Event.EXPIRED:
         metrics.EXPIRED.inc()
-    elif event == "canceled":
+    elif event == Event.CANCELED:
         metrics.CANCELED.inc()
-    elif event == "delivery":
+    elif event == Event.DELIVERY:
         metrics.DELIVERY.labels(str(fields.get("status", ""))).inc()
     for scope in str(fields.get("flagged", "")).split(","):
         if scope:

@@ -24,6 +24,17 @@ TYPE_NAMES = {
     PhoneNumberType.VOICEMAIL: "voicemail",
     PhoneNumberType.UNKNOWN: "unknown",
 }
+# Numbers of no country (+870 Inmarsat, +881 satellite, +882/+883 international networks):
+# refused by default like premium rate, since they are a favourite of SMS pumping. Not a
+# phonenumbers type: a name in this list that an empty ``Phone.country`` stands for.
+NON_GEOGRAPHIC = "non_geographic"
+# The names OTP_BLOCKED_NUMBER_TYPES may hold.
+NUMBER_TYPES = frozenset(TYPE_NAMES.values()) | {NON_GEOGRAPHIC}
+DEFAULT_BLOCKED_TYPES = frozenset(
+    {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line", NON_GEOGRAPHIC}
+)
+# Twilio Lookup's carrier type for ours, where it has one (the /v2 ``lookup`` field).
+CARRIER_TYPES = {"mobile": "mobile", "fixed_line": "landline", "voip": "voip"}
 
 
 @dataclass(frozen=True)
@@ -33,10 +44,6 @@ class Phone:
     calling_code: int
     national: str
     number_type: str
-
-    @property
-    def masked(self) -> str:
-        return mask(self.e164)
 
     @property
     def prefix(self) -> str:

@@ -24,80 +24,58 @@ from typing import Any
 
 from otp.core import pumping
 from otp.core.ipaddr import ip_scope
-from otp.core.phone import Phone
+from otp.core.phone import NON_GEOGRAPHIC, Phone
 from otp.storage import audit_log, blocks, windows
 from otp.storage import keys as keyspace
 from otp.storage.safelist import SafeList
 from otp.storage.store import Call, Store
 
-# Numbers of no country (+870 Inmarsat, +881 satellite, +882/+883 international networks):
-# refused by default like premium rate, since they are a favourite of SMS pumping. Not a
-# phonenumbers type: a name in this list that otp.phone's Phone.country being empty stands for.
-NON_GEOGRAPHIC = "non_geographic"
-DEFAULT_BLOCKED_TYPES = frozenset(
-    {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line", NON_GEOGRAPHIC}
-)
-NUMBER_TYPES = frozenset(
-    {
-        "fixed_line",
-        "mobile",
-        "fixed_line_or_mobile",
-        "toll_free",
-        "premium_rate",
-        "shared_cost",
-        "voip",
-        "personal_number",
-        "pager",
-        "uan",
-        "voicemail",
-        "unknown",
-        NON_GEOGRAPHIC,
-    }
-)
 MODES = ("enforce", "record_only")
 LIMIT_REASONS = {"ip": ("ip_sends", "ip_hourly_limit"), "key": ("key_sends", "key_minute_limit")}
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    number_sends_per_hour: int = 10
-    number_sends_per_day: int = 20
-    resend_cooldown: float = 30.0
-    failed_checks_per_hour: int = 10
-    ip_sends_per_hour: int = 20
-    key_sends_per_minute: int = 1000
-    key_checks_per_minute: int = 1200
-    allowed_countries: frozenset[str] = frozenset()  # empty: every country
-    blocked_number_types: frozenset[str] = DEFAULT_BLOCKED_TYPES
-    pumping_mode: str = "enforce"
+    """The fraud and rate-limit settings: the shell builds them (its defaults are in otp/settings.py)."""
+
+    number_sends_per_hour: int
+    number_sends_per_day: int
+    resend_cooldown: float
+    failed_checks_per_hour: int
+    ip_sends_per_hour: int
+    key_sends_per_minute: int
+    key_checks_per_minute: int
+    allowed_countries: frozenset[str]  # empty: every country
+    blocked_number_types: frozenset[str]
+    pumping_mode: str
     # Unverified sends a scope may always have in an hour / a day (bench/fraud_replay.py: at 6 an
     # hour a random legitimate background of 80 % conversion never meets the prefix's, at 3 it
     # did ~50 times a day).
-    prefix_daily_floor: int = 20
-    prefix_hourly_floor: int = 6
+    prefix_daily_floor: int
+    prefix_hourly_floor: int
     # A range and a country judge their day of verifications to unproven prefixes only.
-    range_daily_floor: int = 8
-    country_daily_floor: int = 20
+    range_daily_floor: int
+    country_daily_floor: int
     # An end-user IP judges its day of verifications to unproven prefixes, so
     # users behind one address resending or typing slowly are never its business.
-    ip_pumping_daily_floor: int = 3
+    ip_pumping_daily_floor: int
     # authgear publishes 0.2, which assumes more than 83 % of codes are used; at 80 % conversion
     # unverified = 25 % of verified, and a prefix's day of ~60 sends varies by a few: 0.5 keeps real
     # traffic clear of the rule in the replay, and a third of codes approved (U/V 1.9) far above it.
-    pumping_ratio: float = 0.5
-    block_base: float = 300.0
-    block_max: float = 43200.0
+    pumping_ratio: float
+    block_base: float
+    block_max: float
     # A prefix is proven when the lower bound of its week's conversion reaches this share of the
     # tenant's conversion on proven destinations (a prior of 80 % over 10 sends while it has none).
-    proven_share: float = 0.5
+    proven_share: float
     # Unverified sends to unproven prefixes a tenant may have in a day, per country and in all:
     # a floor, plus one per such send that was approved. Real new users convert at ~80 %, but the
     # sends that stay unproven are those of the prefixes whose first users didn't approve (the
     # others are proven by then), so in a real country's first hour they may convert at half.
-    unproven_country_floor: int = 4
-    unproven_tenant_floor: int = 100
-    unproven_share: float = 1.0
-    known_good_days: float = 30.0
+    unproven_country_floor: int
+    unproven_tenant_floor: int
+    unproven_share: float
+    known_good_days: float
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from otp import audit_fields
+from otp.audit_fields import DELIVERY_COUNTER, FLAGGED_COUNTER, REFUSED_COUNTER, Event
 from otp.core.audit import iso_ms
 from otp.delivery import FAILED, FUNNEL
 from otp.errors import InvalidInput
@@ -29,7 +31,7 @@ from otp.storage.store import COUNTER_HOURS_PER_CALL, Store
 
 HOUR_MS = 3_600_000
 # Events a verification goes through, in the order the overview lists them.
-VERIFICATION_EVENTS = ("started", "resent", "approved", "check_failed", "max_attempts", "expired", "canceled")
+VERIFICATION_EVENTS = audit_fields.VERIFICATION_EVENTS
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,9 @@ def _rate(part: int, whole: int) -> float | None:
 def delivery_states(counts: Counter[str]) -> Counter[str]:
     """State → reports: ``queued`` is every send (start or resend queues one SMS); the others are
     the delivery reports that moved a send into that state (``delivery:<status>:<code>``)."""
-    states: Counter[str] = Counter({"queued": counts["started"] + counts["resent"]})
+    states: Counter[str] = Counter({"queued": counts[Event.STARTED] + counts[Event.RESENT]})
     for name, n in counts.items():
-        if name.startswith("delivery:"):
+        if name.startswith(DELIVERY_COUNTER):
             status = name.split(":", 2)[1]
             if status != "queued":  # a send is already counted as queued when it is made
                 states[status] += n
@@ -126,7 +128,7 @@ def delivery_errors(counts: Counter[str]) -> list[dict[str, Any]]:
     """Undelivered and failed reports by Twilio error code, most frequent first."""
     rows: Counter[tuple[str, str]] = Counter()
     for name, n in counts.items():
-        if name.startswith("delivery:"):
+        if name.startswith(DELIVERY_COUNTER):
             _, status, code = [*name.split(":", 2), "", ""][:3]
             if status in FAILED:
                 rows[(status, code)] += n
@@ -141,7 +143,7 @@ def refusals(counts: Counter[str]) -> list[dict[str, Any]]:
     """``refused:<rule>:<reason>`` counts, most frequent first."""
     rows: Counter[tuple[str, str]] = Counter()
     for name, n in counts.items():
-        if name.startswith("refused:"):
+        if name.startswith(REFUSED_COUNTER):
             _, rule, reason = [*name.split(":", 2), "", ""][:3]
             rows[(rule, reason)] += n
     return [
@@ -163,8 +165,8 @@ def flagged(counts: Counter[str]) -> list[dict[str, Any]]:
     flagged for both scopes: the field is then ``flagged:prefix:<reason>,country:<reason>``."""
     rows: Counter[tuple[str, str]] = Counter()
     for name, n in counts.items():
-        if name.startswith("flagged:"):
-            for part in name[len("flagged:") :].split(","):
+        if name.startswith(FLAGGED_COUNTER):
+            for part in name[len(FLAGGED_COUNTER) :].split(","):
                 scope, _, reason = part.partition(":")
                 rows[(scope, reason)] += n
     return [
@@ -177,9 +179,9 @@ def flagged(counts: Counter[str]) -> list[dict[str, Any]]:
 def figures(counts: Counter[str]) -> dict[str, Any]:
     """The headline numbers of some counters: events, refusals, the delivery funnel, conversion."""
     out: dict[str, Any] = {name: counts[name] for name in VERIFICATION_EVENTS}
-    out["refused"] = _sum_prefixed(counts, "refused:")
-    out["flagged"] = _sum_prefixed(counts, "flagged:")  # sends: one flagged for both scopes counts once
-    out["conversion_rate"] = _rate(counts["approved"], counts["started"])
+    out["refused"] = _sum_prefixed(counts, REFUSED_COUNTER)
+    out["flagged"] = _sum_prefixed(counts, FLAGGED_COUNTER)  # sends: one flagged for both scopes counts once
+    out["conversion_rate"] = _rate(counts[Event.APPROVED], counts[Event.STARTED])
     states = delivery_states(counts)
     out.update({state: states[state] for state in FUNNEL if state != "queued"})
     out["queued"] = states["queued"]

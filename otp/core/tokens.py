@@ -1,8 +1,9 @@
 """Signed approval tokens: proof, for the caller's own backend, that a verification was approved.
 
 An ``itsdangerous`` timed serializer with the secret-key list (newest signs, all verify: rotation),
-one salt for this purpose, and ``max_age`` always enforced. Time is given, never read: a token is
-signed at its approval's time and checked against the caller's ``now`` (the injected clock).
+one salt for this purpose, and ``max_age`` always enforced. Time and keys are given, never read: a
+token is signed at its approval's time and checked against the caller's ``now`` (the injected
+clock), with the secret keys the caller has (the shell's, from ``OTP_SECRET_KEY``).
 
 A token is bound to the API key whose check earned it: the payload carries a keyed hash of the key
 id (``k``), not the id, so a token passing through a browser names no tenant. `verify` with
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,19 +47,19 @@ class UseMarks(Protocol):
 
 
 class _Signer(TimestampSigner):
-    """itsdangerous' timestamp signer, signing at a given time instead of reading the clock."""
+    """itsdangerous' timestamp signer, at a given time instead of the system clock's."""
 
-    def __init__(self, *args: Any, timestamp: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, timestamp: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._timestamp = timestamp
 
     def get_timestamp(self) -> int:
-        return int(time.time()) if self._timestamp is None else self._timestamp
+        return self._timestamp
 
 
-def _serializer(secret_keys: Sequence[str], timestamp: int | None = None) -> URLSafeTimedSerializer:
+def _serializer(secret_keys: Sequence[str], timestamp: float) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(
-        list(reversed(secret_keys)), salt=SALT, signer=_Signer, signer_kwargs={"timestamp": timestamp}
+        list(reversed(secret_keys)), salt=SALT, signer=_Signer, signer_kwargs={"timestamp": int(timestamp)}
     )
 
 
@@ -82,19 +82,19 @@ def issue(approval: Approval, secret_keys: Sequence[str], *, key_id: str | None 
 
 def verify(
     token: str,
-    max_age: float,
-    secret_keys: Sequence[str] | None = None,
     *,
+    max_age: float,
+    secret_keys: Sequence[str],
+    now: float,
     key_id: str | None = None,
-    now: float | None = None,
 ) -> Approval:
     """Check a token's signature, binding and age; raises `InvalidInput` (field ``token``, code
     ``token_invalid`` or ``token_expired``) when it fails.
 
-    Without ``secret_keys`` the keys come from ``OTP_SECRET_KEY``, for callers embedding otp.
+    ``secret_keys``: newest first, as ``Settings.secret_keys`` has them (``OTP_SECRET_KEY``).
     ``key_id``: accept only a token earned by that API key (a token of another key is
     ``token_invalid``, whatever its age, so it tells nothing about the other tenant).
-    ``now``: unix seconds, by default the system clock. Single use needs Redis: see `redeem`.
+    ``now``: unix seconds, from the caller's clock. Single use needs Redis: see `redeem`.
     """
     return _verify(token, max_age, secret_keys, key_id=key_id, now=now)[0]
 
@@ -126,16 +126,12 @@ async def redeem(
 
 
 def _verify(
-    token: str, max_age: float, secret_keys: Sequence[str] | None, *, key_id: str | None, now: float | None
+    token: str, max_age: float, secret_keys: Sequence[str], *, key_id: str | None, now: float
 ) -> tuple[Approval, float]:
-    if secret_keys is None:
-        from otp.settings import Settings  # the one reader of settings outside app and cli
-
-        secret_keys = Settings.from_env().secret_keys
     if not secret_keys:
-        raise ValueError("no secret keys: set OTP_SECRET_KEY or pass secret_keys")
+        raise ValueError("no secret keys: pass secret_keys (OTP_SECRET_KEY)")
     try:
-        payload, signed = _serializer(secret_keys).loads(token, return_timestamp=True)
+        payload, signed = _serializer(secret_keys, now).loads(token, return_timestamp=True)
         approval = Approval(verification_id=payload["vid"], number_hash=payload["nh"], approved_at=int(payload["at"]))
     except (BadSignature, KeyError, TypeError, ValueError):
         raise _invalid() from None
@@ -147,7 +143,7 @@ def _verify(
         ):
             raise _invalid()
     signed_at = float(signed.timestamp())
-    age = (time.time() if now is None else now) - signed_at
+    age = now - signed_at
     if age < -CLOCK_SKEW:
         raise _invalid()
     if age > max_age:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from otp.audit_fields import COUNTER_ONLY_PREFIX
+from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
+from otp.clock import SYSTEM, Clock
 from otp.core import codes, events, sealing, tokens
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
@@ -27,13 +27,10 @@ from otp.storage import keys as keyspace
 from otp.storage import records
 from otp.storage.store import Store
 
-Clock = Callable[[], float]
-
 APPROVED = "approved"
 CANCELED = "canceled"
 EXPIRED = "expired"
 MAX_ATTEMPTS = "max_attempts_reached"
-STATUSES = (PENDING, APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS)
 
 
 @dataclass(frozen=True)
@@ -48,16 +45,18 @@ class Caller:
 
 @dataclass(frozen=True)
 class Rules:
-    code_length: int = 6
-    code_ttl: float = 600.0
-    max_check_attempts: int = 5
-    max_sends: int = 5
-    codes_kept: int = 3
-    retention: float = 86400.0
-    token_max_age: float = 300.0
+    """A verification's limits and lifetimes: the shell builds them from its settings."""
+
+    code_length: int
+    code_ttl: float
+    max_check_attempts: int
+    max_sends: int
+    codes_kept: int
+    retention: float
+    token_max_age: float
     # How long after an approval the same right code gets the same approval and token again.
-    approval_replay: float = 60.0
-    approval_replays: int = 3  # … at most this many checks of it, right or wrong
+    approval_replay: float
+    approval_replays: int  # … at most this many checks of it, right or wrong
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class Verifier:
         rules: Rules,
         policy: Policy,
         *,
-        clock: Clock = time.time,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -148,7 +147,10 @@ class Verifier:
         self.clock = clock
 
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return self.clock.now_ms()
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        events.emit(event, self.clock.now(), **fields)
 
     def _partition(self, e164: str) -> int:
         return keyspace.partition_of_number(e164, self.store.partitions)
@@ -256,7 +258,7 @@ class Verifier:
             raise
         if outcome.mode == "refused":
             await self.policy.release(admission)
-            events.emit("refused", rule=outcome.rule, reason=outcome.reason, **audit)
+            self._emit(Event.REFUSED, rule=outcome.rule, reason=outcome.reason, **audit)
             if outcome.foreign:
                 # The phone's own limit, shared by every tenant, and another tenant's sends are
                 # behind it: say no without saying what they did.
@@ -267,7 +269,7 @@ class Verifier:
                     retry_after=max(1, -(-outcome.retry_ms // 1000)),
                 )
             raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
-        events.emit(outcome.mode if outcome.mode == "resent" else "started", vid=outcome.record.get("id"), **audit)
+        self._emit(Event.RESENT if outcome.mode == "resent" else Event.STARTED, vid=outcome.record.get("id"), **audit)
         # Every send counts in the pumping windows, resends too; an approval converts them all.
         # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
         with contextlib.suppress(Unavailable):
@@ -277,13 +279,13 @@ class Verifier:
         )
 
     async def _audit_refusal(self, partition: int, now_ms: int, audit: dict[str, str], decision: Decision) -> None:
-        events.emit("refused", rule=decision.rule, reason=decision.reason, retry_after=decision.retry_after, **audit)
+        self._emit(Event.REFUSED, rule=decision.rule, reason=decision.reason, retry_after=decision.retry_after, **audit)
         await self.store.audit_event(
             partition,
             now_ms,
             {
                 **audit,
-                "event": "refused",
+                "event": Event.REFUSED,
                 "decision": "refused",
                 "rule": decision.rule,
                 "reason": decision.reason,
@@ -328,7 +330,7 @@ class Verifier:
         )
         vid, record, outcome = found.verification_id, found.record, found.outcome
         if outcome == "throttled":
-            events.emit("refused", rule="key_checks", reason="too_many_checks", **self._audit(caller, phone))
+            self._emit(Event.REFUSED, rule="key_checks", reason="too_many_checks", **self._audit(caller, phone))
             raise RateLimited(
                 "too many checks with this API key this minute; slow down",
                 code="too_many_checks",
@@ -337,8 +339,8 @@ class Verifier:
                 details={"rule": "key_checks"},
             )
         if outcome == "refused":
-            events.emit(
-                "refused",
+            self._emit(
+                Event.REFUSED,
                 rule="number_failed_checks",
                 reason="too_many_failed_checks",
                 vid=vid,
@@ -360,7 +362,7 @@ class Verifier:
         if outcome != "counted":
             await self.hasher.decoy()  # locked, expired or canceled answer as slowly as a comparison
             if outcome == EXPIRED:
-                events.emit("expired", vid=vid, key=caller.key_id)
+                self._emit(Event.EXPIRED, vid=vid, key=caller.key_id)
             # A last attempt may still be in flight: the stored status says pending, the answer doesn't.
             return CheckResult(replace(records.verification(record), status=outcome), approved=False)
         # Newest code first: it is the one the user most likely typed.
@@ -372,14 +374,14 @@ class Verifier:
         attempts = found.attempts
         if index is None:
             await self.store.audit_event(
-                partition, now_ms, {**audit, "event": "check_failed", "vid": vid, "attempt": attempts}
+                partition, now_ms, {**audit, "event": Event.CHECK_FAILED, "vid": vid, "attempt": attempts}
             )
-            events.emit("check_failed", vid=vid, attempt=attempts, **audit)
+            self._emit(Event.CHECK_FAILED, vid=vid, attempt=attempts, **audit)
             if attempts >= found.max_attempts:
                 record = await self.store.exhaust(
                     partition=partition, now_ms=now_ms, verification_id=vid, retention_ms=retention_ms, audit=audit
                 )
-                events.emit("max_attempts", vid=vid, **audit)
+                self._emit(Event.MAX_ATTEMPTS, vid=vid, **audit)
             return CheckResult(records.verification(record), approved=False)
         # A code the caller chose proves nothing about the number: no conversion.
         number_hash = self.keyring.number_hash(number.e164)
@@ -402,7 +404,7 @@ class Verifier:
             if record.get("st") == APPROVED:
                 raise _already_approved()
             return CheckResult(records.verification(record), approved=False)
-        events.emit("approved", vid=vid, **audit)
+        self._emit(Event.APPROVED, vid=vid, **audit)
         return CheckResult(records.verification(record), approved=True, token=self._token(record, caller))
 
     def _token(self, record: dict[str, str], caller: Caller) -> str:
@@ -457,7 +459,7 @@ class Verifier:
         # approvals by a code only).
         if not won:
             raise Conflict("verification is no longer pending", code="not_pending", field="id")
-        events.emit("approved", vid=verification_id, out_of_band=True, **self._audit(caller, number))
+        self._emit(Event.APPROVED, vid=verification_id, out_of_band=True, **self._audit(caller, number))
         return records.verification(record)
 
     async def cancel(self, verification_id: str, caller: Caller) -> Verification:
@@ -474,7 +476,7 @@ class Verifier:
             raise NotFound("no such verification (unknown, or past its retention period)", field="id")
         verification = records.verification(record)
         if changed:
-            events.emit("canceled", vid=verification_id, key=caller.key_id)
+            self._emit(Event.CANCELED, vid=verification_id, key=caller.key_id)
         if not changed:
             raise Conflict(f"verification is already {verification.status}", code="not_pending", field="id")
         return verification

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from otp import delivery
 from otp.core import stats as aggregates
 from otp.dashboard.charts import Series, bar_chart, hbar_chart, legend, line_chart
 from otp.dashboard.guard import Admin, now_ms
@@ -80,8 +81,7 @@ def _delivery(
     data: dict[str, Any], labels: list[str], buckets: list[dict[str, Any]], highlight: list[bool], per: str
 ) -> Html:
     funnel = data["delivery"]["funnel"]
-    steps = [("Queued", "queued"), ("Sent", "sent"), ("Delivered", "delivered")]
-    steps += [("Undelivered", "undelivered"), ("Failed", "failed")]
+    steps = [(state.capitalize(), state) for state in delivery.FUNNEL]
     chart = hbar_chart(
         "chart-funnel",
         "Delivery funnel",

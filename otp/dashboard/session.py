@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
@@ -26,6 +25,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from otp.clock import SYSTEM
 from otp.core.apikeys import ApiKey
 from otp.core.keyring import derive
 from otp.storage import sessions
@@ -40,7 +40,7 @@ CSRF = "csrf"
 
 # Wall time, not the service's injected clock: a session's life is about people, not about the
 # verification timeline tests move around. Tests replace it.
-wall_clock: Callable[[], float] = time.time
+wall_clock: Callable[[], float] = SYSTEM.now
 
 
 class SessionSettings(Protocol):

@@ -30,17 +30,14 @@ class Receipt:
 
 
 class SendError(Exception):
-    """A send that did not go out. ``transient`` ones are retried until the code expires;
-    ``ambiguous`` ones (a timeout) may have gone out after all."""
+    """A send that did not go out. ``transient`` ones are retried until the code expires; a
+    timeout may have gone out after all, so every retry first looks for the earlier message."""
 
-    def __init__(
-        self, message: str, *, transient: bool, error_code: int | None = None, ambiguous: bool = False
-    ) -> None:
+    def __init__(self, message: str, *, transient: bool, error_code: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.error_code = error_code
-        self.ambiguous = ambiguous
 
 
 class SmsSender(Protocol):

@@ -8,7 +8,7 @@ stand-in).  It is done in the HTTP client, below the SDK's own host logic, so it
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,7 +24,6 @@ log = logging.getLogger("otp.twilio")
 
 # Twilio's own advice: retry on 429 and 5xx; everything else is about the request itself.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "canceled", "read"})
 
 
 def redirect(url: str, base_url: str) -> str:
@@ -88,14 +87,12 @@ class TwilioSender:
             created = self.client.messages.create(**options)
         except TwilioRestException as exc:
             transient = exc.status in TRANSIENT_STATUSES
-            raise SendError(
-                f"Twilio {exc.status}: {exc.msg}", transient=transient, error_code=exc.code, ambiguous=False
-            ) from None
+            raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=transient, error_code=exc.code) from None
         except requests.Timeout:
-            # Twilio may have accepted it: the retry looks for it before sending again.
-            raise SendError("Twilio timed out", transient=True, ambiguous=True) from None
+            # Twilio may have accepted it: the retry (every retry) looks for it before sending again.
+            raise SendError("Twilio timed out", transient=True) from None
         except requests.ConnectionError as exc:
-            raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True, ambiguous=True) from None
+            raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
         return Receipt(
             message_sid=created.sid,
             status=created.status or "queued",
@@ -128,7 +125,3 @@ class TwilioSender:
         except requests.RequestException as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
         return fetched.status, fetched.error_code, fetched.error_message
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -9,46 +9,52 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import phonenumbers
-from starlette.concurrency import run_in_threadpool
 
-from otp.core import events, messages, sealing
+from otp.audit_fields import Event
+from otp.clock import SYSTEM, Clock
+from otp.core import events, messages, metrics, sealing
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
 from otp.storage import workers
 from otp.storage.store import Job, Store
-from otp.web import metrics
 
 log = logging.getLogger("otp.worker")
 
 HEARTBEAT_TTL_MS = 15_000
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    lease: float = 30.0
+    """The worker's settings (the shell builds them: ``otp.app.worker_options``) and its tuning."""
+
+    lease: float
+    backoff_base: float
+    app_name: str
+    webotp_domain: str
+    public_url: str
+    retention: float
+    code_ttl: float
+    # A send with no final delivery state this long after Twilio accepted it is polled, then
+    # polled again at this interval until the retention period ends.
+    poll_after: float
+    prices: Mapping[str, Decimal] | None
+    # Tuning, no setting: how many jobs a claim takes, how many sends at once, how idle polling backs off.
     batch: int = 20
     concurrency: int = 16
     poll_interval: float = 0.05
     max_idle: float = 1.0
-    backoff_base: float = 1.0
     backoff_cap: float = 60.0
-    app_name: str = "otp"
-    webotp_domain: str = ""
-    public_url: str = ""
-    retention: float = 86400.0
-    code_ttl: float = 600.0
-    # A send with no final delivery state this long after Twilio accepted it is polled, then
-    # polled again at this interval until the retention period ends.
-    poll_after: float = 300.0
-    prices: Mapping[str, Decimal] | None = None
 
 
 async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
@@ -85,7 +91,7 @@ class Worker:
         sender: SmsSender,
         options: WorkerOptions,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.store = store
         self.keyring = keyring
@@ -93,10 +99,20 @@ class Worker:
         self.options = options
         self.clock = clock
         self._slots = asyncio.Semaphore(options.concurrency)
+        # The blocking SDK calls run on threads of this worker's own: one per send slot (every send
+        # and poll holds one), and never shared with argon2 runs on the default executor.  Idle
+        # threads end when the worker is garbage-collected.
+        self._threads = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="otp-sms")
         self.sent = 0
 
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return self.clock.now_ms()
+
+    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        events.emit(event, self.clock.now(), **fields)
 
     def status_callback(self, job: Job) -> str | None:
         if not self.options.public_url:
@@ -158,7 +174,7 @@ class Worker:
         give_up = now - sent_at_ms > self.options.retention * 1000
         next_poll = -1 if give_up else now + int(self.options.poll_after * 1000)
         try:
-            status, error_code, error_message = await run_in_threadpool(self.sender.fetch_status, sid)
+            status, error_code, error_message = await self._off_loop(self.sender.fetch_status, sid)
         except SendError as exc:
             log.warning("status poll of %s failed: %s", sid, exc.message)
             await self.store.record_delivery(
@@ -180,7 +196,7 @@ class Worker:
         )
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
-        last_beat = 0.0
+        last_beat = 0.0  # monotonic: how often to beat is a duration, not a time of day
         idle = self.options.poll_interval
         wake = asyncio.Event()
         listener = asyncio.create_task(self._listen(wake, stop))
@@ -270,9 +286,9 @@ class Worker:
                 # An earlier try may have reached Twilio (a timeout, or a worker killed before it
                 # stored the SID): adopt that message instead of sending the code twice.
                 since = datetime.fromtimestamp(job.expires_ms / 1000 - self.options.code_ttl, UTC)
-                receipt = await run_in_threadpool(self.sender.find_sent, message, since)
+                receipt = await self._off_loop(self.sender.find_sent, message, since)
             if receipt is None:
-                receipt = await run_in_threadpool(self.sender.send, message)
+                receipt = await self._off_loop(self.sender.send, message)
         except SendError as exc:
             await self._failed_send(job, exc)
             return
@@ -282,8 +298,8 @@ class Worker:
             return
         self.sent += 1
         metrics.SMS_SENT.inc()
-        events.emit(
-            "delivery",
+        self._emit(
+            Event.DELIVERY,
             vid=job.verification_id,
             send=job.send_number,
             status=receipt.status,
@@ -320,8 +336,8 @@ class Worker:
             return
         log.warning("sms failed job=%s to=%s: %s", job.job_id, mask_in_record(job.to), exc.message)
         metrics.SMS_FAILED.labels(str(exc.transient).lower()).inc()
-        events.emit(
-            "delivery",
+        self._emit(
+            Event.DELIVERY,
             vid=job.verification_id,
             send=job.send_number,
             status="failed",

@@ -222,8 +222,7 @@ def parse(url: str) -> Target:
 def connect(url: str) -> aioredis.Redis:
     """The client for ``url``.  A Cluster client is typed as ``Redis``: every command otp sends
     outside the store's scripts touches one key (or keys of one hash tag), which ``RedisCluster``
-    routes under the same method names, so callers need no union type.  (``otp.store`` is the
-    one place that must tell them apart, for pipelined scripts: see ``is_cluster``.)"""
+    routes under the same method names, so callers need no union type."""
     target = parse(url)
     if target.kind == "plain":
         return aioredis.Redis.from_url(
@@ -256,7 +255,3 @@ def connect(url: str) -> aioredis.Redis:
         socket_connect_timeout=TIMEOUTS["socket_connect_timeout"],
     )
     return cast(aioredis.Redis, cluster)
-
-
-def is_cluster(client: object) -> bool:
-    return isinstance(client, RedisCluster)

@@ -47,6 +47,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "approve": ScriptSpec(("verification", *PARTITION_KEYS)),
     "exhaust": ScriptSpec(("verification", *PARTITION_KEYS)),
     "fetch": ScriptSpec(("verification", *PARTITION_KEYS)),
+    "audit_event": ScriptSpec(PARTITION_KEYS),
     "cancel": ScriptSpec(("verification", *PARTITION_KEYS)),
     "claim": ScriptSpec(PARTITION_KEYS),
     "settle_job": ScriptSpec(PARTITION_KEYS),

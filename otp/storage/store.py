@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from otp.audit_fields import recorded
 from otp.errors import Unavailable
 from otp.model import AttemptOutcome, CheckArgs, Job, NumberLimits, StartArgs, StartOutcome
 from otp.storage import keys as keyspace
@@ -112,23 +111,11 @@ class Store:
         return await self.guarded(lambda: self.scripts.pipelined([self._scope_call(c, now_ms) for c in calls]))
 
     async def audit_event(self, partition: int, now_ms: int, fields: dict[str, Any]) -> None:
-        """An audit event decided outside Lua (a permission refusal, a failed check)."""
-        entry: dict[Any, Any] = {"ts": now_ms}
-        entry.update({k: str(v) for k, v in recorded(fields).items()})
-        stream = keyspace.audit_stream(partition)
-        counter = keyspace.audit_counter(partition, now_ms)
+        """An audit event decided outside Lua (a permission refusal, a failed check): written by
+        lib.lua's ``audit()`` like every other, so the counters have one format."""
         event = str(fields.get("event", ""))
-        name = f"refused:{fields.get('rule', '')}:{fields.get('reason', '')}" if event == "refused" else event
-
-        async def write() -> None:
-            # Same stream and hourly counters as lib.lua's audit(); both keys share the partition's slot.
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream, entry, maxlen=self.audit_maxlen_per_partition, approximate=True)
-                pipe.hincrby(counter, name, 1)
-                pipe.pexpire(counter, keyspace.AUDIT_COUNTER_TTL_MS)
-                await pipe.execute()
-
-        await self.guarded(write)
+        context = {k: str(v) for k, v in fields.items() if k != "event" and v not in (None, "")}
+        await self._run("audit_event", partition, now_ms, {"event": event}, audit=context)
 
     # -- verifications ---------------------------------------------------------------------------
 

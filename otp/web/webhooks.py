@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
+from otp import delivery
+from otp.audit_fields import Event
 from otp.core import events
 from otp.core.validators import whole_number
 from otp.errors import Forbidden, InvalidInput
@@ -28,23 +30,9 @@ log = logging.getLogger("otp.webhooks")
 # have five digits): far above any real one, and far below what int() refuses.
 MAX_SEND_NUMBER = 1_000_000
 MAX_ERROR_CODE = 999_999_999
-STATUSES = frozenset(
-    {
-        "accepted",
-        "scheduled",
-        "queued",
-        "sending",
-        "sent",
-        "delivered",
-        "undelivered",
-        "failed",
-        "canceled",
-        "read",
-        "receiving",
-        "received",
-        "partially_delivered",
-    }
-)
+# What a callback may name: a send's states, and those of inbound or aggregate messages (the
+# store moves no send with those).
+STATUSES = frozenset(delivery.STATES) | delivery.OTHER_TWILIO_STATES
 
 
 def called_url(request: Request, public_url: str) -> str:
@@ -86,9 +74,10 @@ async def status_callback(request: Request) -> Response:
         whole_number(error_code, field="ErrorCode", low=0, high=MAX_ERROR_CODE)
     store: Store = request.app.state.store
     clock = request.app.state.verifier.clock
+    now = clock.now()
     applied = await store.record_delivery(
         partition=keyspace.partition_of_id(vid, store.partitions),
-        now_ms=int(clock() * 1000),
+        now_ms=int(now * 1000),
         verification_id=vid,
         send_number=send_number,
         changes={
@@ -97,7 +86,7 @@ async def status_callback(request: Request) -> Response:
             "message_sid": params.get("MessageSid") or None,
         },
     )
-    events.emit("delivery", vid=vid, send=send_number, status=status, error_code=error_code, source="callback")
+    events.emit(Event.DELIVERY, now, vid=vid, send=send_number, status=status, error_code=error_code, source="callback")
     # 200 even for a send we no longer know (past retention): Twilio would only retry it.
     return JSONResponse({"status": applied or "unknown"})
 

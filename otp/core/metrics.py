@@ -1,0 +1,26 @@
+"""The Prometheus metric definitions: what the core and the worker count.  No HTTP here — the
+``/metrics`` endpoint and the latency middleware that serve and add to them are in `otp.web.metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STARTED = Counter("otp_verifications_started_total", "Verifications started (first send)", ["country"])
+RESENT = Counter("otp_verifications_resent_total", "Resends on a pending verification", ["country"])
+APPROVED = Counter("otp_verifications_approved_total", "Verifications approved (conversions)", ["country"])
+FAILED_CHECKS = Counter("otp_checks_failed_total", "Checks with a wrong code")
+MAX_ATTEMPTS = Counter("otp_verifications_max_attempts_total", "Verifications locked after the last wrong code")
+EXPIRED = Counter("otp_verifications_expired_seen_total", "Checks that found their verification expired")
+CANCELED = Counter("otp_verifications_canceled_total", "Verifications canceled")
+REFUSALS = Counter("otp_refusals_total", "Requests refused by a rule", ["rule", "reason"])
+FLAGGED = Counter("otp_pumping_flagged_total", "Sends over a pumping threshold in record_only mode", ["scope"])
+DELIVERY = Counter("otp_delivery_reports_total", "Delivery states recorded (callbacks, polls, sends)", ["status"])
+SMS_SENT = Counter("otp_sms_sent_total", "SMS accepted by the provider")
+SMS_FAILED = Counter("otp_sms_failed_total", "SMS given up on", ["transient"])
+OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
+LATENCY = Histogram(
+    "otp_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
