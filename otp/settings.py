@@ -10,19 +10,8 @@ from typing import Any
 
 from otp.core.phone import DEFAULT_BLOCKED_TYPES, NUMBER_TYPES
 from otp.core.policy import MODES, PolicyConfig
+from otp.core.validators import parse_duration
 from otp.errors import ConfigError
-
-_DURATION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: str) -> float:
-    """Seconds from ``"600"``, ``"10m"``, ``"24h"``, ``"250ms"``."""
-    match = _DURATION.fullmatch(value)
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 600, 10m, 24h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
 
 # The fraud and rate-limit defaults (PolicyConfig's fields, with the reasons for their values,
 # are in otp/core/policy.py): OTP_* variables override them one by one.

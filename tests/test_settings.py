@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from otp.core.validators import parse_duration
 from otp.errors import ConfigError
-from otp.settings import Settings, parse_duration
+from otp.settings import Settings
 
 
 def test_defaults_match_the_documented_ones() -> None:

@@ -15,24 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from otp.audit_fields import EVENTS as EVENTS
 from otp.core import validators
 from otp.core.keyring import Keyring
 from otp.core.phone import parse
+from otp.core.validators import parse_duration
 from otp.errors import InvalidInput
-from otp.settings import parse_duration
 
-EVENTS = (
-    "started",
-    "resent",
-    "refused",
-    "approved",
-    "check_failed",
-    "max_attempts",
-    "expired",
-    "canceled",
-    "delivery",
-    "admin",  # safe-list changes and unblocks, with the admin key that made them
-)
 DECISIONS = ("allowed", "refused")
 
 # The window a read of the API or the dashboard covers when it is given no ``since``.

@@ -90,3 +90,15 @@ def number_prefix(raw: str, field: str, *, what: str = "a number prefix like +14
     if not NUMBER_PREFIX.match(raw):
         raise InvalidInput(f"must be {what}", field=field)
     return raw
+
+
+_DURATION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from ``"600"``, ``"10m"``, ``"24h"``, ``"250ms"``."""
+    match = _DURATION.fullmatch(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 600, 10m, 24h)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]

@@ -12,8 +12,8 @@ from starlette.routing import Route
 from otp.core import validators
 from otp.core.apikeys import ApiKey
 from otp.core.policy import Policy
+from otp.core.validators import parse_duration
 from otp.errors import Forbidden, InvalidInput, NotFound
-from otp.settings import parse_duration
 from otp.web import models
 from otp.web.body import read_model
 from otp.web.models import render

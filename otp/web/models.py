@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from starlette.responses import Response
 
-from otp import delivery
+from otp import audit_fields, delivery
 from otp.core import audit, stats, validators
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
 from otp.storage import keys as keyspace
@@ -235,7 +235,7 @@ class Health(Reply):
 # -- GET /v1/stats/overview: the figures otp/core/stats.py shapes (``Overview.as_dict``) ---------------
 
 Rate = Annotated[float, msgspec.Meta(description="approved ÷ started; null when nothing started")] | None
-_TOTALS = [(name, int) for name in (*stats.VERIFICATION_EVENTS, "refused", "flagged")] + [("conversion_rate", Rate)]
+_TOTALS = [(str(name), int) for name in (*audit_fields.VERIFICATION_EVENTS, "refused", "flagged")] + [("conversion_rate", Rate)]
 _FUNNEL = [(state, int) for state in delivery.FUNNEL]
 
 
