@@ -109,6 +109,17 @@ class CheckArgs:
     replays: int = 3
 
 
+@dataclass(frozen=True)
+class ApproveArgs:
+    """What ``approve.lua`` needs to approve one verification (compare-and-set on its attempt)."""
+
+    verification_id: str
+    attempt: int  # the attempt that matched; 0 for an approval out of band
+    retention_ms: int
+    matched: str = ""  # the hash field of the code that matched, for replays of the same code
+    replay_ms: int = 0
+
+
 # -- what they answer ----------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from conftest import Clock, RecordingSender, Service, hash_fields, make_settings, policy, running_service
 
 from otp.core.phone import parse_e164
-from otp.core.verification import Caller
+from otp.core.verification import Caller, StartOptions
 from otp.storage import keys as keyspace
 
 NON_GEOGRAPHIC = ("+870301234567", "+881612345678", "+883510012345")
@@ -44,7 +44,7 @@ async def test_a_custom_code_approval_is_not_a_conversion(service: Service) -> N
     code = await service.last_code()
     # /v1 has no CustomCode: drive the Verifier as /v2 does.
     verifier = service.app.state.verifier
-    custom = await verifier.start(parse_e164("+14155552671"), Caller("svc"), code="4242")
+    custom = await verifier.start(parse_e164("+14155552671"), Caller("svc"), StartOptions(code="4242"))
     assert (await verifier.check("4242", Caller("svc"), verification_id=custom.verification.id)).approved
     assert await _approvals(service, "rng", "+14155") == 0
     assert (await service.http.post("/v1/verifications/check", json={"id": vid, "code": code}, headers=admin)).json()[

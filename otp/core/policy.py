@@ -147,6 +147,40 @@ class Policy:
     def good_for(self, number_hash: str) -> tuple[str, int]:
         return number_hash, int(self.config.known_good_days * 86_400_000)
 
+    def _limit_calls(self, *, key_id: str, ip: str, custom: dict[str, str], event: str) -> list[tuple[str, Call]]:
+        """The sliding-window limits of a send: the end user's IP, the API key, the tenant's own."""
+        c = self.config
+
+        def limit(kind: str, value: str, window_ms: int, most: int) -> Call:
+            return Call(
+                "limit", keyspace.scope_tag(kind, value), [keyspace.scope_sends(kind, value)], [window_ms, most, event]
+            )
+
+        calls: list[tuple[str, Call]] = []
+        if ip:
+            # Per API key: an IP a tenant reports is its own user's; another tenant's traffic
+            # (or a hostile tenant naming a victim's IP) must not spend it.
+            calls.append(("ip", limit("ip", f"{key_id}:{ip_scope(ip)}", 3_600_000, c.ip_sends_per_hour)))
+        calls.append(("key", limit("key", key_id, 60_000, c.key_sends_per_minute)))
+        for name, value in sorted(custom.items()):
+            # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number.
+            calls.append(
+                (f"custom:{name}", limit("rl", f"{key_id}:{name}:{value}", 3_600_000, c.number_sends_per_hour))
+            )
+        return calls
+
+    def _pumping_call(self, scope: pumping.Scope, event: str, number_hash: str) -> Call:
+        c = self.config
+        return pumping.check_call(
+            scope,
+            self._floors(scope.name),
+            ratio=c.pumping_ratio,
+            enforce=c.pumping_mode == "enforce",
+            block=(int(c.block_base * 1000), int(c.block_max * 1000)),
+            event=event,
+            good=self.good_for(number_hash),
+        )
+
     async def admit_send(
         self,
         phone: Phone,
@@ -159,47 +193,12 @@ class Policy:
         custom: dict[str, str] | None = None,
     ) -> Admission:
         """Decide and count the IP, API-key and pumping rules in one round trip (otp/pumping.py)."""
-        c = self.config
         event = f"{now_ms}:{secrets.token_hex(6)}"
-        names: list[str] = []
-        calls: list[Call] = []
-        if ip:
-            # Per API key: an IP a tenant reports is its own user's; another tenant's traffic
-            # (or a hostile tenant naming a victim's IP) must not spend it.
-            scope = keyspace.scope_tag("ip", f"{key_id}:{ip_scope(ip)}")
-            names.append("ip")
-            calls.append(Call("limit", scope, [scope + "sends"], [3_600_000, c.ip_sends_per_hour, event]))
-        names.append("key")
-        calls.append(
-            Call(
-                "limit",
-                keyspace.scope_tag("key", key_id),
-                [keyspace.scope_tag("key", key_id) + "sends"],
-                [60_000, c.key_sends_per_minute, event],
-            )
-        )
-        for name, value in sorted((custom or {}).items()):
-            # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number.
-            scope = keyspace.scope_tag("rl", f"{key_id}:{name}:{value}")
-            names.append(f"custom:{name}")
-            calls.append(Call("limit", scope, [scope + "sends"], [3_600_000, c.number_sends_per_hour, event]))
+        limits = self._limit_calls(key_id=key_id, ip=ip, custom=custom or {}, event=event)
         found = pumping.scopes(phone, key_id=key_id, ip=ip) if risk_check else []
-        enforce = c.pumping_mode == "enforce"
-        block = (int(c.block_base * 1000), int(c.block_max * 1000))
-        good = self.good_for(number_hash)
-        for pumping_scope in found:
-            names.append(pumping_scope.name)
-            calls.append(
-                pumping.check_call(
-                    pumping_scope,
-                    self._floors(pumping_scope.name),
-                    ratio=c.pumping_ratio,
-                    enforce=enforce,
-                    block=block,
-                    event=event,
-                    good=good,
-                )
-            )
+        checks = [(s.name, self._pumping_call(s, event, number_hash)) for s in found]
+        names = [name for name, _ in (*limits, *checks)]
+        calls = [call for _, call in (*limits, *checks)]
         results = await self.store.run_many(calls, now_ms)
 
         details: dict[str, Any] = {}
@@ -229,8 +228,8 @@ class Policy:
         ]
         if new_blocks:
             # For readers (the dashboard): the block itself lives in the scope's own slot.
-            await blocks.index(self.store, new_blocks, int(c.block_max) + 86400)
-        verdict = self._pumping_verdict(counted, enforce) if found else None
+            await blocks.index(self.store, new_blocks, int(self.config.block_max) + 86400)
+        verdict = self._pumping_verdict(counted, self.config.pumping_mode == "enforce") if found else None
         unproven = bool(verdict and verdict.unproven)
         flagged: list[str] = []
         if verdict is not None:

@@ -5,22 +5,27 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
 from otp.clock import SYSTEM, Clock
-from otp.core import codes, events, sealing, tokens
+from otp.core import codes, events, refusals, sealing, tokens
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
 from otp.core.phone import Phone, mask_in_record, parse_e164
 from otp.core.policy import Decision, Policy, decisions_json
-from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
+from otp.core.verification_io import Caller as Caller
+from otp.core.verification_io import CheckResult as CheckResult
+from otp.core.verification_io import Rules as Rules
+from otp.core.verification_io import StartOptions as StartOptions
+from otp.core.verification_io import StartResult as StartResult
+from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 
 # Re-exported (X as X): the adapters name the records through the verifier.
 from otp.model import PENDING as PENDING
-from otp.model import AttemptOutcome, CheckArgs, NumberLimits, StartArgs
+from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, NumberLimits, StartArgs
 from otp.model import SendAttempt as SendAttempt
 from otp.model import Verification as Verification
 from otp.storage import keys as keyspace
@@ -33,99 +38,12 @@ EXPIRED = "expired"
 MAX_ATTEMPTS = "max_attempts_reached"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: an API key's id, and whether it may see every tenant's verifications."""
-
-    key_id: str
-    admin: bool = False
-    ip: str = ""
-    account: str = ""  # the /v2 account owning the service ``key_id``: checks are limited per account
-
-
-@dataclass(frozen=True)
-class Rules:
-    """A verification's limits and lifetimes: the shell builds them from its settings."""
-
-    code_length: int
-    code_ttl: float
-    max_check_attempts: int
-    max_sends: int
-    codes_kept: int
-    retention: float
-    token_max_age: float
-    # How long after an approval the same right code gets the same approval and token again.
-    approval_replay: float
-    approval_replays: int  # … at most this many checks of it, right or wrong
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    verification: Verification
-    approved: bool
-    token: str | None = None
-
-    @property
-    def status(self) -> str:
-        return self.verification.status
-
-
-@dataclass(frozen=True)
-class StartResult:
-    verification: Verification
-    resent: bool
-    flagged: tuple[str, ...] = ()  # pumping scopes over threshold in record_only mode
-
-
 MIN_CHECKS_PER_PARTITION = 20
-
-# The retry a tenant is told when the number's shared limits refuse it because of another tenant's
-# sends: a fixed value, so it says nothing about when those sends were.
-SHARED_LIMIT_RETRY = 60
-
-REFUSAL_MESSAGES = {
-    "country_not_allowed": "SMS to this country is not enabled (OTP_ALLOWED_COUNTRIES)",
-    "number_type_not_allowed": "this kind of number can't receive verification codes",
-    "max_sends_reached": "this verification has had all its sends; wait for it to expire",
-    "number_daily_limit": "too many codes sent to this number today",
-    "number_hourly_limit": "too many codes sent to this number this hour",
-    "resend_too_soon": "a code was just sent to this number; wait before asking for another",
-    "ip_hourly_limit": "too many codes requested from this IP address",
-    "key_minute_limit": "too many codes requested with this API key this minute",
-    "prefix_blocked": "SMS to this number range is blocked for now (suspected SMS pumping)",
-    "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
-    "pumping_unverified_hourly": "too many unused codes to this destination this hour (suspected SMS pumping)",
-    "pumping_unverified_daily": "too many unused codes to this destination today (suspected SMS pumping)",
-    "pumping_in_flight": "too many codes to this destination are being sent right now; try again in a moment",
-}
-
-
-def _already_approved() -> Conflict:
-    # Not a 200 with status "approved": a client testing the status alone would let any code in.
-    return Conflict("this verification was already approved; a code approves once", code="already_approved", field="id")
-
-
-def _refusal_message(decision: Decision) -> str:
-    return REFUSAL_MESSAGES.get(decision.reason, decision.reason.replace("_", " "))
-
-
-# The request field a limit counts by: a refusal names it.
-LIMIT_FIELDS = {"ip_sends": "ip", "key_sends": "Authorization", "custom_rate_limit": "RateLimits"}
 
 
 def pumping_ip(caller: Caller) -> str:
     """The pumping scope of the caller's end-user IP, kept on the record for its approval."""
     return f"{caller.key_id}:{ip_scope(caller.ip)}" if caller.ip else ""
-
-
-def _rate_limited(decision: Decision) -> RateLimited:
-    return RateLimited(
-        _refusal_message(decision),
-        code=decision.reason,
-        field=LIMIT_FIELDS.get(decision.rule, "to"),
-        retry_after=decision.retry_after,
-        details={"rule": decision.rule},
-    )
 
 
 class Verifier:
@@ -173,22 +91,8 @@ class Verifier:
             context["ip"] = caller.ip
         return context
 
-    async def start(
-        self,
-        phone: Phone,
-        caller: Caller,
-        *,
-        channel: str = "sms",
-        locale: str = "",
-        risk_check: bool = True,
-        code: str | None = None,
-        code_length: int | None = None,
-        app_name: str = "",
-        custom_limits: dict[str, str] | None = None,
-    ) -> StartResult:
-        """``code`` is a caller-chosen code (Twilio's CustomCode); ``code_length`` and ``app_name``
-        override the defaults for one tenant; ``custom_limits`` are extra per-value send limits
-        (Twilio's RateLimits)."""
+    async def start(self, phone: Phone, caller: Caller, options: StartOptions | None = None) -> StartResult:
+        opts = options or StartOptions()
         partition = self._partition(phone.e164)
         now_ms = self._now_ms()
         audit = self._audit(caller, phone)
@@ -197,28 +101,31 @@ class Verifier:
         if not permission.allowed and not safe:
             await self._audit_refusal(partition, now_ms, audit, permission)
             raise Forbidden(
-                _refusal_message(permission), code=permission.reason, field="to", details={"rule": permission.rule}
+                refusals.refusal_message(permission),
+                code=permission.reason,
+                field="to",
+                details={"rule": permission.rule},
             )
         admission = await self.policy.admit_send(
             phone,
             key_id=caller.key_id,
             ip=caller.ip,
-            risk_check=risk_check and not safe,
+            risk_check=opts.risk_check and not safe,
             now_ms=now_ms,
             number_hash=self.keyring.number_hash(phone.e164),
-            custom=custom_limits or {},
+            custom=opts.custom_limits,
         )
         if not admission.decision.allowed:
             await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
-            raise _rate_limited(admission.decision)
+            raise refusals.rate_limited(admission.decision)
         if admission.flagged:
             # record_only mode: the send goes out, and the audit says which rule would have refused it.
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
-        custom_code = code is not None
-        code = code or codes.generate(code_length or self.rules.code_length)
+        custom_code = opts.code is not None
+        code = opts.code or codes.generate(opts.code_length or self.rules.code_length)
         # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
         code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
         limits = self.policy.config
@@ -226,8 +133,8 @@ class Verifier:
             start = StartArgs(
                 new_id=keyspace.new_verification_id(partition, self.store.partitions),
                 to=phone.e164,
-                channel=channel,
-                locale=locale,
+                channel=opts.channel,
+                locale=opts.locale,
                 key_id=caller.key_id,
                 ttl_ms=int(self.rules.code_ttl * 1000),
                 max_attempts=self.rules.max_check_attempts,
@@ -241,11 +148,11 @@ class Verifier:
                     sends_per_hour=limits.number_sends_per_hour,
                     sends_per_day=limits.number_sends_per_day,
                     cooldown_ms=int(limits.resend_cooldown * 1000),
-                    shared_hold_ms=SHARED_LIMIT_RETRY * 1000,
+                    shared_hold_ms=refusals.SHARED_LIMIT_RETRY * 1000,
                 ),
                 event_id=f"{now_ms}:{secrets.token_hex(6)}",
                 decisions=decisions_json(admission),
-                app_name=app_name,
+                app_name=opts.app_name,
                 custom_code=custom_code,
                 unproven=admission.unproven,
                 ip_scope=pumping_ip(caller),
@@ -260,15 +167,10 @@ class Verifier:
             await self.policy.release(admission)
             self._emit(Event.REFUSED, rule=outcome.rule, reason=outcome.reason, **audit)
             if outcome.foreign:
-                # The phone's own limit, shared by every tenant, and another tenant's sends are
-                # behind it: say no without saying what they did.
-                raise RateLimited(
-                    "too many codes were sent to this number recently; try again later",
-                    code="rate_limited",
-                    field="to",
-                    retry_after=max(1, -(-outcome.retry_ms // 1000)),
-                )
-            raise _rate_limited(Decision(False, outcome.rule, outcome.reason, max(1, -(-outcome.retry_ms // 1000))))
+                raise refusals.shared_number_limit(outcome.retry_ms)
+            raise refusals.rate_limited(
+                Decision(False, outcome.rule, outcome.reason, refusals.retry_seconds(outcome.retry_ms))
+            )
         self._emit(Event.RESENT if outcome.mode == "resent" else Event.STARTED, vid=outcome.record.get("id"), **audit)
         # Every send counts in the pumping windows, resends too; an approval converts them all.
         # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
@@ -294,9 +196,11 @@ class Verifier:
             },
         )
 
-    async def check(
-        self, code: str, caller: Caller, *, verification_id: str = "", phone: Phone | None = None
-    ) -> CheckResult:
+    async def _count_check(
+        self, caller: Caller, verification_id: str, phone: Phone | None
+    ) -> tuple[int, AttemptOutcome]:
+        """Count the attempt before any comparison; refuse what the per-key and per-number
+        limits refuse. Returns the partition and what the count found."""
         if verification_id:
             partition = self._id_partition(verification_id)
         elif phone is not None:
@@ -328,16 +232,10 @@ class Verifier:
             ),
             self._audit(caller, phone),
         )
-        vid, record, outcome = found.verification_id, found.record, found.outcome
+        vid, outcome = found.verification_id, found.outcome
         if outcome == "throttled":
             self._emit(Event.REFUSED, rule="key_checks", reason="too_many_checks", **self._audit(caller, phone))
-            raise RateLimited(
-                "too many checks with this API key this minute; slow down",
-                code="too_many_checks",
-                field="Authorization",
-                retry_after=max(1, -(-found.retry_ms // 1000)),
-                details={"rule": "key_checks"},
-            )
+            raise refusals.too_many_checks(found.retry_ms)
         if outcome == "refused":
             self._emit(
                 Event.REFUSED,
@@ -346,13 +244,15 @@ class Verifier:
                 vid=vid,
                 **self._audit(caller, phone),
             )
-            raise RateLimited(
-                "too many failed checks for this number; wait before trying again",
-                code="too_many_failed_checks",
-                field="code",
-                retry_after=max(1, -(-found.retry_ms // 1000)),
-                details={"rule": "number_failed_checks"},
-            )
+            raise refusals.too_many_failed_checks(found.retry_ms)
+        return partition, found
+
+    async def check(
+        self, code: str, caller: Caller, *, verification_id: str = "", phone: Phone | None = None
+    ) -> CheckResult:
+        partition, found = await self._count_check(caller, verification_id, phone)
+        retention_ms = int(self.rules.retention * 1000)
+        vid, record, outcome = found.verification_id, found.record, found.outcome
         if outcome == "not_found":
             # Take as long as a real comparison would, so timing doesn't tell unknown ids from known ones.
             await self.hasher.decoy()
@@ -386,23 +286,14 @@ class Verifier:
         # A code the caller chose proves nothing about the number: no conversion.
         number_hash = self.keyring.number_hash(number.e164)
         conversions = [] if record.get("cu") else self.policy.conversion_calls(record, number, number_hash)
-        won, record, counted = await self.store.approve(
-            partition=partition,
-            now_ms=now_ms,
-            verification_id=vid,
-            attempt=attempts,
-            retention_ms=retention_ms,
-            audit=audit,
-            matched=fields[index],
-            replay_ms=int(self.rules.approval_replay * 1000),
-            along=conversions,
-        )
+        approval = ApproveArgs(vid, attempts, retention_ms, fields[index], int(self.rules.approval_replay * 1000))
+        won, record, counted = await self.store.approve(partition, now_ms, approval, audit, along=conversions)
         if not won:
             # Another right answer won the compare-and-set: its conversion is the one that counts.
             with contextlib.suppress(Unavailable):
                 await self.policy.take_back_conversions(conversions, counted, now_ms)
             if record.get("st") == APPROVED:
-                raise _already_approved()
+                raise refusals.already_approved()
             return CheckResult(records.verification(record), approved=False)
         self._emit(Event.APPROVED, vid=vid, **audit)
         return CheckResult(records.verification(record), approved=True, token=self._token(record, caller))
@@ -422,9 +313,9 @@ class Verifier:
         record = found.record
         if not found.replay_hash or record.get("key") != caller.key_id:
             await self.hasher.decoy()
-            raise _already_approved()
+            raise refusals.already_approved()
         if await self.hasher.first_match([found.replay_hash], code) is None:
-            raise _already_approved()
+            raise refusals.already_approved()
         return CheckResult(records.verification(record), approved=True, token=self._token(record, caller))
 
     async def fetch(self, verification_id: str, caller: Caller) -> Verification:
@@ -448,12 +339,10 @@ class Verifier:
         number = parse_e164(current.to)
         now_ms = self._now_ms()
         won, record, _ = await self.store.approve(
-            partition=self._id_partition(verification_id),
-            now_ms=now_ms,
-            verification_id=verification_id,
-            attempt=0,
-            retention_ms=int(self.rules.retention * 1000),
-            audit={**self._audit(caller, number), "out_of_band": "1"},
+            self._id_partition(verification_id),
+            now_ms,
+            ApproveArgs(verification_id, attempt=0, retention_ms=int(self.rules.retention * 1000)),
+            {**self._audit(caller, number), "out_of_band": "1"},
         )
         # No conversion: nobody showed the code reached the number (the pumping scores count
         # approvals by a code only).

@@ -125,6 +125,12 @@ def scope_window(kind: str, value: str) -> str:
     return f"{scope_tag(kind, value)}w"
 
 
+def scope_sends(kind: str, value: str) -> str:
+    """A sliding log of a rate-limited scope's sends (limit.lua): an IP, an API key, a tenant's
+    own RateLimits value."""
+    return f"{scope_tag(kind, value)}sends"
+
+
 def scope_reservations(kind: str, value: str) -> str:
     """A sorted set: sends a scope's pumping check allowed that aren't written yet (fraud.lua)."""
     return f"{scope_tag(kind, value)}r"

@@ -24,7 +24,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-from otp import delivery
+from otp import audit_fields, delivery
 from otp.storage import keys as keyspace
 
 # What the partition's scripts may touch (keys.partition_script_keys builds them in this order).
@@ -87,8 +87,21 @@ def _lua_table(values: Mapping[str, str | int | bool]) -> str:
     return "{" + ", ".join(f"[{k!r}] = {_lua_value(v)}" for k, v in values.items()) + "}"
 
 
+COUNTER_NAMES = {
+    "refused": audit_fields.REFUSED_COUNTER,
+    "delivery": audit_fields.DELIVERY_COUNTER,
+    "flagged": audit_fields.FLAGGED_COUNTER,
+    "sent_prefix": audit_fields.SENT_TO_PREFIX,
+    "approved_prefix": audit_fields.APPROVED_TO_PREFIX,
+    "sent_country": audit_fields.SENT_TO_COUNTRY,
+    "approved_country": audit_fields.APPROVED_TO_COUNTRY,
+}
+
+
 def _prelude(spec: ScriptSpec) -> str:
     lines = [f"local AUDIT_COUNTER_TTL_MS = {keyspace.AUDIT_COUNTER_TTL_MS}"]
+    # The hourly counters' field names, from otp/audit_fields.py: writers and readers name them alike.
+    lines.append(f"local C = {_lua_table(COUNTER_NAMES)}")
     if spec.keys is not None:
         lines.append("local K = {" + ", ".join(f"{k} = KEYS[{i}]" for i, k in enumerate(spec.keys, 1)) + "}")
     if spec.lib:

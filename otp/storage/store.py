@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from otp.errors import Unavailable
-from otp.model import AttemptOutcome, CheckArgs, Job, NumberLimits, StartArgs, StartOutcome
+from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, Job, NumberLimits, StartArgs, StartOutcome
 from otp.storage import keys as keyspace
 from otp.storage import records
 from otp.storage.scripts import Registry
@@ -135,15 +135,10 @@ class Store:
 
     async def approve(
         self,
-        *,
         partition: int,
         now_ms: int,
-        verification_id: str,
-        attempt: int,
-        retention_ms: int,
+        approval: ApproveArgs,
         audit: dict[str, str],
-        matched: str = "",
-        replay_ms: int = 0,
         along: Sequence[Call] = (),
     ) -> tuple[bool, dict[str, str], list[Any]]:
         """Approve, pipelined with ``along`` (the conversion counters) in the same round trip;
@@ -152,14 +147,14 @@ class Store:
         an error: the user typed the right code."""
         keys = {
             **keyspace.partition_script_keys(partition, now_ms),
-            **self._verification_keys(partition, verification_id),
+            **self._verification_keys(partition, approval.verification_id),
         }
         fields = {
-            "id": verification_id,
-            "retention_ms": retention_ms,
-            "attempt": attempt,
-            "matched": matched,
-            "replay_ms": replay_ms,
+            "id": approval.verification_id,
+            "retention_ms": approval.retention_ms,
+            "attempt": approval.attempt,
+            "matched": approval.matched,
+            "replay_ms": approval.replay_ms,
         }
         calls: list[tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]]] = [
             ("approve", keys, [self._argument(now_ms, fields, audit)])

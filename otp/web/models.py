@@ -235,7 +235,10 @@ class Health(Reply):
 # -- GET /v1/stats/overview: the figures otp/core/stats.py shapes (``Overview.as_dict``) ---------------
 
 Rate = Annotated[float, msgspec.Meta(description="approved ÷ started; null when nothing started")] | None
-_TOTALS = [(str(name), int) for name in (*audit_fields.VERIFICATION_EVENTS, "refused", "flagged")] + [("conversion_rate", Rate)]
+_TOTALS: list[tuple[str, Any]] = [
+    (str(name), int) for name in (*audit_fields.VERIFICATION_EVENTS, "refused", "flagged")
+]
+_TOTALS.append(("conversion_rate", Rate))
 _FUNNEL = [(state, int) for state in delivery.FUNNEL]
 
 

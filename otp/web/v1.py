@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from otp.core import tokens, validators
 from otp.core.phone import mask, parse
-from otp.core.verification import Caller, CheckResult, SendAttempt, Verification, Verifier
+from otp.core.verification import Caller, CheckResult, SendAttempt, StartOptions, Verification, Verifier
 from otp.errors import Forbidden, InvalidInput
 from otp.web import models
 from otp.web.body import read_model
@@ -106,7 +106,8 @@ async def start(request: Request) -> Response:
         raise Forbidden("only admin keys may disable the fraud checks", field="risk_check", code="forbidden")
     ip = "" if body.ip is None else validators.ip(body.ip, "ip")
     caller = Caller(caller.key_id, caller.admin, ip)
-    result = await _verifier(request).start(phone, caller, channel=channel, locale=locale, risk_check=risk_check)
+    options = StartOptions(channel=channel, locale=locale, risk_check=risk_check)
+    result = await _verifier(request).start(phone, caller, options)
     return render(verification_model(result.verification), status_code=201)
 
 

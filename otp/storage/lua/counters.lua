@@ -23,11 +23,13 @@ if mode == 'events' then
   return cjson.encode(out)
 end
 
--- Destination tallies are named sent@prefix:<p>, approved@prefix:<p>, sent@country:<cc> and
--- approved@country:<cc>. Plain prefix comparisons (string.sub) cost a fraction of a pattern match,
+-- Destination tallies are named <C.sent_prefix><p>, <C.approved_prefix><p>, <C.sent_country><cc>
+-- and <C.approved_country><cc> (the prelude's C, from otp/audit_fields.py). Plain prefix comparisons (string.sub) cost a fraction of a pattern match,
 -- which counts with a few hundred thousand fields a week.
-local SENT_PFX, APPROVED_PFX = 'sent@prefix:', 'approved@prefix:'
-local SENT_CC, APPROVED_CC = 'sent@country:', 'approved@country:'
+local SENT_PFX, APPROVED_PFX = C.sent_prefix, C.approved_prefix
+local SENT_CC, APPROVED_CC = C.sent_country, C.approved_country
+-- The first byte sorts a field before any comparison (sent… and approved… tallies start alike).
+local SENT_BYTE, APPROVED_BYTE = string.byte(SENT_PFX, 1), string.byte(APPROVED_PFX, 1)
 
 if mode == 'unverified' then
   local prefixes, countries = {}, {}
@@ -44,19 +46,19 @@ if mode == 'unverified' then
     for j = 1, #flat, 2 do
       local name = flat[j]
       local first = string.byte(name, 1)
-      if first == 115 then -- s
-        if string.sub(name, 1, 12) == SENT_PFX then
-          local p = string.sub(name, 13)
+      if first == SENT_BYTE then
+        if string.sub(name, 1, #SENT_PFX) == SENT_PFX then
+          local p = string.sub(name, #SENT_PFX + 1)
           prefixes[p] = (prefixes[p] or 0) + tonumber(flat[j + 1])
-        elseif string.sub(name, 1, 13) == SENT_CC then
-          country(string.sub(name, 14), 1, tonumber(flat[j + 1]))
+        elseif string.sub(name, 1, #SENT_CC) == SENT_CC then
+          country(string.sub(name, #SENT_CC + 1), 1, tonumber(flat[j + 1]))
         end
-      elseif first == 97 then -- a
-        if string.sub(name, 1, 16) == APPROVED_PFX then
-          local p = string.sub(name, 17)
+      elseif first == APPROVED_BYTE then
+        if string.sub(name, 1, #APPROVED_PFX) == APPROVED_PFX then
+          local p = string.sub(name, #APPROVED_PFX + 1)
           prefixes[p] = (prefixes[p] or 0) - tonumber(flat[j + 1])
-        elseif string.sub(name, 1, 17) == APPROVED_CC then
-          country(string.sub(name, 18), 2, tonumber(flat[j + 1]))
+        elseif string.sub(name, 1, #APPROVED_CC) == APPROVED_CC then
+          country(string.sub(name, #APPROVED_CC + 1), 2, tonumber(flat[j + 1]))
         end
       end
     end

@@ -49,12 +49,12 @@ for i = 1, n do
   if r < 0.33 then
     name = 'started'
     fields[#fields + 1] = 'decision'; fields[#fields + 1] = 'allowed'
-    redis.call('HINCRBY', counter, 'sent@prefix:' .. prefix, 1)
-    redis.call('HINCRBY', counter, 'sent@country:' .. cc, 1)
+    redis.call('HINCRBY', counter, C.sent_prefix .. prefix, 1)
+    redis.call('HINCRBY', counter, C.sent_country .. cc, 1)
   elseif r < 0.60 then
     name = 'approved'
-    redis.call('HINCRBY', counter, 'approved@prefix:' .. prefix, 1)
-    redis.call('HINCRBY', counter, 'approved@country:' .. cc, 1)
+    redis.call('HINCRBY', counter, C.approved_prefix .. prefix, 1)
+    redis.call('HINCRBY', counter, C.approved_country .. cc, 1)
   elseif r < 0.78 then
     name = 'delivery'
     local status, code = 'delivered', ''
@@ -63,7 +63,7 @@ for i = 1, n do
     elseif d < 0.98 then status, code = 'undelivered', '30003' else status, code = 'failed', '30008' end
     fields[#fields + 1] = 'status'; fields[#fields + 1] = status
     fields[#fields + 1] = 'error_code'; fields[#fields + 1] = code
-    redis.call('HINCRBY', counter, 'delivery:' .. status .. ':' .. code, 1)
+    redis.call('HINCRBY', counter, C.delivery .. status .. ':' .. code, 1)
   elseif r < 0.85 then
     name = 'check_failed'
     fields[#fields + 1] = 'attempt'; fields[#fields + 1] = math.random(1, 5)
@@ -77,7 +77,7 @@ for i = 1, n do
     fields[#fields + 1] = 'decision'; fields[#fields + 1] = 'refused'
     fields[#fields + 1] = 'rule'; fields[#fields + 1] = rule[1]
     fields[#fields + 1] = 'reason'; fields[#fields + 1] = rule[2]
-    redis.call('HINCRBY', counter, 'refused:' .. rule[1] .. ':' .. rule[2], 1)
+    redis.call('HINCRBY', counter, C.refused .. rule[1] .. ':' .. rule[2], 1)
   end
   if name ~= 'refused' and name ~= 'delivery' then redis.call('HINCRBY', counter, name, 1) end
   fields[#fields + 1] = 'event'; fields[#fields + 1] = name

@@ -33,16 +33,16 @@ local function audit(event, fields)
   local counter = K.counter
   local f = fields or {}
   local name = event
-  if event == 'refused' then name = 'refused:' .. (f.rule or '') .. ':' .. (f.reason or '')
-  elseif event == 'delivery' then name = 'delivery:' .. (f.status or '') .. ':' .. (f.error_code or '') end
+  if event == 'refused' then name = C.refused .. (f.rule or '') .. ':' .. (f.reason or '')
+  elseif event == 'delivery' then name = C.delivery .. (f.status or '') .. ':' .. (f.error_code or '') end
   redis.call('HINCRBY', counter, name, 1)
   -- Verifications and approvals per destination, to rank prefixes and countries by unused codes.
   if (event == 'started' or event == 'approved') and AUDIT_CTX._prefix then
-    local tally = event == 'started' and 'sent' or 'approved'
-    redis.call('HINCRBY', counter, tally .. '@prefix:' .. AUDIT_CTX._prefix, 1)
-    redis.call('HINCRBY', counter, tally .. '@country:' .. (AUDIT_CTX.country or ''), 1)
+    local sent = event == 'started'
+    redis.call('HINCRBY', counter, (sent and C.sent_prefix or C.approved_prefix) .. AUDIT_CTX._prefix, 1)
+    redis.call('HINCRBY', counter, (sent and C.sent_country or C.approved_country) .. (AUDIT_CTX.country or ''), 1)
   end
-  if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, 'flagged:' .. AUDIT_CTX.flagged, 1) end
+  if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, C.flagged .. AUDIT_CTX.flagged, 1) end
   redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
 end
 

@@ -20,7 +20,7 @@ from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.phone import parse
 from otp.core.services import Service
-from otp.core.verification import APPROVED, CANCELED, EXPIRED, Caller, Verification
+from otp.core.verification import APPROVED, CANCELED, EXPIRED, Caller, StartOptions, Verification
 from otp.errors import Forbidden, InvalidInput, NotFound
 from otp.storage import keys as keyspace
 from otp.web.verify_v2 import context, forms
@@ -115,13 +115,15 @@ async def create_verification(request: Request) -> Response:
     result = await verifier.start(
         phone,
         Caller(key_id=service.sid, admin=False, ip=_device_ip(form.get("DeviceIp"))),
-        channel="sms",
-        locale=locale,
-        risk_check=_risk_check(account, form.get("RiskCheck")),
-        code=_custom_code(service, form.get("CustomCode")),
-        code_length=service.code_length,
-        app_name=app_name,
-        custom_limits=_rate_limits(form.get("RateLimits")),
+        StartOptions(
+            channel="sms",
+            locale=locale,
+            risk_check=_risk_check(account, form.get("RiskCheck")),
+            code=_custom_code(service, form.get("CustomCode")),
+            code_length=service.code_length,
+            app_name=app_name,
+            custom_limits=_rate_limits(form.get("RateLimits")),
+        ),
     )
     v = result.verification
     await service_records.remember_send(

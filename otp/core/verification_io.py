@@ -1,0 +1,67 @@
+"""What the Verifier takes and gives: who calls, the rules of a verification, a start's options,
+and the results of a start and a check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from otp.model import Verification
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: an API key's id, and whether it may see every tenant's verifications."""
+
+    key_id: str
+    admin: bool = False
+    ip: str = ""
+    account: str = ""  # the /v2 account owning the service ``key_id``: checks are limited per account
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A verification's limits and lifetimes: the shell builds them from its settings."""
+
+    code_length: int
+    code_ttl: float
+    max_check_attempts: int
+    max_sends: int
+    codes_kept: int
+    retention: float
+    token_max_age: float
+    # How long after an approval the same right code gets the same approval and token again.
+    approval_replay: float
+    approval_replays: int  # … at most this many checks of it, right or wrong
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """How one start differs from the defaults: ``code`` is a caller-chosen code (Twilio's
+    CustomCode); ``code_length`` and ``app_name`` override the rules for one tenant;
+    ``custom_limits`` are extra per-value send limits (Twilio's RateLimits)."""
+
+    channel: str = "sms"
+    locale: str = ""
+    risk_check: bool = True
+    code: str | None = None
+    code_length: int | None = None
+    app_name: str = ""
+    custom_limits: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    verification: Verification
+    approved: bool
+    token: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.verification.status
+
+
+@dataclass(frozen=True)
+class StartResult:
+    verification: Verification
+    resent: bool
+    flagged: tuple[str, ...] = ()  # pumping scopes over threshold in record_only mode
