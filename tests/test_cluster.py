@@ -128,7 +128,10 @@ async def test_pipelined_scripts_survive_nodes_without_them_and_run_exactly_once
         scopes = [keyspace.scope_tag("ip", f"198.51.100.{n}") for n in range(12)]
 
         def calls(event: str) -> list[Call]:
-            return [Call("limit", tag, [tag + "sends"], [3_600_000, 100, event]) for tag in scopes]
+            return [
+                Call("limit", tag, [tag + "sends"], {"window_ms": 3_600_000, "limit": 100, "member": event})
+                for tag in scopes
+            ]
 
         assert [r[0] for r in await store.run_many(calls("first"), 1_000)] == [1] * len(scopes)
         redis_cluster.flush()  # every primary forgets the scripts (and the data)

@@ -152,9 +152,8 @@ class Policy:
         c = self.config
 
         def limit(kind: str, value: str, window_ms: int, most: int) -> Call:
-            return Call(
-                "limit", keyspace.scope_tag(kind, value), [keyspace.scope_sends(kind, value)], [window_ms, most, event]
-            )
+            args = {"window_ms": window_ms, "limit": most, "member": event}
+            return Call("limit", keyspace.scope_tag(kind, value), [keyspace.scope_sends(kind, value)], args)
 
         calls: list[tuple[str, Call]] = []
         if ip:
@@ -209,7 +208,7 @@ class Policy:
         for name, call, result in zip(names, calls, results, strict=True):
             if call.script == "limit":
                 allowed, count, retry_ms = (int(x) for x in result)
-                details[name] = {"count": count, "limit": int(call.args[1])}
+                details[name] = {"count": count, "limit": int(call.args["limit"])}
                 if allowed:
                     releases.append((call.keys[0], event))
                 elif refusal is None:
@@ -309,7 +308,7 @@ class Policy:
         user who resends a few times never looks like pumping; the per-number limits bound resends."""
         calls = admission.commits
         if resent:
-            calls = tuple(Call(c.script, c.tag, c.keys, [*c.args[:2], "0", c.args[3], "resend"]) for c in calls)
+            calls = tuple(Call(c.script, c.tag, c.keys, {**c.args, "unproven": False, "resend": True}) for c in calls)
         await self.store.run_many(calls, now_ms)
 
     def conversion_calls(self, record: dict[str, str], number: Phone, number_hash: str) -> list[Call]:

@@ -156,32 +156,63 @@ def check_call(
     base_ms, max_ms = block
     number_hash, good_ms = good if scope.name == PREFIX else ("", 0)
     basis = "all" if scope.name in NARROW else "unproven"
-    args = ["check", floors.daily, floors.hourly, ratio, "1" if enforce else "0", base_ms, max_ms, event]
-    return Call("fraud", scope.tag, scope.keys, [*args, number_hash, good_ms, basis, KNOWN_GOOD_SENDS])
+    args = {
+        "action": "check",
+        "daily_floor": floors.daily,
+        "hourly_floor": floors.hourly,
+        "ratio": ratio,
+        "enforce": enforce,
+        "block_base_ms": base_ms,
+        "block_max_ms": max_ms,
+        "reservation": event,
+        "number_hash": number_hash,
+        "good_ms": good_ms,
+        "basis": basis,
+        "good_sends": KNOWN_GOOD_SENDS,
+    }
+    return Call("fraud", scope.tag, scope.keys, args)
 
 
 def commit_call(scope: Scope, event: str, *, unproven: bool, number_hash: str) -> Call:
     """``number_hash``: counted against the number's known-good standing (the prefix scope)."""
-    flag, counted = "1" if unproven else "0", number_hash if scope.name == PREFIX else ""
-    return Call("fraud", scope.tag, scope.keys, ["commit", event, flag, counted])
+    counted = number_hash if scope.name == PREFIX else ""
+    args = {"action": "commit", "reservation": event, "unproven": unproven, "resend": False, "number_hash": counted}
+    return Call("fraud", scope.tag, scope.keys, args)
 
 
 def convert_calls(found: Sequence[Scope], *, sends: int, unproven: bool, good: tuple[str, int]) -> list[Call]:
     """An approval by a code: each of the verification's ``sends`` converted, in each scope, and
     the number is known good (``good``: its hash and for how long, kept by the prefix scope)."""
-    flag = "1" if unproven else "0"
     calls = []
     for s in found:
         number_hash, good_ms = good if s.name == PREFIX else ("", 0)
-        calls.append(Call("fraud", s.tag, s.keys, ["convert", flag, number_hash, good_ms, sends]))
+        args = {
+            "action": "convert",
+            "unproven": unproven,
+            "number_hash": number_hash,
+            "good_ms": good_ms,
+            "sends": sends,
+        }
+        calls.append(Call("fraud", s.tag, s.keys, args))
     return calls
+
+
+def _buckets(reply: Sequence[Any]) -> dict[str, int]:
+    """The hour, 5-minute bucket and day a conversion counted in (convert's reply)."""
+    hour, five, day = (int(x) for x in reply[:3])
+    return {"hour": hour, "five": five, "day": day}
 
 
 def unconvert_calls(calls: Sequence[Call], replies: Sequence[Any]) -> list[Call]:
     """Take back conversions counted by ``calls`` (their replies say which buckets); a reply
     that is None (its node failed) counted nothing."""
     return [
-        Call("fraud", c.tag, c.keys, ["unconvert", c.args[1], *(int(x) for x in r[:3]), c.args[4]])
+        Call(
+            "fraud",
+            c.tag,
+            c.keys,
+            {"action": "unconvert", "unproven": c.args["unproven"], **_buckets(r), "sends": c.args["sends"]},
+        )
         for c, r in zip(calls, replies, strict=True)
         if r is not None
     ]

@@ -75,7 +75,12 @@ async def _throttled(request: Request, *, failed: bool) -> int:
         "signin_limit",
         keyspace.scope_tag("signin", scope),
         [keyspace.signin_failures(scope)],
-        [SIGNIN_WINDOW_MS, SIGNIN_FAILURES, "1" if failed else "0", f"{now}:{secrets.token_hex(8)}"],
+        {
+            "window_ms": SIGNIN_WINDOW_MS,
+            "limit": SIGNIN_FAILURES,
+            "failed": failed,
+            "member": f"{now}:{secrets.token_hex(8)}",
+        },
     )
     [(allowed, retry_ms)] = await store.run_many([call], now)
     return 0 if int(allowed) else max(1, math.ceil(int(retry_ms) / 1000))

@@ -72,7 +72,7 @@ async def scan(
             "audit_scan",
             keyspace.tag(r.partition),
             [keyspace.audit_stream(r.partition)],
-            [r.upper, "-", r.count, since, until, *pairs],
+            {"upper": r.upper, "lower": "-", "count": r.count, "since_ms": since, "until_ms": until, "criteria": pairs},
         )
         for r in requests
     ]

@@ -46,12 +46,13 @@ COUNTER_ROUND_KEYS = 96
 class Call:
     """One call of a scope script (limit, fraud, signin_limit) for `Store.run_many`: scripts of
     different slots, one round trip. ``keys`` in the order the script declares them
-    (scripts.SCRIPTS); ``args`` follow the JSON header. ``tag`` names the scope in logs."""
+    (scripts.SCRIPTS); ``args`` the script's named fields, sent with ``now`` as its one JSON
+    argument. ``tag`` names the scope in logs."""
 
     script: str
     tag: str
     keys: Sequence[str]
-    args: Sequence[Any]
+    args: Mapping[str, Any]
 
 
 def _raiser(exc: BaseException) -> Callable[[], Awaitable[Any]]:
@@ -102,7 +103,7 @@ class Store:
 
     @staticmethod
     def _scope_call(call: Call, now_ms: int) -> tuple[str, Sequence[str], Sequence[Any]]:
-        return call.script, call.keys, [json.dumps({"now": now_ms}), *call.args]
+        return call.script, call.keys, [json.dumps({**call.args, "now": now_ms}, separators=(",", ":"))]
 
     async def run_many(self, calls: Sequence[Call], now_ms: int) -> list[Any]:
         """Scripts of different slots in one pipelined round trip (each one atomic on its own)."""

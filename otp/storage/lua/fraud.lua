@@ -25,23 +25,22 @@
 -- A prefix scope also keeps its known-good numbers (K.known_good: keyed number hash → the time of its
 -- last approval by a code), so one call tells whether the number was shown to be a real user's.
 -- K.window the window hash  K.reservations the reservations  K.known_good known-good numbers (prefix scopes only).
--- ARGV[2] action: check | commit | convert | unconvert
--- check:     [3] daily floor (0: no threshold, counts only) [4] hourly floor [5] ratio [6] enforce 1|0
---            [7] block base ms [8] block max ms [9] reservation id ('' none)
---            [10] number hash ('' none) [11] how long an approval keeps a number known good (ms)
---            [12] basis: all | unproven  [13] sends a known-good number may have without approval
--- commit, for the prefix scope, also takes [5] the number's hash: one more send since its approval
--- commit:    [3] reservation id [4] '1' if a new verification's destination was unproven
--- convert:   [3] '1' if the approved sends' destination was unproven  [4] number hash ('' none)
---            [5] known-good lifetime ms  [6] how many sends the approval converts (the verification's)
--- unconvert: [3] '1' likewise  [4] hour  [5] 5-minute bucket  [6] day (of the approval taken back)
---            [7] how many
+-- A.action: check | commit | convert | unconvert, and its named fields (otp/core/pumping.py):
+-- check:     daily_floor (0: no threshold, counts only), hourly_floor, ratio, enforce,
+--            block_base_ms, block_max_ms, reservation ('' none), number_hash ('' none),
+--            good_ms (how long an approval keeps a number known good), basis (all | unproven),
+--            good_sends (sends a known-good number may have without approval)
+-- commit:    reservation, unproven (a new verification's destination was unproven), resend,
+--            number_hash (the prefix scope: one more send since the number's approval)
+-- convert:   unproven (the approved sends' destination was), number_hash, good_ms,
+--            sends (how many the approval converts: the verification's)
+-- unconvert: unproven, hour, five, day (the buckets of the approval taken back), sends
 -- check returns {verdict (1 allowed, 0 refused, 2 flagged but allowed), reason, retry after ms,
 --   sends 24h, approvals 24h, sends 1h, approvals 1h, sends 7d, approvals 7d,
 --   unproven sends 24h and their approvals, reservations in flight, 1 if the number is known good,
 --   unproven sends and approvals of the last ~2 minutes};
 -- convert returns {hour, 5-minute bucket, day} (for unconvert).
-local action = ARGV[2]
+local action = A.action
 local LEVEL_DECAY_MS = 6 * 3600000
 local KEEP_MS = 8 * 86400000
 local hour, five, day = math.floor(NOW / 3600000), math.floor(NOW / 300000), math.floor(NOW / 86400000)
@@ -89,36 +88,36 @@ local function add(prefix, unproven, by)
 end
 
 if action == 'commit' then
-  if ARGV[3] ~= '' then redis.call('ZREM', K.reservations, ARGV[3]) end
-  if ARGV[5] and ARGV[5] ~= '' and redis.call('HEXISTS', K.known_good, ARGV[5]) == 1 then
-    redis.call('HINCRBY', K.known_good, ARGV[5] .. '#n', 1)
+  if A.reservation ~= '' then redis.call('ZREM', K.reservations, A.reservation) end
+  if A.number_hash ~= '' and redis.call('HEXISTS', K.known_good, A.number_hash) == 1 then
+    redis.call('HINCRBY', K.known_good, A.number_hash .. '#n', 1)
   end
-  if ARGV[6] == 'resend' then return {1} end  -- the windows count verifications
-  add('s', ARGV[4] == '1', 1)
+  if A.resend then return {1} end  -- the windows count verifications
+  add('s', A.unproven, 1)
   keep()
   return {1}
 end
 if action == 'convert' then
-  add('v', ARGV[3] == '1', tonumber(ARGV[6]))
+  add('v', A.unproven, tonumber(A.sends))
   keep()
-  if ARGV[4] ~= '' then
-    redis.call('HSET', K.known_good, ARGV[4], NOW)
-    redis.call('HDEL', K.known_good, ARGV[4] .. '#n')
-    redis.call('PEXPIRE', K.known_good, tonumber(ARGV[5]))
+  if A.number_hash ~= '' then
+    redis.call('HSET', K.known_good, A.number_hash, NOW)
+    redis.call('HDEL', K.known_good, A.number_hash .. '#n')
+    redis.call('PEXPIRE', K.known_good, tonumber(A.good_ms))
   end
   return {hour, five, day}
 end
 if action == 'unconvert' then
-  local by = -tonumber(ARGV[7])
-  redis.call('HINCRBY', K.window, 'vh:' .. ARGV[4], by)
-  redis.call('HINCRBY', K.window, 'vm:' .. ARGV[5], by)
-  redis.call('HINCRBY', K.window, 'vd:' .. ARGV[6], by)
-  if ARGV[3] == '1' then redis.call('HINCRBY', K.window, 'wh:' .. ARGV[4], -1) end
+  local by = -tonumber(A.sends)
+  redis.call('HINCRBY', K.window, 'vh:' .. A.hour, by)
+  redis.call('HINCRBY', K.window, 'vm:' .. A.five, by)
+  redis.call('HINCRBY', K.window, 'vd:' .. A.day, by)
+  if A.unproven then redis.call('HINCRBY', K.window, 'wh:' .. A.hour, -1) end
   return {1}
 end
 
-local daily_floor, hourly_floor, ratio = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local enforce, base, cap, reservation = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local daily_floor, hourly_floor, ratio = tonumber(A.daily_floor), tonumber(A.hourly_floor), tonumber(A.ratio)
+local enforce, base, cap, reservation = A.enforce, tonumber(A.block_base_ms), tonumber(A.block_max_ms), A.reservation
 local s24, v24 = total(buckets('s', 'h', hour, 24)), total(buckets('v', 'h', hour, 24))
 local s1, v1 = total(buckets('s', 'm', five, 12)), total(buckets('v', 'm', five, 12))
 local s7, v7 = total(buckets('s', 'd', day, 7)), total(buckets('v', 'd', day, 7))
@@ -129,10 +128,10 @@ local u24, w24 = total(buckets('u', 'h', hour, 24)), total(buckets('w', 'h', hou
 redis.call('ZREMRANGEBYSCORE', K.reservations, '-inf', NOW - 30000)
 local in_flight = redis.call('ZCARD', K.reservations)
 local good = 0
-if ARGV[10] ~= '' then
-  local approved_at, since = unpack(redis.call('HMGET', K.known_good, ARGV[10], ARGV[10] .. '#n'))
+if A.number_hash ~= '' then
+  local approved_at, since = unpack(redis.call('HMGET', K.known_good, A.number_hash, A.number_hash .. '#n'))
   approved_at = tonumber(approved_at or '')
-  if approved_at and approved_at + tonumber(ARGV[11]) > NOW and (tonumber(since) or 0) < tonumber(ARGV[13]) then
+  if approved_at and approved_at + tonumber(A.good_ms) > NOW and (tonumber(since) or 0) < tonumber(A.good_sends) then
     good = 1
   end
 end
@@ -156,7 +155,7 @@ if enforce and blocked_for > 0 then
   return {0, 'blocked', blocked_for, unpack(counts)}
 end
 local function over(pending)
-  if ARGV[12] == 'unproven' then
+  if A.basis == 'unproven' then
     -- Everything, the last minutes included: the threshold bounds bursts.
     -- Users of the last ~2 minutes may still be typing: at most 2 of them (plus as many as
     -- approved meanwhile) aren't counted yet, as in the budgets (otp/pumping.py).
@@ -180,7 +179,7 @@ if reason then
     -- The TTLs outlast what NOW can still read (a clock ahead of Redis's): garbage collection only.
     redis.call('SET', K.level, level .. ':' .. NOW, 'PX', LEVEL_DECAY_MS * (level + 1) + 86400000)
     -- Why, for readers (the dashboard): the rule and the unverified count that crossed it.
-    local unverified = ARGV[12] == 'unproven' and math.max(0, u24 - w24) or math.max(0, s24 - v24)
+    local unverified = A.basis == 'unproven' and math.max(0, u24 - w24) or math.max(0, s24 - v24)
     if reason == 'unverified_hourly' then unverified = math.max(0, s1 - v1) end
     redis.call('SET', K.block, level .. ':' .. (NOW + duration) .. ':' .. reason .. ':' .. unverified,
                'PX', duration + 86400000)

@@ -1,7 +1,7 @@
--- A sliding-log limit: at most ARGV[3] events in the last ARGV[2] ms, decided and counted at once.
--- K.log the event log (sorted set scored by time).  ARGV[2] window ms  [3] limit  [4] unique member
+-- A sliding-log limit: at most A.limit events in the last A.window_ms, decided and counted at once.
+-- K.log the event log (sorted set scored by time).  A.member a unique member for this event.
 -- Returns {allowed (1|0), count including this one if allowed, retry after ms}.
-local window, limit, member = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local window, limit, member = tonumber(A.window_ms), tonumber(A.limit), A.member
 redis.call('ZREMRANGEBYSCORE', K.log, '-inf', NOW - window)
 local count = redis.call('ZCARD', K.log)
 if count >= limit then

@@ -1,10 +1,10 @@
--- Dashboard sign-in throttle: at most ARGV[3] failed sign-ins per client address in the last
--- ARGV[2] ms. Called once the attempt's outcome is known, so the decision and the count are one
+-- Dashboard sign-in throttle: at most A.limit failed sign-ins per client address in the last
+-- A.window_ms. Called once the attempt's outcome is known, so the decision and the count are one
 -- step: an address at its limit is refused whatever the outcome (even the right key), a refusal
 -- counts nothing, a failure is logged only when allowed, a success is neither counted nor refunds.
--- K.log the failure log (sorted set scored by time).  ARGV[4] "1" if the attempt failed,
--- ARGV[5] a unique member.  Returns {allowed (1|0), retry after ms}.
-local window, limit, failed, member = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
+-- K.log the failure log (sorted set scored by time).  A.failed whether the attempt failed,
+-- A.member a unique member.  Returns {allowed (1|0), retry after ms}.
+local window, limit, failed, member = tonumber(A.window_ms), tonumber(A.limit), A.failed, A.member
 redis.call('ZREMRANGEBYSCORE', K.log, '-inf', NOW - window)
 local count = redis.call('ZCARD', K.log)
 if count >= limit then
