@@ -84,7 +84,8 @@ def lookup(service: Service, e164: str) -> dict[str, Any]:
     }
 
 
-def verification_json(v: Verification, service: Service, base: str) -> dict[str, Any]:
+def _identity(v: Verification, service: Service) -> dict[str, Any]:
+    """The fields a Verification and a VerificationCheck share."""
     # ``to`` in full: the service's owner gave it to us, and Twilio's contract returns it.
     return {
         "sid": v.id,
@@ -92,6 +93,12 @@ def verification_json(v: Verification, service: Service, base: str) -> dict[str,
         "account_sid": service.account_sid,
         "to": v.to,
         "channel": v.channel,
+    }
+
+
+def verification_json(v: Verification, service: Service, base: str) -> dict[str, Any]:
+    return {
+        **_identity(v, service),
         "status": v.status,
         "valid": v.status == APPROVED,
         "lookup": lookup(service, v.to),
@@ -110,11 +117,7 @@ def verification_json(v: Verification, service: Service, base: str) -> dict[str,
 
 def check_json(v: Verification, status: str, approved: bool, service: Service) -> dict[str, Any]:
     return {
-        "sid": v.id,
-        "service_sid": service.sid,
-        "account_sid": service.account_sid,
-        "to": v.to,
-        "channel": v.channel,
+        **_identity(v, service),
         "status": status,
         "valid": approved,
         "amount": None,
