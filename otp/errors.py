@@ -1,4 +1,4 @@
-"""One error hierarchy; `otp.web.errors` maps it to HTTP in one place (JSON, /v2 and HTML render through it).
+"""One error hierarchy; `otp.web.errors` maps it to HTTP in one place (JSON; /v2 and HTML render through it)."""
 
 from __future__ import annotations
 
