@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from otp.core import services
 from otp.core.attempts import Attempt
-from otp.core.phone import parse_e164
+from otp.core.phone import CARRIER_TYPES, parse_e164
 from otp.core.services import Service
 from otp.core.verification import APPROVED, EXPIRED, Verification
 from otp.web.v1 import iso
@@ -66,7 +66,6 @@ def service_json(service: Service, base: str) -> dict[str, Any]:
     }
 
 
-CARRIER_TYPES = {"mobile": "mobile", "fixed_line": "landline", "voip": "voip"}
 
 
 def lookup(service: Service, e164: str) -> dict[str, Any]:
