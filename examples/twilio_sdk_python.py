@@ -1,7 +1,7 @@
 """Start and check a verification with Twilio's official Python SDK, pointed at otp's /v2 API.
 
-    otp keys create my-app --twilio          # prints an account SID (AC…) and an auth token
-    python examples/twilio_sdk_python.py --url http://127.0.0.1:8000 \\
+    .venv/bin/otp keys create my-app --twilio          # prints an account SID (AC…) and an auth token
+    .venv/bin/python examples/twilio_sdk_python.py --url http://127.0.0.1:8000 \\
         --account-sid AC… --auth-token … +15017122661
 
 Without --service a Verify service named "otp example" is created first (its sid is printed: pass

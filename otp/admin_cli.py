@@ -27,7 +27,7 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     keys_sub.add_parser("list", help="list API keys (ids and names, never secrets)")
     revoke = keys_sub.add_parser("revoke", help="revoke an API key")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key id, as `otp keys list` shows it (AC… for a --twilio key)")
     keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
     keys.set_defaults(func=cmd_keys)
 
@@ -36,7 +36,7 @@ def add_safelist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     safelist = sub.add_parser("safelist", help="numbers and prefixes that bypass the fraud rules")
     safelist_sub = safelist.add_subparsers(dest="safelist_command", metavar="ACTION", required=True)
     for action, text in (("add", "add a number or prefix (E.164, e.g. +1501712)"), ("remove", "remove one")):
-        safelist_sub.add_parser(action, help=text).add_argument("entry")
+        safelist_sub.add_parser(action, help=text).add_argument("entry", help="E.164 number or prefix, e.g. +1501712")
     safelist_sub.add_parser("list", help="list the entries")
     safelist.set_defaults(func=cmd_safelist)
 

@@ -1,4 +1,4 @@
-"""The ``otp`` command: serve, worker, keys."""
+"""The ``otp`` command: serve, worker, keys, audit, safelist, twilio-stub."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _masked(arg: object) -> object:
 
 ACCESS_ARGS = 5  # uvicorn's access record: (client, method, path?query, http version, status)
 ACCESS_TARGET = 2
-VISIBLE = 4  # digits of a masked number left in a log line, as otp.phone.mask leaves
+VISIBLE = 4  # digits of a masked number left in a log line, as otp.core.phone.mask leaves
 # A national number (no "+") in another field, e.g. a method: a bare run of 8-15 digits.
 _BARE_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{8,15}(?![0-9A-Za-z])")
 # Digits with what people type between them: spaces, ( ) . - + and the other punctuation
