@@ -24,8 +24,9 @@ from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
+from otp.model import Job
 from otp.storage import workers
-from otp.storage.store import Job, Store
+from otp.storage.store import Store
 
 log = logging.getLogger("otp.worker")
 
