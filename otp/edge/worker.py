@@ -205,6 +205,7 @@ class Worker:
             while not stop.is_set():
                 wake.clear()
                 try:
+                    # Monotonic: how long since the last beat, a duration (the beat itself carries the clock's time).
                     if time.monotonic() - last_beat > HEARTBEAT_TTL_MS / 3000:
                         await self.beat()
                         last_beat = time.monotonic()
