@@ -3,7 +3,7 @@
     .venv/bin/python bench/dashboard_load.py [--events 1000000] [--runs 5] [--browser]
 
 Starts its own redis-server on a free loopback port, fills the audit streams and the hourly
-counters with synthetic traffic spread over the last 7 days (``otp.dashboard.synthetic``: one Lua
+counters with synthetic traffic spread over the last 7 days (``otp.devtools.synthetic``: one Lua
 call per 5,000 entries), serves the app with the dashboard under uvicorn, signs in, and times every
 page over real HTTP: min / median / max of ``--runs`` loads. ``--browser`` also times full page
 loads (HTML, stylesheet, layout) in headless Chromium (/usr/bin/chromium, via Playwright).

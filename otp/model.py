@@ -81,7 +81,6 @@ class StartArgs:
     code_hash: str
     sealed_code: str  # for the outbox
     number_limits: NumberLimits
-    event_id: str
     decisions: str  # of the other scopes (JSON, for the audit record)
     app_name: str = ""  # name in the SMS ("" default)
     # The caller chose the code (CustomCode): its approval proves nothing about the number.

@@ -20,7 +20,7 @@ incomplete, so a 60 KB head in one read was accepted. ``HeadLimitedConnection`` 
 included: beyond ``MAX_HEAD`` bytes or ``MAX_HEADER_LINES`` header lines the answer is a JSON 431
 naming ``headers`` and the connection is closed.
 
-The body the app does read has its own deadline where it is read (``otp.body.read_limited``,
+The body the app does read has its own deadline where it is read (``otp.web.body.read_limited``,
 OTP_BODY_TIMEOUT), which answers 408 naming ``body``. Beyond ``OTP_MAX_CONNECTIONS`` open
 connections uvicorn answers 503 (``limit_concurrency``), so the deadlines above are what bound how
 long slow clients can hold those slots.

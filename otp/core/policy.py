@@ -191,7 +191,7 @@ class Policy:
         number_hash: str = "",
         custom: dict[str, str] | None = None,
     ) -> Admission:
-        """Decide and count the IP, API-key and pumping rules in one round trip (otp/pumping.py)."""
+        """Decide and count the IP, API-key and pumping rules in one round trip (otp/core/pumping.py)."""
         event = f"{now_ms}:{secrets.token_hex(6)}"
         limits = self._limit_calls(key_id=key_id, ip=ip, custom=custom or {}, event=event)
         found = pumping.scopes(phone, key_id=key_id, ip=ip) if risk_check else []
@@ -250,7 +250,7 @@ class Policy:
         )
 
     def _pumping_verdict(self, counted: dict[str, pumping.Counts], enforce: bool) -> PumpingVerdict:
-        """Which pumping rule, if any, refuses the send (see otp/pumping.py for the rules)."""
+        """Which pumping rule, if any, refuses the send (see otp/core/pumping.py for the rules)."""
         tuning = self._tuning()
         prefix, tenant = counted[pumping.PREFIX], counted[pumping.TENANT]
         known_good = prefix.known_good

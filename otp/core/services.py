@@ -40,7 +40,7 @@ __all__ = ["STORAGE_ERRORS"]  # re-exported: the /v2 adapter tells storage failu
 SERVICE_SID = re.compile(r"^VA[0-9a-fA-F]{32}$")
 ATTEMPT_SID = re.compile(r"^VL[0-9a-f]{32}$")
 DEFAULT_CODE_LENGTH = 6
-# FriendlyName is the name in the SMS: otp.messages.validate_app_name holds it to one GSM-7
+# FriendlyName is the name in the SMS: otp.core.messages.validate_app_name holds it to one GSM-7
 # segment and no links (Twilio's "up to 30 characters" rather than its form's 32).
 FRIENDLY_NAME_MAX = messages.APP_NAME_MAX
 _TRUE = ("true", "1", "yes")

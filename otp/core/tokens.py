@@ -41,7 +41,7 @@ class Approval:
 
 
 class UseMarks(Protocol):
-    """Where single use is kept (`otp.store.Store`)."""
+    """Where single use is kept (`otp.storage.store.Store`)."""
 
     async def consume_token(self, verification_id: str, *, ttl_ms: int, peek: bool = False) -> bool: ...
 

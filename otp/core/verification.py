@@ -150,7 +150,6 @@ class Verifier:
                     cooldown_ms=int(limits.resend_cooldown * 1000),
                     shared_hold_ms=refusals.SHARED_LIMIT_RETRY * 1000,
                 ),
-                event_id=f"{now_ms}:{secrets.token_hex(6)}",
                 decisions=decisions_json(admission),
                 app_name=opts.app_name,
                 custom_code=custom_code,

@@ -101,6 +101,7 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
         )
+        # Monotonic: a startup deadline is a duration, not a time of day.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

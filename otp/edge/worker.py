@@ -24,8 +24,9 @@ from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
+from otp.model import Job
 from otp.storage import workers
-from otp.storage.store import Job, Store
+from otp.storage.store import Store
 
 log = logging.getLogger("otp.worker")
 
@@ -204,6 +205,7 @@ class Worker:
             while not stop.is_set():
                 wake.clear()
                 try:
+                    # Monotonic: how long since the last beat, a duration (the beat itself carries the clock's time).
                     if time.monotonic() - last_beat > HEARTBEAT_TTL_MS / 3000:
                         await self.beat()
                         last_beat = time.monotonic()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 
 from otp.errors import Unavailable
-from otp.storage.store import UNAVAILABLE_ERRORS
+from otp.storage.transient import UNAVAILABLE_ERRORS
 
 # Raised by a Redis call itself: transient failures (UNAVAILABLE_ERRORS) and whatever else Redis
 # answers (OOM under noeviction, a wrong type…). The app's 503 handlers are registered for these.

@@ -29,6 +29,7 @@ class SafeList:
         self._loaded_at = -1e9
 
     async def entries(self) -> frozenset[str]:
+        # Monotonic: a cache's age is a duration, not a time of day (no clock to inject).
         if time.monotonic() - self._loaded_at > self.TTL:
             raw = await self.store.guarded(lambda: self.store.client.smembers(keyspace.safe_list()))
             self._entries = frozenset(_text(v) for v in raw)

@@ -14,23 +14,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from otp.errors import Unavailable
-from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, Job, NumberLimits, StartArgs, StartOutcome
+from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, Job, StartArgs, StartOutcome
 from otp.storage import keys as keyspace
 from otp.storage import records
 from otp.storage.scripts import Registry
-from otp.storage.transient import UNAVAILABLE_ERRORS, is_transient
+from otp.storage.transient import is_transient
 
-__all__ = [
-    "UNAVAILABLE_ERRORS",
-    "AttemptOutcome",
-    "Call",
-    "CheckArgs",
-    "Job",
-    "NumberLimits",
-    "StartArgs",
-    "StartOutcome",
-    "Store",
-]
+__all__ = ["Call", "Store"]
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 -- The SMS-pumping windows of one scope (a number prefix, a range, a country, an end-user IP of a
 -- tenant, a tenant), and its block. The Policy reads several scopes in one round trip and decides
--- (otp/policy.py); this script keeps each scope's counts atomic and applies the scope's own
+-- (otp/core/policy.py); this script keeps each scope's counts atomic and applies the scope's own
 -- threshold, after authgear's published rule: unverified sends (sends − approvals) in a sliding
 -- day and hour may not exceed  daily = daily floor + ratio × approvals in the day  and
 --                              hourly = hourly floor + ratio × approvals in the hour
@@ -122,7 +122,7 @@ local s24, v24 = total(buckets('s', 'h', hour, 24)), total(buckets('v', 'h', hou
 local s1, v1 = total(buckets('s', 'm', five, 12)), total(buckets('v', 'm', five, 12))
 local s7, v7 = total(buckets('s', 'd', day, 7)), total(buckets('v', 'd', day, 7))
 -- The unproven counts by the minute too: the budgets allow for users of the last ~2 minutes who
--- may still be typing their code (otp/pumping.py).
+-- may still be typing their code (otp/core/pumping.py).
 local recent_u, recent_w = total(buckets('u', 'n', minute, 3)), total(buckets('w', 'n', minute, 3))
 local u24, w24 = total(buckets('u', 'h', hour, 24)), total(buckets('w', 'h', hour, 24))
 redis.call('ZREMRANGEBYSCORE', K.reservations, '-inf', NOW - 30000)
@@ -158,7 +158,7 @@ local function over(pending)
   if A.basis == 'unproven' then
     -- Everything, the last minutes included: the threshold bounds bursts.
     -- Users of the last ~2 minutes may still be typing: at most 2 of them (plus as many as
-    -- approved meanwhile) aren't counted yet, as in the budgets (otp/pumping.py).
+    -- approved meanwhile) aren't counted yet, as in the budgets (otp/core/pumping.py).
     local typing = math.min(recent_u, 2 + recent_w)
     if math.max(0, u24 - w24 - typing) + pending + 1 > daily_floor + ratio * w24 then return 'unverified_daily' end
     return nil

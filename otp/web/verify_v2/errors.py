@@ -27,7 +27,7 @@ log = logging.getLogger("otp.twilio_compat")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-# Our field names → Twilio's, for errors raised below the adapter (the Verifier, otp.phone).
+# Our field names → Twilio's, for errors raised below the adapter (the Verifier, otp.core.phone).
 TWILIO_FIELDS = {
     "to": "To",
     "id": "VerificationSid",
