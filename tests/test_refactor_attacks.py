@@ -1,0 +1,67 @@
+"""Hostile-client attacks on the refactored code (issue 13): each test reproduces one finding."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+from conftest import Service
+
+from otp.core import apikeys, audit
+from otp.storage.store import Store
+
+TO = "+15017122661"
+
+
+def assert_4xx_naming(response: httpx.Response, field: str) -> None:
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["field"] == field, response.text
+
+
+@pytest.mark.parametrize(
+    "position",
+    [(2**64, 0, 0), (2**64 - 1, 2**64, 0), (99999999999999999999, 0, 3)],
+)
+async def test_an_audit_cursor_past_a_stream_ids_range_is_400_not_500(
+    service: Service, position: tuple[int, int, int]
+) -> None:
+    await service.start()
+    cursor = audit.encode_cursor(position)
+    response = await service.http.get(f"/v1/audit?cursor={cursor}", headers=service.auth(service.admin_key))
+    # Redis refuses such an id: that was a 503 "retry shortly" for a cursor that never works.
+    assert_4xx_naming(response, "cursor")
+
+
+# -- /v2 in-process --------------------------------------------------------------------------------
+
+
+async def twilio_account(service: Service, name: str = "acct", admin: bool = False) -> tuple[str, str]:
+    key, token = await apikeys.create(Store(service.redis, partitions=16), name, admin=admin, twilio=True)
+    return key.key_id, token.split("_")[2]
+
+
+async def v2_service(service: Service, auth: tuple[str, str], **params: str) -> str:
+    response = await service.http.post("/v2/Services", data={"FriendlyName": "Acme", **params}, auth=auth)
+    assert response.status_code == 201, response.text
+    return str(response.json()["sid"])
+
+
+def assert_twilio_4xx(response: httpx.Response, parameter: str | None = None) -> None:
+    assert 400 <= response.status_code < 500, response.text
+    body = response.json()
+    assert set(body) == {"code", "message", "more_info", "status"}, body
+    assert body["status"] == response.status_code
+    if parameter is not None:
+        assert f"`{parameter}`" in body["message"], body
+
+
+@pytest.mark.parametrize("position", [(2**64 - 1, 2**64, 0), (99999999999999999999, 0, 3)])
+async def test_a_v2_page_token_past_a_stream_ids_range_is_60200_not_a_retry(
+    service: Service, position: tuple[int, int, int]
+) -> None:
+    auth = await twilio_account(service)
+    await v2_service(service, auth)
+    token = audit.encode_cursor(position)
+    response = await service.http.get(f"/v2/Attempts?PageToken={token}", auth=auth)
+    assert_twilio_4xx(response, "PageToken")
