@@ -21,7 +21,7 @@ def assert_4xx_naming(response: httpx.Response, field: str) -> None:
 
 @pytest.mark.parametrize(
     "position",
-    [(2**64, 0, 0), (2**64 - 1, 2**64, 0), (99999999999999999999, 0, 3)],
+    [(2**64, 0, 0), (2**64 - 1, 2**64, 0), (99999999999999999999, 0, 3), (0, 0, 0), (0, 0, 16)],
 )
 async def test_an_audit_cursor_past_a_stream_ids_range_is_400_not_500(
     service: Service, position: tuple[int, int, int]
@@ -56,7 +56,7 @@ def assert_twilio_4xx(response: httpx.Response, parameter: str | None = None) ->
         assert f"`{parameter}`" in body["message"], body
 
 
-@pytest.mark.parametrize("position", [(2**64 - 1, 2**64, 0), (99999999999999999999, 0, 3)])
+@pytest.mark.parametrize("position", [(2**64 - 1, 2**64, 0), (99999999999999999999, 0, 3), (0, 0, 1)])
 async def test_a_v2_page_token_past_a_stream_ids_range_is_60200_not_a_retry(
     service: Service, position: tuple[int, int, int]
 ) -> None:

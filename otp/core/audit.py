@@ -152,7 +152,8 @@ def decode_cursor(cursor: str, partitions: int) -> Position:
     ms, seq = int(match.group(1)), int(match.group(2))
     # A stream id's parts are 64-bit: Redis answers a larger one with an error (which would be a
     # 503, "retry shortly", for a cursor that can never work). No page hands one out.
-    if ms > MAX_STREAM_PART or seq > MAX_STREAM_PART:
+    # Nor is any position at 0-0 (no entry has that id), below which XREVRANGE's "(0-0" is an error.
+    if ms > MAX_STREAM_PART or seq > MAX_STREAM_PART or ms == seq == 0:
         raise ValueError("not a cursor from a previous page")
     return ms, seq, int(match.group(3))
 
