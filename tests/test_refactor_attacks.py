@@ -65,3 +65,21 @@ async def test_a_v2_page_token_past_a_stream_ids_range_is_60200_not_a_retry(
     token = audit.encode_cursor(position)
     response = await service.http.get(f"/v2/Attempts?PageToken={token}", auth=auth)
     assert_twilio_4xx(response, "PageToken")
+
+
+# -- JSON bodies a proxy or WAF reads differently -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"],
+)
+async def test_a_json_body_that_is_not_plain_utf8_is_refused(service: Service, encoding: str) -> None:
+    """RFC 8259 §8.1: JSON between systems is UTF-8 (no BOM). Python's json.loads guesses UTF-16
+    and UTF-32 from the bytes, so a body a UTF-8 proxy or WAF sees as garbage (it can't find
+    ``"risk_check"`` or a number in it) was read by otp as a valid request."""
+    body = f'{{"to": "{TO}", "risk_check": "enable"}}'.encode(encoding)
+    headers = {**service.auth(), "Content-Type": "application/json"}
+    response = await service.http.post("/v1/verifications", content=body, headers=headers)
+    assert_4xx_naming(response, "body")
+    assert response.json()["error"]["code"] == "malformed_json"

@@ -152,6 +152,11 @@ def loads_strict(raw: bytes | str, field: str = "body") -> Any:
     """``json.loads`` with the bounds above; every refusal is InvalidInput naming its place under
     ``field`` (``body`` → ``to``, ``body[0]``; another field name → ``Tags.a``)."""
     try:
+        if isinstance(raw, bytes):
+            # UTF-8 only (RFC 8259 §8.1): json.loads would guess UTF-16 or UTF-32 from the bytes
+            # and skip a BOM, reading a body that a UTF-8 proxy or WAF in front sees as garbage.
+            # surrogatepass: an encoded lone surrogate is refused below, naming where it sits.
+            raw = raw.decode("utf-8", "surrogatepass")
         data = json.loads(raw, parse_int=_parse_int, parse_constant=_parse_constant, object_pairs_hook=_checked_object)
         refused = _refused_in(data)
     except RecursionError:
