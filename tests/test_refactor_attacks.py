@@ -83,3 +83,19 @@ async def test_a_json_body_that_is_not_plain_utf8_is_refused(service: Service, e
     response = await service.http.post("/v1/verifications", content=body, headers=headers)
     assert_4xx_naming(response, "body")
     assert response.json()["error"]["code"] == "malformed_json"
+
+
+# -- dashboard ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["ß", "ﬀ", "ǆ"])
+async def test_the_dashboards_unblock_checks_a_country_before_upper_casing_it(service: Service, value: str) -> None:
+    """``"ß".upper()`` is ``"SS"``: the form unblocked (and audited) South Sudan for a value that is
+    no country code, where ``DELETE /v1/blocks`` (validators.country) refuses it."""
+    from test_dashboard import sign_in
+
+    csrf = await sign_in(service)
+    response = await service.http.post("/admin/fraud/unblock", data={"csrf": csrf, "kind": "country", "value": value})
+    assert response.status_code == 400, response.headers.get("location")
+    api = await service.http.delete("/v1/blocks", params={"country": value}, headers=service.auth(service.admin_key))
+    assert_4xx_naming(api, "country")
