@@ -99,3 +99,48 @@ async def test_the_dashboards_unblock_checks_a_country_before_upper_casing_it(se
     assert response.status_code == 400, response.headers.get("location")
     api = await service.http.delete("/v1/blocks", params={"country": value}, headers=service.auth(service.admin_key))
     assert_4xx_naming(api, "country")
+
+
+# -- bounded Redis work ------------------------------------------------------------------------
+
+
+async def _redis_script_usec(service: Service) -> tuple[int, float]:
+    stats = await service.redis.info("commandstats")
+    calls = stats.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    return int(calls["calls"]), float(calls["usec"])
+
+
+@pytest.mark.parametrize("path", ["/v2/Attempts", "/v2/Attempts/Summary"])
+async def test_an_account_with_many_services_cannot_make_an_attempts_read_hold_redis(
+    service: Service, path: str
+) -> None:
+    """Services cost nothing to create and have no per-account cap; every /v2/Attempts read sent
+    all of the account's sids into audit_scan.lua, which built a set of them in each of the 16
+    partitions' calls: with 20,000 services one read held Redis for ~0.2 s (50,000: over 1 s)."""
+    from otp.storage import keys as keyspace
+
+    auth = await twilio_account(service)
+    other = await twilio_account(service, "other")
+    mine = await v2_service(service, auth)
+    theirs = await v2_service(service, other)
+    started = await service.http.post(f"/v2/Services/{mine}/Verifications", data={"To": TO, "Channel": "sms"}, auth=auth)
+    assert started.status_code == 201, started.text
+    foreign = await service.http.post(
+        f"/v2/Services/{theirs}/Verifications", data={"To": "+15017122662", "Channel": "sms"}, auth=other
+    )
+    assert foreign.status_code == 201, foreign.text
+    async with service.redis.pipeline(transaction=False) as pipe:
+        for i in range(20_000):  # as POST /v2/Services would leave them (the index is what reads use)
+            pipe.zadd(keyspace.v2_services_of(auth[0]), {f"VA{i:032x}": i})
+        await pipe.execute()
+    await service.redis.config_resetstat()
+    response = await service.http.get(path, auth=auth)
+    assert response.status_code == 200, response.text
+    calls, usec = await _redis_script_usec(service)
+    assert usec < 10_000, f"{calls} script calls held Redis for {usec / 1000:.1f} ms"
+    # And the account still sees exactly its own send.
+    if path == "/v2/Attempts":
+        attempts = response.json()["attempts"]
+        assert [a["verification_sid"] for a in attempts] == [started.json()["sid"]]
+    else:
+        assert response.json()["total_attempts"] == 1
