@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 import httpx
 import pytest
 from conftest import Service
@@ -123,7 +121,9 @@ async def test_an_account_with_many_services_cannot_make_an_attempts_read_hold_r
     other = await twilio_account(service, "other")
     mine = await v2_service(service, auth)
     theirs = await v2_service(service, other)
-    started = await service.http.post(f"/v2/Services/{mine}/Verifications", data={"To": TO, "Channel": "sms"}, auth=auth)
+    started = await service.http.post(
+        f"/v2/Services/{mine}/Verifications", data={"To": TO, "Channel": "sms"}, auth=auth
+    )
     assert started.status_code == 201, started.text
     foreign = await service.http.post(
         f"/v2/Services/{theirs}/Verifications", data={"To": "+15017122662", "Channel": "sms"}, auth=other
@@ -144,3 +144,18 @@ async def test_an_account_with_many_services_cannot_make_an_attempts_read_hold_r
         assert [a["verification_sid"] for a in attempts] == [started.json()["sid"]]
     else:
         assert response.json()["total_attempts"] == 1
+
+
+# -- the error mapping -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND", "FOO"])
+@pytest.mark.parametrize("path", ["/v2/Services", "/v2/Attempts/Summary", "/v2/Nope"])
+async def test_any_method_on_v2_answers_in_twilios_shape(service: Service, method: str, path: str) -> None:
+    """The catch-all route named six methods, so any other one fell through to Starlette's 405 and
+    the app's native body ``{"error": …}``, which Twilio's SDKs can't read."""
+    auth = await twilio_account(service)
+    response = await service.http.request(method, path, auth=auth)
+    assert response.status_code in (404, 405), response.text
+    assert_twilio_4xx(response)
+    assert response.json()["code"] in (20004, 20404)
