@@ -159,3 +159,22 @@ async def test_any_method_on_v2_answers_in_twilios_shape(service: Service, metho
     assert response.status_code in (404, 405), response.text
     assert_twilio_4xx(response)
     assert response.json()["code"] in (20004, 20404)
+
+
+# -- query strings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "misspelt"),
+    [
+        ("GET", "/v1/stats/conversion", {"country": "US", "sinse": "7d"}, "sinse"),
+        ("DELETE", "/v1/blocks", {"country": "US", "prefx": "+1415555"}, "prefx"),
+    ],
+)
+async def test_admin_endpoints_refuse_a_misspelt_query_parameter(
+    service: Service, method: str, path: str, params: dict[str, str], misspelt: str
+) -> None:
+    """The models document these query strings and /v1/audit and /v1/stats/overview refuse names
+    they lack; conversion and unblock ignored them, answering for 24 h (or the country alone)."""
+    response = await service.http.request(method, path, params=params, headers=service.auth(service.admin_key))
+    assert_4xx_naming(response, misspelt)
