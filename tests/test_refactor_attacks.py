@@ -178,3 +178,32 @@ async def test_admin_endpoints_refuse_a_misspelt_query_parameter(
     they lack; conversion and unblock ignored them, answering for 24 h (or the country alone)."""
     response = await service.http.request(method, path, params=params, headers=service.auth(service.admin_key))
     assert_4xx_naming(response, misspelt)
+
+
+# -- what Lua truncates ------------------------------------------------------------------------
+
+
+async def test_a_long_non_ascii_delivery_error_from_a_status_poll_still_reads_back(service: Service) -> None:
+    """The worker cuts error texts to 64 bytes on a character boundary before settle_job, but a
+    status poll's Twilio ``error_message`` went to delivery.lua, whose ``string.sub`` cuts bytes:
+    a character split at byte 64 left invalid UTF-8 in the record, and every read of the
+    verification (/v1 fetch, /v2 fetch and Attempts) failed decoding it: a 500."""
+    from otp.storage import keys as keyspace
+
+    started = await service.start()
+    assert started.status_code == 201, started.text
+    vid = started.json()["id"]
+    await service.deliver()
+    store: Store = service.app.state.store
+    await store.record_delivery(
+        partition=keyspace.partition_of_id(vid, store.partitions),
+        now_ms=service.clock.now_ms(),
+        verification_id=vid,
+        send_number=1,
+        changes={"status": "undelivered", "error_code": 30008, "error_message": "x" + "é" * 40},
+    )
+    response = await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())
+    assert response.status_code == 200, response.text
+    delivery = response.json()["send_attempts"][0]["delivery"]
+    assert delivery["status"] == "undelivered"
+    assert delivery["error_message"].startswith("xé")
