@@ -207,3 +207,11 @@ async def test_a_long_non_ascii_delivery_error_from_a_status_poll_still_reads_ba
     delivery = response.json()["send_attempts"][0]["delivery"]
     assert delivery["status"] == "undelivered"
     assert delivery["error_message"].startswith("xé")
+
+
+async def test_readyz_answers_its_503_with_a_retry_after(service: Service) -> None:
+    """Every 503 carries Retry-After (otp.web.errors.headers); /readyz built its own answer without
+    it. (Here no worker has beaten, so the service is not ready.)"""
+    response = await service.http.get("/readyz")
+    assert response.status_code == 503, response.text
+    assert response.headers.get("Retry-After") == "1"
