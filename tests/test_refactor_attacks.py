@@ -215,3 +215,16 @@ async def test_readyz_answers_its_503_with_a_retry_after(service: Service) -> No
     response = await service.http.get("/readyz")
     assert response.status_code == 503, response.text
     assert response.headers.get("Retry-After") == "1"
+
+
+@pytest.mark.parametrize("name", ["user\n", "a\nb", "ip "])
+async def test_a_rate_limit_name_with_a_trailing_newline_is_refused(service: Service, name: str) -> None:
+    """RATE_LIMIT_NAME was matched with ``$``, which lets a trailing newline through: the name
+    ("1 to 64 letters, digits or _ . -") went into a Redis key and the audit record as it came."""
+    import json
+
+    auth = await twilio_account(service)
+    sid = await v2_service(service, auth)
+    data = {"To": TO, "Channel": "sms", "RateLimits": json.dumps({name: "alice"})}
+    response = await service.http.post(f"/v2/Services/{sid}/Verifications", data=data, auth=auth)
+    assert_twilio_4xx(response, "RateLimits")
