@@ -244,11 +244,13 @@ def validate(data: Mapping[str, Any], fields: Mapping[str, Field]) -> dict[str, 
         value = data[name]
         # bool is an int in Python; JSON true is never a number here.
         if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
-            raise InvalidInput(f"must be a {_kind_name(spec.kind)}", field=name, code="wrong_type")
+            raise InvalidInput(f"must be {_kind_name(spec.kind)}", field=name, code="wrong_type")
         if isinstance(value, str) and len(value) > spec.max_length:
             raise InvalidInput(f"is longer than {spec.max_length} characters", field=name)
     return {name: data[name] for name in fields if data.get(name) is not None}
 
 
 def _kind_name(kind: type) -> str:
-    return {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}.get(kind, kind.__name__)
+    """With its article: "a string", "an integer"."""
+    name = {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}.get(kind, kind.__name__)
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
