@@ -228,3 +228,13 @@ async def test_a_rate_limit_name_with_a_trailing_newline_is_refused(service: Ser
     data = {"To": TO, "Channel": "sms", "RateLimits": json.dumps({name: "alice"})}
     response = await service.http.post(f"/v2/Services/{sid}/Verifications", data=data, auth=auth)
     assert_twilio_4xx(response, "RateLimits")
+
+
+@pytest.mark.parametrize("since", ["٣h", "５d", "1\u00a0h", "1\u2003m"])
+async def test_a_duration_is_ascii_digits_only(service: Service, since: str) -> None:
+    """validators.digits refuses non-ASCII digits (int() takes them), but parse_duration's ``\\d``
+    and ``\\s`` were Unicode: ``since=٣h`` read as 3 h, where a proxy or log reader sees no number."""
+    for path in ("/v1/audit", "/v1/stats/conversion"):
+        params = {"since": since} | ({"country": "US"} if "conversion" in path else {})
+        response = await service.http.get(path, params=params, headers=service.auth(service.admin_key))
+        assert_4xx_naming(response, "since")
