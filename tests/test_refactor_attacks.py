@@ -238,3 +238,33 @@ async def test_a_duration_is_ascii_digits_only(service: Service, since: str) -> 
         params = {"since": since} | ({"country": "US"} if "conversion" in path else {})
         response = await service.http.get(path, params=params, headers=service.auth(service.admin_key))
         assert_4xx_naming(response, "since")
+
+
+# -- unauthenticated: the latency metric's labels ----------------------------------------------
+
+
+def _latency_series() -> set[tuple[str, str, str]]:
+    from otp.core.metrics import LATENCY
+
+    return {
+        (s.labels["method"], s.labels["route"], s.labels["status"])
+        for metric in LATENCY.collect()
+        for s in metric.samples
+        if s.name.endswith("_count")
+    }
+
+
+async def test_unauthenticated_requests_cannot_grow_the_latency_metric_without_bound(service: Service) -> None:
+    """Every request was timed under its raw path (only ids and long digit runs folded) and its
+    raw method: each unknown path, each ``/v2/…`` or ``/v1/safelist/<anything>`` and each made-up
+    method made a new histogram series (a dozen samples each) in every API process, for as long
+    as it runs -- memory and /metrics size an unauthenticated client could grow at will."""
+    before = _latency_series()
+    for i in range(50):
+        await service.http.get(f"/nothing-here-{i}")
+        await service.http.request(f"M{i}", "/v1/verifications")
+        await service.http.get(f"/v2/Whatever{i}")
+        await service.http.delete(f"/v1/safelist/x{i}")
+        await service.http.get(f"/admin/static/nope{i}.css")
+    grown = _latency_series() - before
+    assert len(grown) <= 12, sorted(grown)[:20]
