@@ -21,7 +21,7 @@ def assert_4xx_naming(response: httpx.Response, field: str) -> None:
     "position",
     [(2**64, 0, 0), (2**64 - 1, 2**64, 0), (99999999999999999999, 0, 3), (0, 0, 0), (0, 0, 16)],
 )
-async def test_an_audit_cursor_past_a_stream_ids_range_is_400_not_500(
+async def test_an_audit_cursor_past_a_stream_ids_range_is_400_not_a_503(
     service: Service, position: tuple[int, int, int]
 ) -> None:
     await service.start()
