@@ -53,8 +53,12 @@ async def readyz(request: Request) -> Response:
     except STORAGE_ERRORS:
         checks["redis"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
+    status = 200 if ready else 503
     return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=status,
+        # A 503 promises a retry: the one rule (otp.web.errors.headers) gives it its Retry-After.
+        headers=web_errors.headers(status, None),
     )
 
 

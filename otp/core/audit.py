@@ -128,6 +128,7 @@ DEFAULT_SCAN_LIMIT = 2_000
 FOLLOW_BATCH = 200
 
 _CURSOR = re.compile(r"v1:(\d{1,20})-(\d{1,20}):(\d{1,3})")
+MAX_STREAM_PART = 2**64 - 1
 
 
 # -- cursor ---------------------------------------------------------------------------------------
@@ -148,7 +149,13 @@ def decode_cursor(cursor: str, partitions: int) -> Position:
     # The partition may be one past the last: "just above the last partition's entry at this id".
     if not match or int(match.group(3)) > partitions:
         raise ValueError("not a cursor from a previous page")
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+    ms, seq = int(match.group(1)), int(match.group(2))
+    # A stream id's parts are 64-bit: Redis answers a larger one with an error (which would be a
+    # 503, "retry shortly", for a cursor that can never work). No page hands one out.
+    # Nor is any position at 0-0 (no entry has that id), below which XREVRANGE's "(0-0" is an error.
+    if ms > MAX_STREAM_PART or seq > MAX_STREAM_PART or ms == seq == 0:
+        raise ValueError("not a cursor from a previous page")
+    return ms, seq, int(match.group(3))
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ REFUSAL_MESSAGES = {
     "pumping_unverified_hourly": "too many unused codes to this destination this hour (suspected SMS pumping)",
     "pumping_unverified_daily": "too many unused codes to this destination today (suspected SMS pumping)",
     "pumping_in_flight": "too many codes to this destination are being sent right now; try again in a moment",
+    "custom_limit": "too many codes for one of this request's RateLimits values this hour",
 }
 
 

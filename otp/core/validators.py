@@ -92,7 +92,8 @@ def number_prefix(raw: str, field: str, *, what: str = "a number prefix like +14
     return raw
 
 
-_DURATION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*")
+# ASCII: \d would take "٣h" or "５d" (and float() converts them), \s any Unicode space.
+_DURATION = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 

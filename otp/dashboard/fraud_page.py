@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from otp.core import stats as aggregates
+from otp.core import validators
 from otp.core.policy import Policy
 from otp.dashboard.charts import hbar_chart
 from otp.dashboard.guard import Admin, now_ms
@@ -234,7 +235,8 @@ async def unblock(request: Request, admin: Admin, form: dict[str, str]) -> Respo
     kind, value = form.get("kind", ""), form.get("value", "").strip()
     if kind == "prefix" and SAFE_ENTRY.match(value):
         scope = "pfx"
-    elif kind == "country" and COUNTRY.match(value.upper()):
+    elif kind == "country" and validators.COUNTRY.fullmatch(value):
+        # Checked before upper-casing (validators.country): "ß".upper() is "SS".
         scope, value = "cc", value.upper()
     else:
         return _invalid(request, admin, "Give a prefix like +1415555 or a two-letter country code.")

@@ -52,8 +52,19 @@ def _raiser(exc: BaseException) -> Callable[[], Awaitable[Any]]:
     return call
 
 
+# Texts a send attempt keeps (lib.lua stores at most 64 bytes of each, the compact hash encoding).
+_SHORT_TEXTS = ("error_message", "last_error")
+
+
 def _without_none(changes: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in changes.items() if v is not None}
+    """The changes to send to Lua: no None, and the short texts cut to 64 bytes here, on a
+    character boundary. Lua's ``string.sub`` cuts bytes: a character split there would store
+    invalid UTF-8, and every later read of the verification would fail decoding it."""
+    out = {k: v for k, v in changes.items() if v is not None}
+    for name in _SHORT_TEXTS:
+        if isinstance(out.get(name), str):
+            out[name] = out[name].encode("utf-8", "replace")[:64].decode("utf-8", "ignore")
+    return out
 
 
 class Store:

@@ -15,7 +15,7 @@ from otp.core.policy import Policy
 from otp.core.validators import parse_duration
 from otp.errors import Forbidden, InvalidInput, NotFound
 from otp.web import models
-from otp.web.body import read_model
+from otp.web.body import check_query, read_model
 from otp.web.models import render
 
 # Still imported by the dashboard's fraud page, which matches upper-cased text with .match.
@@ -84,6 +84,8 @@ def _scope(request: Request) -> tuple[str, str, dict[str, str]]:
 
 async def conversion(request: Request) -> Response:
     await admin(request)
+    # A misspelt parameter (sinse=7d) would otherwise be ignored and the answer be for 24 h.
+    check_query(request.query_params, models.ConversionQuery)
     _, _, scope = _scope(request)
     raw_since = request.query_params.get("since", "24h")
     try:
@@ -101,6 +103,7 @@ async def conversion(request: Request) -> Response:
 
 async def unblock(request: Request) -> Response:
     key = await admin(request)
+    check_query(request.query_params, models.ScopeQuery)
     kind, value, scope = _scope(request)
     removed = await _policy(request).unblock(kind, value)
     await _audit_admin_action(request, key, "unblock", value)

@@ -152,6 +152,11 @@ def loads_strict(raw: bytes | str, field: str = "body") -> Any:
     """``json.loads`` with the bounds above; every refusal is InvalidInput naming its place under
     ``field`` (``body`` → ``to``, ``body[0]``; another field name → ``Tags.a``)."""
     try:
+        if isinstance(raw, bytes):
+            # UTF-8 only (RFC 8259 §8.1): json.loads would guess UTF-16 or UTF-32 from the bytes
+            # and skip a BOM, reading a body that a UTF-8 proxy or WAF in front sees as garbage.
+            # surrogatepass: an encoded lone surrogate is refused below, naming where it sits.
+            raw = raw.decode("utf-8", "surrogatepass")
         data = json.loads(raw, parse_int=_parse_int, parse_constant=_parse_constant, object_pairs_hook=_checked_object)
         refused = _refused_in(data)
     except RecursionError:
@@ -239,11 +244,13 @@ def validate(data: Mapping[str, Any], fields: Mapping[str, Field]) -> dict[str, 
         value = data[name]
         # bool is an int in Python; JSON true is never a number here.
         if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
-            raise InvalidInput(f"must be a {_kind_name(spec.kind)}", field=name, code="wrong_type")
+            raise InvalidInput(f"must be {_kind_name(spec.kind)}", field=name, code="wrong_type")
         if isinstance(value, str) and len(value) > spec.max_length:
             raise InvalidInput(f"is longer than {spec.max_length} characters", field=name)
     return {name: data[name] for name in fields if data.get(name) is not None}
 
 
 def _kind_name(kind: type) -> str:
-    return {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}.get(kind, kind.__name__)
+    """With its article: "a string", "an integer"."""
+    name = {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}.get(kind, kind.__name__)
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"

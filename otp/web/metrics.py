@@ -15,17 +15,39 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otp.core.metrics import LATENCY, OUTBOX
 from otp.errors import NotFound, Unauthorized
 
-# Ids and numbers would make one time series per request: fold them into the route's shape.
-_IDS = re.compile(r"/(VE|VA|VL|SM|AC)[0-9a-fA-F]{32}|/\+?\d{4,}")
+# Labels come from a bounded set, never from what a client sent: each distinct label set is a
+# series kept for the life of the process, so a raw path or method (an unknown URL, a /v2 path,
+# a safe-list entry, a made-up method) would let any client, signed in or not, grow every API
+# process's memory and /metrics at will.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+_CONVERTOR = re.compile(r"\{([^}:]+):[^}]+\}")
 
 
-def route_of(path: str) -> str:
-    return _IDS.sub(lambda m: "/{" + ("id" if m.group(1) else "entry") + "}", path)
+def route_of(scope: Scope) -> str:
+    """The template of the route that handled the request (``/v1/verifications/{id}``,
+    ``/admin/fraud``), ``<mount>/*`` when a mount matched but none of its routes, else
+    ``unmatched``."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return UNMATCHED
+    # A mount's match set root_path to where it is mounted; its routes' templates are below it.
+    root = str(scope.get("root_path", ""))
+    if isinstance(route, Mount):
+        return f"{root}/*"
+    return root + _CONVERTOR.sub(r"{\1}", template)
+
+
+def method_of(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in METHODS else "OTHER"
 
 
 class LatencyMiddleware:
@@ -48,7 +70,7 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            LATENCY.labels(scope["method"], route_of(scope["path"]), str(status)).observe(time.perf_counter() - started)
+            LATENCY.labels(method_of(scope), route_of(scope), str(status)).observe(time.perf_counter() - started)
 
 
 def check_token(expected: str, header: str | None) -> None:

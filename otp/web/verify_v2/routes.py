@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match, Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from otp.errors import NotFound, OtpError
 from otp.web.verify_v2 import attempts, checks, services, verifications
@@ -48,10 +49,16 @@ async def _unrouted(request: Request) -> Response:
 
 
 # Last, so the routes above match first; it keeps the app's native 404/405 bodies off /v2.
-routes.append(
-    Route(
-        "/v2/{rest:path}",
-        twilio_endpoint(_unrouted),
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-    )
-)
+class _EveryMethod:
+    """The catch-all as an ASGI app: Starlette routes a function endpoint that names no methods
+    for GET only, and an ASGI app for every method, so a TRACE or a made-up method gets Twilio's
+    405 too rather than falling through to the app's native one."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.app = request_response(endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+routes.append(Route("/v2/{rest:path}", _EveryMethod(twilio_endpoint(_unrouted))))

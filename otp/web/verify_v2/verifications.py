@@ -46,7 +46,7 @@ def _rate_limits(raw: str | None) -> dict[str, str]:
         raise InvalidInput(f"may name at most {MAX_RATE_LIMITS} limits", field="RateLimits")
     out: dict[str, str] = {}
     for name, value in limits.items():
-        if not RATE_LIMIT_NAME.match(name):
+        if not RATE_LIMIT_NAME.fullmatch(name):  # whole: "$" lets a trailing newline through
             raise InvalidInput("keys must be 1 to 64 letters, digits or _ . -", field="RateLimits")
         if isinstance(value, bool) or not isinstance(value, str | int) or not 0 < len(str(value)) <= 128:
             raise InvalidInput("values must be strings or integers of 1 to 128 characters", field="RateLimits")
