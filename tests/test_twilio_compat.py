@@ -459,7 +459,7 @@ def test_custom_code_only_where_the_service_allows_it(v2: V2) -> None:
     client = v2.client()
     plain = client.verify.v2.services(service(client).sid)
     error = refused(lambda: plain.verifications.create(to=new_number(), channel="sms", custom_code="424242"))
-    assert (error.status, error.code) == (400, 60200) and "`CustomCode`" in error.msg
+    assert (error.status, error.code) == (403, 60204) and "`CustomCode`" in error.msg
 
     custom = client.verify.v2.services(service(client, custom_code_enabled=True).sid)
     to = new_number()

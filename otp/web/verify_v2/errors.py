@@ -39,6 +39,8 @@ TWILIO_FIELDS = {
 }
 # An adapter-level refusal: the check came after the verification's last allowed attempt.
 CHECKS_EXHAUSTED = "max_check_attempts_reached"
+# CustomCode on a service without CustomCodeEnabled.
+CUSTOM_CODE_NOT_ENABLED = "custom_code_not_enabled"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ BLOCKED = TwilioError(403, 60410, "Verification delivery attempt blocked (suspec
 BY_CODE: Mapping[str, TwilioError] = {
     "max_sends_reached": TwilioError(429, 60203, "Max send attempts reached"),
     CHECKS_EXHAUSTED: TwilioError(429, 60202, "Max check attempts reached"),
+    # Twilio's documented code for a feature the service hasn't enabled (its error 60204 names
+    # Enable Custom Verification Code as the cause).
+    CUSTOM_CODE_NOT_ENABLED: TwilioError(403, 60204, "Service does not support this feature"),
     "number_type_not_allowed": TwilioError(403, 60205, "SMS is not supported by landline phone number"),
     "prefix_blocked": BLOCKED,
     "country_blocked": BLOCKED,

@@ -5,6 +5,10 @@ TemplateSid, TemplateCustomSubstitutions, Templates, ChannelConfiguration, Enabl
 are accepted and ignored, like any unknown parameter, as Twilio ignores them for SMS. Tags are
 validated and not kept. Amount and Payee (PSD2) are refused: accepting them would promise a
 transaction-bound check otp doesn't make. ``Status=approved`` approves out of band (audited).
+
+``{Sid}`` is a ``VE…`` sid or, as Twilio documents, the phone number the verification was sent to:
+that names the service's pending verification to it (``otp.core.services.latest_verification``,
+kept per service, so one service never reaches another's by number).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.phone import parse
 from otp.core.services import Service
-from otp.core.verification import APPROVED, CANCELED, EXPIRED, Caller, StartOptions, Verification
+from otp.core.verification import APPROVED, CANCELED, EXPIRED, PENDING, Caller, StartOptions, Verification
 from otp.errors import Forbidden, InvalidInput, NotFound
 from otp.storage import keys as keyspace
 from otp.web.verify_v2 import context, forms
+from otp.web.verify_v2.errors import CUSTOM_CODE_NOT_ENABLED
 from otp.web.verify_v2.shapes import verification_json
 
 RATE_LIMIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -71,7 +76,12 @@ def _custom_code(service: Service, raw: str | None) -> str | None:
     if raw is None:
         return None
     if not service.custom_code_enabled:
-        raise InvalidInput("custom codes are not enabled for this service (CustomCodeEnabled)", field="CustomCode")
+        # Twilio's answer for a feature the service hasn't enabled: 403 60204 (errors.BY_CODE).
+        raise Forbidden(
+            "`CustomCode` needs the service's CustomCodeEnabled set to true",
+            code=CUSTOM_CODE_NOT_ENABLED,
+            field="CustomCode",
+        )
     return validators.code(raw, "CustomCode")
 
 
@@ -137,11 +147,38 @@ async def create_verification(request: Request) -> Response:
     return JSONResponse(verification_json(v, service, context.base(request)), status_code=201)
 
 
-def _verification_sid(request: Request) -> str:
+def _nothing_pending() -> NotFound:
+    # The number is not echoed: it is the caller's own input, and error messages can reach logs.
+    return NotFound("no verification with this sid, nor a pending one to this number", field="Sid")
+
+
+async def _pending_to(request: Request, service: Service, raw: str) -> str:
+    """The sid of the service's pending verification to the number ``raw``; anything that is not
+    a number (letters make it a sid, and a malformed one) or has nothing pending is Twilio's 404."""
+    if any(c.isalpha() for c in raw):
+        raise _nothing_pending()
+    try:
+        phone = parse(raw, default_region=context.default_region(request), field="Sid")
+    except InvalidInput:
+        raise _nothing_pending() from None
+    vid = await service_records.latest_verification(context.store(request), service.sid, phone.e164)
+    if vid is None:
+        raise _nothing_pending()
+    try:
+        # Caller(service): the Verifier also refuses a record another service owns.
+        latest = await context.verifier(request).fetch(vid, Caller(service.sid))
+    except NotFound:
+        raise _nothing_pending() from None
+    if latest.status != PENDING or latest.to != phone.e164:
+        raise _nothing_pending()
+    return vid
+
+
+async def _verification_sid(request: Request, service: Service) -> str:
     sid = str(request.path_params["Sid"])
-    if not keyspace.VERIFICATION_ID.fullmatch(sid):
-        raise NotFound(f"no verification {sid}", field="Sid")
-    return sid
+    if keyspace.VERIFICATION_ID.fullmatch(sid):
+        return sid
+    return await _pending_to(request, service, sid)
 
 
 def gone(v: Verification) -> NotFound:
@@ -151,7 +188,7 @@ def gone(v: Verification) -> NotFound:
 async def fetch_verification(request: Request) -> Response:
     account = await context.account(request)
     service = await context.service(request, account)
-    v = await context.verifier(request).fetch(_verification_sid(request), Caller(service.sid))
+    v = await context.verifier(request).fetch(await _verification_sid(request, service), Caller(service.sid))
     # Twilio forgets a verification once it is approved, expired or canceled.
     if v.status in (APPROVED, EXPIRED, CANCELED):
         raise gone(v)
@@ -161,7 +198,7 @@ async def fetch_verification(request: Request) -> Response:
 async def update_verification(request: Request) -> Response:
     account = await context.account(request)
     service = await context.service(request, account)
-    sid = _verification_sid(request)
+    sid = await _verification_sid(request, service)
     status = forms.required(await forms.form(request), "Status")
     if status not in ("canceled", "approved"):
         raise InvalidInput("must be canceled or approved", field="Status")
