@@ -5,12 +5,17 @@ answer held to Twilio's OpenAPI document (``test_twilio_compat``'s contract clie
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from test_twilio_compat import V2, new_number, refused, serve, service
+from conftest import Service
+from test_twilio_compat import V2, new_number, refused, serve
+from test_twilio_compat import service as new_service
+
+from otp.core import apikeys
 
 
 @pytest.fixture
@@ -21,7 +26,7 @@ def v2(redis_url: str) -> Iterator[V2]:
 
 def _verify(v2: V2, who: tuple[str, str] | None = None, **params: Any) -> Any:
     client = v2.client(who)
-    return client.verify.v2.services(service(client, **params).sid)
+    return client.verify.v2.services(new_service(client, **params).sid)
 
 
 def _not_found(call: Any) -> None:
@@ -68,7 +73,7 @@ def test_approve_by_number_then_a_new_verification_is_the_one_the_number_names(v
 
 def test_percent_encoded_plus_is_the_same_number(v2: V2) -> None:
     client = v2.client()
-    sid = service(client).sid
+    sid = new_service(client).sid
     to = new_number()
     started = client.verify.v2.services(sid).verifications.create(to=to, channel="sms")
     path = f"/v2/Services/{sid}/Verifications/{quote(to, safe='')}"
@@ -99,9 +104,9 @@ def test_a_verification_out_of_check_attempts_is_not_pending(v2: V2) -> None:
 
 def test_a_number_never_reaches_another_services_or_accounts_verification(v2: V2) -> None:
     client = v2.client()
-    mine_sid = service(client, friendly_name="Alpha").sid
+    mine_sid = new_service(client, friendly_name="Alpha").sid
     mine = client.verify.v2.services(mine_sid)
-    sibling = client.verify.v2.services(service(client, friendly_name="Beta").sid)
+    sibling = client.verify.v2.services(new_service(client, friendly_name="Beta").sid)
     stranger = _verify(v2, v2.other, friendly_name="Gamma")
     to = new_number()
     started = mine.verifications.create(to=to, channel="sms")
@@ -123,6 +128,27 @@ def test_a_number_never_reaches_another_services_or_accounts_verification(v2: V2
     assert theirs.sid != started.sid
     assert sibling.verifications(to).update(status="canceled").sid == theirs.sid
     assert mine.verifications(to).fetch().sid == started.sid
+
+
+async def test_an_expired_verification_is_not_pending(service: Service) -> None:
+    """Time moved by the injected clock, so in process rather than through the SDK's live server."""
+    _, token = await apikeys.create(service.app.state.store, "sdk", twilio=True)
+    _, account_sid, auth_token = token.split("_")
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()}
+    created = await service.http.post("/v2/Services", data={"FriendlyName": "Acme"}, headers=auth)
+    path = f"/v2/Services/{created.json()['sid']}/Verifications"
+    to = new_number()
+    started = await service.http.post(path, data={"To": to, "Channel": "sms"}, headers=auth)
+    assert started.status_code == 201, started.text
+    fetched = await service.http.get(f"{path}/{to}", headers=auth)
+    assert fetched.status_code == 200 and fetched.json()["sid"] == started.json()["sid"]
+
+    service.clock.advance(service.app.state.verifier.rules.code_ttl + 1)
+    for answer in (
+        await service.http.get(f"{path}/{to}", headers=auth),
+        await service.http.post(f"{path}/{to}", data={"Status": "approved"}, headers=auth),
+    ):
+        assert (answer.status_code, answer.json()["code"]) == (404, 20404), answer.text
 
 
 @pytest.mark.parametrize(
