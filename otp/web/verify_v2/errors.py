@@ -39,6 +39,8 @@ TWILIO_FIELDS = {
 }
 # An adapter-level refusal: the check came after the verification's last allowed attempt.
 CHECKS_EXHAUSTED = "max_check_attempts_reached"
+# A Safe List create for a number already on it.
+ALREADY_SAFE_LISTED = "already_safe_listed"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ BY_CODE: Mapping[str, TwilioError] = {
     "max_sends_reached": TwilioError(429, 60203, "Max send attempts reached"),
     CHECKS_EXHAUSTED: TwilioError(429, 60202, "Max check attempts reached"),
     "number_type_not_allowed": TwilioError(403, 60205, "SMS is not supported by landline phone number"),
+    ALREADY_SAFE_LISTED: TwilioError(400, 60411, "Phone Number already exists"),
     "prefix_blocked": BLOCKED,
     "country_blocked": BLOCKED,
     "pumping_unverified_hourly": BLOCKED,

@@ -199,3 +199,8 @@ def attempt_json(attempt: Attempt, account_sid: str, base: str) -> dict[str, Any
         },
         "url": f"{base}/v2/Attempts/{attempt.sid}",
     }
+
+
+def safelist_json(sid: str, entry: str, base: str) -> dict[str, Any]:
+    # The entry as it is in the URL: an SDK's fetch of ``url`` gets this answer back.
+    return {"sid": sid, "phone_number": entry, "url": f"{base}/v2/SafeList/Numbers/{entry}"}
