@@ -1,6 +1,7 @@
 """/v2 resources beyond verifications, driven by the official `twilio` SDK against a served otp
 and held to Twilio's OpenAPI document (``test_twilio_compat``'s contract): the Safe List, on otp's
-one safe list, and Twilio's 404 that names each resource otp doesn't offer."""
+one safe list, the Templates list from otp's own SMS text, and Twilio's 404 that names each
+resource otp doesn't offer."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import redis.asyncio as aioredis
 from test_twilio_compat import RELAXED, V2, new_number, refused, serve, service
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from otp.core import audit
+from otp.core import audit, messages
 from otp.core.audit_events import AuditFilter
 from otp.storage.safelist import SafeList
 from otp.storage.store import Store
@@ -173,3 +174,33 @@ def test_resources_otp_does_not_offer_say_so(v2: V2) -> None:
     # A path that is nothing at Twilio keeps the generic answer.
     nothing = v2.raw("GET", "/v2/Nothing", auth=v2.account).json()
     assert nothing["code"] == 20404 and "not offered" not in nothing["message"]
+
+
+# -- templates ------------------------------------------------------------------------------------
+
+
+def test_templates_list_otps_template_in_each_locale(v2: V2) -> None:
+    verify = v2.client().verify.v2
+    [template] = verify.templates.list()
+    assert re.fullmatch(r"HJ[0-9a-f]{32}", template.sid) and template.account_sid == v2.account[0]
+    assert template.channels == ["sms"]
+    assert set(template.translations) == set(messages.TEMPLATES)
+    english = template.translations["en"]
+    assert english["text"] == "{{code}} is your {{friendly_name}} verification code."
+    assert (english["is_default_translation"], english["status"], english["locale"]) == (True, "approved", "en")
+    assert not template.translations["fr"]["is_default_translation"]
+    # The SMS a start sends is the template's text.
+    to = new_number()
+    verify.services(service(v2.client(), friendly_name="Acme").sid).verifications.create(to=to, channel="sms")
+    code = v2.code(to)
+    assert v2.sms(to).startswith(english["text"].replace("{{code}}", code).replace("{{friendly_name}}", "Acme"))
+
+    assert [t.sid for t in verify.templates.list(friendly_name=template.friendly_name.upper())] == [template.sid]
+    assert verify.templates.list(friendly_name="Base Verification Template 2") == []
+    # Every account sees the same template: it is otp's, not the account's.
+    assert [t.sid for t in v2.client(v2.other).verify.v2.templates.list()] == [template.sid]
+    for query, field in (("PageSize=0", "PageSize"), ("Page=-1", "Page"), ("PageToken=abc", "PageToken")):
+        answer = v2.raw("GET", f"/v2/Templates?{query}", auth=v2.account).json()
+        assert answer["code"] == 60200 and f"`{field}`" in answer["message"], answer
+    assert v2.raw("GET", "/v2/Templates").status_code == 401
+    assert v2.raw("POST", "/v2/Templates", auth=v2.account).json()["code"] == 20004

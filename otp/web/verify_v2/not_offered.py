@@ -27,7 +27,6 @@ NOT_OFFERED: Final[tuple[tuple[str, str, str], ...]] = (
     ("/v2/Services/{ServiceSid}/Entities", "Entities, Factors and Challenges", "otp offers sms verifications only"),
     ("/v2/Services/{ServiceSid}/Passkeys", "Passkeys", "otp offers sms verifications only"),
     ("/v2/Forms", "Forms", "otp offers no Verify Push or TOTP factors"),
-    ("/v2/Templates", "Templates", "otp's SMS text is its own, per locale; use Locale on a start"),
 )
 
 
