@@ -39,9 +39,12 @@ class SafeList:
     async def covers(self, e164: str) -> bool:
         return any(e164.startswith(entry) for entry in await self.entries())
 
-    async def add(self, entry: str) -> None:
-        await self.store.guarded(lambda: self.store.client.sadd(keyspace.safe_list(), entry))
+    async def add(self, entry: str) -> bool:
+        """Whether ``entry`` is new: /v2 answers an entry already there with Twilio's 60411, and
+        only SADD's own count tells that without a race."""
+        added = await self.store.guarded(lambda: self.store.client.sadd(keyspace.safe_list(), entry))
         self.invalidate()
+        return bool(added)
 
     async def remove(self, entry: str) -> bool:
         removed = await self.store.guarded(lambda: self.store.client.srem(keyspace.safe_list(), entry))

@@ -41,6 +41,8 @@ TWILIO_FIELDS = {
 CHECKS_EXHAUSTED = "max_check_attempts_reached"
 # CustomCode on a service without CustomCodeEnabled.
 CUSTOM_CODE_NOT_ENABLED = "custom_code_not_enabled"
+# A Safe List create for a number already on it.
+ALREADY_SAFE_LISTED = "already_safe_listed"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ BY_CODE: Mapping[str, TwilioError] = {
     # Enable Custom Verification Code as the cause).
     CUSTOM_CODE_NOT_ENABLED: TwilioError(403, 60204, "Service does not support this feature"),
     "number_type_not_allowed": TwilioError(403, 60205, "SMS is not supported by landline phone number"),
+    ALREADY_SAFE_LISTED: TwilioError(400, 60411, "Phone Number already exists"),
     "prefix_blocked": BLOCKED,
     "country_blocked": BLOCKED,
     "pumping_unverified_hourly": BLOCKED,

@@ -17,7 +17,7 @@ from starlette.routing import Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from otp.errors import NotFound, OtpError
-from otp.web.verify_v2 import attempts, checks, services, verifications
+from otp.web.verify_v2 import attempts, checks, not_offered, safelist, services, templates, verifications
 from otp.web.verify_v2.errors import Endpoint, twilio_endpoint
 
 
@@ -38,11 +38,19 @@ routes = [
     _route("/v2/Attempts", attempts.list_attempts, "GET"),
     _route("/v2/Attempts/Summary", attempts.attempts_summary, "GET"),  # before {Sid}, which would match it
     _route("/v2/Attempts/{Sid}", attempts.fetch_attempt, "GET"),
+    _route("/v2/SafeList/Numbers", safelist.create_safelist, "POST"),
+    _route("/v2/SafeList/Numbers/{PhoneNumber}", safelist.fetch_safelist, "GET"),
+    _route("/v2/SafeList/Numbers/{PhoneNumber}", safelist.delete_safelist, "DELETE"),
+    _route("/v2/Templates", templates.list_templates, "GET"),
 ]
 
 
 async def _unrouted(request: Request) -> Response:
-    """Any other /v2 request: 405 for a known path with another method, else 404, in Twilio's body."""
+    """Any other /v2 request: 405 for a known path with another method, else 404, in Twilio's body
+    (saying so when the path is a Twilio resource otp doesn't offer)."""
+    refusal = not_offered.refusal(request.url.path)
+    if refusal is not None:
+        raise NotFound(refusal)
     if any(route.matches(request.scope)[0] == Match.PARTIAL for route in routes):
         raise OtpError(f"{request.method} is not allowed here", code="method_not_allowed")
     raise NotFound(f"no resource at {request.url.path}")

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-from otp.core import services
+from otp.core import messages, services
 from otp.core.attempts import Attempt
 from otp.core.phone import CARRIER_TYPES, parse_e164
 from otp.core.services import Service
@@ -198,4 +198,32 @@ def attempt_json(attempt: Attempt, account_sid: str, base: str) -> dict[str, Any
             "segments": send.segments if send else None,
         },
         "url": f"{base}/v2/Attempts/{attempt.sid}",
+    }
+
+
+def safelist_json(sid: str, entry: str, base: str) -> dict[str, Any]:
+    # The entry as it is in the URL: an SDK's fetch of ``url`` gets this answer back.
+    return {"sid": sid, "phone_number": entry, "url": f"{base}/v2/SafeList/Numbers/{entry}"}
+
+
+def template_json(sid: str, account_sid: str, friendly_name: str, texts: Mapping[str, str]) -> dict[str, Any]:
+    """A Verification Template; ``texts`` maps each locale to its text. Built into otp, so always
+    approved and with no dates of its own."""
+    translations = {
+        locale: {
+            "is_default_translation": locale == messages.DEFAULT_LOCALE,
+            "status": "approved",
+            "locale": locale,
+            "text": text,
+            "date_created": None,
+            "date_updated": None,
+        }
+        for locale, text in texts.items()
+    }
+    return {
+        "sid": sid,
+        "account_sid": account_sid,
+        "friendly_name": friendly_name,
+        "channels": ["sms"],
+        "translations": translations,
     }
