@@ -83,6 +83,7 @@ class StartArgs:
     number_limits: NumberLimits
     decisions: str  # of the other scopes (JSON, for the audit record)
     app_name: str = ""  # name in the SMS ("" default)
+    app_hash: str = ""  # Android's SMS Retriever hash, last in the SMS ("" none); kept on the job
     # The caller chose the code (CustomCode): its approval proves nothing about the number.
     custom_code: bool = False
     # The send was to an unproven destination, and its end-user IP's pumping scope: kept on a new
@@ -157,3 +158,4 @@ class Job:
     partition: int
     app_name: str = ""
     lease_deadline_ms: int = 0
+    app_hash: str = ""

@@ -152,6 +152,7 @@ class Verifier:
                 ),
                 decisions=decisions_json(admission),
                 app_name=opts.app_name,
+                app_hash=opts.app_hash,
                 custom_code=custom_code,
                 unproven=admission.unproven,
                 ip_scope=pumping_ip(caller),

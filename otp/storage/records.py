@@ -98,6 +98,7 @@ def job(row: Sequence[Any], partition: int) -> Job:
         partition=partition,
         app_name=text(row[8]) if len(row) > 8 else "",
         lease_deadline_ms=int(row[9]) if len(row) > 9 else 0,
+        app_hash=text(row[10]) if len(row) > 10 else "",
     )
 
 
