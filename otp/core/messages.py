@@ -3,7 +3,10 @@
 Every template is kept short enough that the worst case this service can produce -- a 10-digit
 code, a 30-character app name and the WebOTP line for a short domain -- still fits in a single
 SMS segment, because each extra segment is billed as a whole message and multipart messages
-arrive out of order on some handsets. ``tests/test_messages.py`` holds that promise.
+arrive out of order on some handsets. ``tests/test_messages.py`` holds that promise. With an
+Android app hash (Twilio's AppHash: 11 more characters, last) it still holds, by falling back to
+English where a UCS-2 template has no room left (``render``; ``tests/test_v2_parameters.py``).
+The hash's alphabet ([A-Za-z0-9+/], no "." "@" "#" ":") can't make a link or a WebOTP line.
 
 Segment counting follows GSM 03.38 / 3GPP TS 23.038: GSM-7 when every character is in the basic
 set or its extension table, UCS-2 (UTF-16 code units) otherwise.
