@@ -3,7 +3,7 @@ dropped (issue 14): driven through the official `twilio` SDK against a served ap
 held to Twilio's OpenAPI document (``test_twilio_compat.ContractHttpClient``).
 
 Honoured: To, Channel (sms), Locale, CustomFriendlyName, CustomCode, RateLimits, DeviceIp,
-RiskCheck, Tags (validated), AppHash (Android's SMS Retriever hash at the end of the SMS).
+RiskCheck, Tags (kept on the record), AppHash (Android's SMS Retriever hash at the end of the SMS).
 Refused with 400 60200 naming the parameter: CustomMessage, SendDigits, ChannelConfiguration,
 TemplateSid, TemplateCustomSubstitutions, Templates, EnableSnaClientToken=true, Amount, Payee.
 A parameter that is not Twilio's at all is ignored, as before (and as Twilio does).
@@ -11,6 +11,7 @@ A parameter that is not Twilio's at all is ignored, as before (and as Twilio doe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from test_twilio_compat import V2, new_number, refused, serve, service
 
 from otp.core import messages
 from otp.errors import InvalidInput
+from otp.model import Verification
+from otp.storage import keys as keyspace
+from otp.storage import records
 
 APP_HASH = "FA+9qCX9VSu"  # Google's example hash: 11 characters of the base64 alphabet
 WEBOTP_DOMAIN = "example.com"
@@ -183,3 +188,51 @@ def test_validate_app_hash(check: Callable[[str, str], str]) -> None:
         with pytest.raises(InvalidInput) as caught:
             check(bad, "AppHash")
         assert caught.value.field == "AppHash"
+
+
+# -- Tags -----------------------------------------------------------------------------------------
+
+
+def _stored(v2: V2, verification_id: str) -> Verification:
+    """The record as the store keeps it: Verify v2 answers have no place for tags."""
+
+    async def read() -> dict[str, str]:
+        client = aioredis.Redis.from_url(str(v2.settings.redis_url))
+        try:
+            partition = keyspace.partition_of_id(verification_id, v2.settings.partitions)
+            raw = await client.hgetall(keyspace.verification(partition, verification_id))
+        finally:
+            await client.aclose()
+        return {records.text(k): records.text(v) for k, v in raw.items()}
+
+    return records.verification(asyncio.run(read()))
+
+
+def test_tags_are_kept_on_the_verification_and_a_resend_with_tags_replaces_them(v2: V2) -> None:
+    verify = v2.client().verify.v2.services(service(v2.client()).sid)
+    to = new_number()
+    tags = {"flow": "login", "tenant": "ünïcode " + "x" * 240}
+    started = verify.verifications.create(to=to, channel="sms", tags=json.dumps(tags))
+    assert _stored(v2, started.sid).tags == tags
+    verify.verifications.create(to=to, channel="sms")  # a resend without tags keeps them
+    assert _stored(v2, started.sid).tags == tags
+    verify.verifications.create(to=to, channel="sms", tags=json.dumps({"flow": "resend"}))
+    assert _stored(v2, started.sid).tags == {"flow": "resend"}
+    assert _stored(v2, verify.verifications.create(to=new_number(), channel="sms").sid).tags == {}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        json.dumps({f"k{i}": "v" for i in range(11)}),
+        json.dumps({"k": "v" * 257}),
+        json.dumps({"k" * 129: "v"}),
+        json.dumps({"": "v"}),
+        json.dumps({"k": 1}),
+        json.dumps(["k"]),
+    ],
+)
+def test_tags_out_of_bounds_are_60200_naming_tags(v2: V2, bad: str) -> None:
+    verify = v2.client().verify.v2.services(service(v2.client()).sid)
+    error = refused(lambda: verify.verifications.create(to=new_number(), channel="sms", tags=bad))
+    assert (error.status, error.code) == (400, 60200) and "`Tags`" in error.msg, error.msg

@@ -22,7 +22,7 @@ local code_hash, sealed = A.code_hash, A.sealed_code
 local limits = A.number_limits
 local safe, per_hour, per_day, cooldown = limits.safe, limits.sends_per_hour, limits.sends_per_day, limits.cooldown_ms
 local decisions, app_name, hold_ms = A.decisions, A.app_name, limits.shared_hold_ms
-local app_hash = A.app_hash or ''
+local app_hash, tags = A.app_hash or '', A.tags or ''
 local custom = A.custom_code
 local unproven, ip_scope = A.unproven, A.ip_scope
 
@@ -134,6 +134,8 @@ else
 end
 
 if custom then redis.call('HSET', vkey(id), 'cu', 1) end
+-- The caller's tags (JSON, bounded by the adapter): a start or resend that gives some sets them.
+if tags ~= '' then redis.call('HSET', vkey(id), 'tg', tags) end
 write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
 
 local job_id = id .. ':' .. n

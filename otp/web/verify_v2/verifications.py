@@ -2,9 +2,9 @@
 
 Every start parameter of Twilio's CreateVerification is honoured or refused by name (``NOT_OFFERED``,
 400 60200), never dropped: a caller must not get an SMS other than the one it asked for. AppHash
-ends the SMS with Android's SMS Retriever hash. Tags are validated and not kept (no Verify v2
-response has a place for them). A parameter Twilio doesn't define is ignored, as Twilio does.
-``Status=approved`` approves out of band (audited).
+ends the SMS with Android's SMS Retriever hash. Tags are kept on the verification (no Verify v2
+response has a place for them; Twilio reports them in its events). A parameter Twilio doesn't
+define is ignored, as Twilio does. ``Status=approved`` approves out of band (audited).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from otp.web.verify_v2.shapes import verification_json
 RATE_LIMIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RATE_LIMITS = 10
 MAX_TAGS = 10
+MAX_TAG_NAME = 128
+MAX_TAG_VALUE = 256
 
 
 # Twilio's start parameters otp doesn't offer, and why: each is refused whenever it is given, blank
@@ -84,13 +86,17 @@ def _rate_limits(raw: str | None) -> dict[str, str]:
     return out
 
 
-def _tags(raw: str | None) -> None:
-    """Validated, then not kept: otp has no per-verification metadata to report them in."""
+def _tags(raw: str | None) -> dict[str, str]:
+    """Kept on the verification record (bounded: at most 10 names of 1 to 128 characters, as
+    Twilio documents, to strings of at most 256), for the events that report it."""
     if raw is None:
-        return
+        return {}
     tags = forms.json_object(raw, "Tags")
-    if len(tags) > MAX_TAGS or not all(isinstance(v, str) and len(v) <= 256 for v in tags.values()):
+    if len(tags) > MAX_TAGS or not all(isinstance(v, str) and len(v) <= MAX_TAG_VALUE for v in tags.values()):
         raise InvalidInput(f"must map at most {MAX_TAGS} names to strings", field="Tags")
+    if not all(0 < len(name) <= MAX_TAG_NAME for name in tags):
+        raise InvalidInput(f"names must be 1 to {MAX_TAG_NAME} characters", field="Tags")
+    return tags
 
 
 def _device_ip(raw: str | None) -> str:
@@ -141,7 +147,7 @@ async def create_verification(request: Request) -> Response:
     app_name = _app_name(service, form)
     refuse_psd2(form)
     refuse_not_offered(form)
-    _tags(form.get("Tags"))
+    tags = _tags(form.get("Tags"))
     verifier = context.verifier(request)
     result = await verifier.start(
         phone,
@@ -154,6 +160,7 @@ async def create_verification(request: Request) -> Response:
             code_length=service.code_length,
             app_name=app_name,
             app_hash=_app_hash(form.get("AppHash")),
+            tags=tags,
             custom_limits=_rate_limits(form.get("RateLimits")),
         ),
     )
