@@ -40,6 +40,7 @@ class Verification:
     key_id: str
     approved_at: float | None = None
     send_attempts: list[SendAttempt] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # the caller's metadata (Twilio's Tags)
 
     @property
     def attempts_left(self) -> int:
@@ -83,6 +84,8 @@ class StartArgs:
     number_limits: NumberLimits
     decisions: str  # of the other scopes (JSON, for the audit record)
     app_name: str = ""  # name in the SMS ("" default)
+    app_hash: str = ""  # Android's SMS Retriever hash, last in the SMS ("" none); kept on the job
+    tags: str = ""  # the caller's tags as a JSON object ("" none), kept on the record (tg)
     # The caller chose the code (CustomCode): its approval proves nothing about the number.
     custom_code: bool = False
     # The send was to an unproven destination, and its end-user IP's pumping scope: kept on a new
@@ -157,3 +160,4 @@ class Job:
     partition: int
     app_name: str = ""
     lease_deadline_ms: int = 0
+    app_hash: str = ""

@@ -3,7 +3,10 @@
 Every template is kept short enough that the worst case this service can produce -- a 10-digit
 code, a 30-character app name and the WebOTP line for a short domain -- still fits in a single
 SMS segment, because each extra segment is billed as a whole message and multipart messages
-arrive out of order on some handsets. ``tests/test_messages.py`` holds that promise.
+arrive out of order on some handsets. ``tests/test_messages.py`` holds that promise. With an
+Android app hash (Twilio's AppHash: 11 more characters, last) it still holds, by falling back to
+English where a UCS-2 template has no room left (``render``; ``tests/test_v2_parameters.py``).
+The hash's alphabet ([A-Za-z0-9+/], no "." "@" "#" ":") can't make a link or a WebOTP line.
 
 Segment counting follows GSM 03.38 / 3GPP TS 23.038: GSM-7 when every character is in the basic
 set or its extension table, UCS-2 (UTF-16 code units) otherwise.
@@ -93,6 +96,10 @@ APP_NAME_ALPHABET: Final = frozenset(APP_NAME_LETTERS + "0123456789" + APP_NAME_
 # "name.tld" (a dot right before a letter or digit), "www" anywhere, and a scheme's "://".
 _LINKISH: Final = re.compile(r"\.\w|www|://", re.IGNORECASE)
 
+# Android's SMS Retriever: the app's 11-character hash (base64 of a SHA-256 prefix, no padding),
+# last in the SMS. Twilio's AppHash.
+APP_HASH: Final = re.compile(r"[A-Za-z0-9+/]{11}")
+
 
 def validate_app_name(value: str, field: str) -> str:
     """The name to put in the SMS, trimmed; raises `InvalidInput` naming ``field`` when it could
@@ -137,13 +144,45 @@ _COUNTRY: Final = re.compile(r"^(?:[A-Z]{2}|\*)$")
 _LOCALE_SEPARATOR: Final = re.compile(r"[-_]")
 
 
-def render(code: str, *, locale: str = "", country: str = "", app_name: str = "otp", webotp_domain: str = "") -> str:
-    """The SMS body for ``code``, in the language of ``locale`` or else of ``country``."""
-    body = TEMPLATES[choose_locale(locale, country)].format(code=code, app=app_name)
-    if webotp_domain:
-        # The WebOTP / origin-bound code format: the last line is "@domain #code".
-        body += f"\n\n@{webotp_domain} #{code}"
+def validate_app_hash(value: str, field: str) -> str:
+    """Android's SMS Retriever app hash, as given (no trimming: a stray space or newline is a
+    wrong hash, and the SMS would not reach the app); raises `InvalidInput` naming ``field``."""
+    if not APP_HASH.fullmatch(value):
+        raise InvalidInput("must be the 11-character app hash of Android's SMS Retriever ([A-Za-z0-9+/])", field=field)
+    return value
+
+
+def render(
+    code: str,
+    *,
+    locale: str = "",
+    country: str = "",
+    app_name: str = "otp",
+    webotp_domain: str = "",
+    app_hash: str = "",
+) -> str:
+    """The SMS body for ``code``, in the language of ``locale`` or else of ``country``.
+
+    With ``app_hash`` the message ends with it (Android's SMS Retriever wants the hash last, in a
+    one-segment message). Where the language's template is UCS-2 and the hash would push the
+    message past one segment (a long name, a long code and the WebOTP line use up its 70 units),
+    the English template is used instead: one segment matters more to the retriever than the
+    language does, and English in GSM-7 has room for all of it."""
+    language = choose_locale(locale, country)
+    body = _compose(TEMPLATES[language], code, app_name, webotp_domain, app_hash)
+    if app_hash and segments(body) > 1 and language != DEFAULT_LOCALE:
+        body = _compose(TEMPLATES[DEFAULT_LOCALE], code, app_name, webotp_domain, app_hash)
     return body
+
+
+def _compose(template: str, code: str, app_name: str, webotp_domain: str, app_hash: str) -> str:
+    body = template.format(code=code, app=app_name)
+    if webotp_domain:
+        # The WebOTP / origin-bound code format: the last line is "@domain #code". The format lets
+        # more follow on that line after a space, which is where the hash goes: both stay last.
+        body += f"\n\n@{webotp_domain} #{code}"
+        return body + f" {app_hash}" if app_hash else body
+    return body + f"\n\n{app_hash}" if app_hash else body
 
 
 def choose_locale(locale: str = "", country: str = "") -> str:

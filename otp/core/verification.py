@@ -152,6 +152,8 @@ class Verifier:
                 ),
                 decisions=decisions_json(admission),
                 app_name=opts.app_name,
+                app_hash=opts.app_hash,
+                tags=json.dumps(opts.tags, separators=(",", ":"), ensure_ascii=False) if opts.tags else "",
                 custom_code=custom_code,
                 unproven=admission.unproven,
                 ip_scope=pumping_ip(caller),

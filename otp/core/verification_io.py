@@ -46,6 +46,10 @@ class StartOptions:
     code: str | None = None
     code_length: int | None = None
     app_name: str = ""
+    # Android's SMS Retriever hash, put last in this send's SMS (Twilio's AppHash); "" for none.
+    app_hash: str = ""
+    # Caller metadata (Twilio's Tags), kept on the record; a resend with tags replaces them.
+    tags: dict[str, str] = field(default_factory=dict)
     custom_limits: dict[str, str] = field(default_factory=dict)
 
 

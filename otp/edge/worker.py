@@ -275,6 +275,7 @@ class Worker:
             country=country,
             app_name=job.app_name or self.options.app_name,
             webotp_domain=self.options.webotp_domain,
+            app_hash=job.app_hash,
         )
         message = SmsMessage(to=job.to, body=body, status_callback=self.status_callback(job))
         lease_ms = int(self.options.lease * 1000)

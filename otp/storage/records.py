@@ -3,6 +3,7 @@ compact field names the Lua scripts write (``c``, ``sa:<n>``, ``sid:<n>`` …)."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ def verification(record: dict[str, str]) -> Verification:
         key_id=record.get("key", ""),
         approved_at=int(record["aa"]) / 1000 if "aa" in record else None,
         send_attempts=attempts,
+        tags=json.loads(record["tg"]) if "tg" in record else {},
     )
 
 
@@ -98,6 +100,7 @@ def job(row: Sequence[Any], partition: int) -> Job:
         partition=partition,
         app_name=text(row[8]) if len(row) > 8 else "",
         lease_deadline_ms=int(row[9]) if len(row) > 9 else 0,
+        app_hash=text(row[10]) if len(row) > 10 else "",
     )
 
 

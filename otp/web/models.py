@@ -18,7 +18,7 @@ import msgspec
 from starlette.responses import Response
 
 from otp import audit_fields, delivery
-from otp.core import audit, stats, validators
+from otp.core import audit, messages, stats, validators
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
 from otp.storage import keys as keyspace
 
@@ -77,6 +77,15 @@ RiskCheck = Annotated[
     msgspec.Meta(max_length=16),
     _enum(*validators.RISK_CHECKS, description="disable skips the SMS-pumping rules (admin keys only); default enable"),
 ]
+AppHash = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=16,
+        pattern=_whole(messages.APP_HASH.pattern),
+        description="Android's SMS Retriever app hash, put last in the SMS",
+        examples=["FA+9qCX9VSu"],
+    ),
+]
 Code = Annotated[str, msgspec.Meta(max_length=32, pattern=_whole(validators.CODE.pattern))]
 MaxAge = Annotated[
     int, msgspec.Meta(ge=1, le=86400, description="seconds; default and upper bound OTP_TOKEN_MAX_AGE (larger: a 400)")
@@ -92,6 +101,7 @@ class StartRequest(Request):
     locale: Locale | None = None
     ip: Ip | None = None
     risk_check: RiskCheck | None = None
+    app_hash: AppHash | None = None
 
 
 class CheckRequest(Request, kw_only=True):

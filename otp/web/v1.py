@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from otp.core import tokens, validators
+from otp.core import messages, tokens, validators
 from otp.core.phone import mask, parse
 from otp.core.verification import Caller, CheckResult, SendAttempt, StartOptions, Verification, Verifier
 from otp.errors import Forbidden, InvalidInput
@@ -106,7 +106,8 @@ async def start(request: Request) -> Response:
         raise Forbidden("only admin keys may disable the fraud checks", field="risk_check", code="forbidden")
     ip = "" if body.ip is None else validators.ip(body.ip, "ip")
     caller = Caller(caller.key_id, caller.admin, ip)
-    options = StartOptions(channel=channel, locale=locale, risk_check=risk_check)
+    app_hash = "" if body.app_hash is None else messages.validate_app_hash(body.app_hash, "app_hash")
+    options = StartOptions(channel=channel, locale=locale, risk_check=risk_check, app_hash=app_hash)
     result = await _verifier(request).start(phone, caller, options)
     return render(verification_model(result.verification), status_code=201)
 

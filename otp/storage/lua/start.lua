@@ -22,6 +22,7 @@ local code_hash, sealed = A.code_hash, A.sealed_code
 local limits = A.number_limits
 local safe, per_hour, per_day, cooldown = limits.safe, limits.sends_per_hour, limits.sends_per_day, limits.cooldown_ms
 local decisions, app_name, hold_ms = A.decisions, A.app_name, limits.shared_hold_ms
+local app_hash, tags = A.app_hash or '', A.tags or ''
 local custom = A.custom_code
 local unproven, ip_scope = A.unproven, A.ip_scope
 
@@ -133,11 +134,16 @@ else
 end
 
 if custom then redis.call('HSET', vkey(id), 'cu', 1) end
+-- The caller's tags (JSON, bounded by the adapter): a start or resend that gives some sets them.
+if tags ~= '' then redis.call('HSET', vkey(id), 'tg', tags) end
 write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
 
 local job_id = id .. ':' .. n
 redis.call('HSET', K.jobs .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed,
            'loc', locale, 'x', expires, 'tries', 0, 'app', app_name)
+-- The hash belongs to this send (the app that asked for it), not to the verification: a resend
+-- from another client says again whether it wants one.
+if app_hash ~= '' then redis.call('HSET', K.jobs .. job_id, 'ah', app_hash) end
 redis.call('PEXPIRE', K.jobs .. job_id, expires - NOW)
 redis.call('ZADD', K.outbox, NOW, job_id)
 redis.call('PUBLISH', A.wake[1], A.wake[2])

@@ -1,10 +1,10 @@
 """/v2/Services/{ServiceSid}/Verifications: start, fetch, and cancel or approve out of band.
 
-Start parameters for channels or features otp doesn't run (CustomMessage, SendDigits, AppHash,
-TemplateSid, TemplateCustomSubstitutions, Templates, ChannelConfiguration, EnableSnaClientToken)
-are accepted and ignored, like any unknown parameter, as Twilio ignores them for SMS. Tags are
-validated and not kept. Amount and Payee (PSD2) are refused: accepting them would promise a
-transaction-bound check otp doesn't make. ``Status=approved`` approves out of band (audited).
+Every start parameter of Twilio's CreateVerification is honoured or refused by name (``NOT_OFFERED``,
+400 60200), never dropped: a caller must not get an SMS other than the one it asked for. AppHash
+ends the SMS with Android's SMS Retriever hash. Tags are kept on the verification (no Verify v2
+response has a place for them; Twilio reports them in its events). A parameter Twilio doesn't
+define is ignored, as Twilio does. ``Status=approved`` approves out of band (audited).
 
 ``{Sid}`` is a ``VE…`` sid or, as Twilio documents, the phone number the verification was sent to:
 that names the service's pending verification to it (``otp.core.services.latest_verification``,
@@ -34,13 +34,45 @@ from otp.web.verify_v2.shapes import verification_json
 RATE_LIMIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RATE_LIMITS = 10
 MAX_TAGS = 10
+MAX_TAG_NAME = 128
+MAX_TAG_VALUE = 256
+
+
+# Twilio's start parameters otp doesn't offer, and why: each is refused whenever it is given, blank
+# too (there is no value of it otp would carry out). Accepting one would send another SMS than the
+# caller asked for.
+_PSD2 = "is a PSD2 transaction parameter; otp doesn't offer PSD2 verifications"
+_TEMPLATES = "otp doesn't offer Twilio's message templates: its SMS text is chosen by Locale"
+NOT_OFFERED: Mapping[str, str] = {
+    "CustomMessage": "is deprecated at Twilio and not offered by otp: the SMS text is otp's template, chosen by"
+    " Locale, with the service's FriendlyName or CustomFriendlyName",
+    "SendDigits": "is for the voice channel, which otp doesn't offer (sms only)",
+    "ChannelConfiguration": "is the email/whatsapp channel configuration; otp doesn't offer those channels (sms only)",
+    "TemplateSid": _TEMPLATES,
+    "TemplateCustomSubstitutions": _TEMPLATES,
+    "Templates": _TEMPLATES,
+}
+
+
+def refuse_not_offered(form: Mapping[str, str]) -> None:
+    for name, why in NOT_OFFERED.items():
+        if name in form:
+            raise InvalidInput(why, field=name)
+    # "false" asks for what otp does anyway; "true" for the sna channel's token.
+    sna = form.get("EnableSnaClientToken", "").strip().lower()
+    if sna not in ("", "false"):
+        raise InvalidInput("is for the sna channel, which otp doesn't offer (sms only)", field="EnableSnaClientToken")
 
 
 def refuse_psd2(form: Mapping[str, str]) -> None:
     # Accepting them would promise a transaction-bound (PSD2) check that otp doesn't make.
     for name in ("Amount", "Payee"):
         if name in form:
-            raise InvalidInput("PSD2 transaction parameters are not supported by this server", field=name)
+            raise InvalidInput(_PSD2, field=name)
+
+
+def _app_hash(raw: str | None) -> str:
+    return "" if raw is None else messages.validate_app_hash(raw, "AppHash")
 
 
 def _rate_limits(raw: str | None) -> dict[str, str]:
@@ -59,13 +91,17 @@ def _rate_limits(raw: str | None) -> dict[str, str]:
     return out
 
 
-def _tags(raw: str | None) -> None:
-    """Validated, then not kept: otp has no per-verification metadata to report them in."""
+def _tags(raw: str | None) -> dict[str, str]:
+    """Kept on the verification record (bounded: at most 10 names of 1 to 128 characters, as
+    Twilio documents, to strings of at most 256), for the events that report it."""
     if raw is None:
-        return
+        return {}
     tags = forms.json_object(raw, "Tags")
-    if len(tags) > MAX_TAGS or not all(isinstance(v, str) and len(v) <= 256 for v in tags.values()):
+    if len(tags) > MAX_TAGS or not all(isinstance(v, str) and len(v) <= MAX_TAG_VALUE for v in tags.values()):
         raise InvalidInput(f"must map at most {MAX_TAGS} names to strings", field="Tags")
+    if not all(0 < len(name) <= MAX_TAG_NAME for name in tags):
+        raise InvalidInput(f"names must be 1 to {MAX_TAG_NAME} characters", field="Tags")
+    return tags
 
 
 def _device_ip(raw: str | None) -> str:
@@ -120,7 +156,8 @@ async def create_verification(request: Request) -> Response:
     locale = _locale(form)
     app_name = _app_name(service, form)
     refuse_psd2(form)
-    _tags(form.get("Tags"))
+    refuse_not_offered(form)
+    tags = _tags(form.get("Tags"))
     verifier = context.verifier(request)
     result = await verifier.start(
         phone,
@@ -132,6 +169,8 @@ async def create_verification(request: Request) -> Response:
             code=_custom_code(service, form.get("CustomCode")),
             code_length=service.code_length,
             app_name=app_name,
+            app_hash=_app_hash(form.get("AppHash")),
+            tags=tags,
             custom_limits=_rate_limits(form.get("RateLimits")),
         ),
     )
