@@ -1,0 +1,56 @@
+"""Verify flows through Twilio's official Node.js SDK (the npm package the example installs):
+a verification fetched and canceled by the phone number it was sent to, as Twilio documents.
+
+Needs node and npm, installed by ``scripts/bootstrap test`` (a skip fails the run).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from test_twilio_compat import new_number, serve
+from test_twilio_sdk_node import installed_example
+
+FLOW = """
+"use strict";
+const twilio = require("twilio");
+const [url, sid, token, to] = process.argv.slice(2);
+(async () => {
+  const client = twilio(sid, token);
+  client.verify.baseUrl = url;
+  const service = await client.verify.v2.services.create({ friendlyName: "Node flows" });
+  const started = await client.verify.v2.services(service.sid).verifications.create({ to, channel: "sms" });
+  const byNumber = await client.verify.v2.services(service.sid).verifications(to).fetch();
+  const canceled = await client.verify.v2.services(service.sid).verifications(to).update({ status: "canceled" });
+  let afterCancel = null;
+  try {
+    await client.verify.v2.services(service.sid).verifications(to).fetch();
+  } catch (err) {
+    afterCancel = { status: err.status, code: err.code };
+  }
+  console.log(JSON.stringify({ started: started.sid, byNumber: byNumber.sid, byNumberStatus: byNumber.status,
+    canceled: canceled.sid, canceledStatus: canceled.status, afterCancel }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+def test_node_sdk_fetches_and_cancels_a_verification_by_its_phone_number(redis_url: str, tmp_path: Path) -> None:
+    folder = installed_example(tmp_path)
+    (folder / "flow.js").write_text(FLOW)
+    with serve(redis_url) as v2:
+        to = new_number()
+        result = subprocess.run(
+            ["node", "flow.js", v2.base, v2.account[0], v2.account[1], to],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["byNumber"] == seen["started"] and seen["byNumberStatus"] == "pending"
+    assert seen["canceled"] == seen["started"] and seen["canceledStatus"] == "canceled"
+    # Nothing pending for the number any more: Twilio's 404.
+    assert seen["afterCancel"] == {"status": 404, "code": 20404}
