@@ -90,9 +90,13 @@ if not safe then
     return refuse(existing, 'number_sends', 'number_hourly_limit', last_hour[hour - per_hour + 1] + 3600000 - NOW,
                   3600000, last_hour[hour])
   end
-  if hour > 0 and cooldown > 0 then
+  -- The cooldown doubles with each send to the number in the hour, but a verification's first
+  -- resend is free: a user who presses Resend at once gets a code, as at Twilio. It still spaces
+  -- the later resends, a new verification right after another, and any loop.
+  local steps = existing and hour - 1 or hour
+  if steps > 0 and cooldown > 0 then
     local last = last_hour[hour]
-    local wait = cooldown * 2 ^ (math.min(hour, 16) - 1)
+    local wait = cooldown * 2 ^ (math.min(steps, 16) - 1)
     if NOW - last < wait then
       return refuse(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW), 3600000, last)
     end
