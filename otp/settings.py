@@ -18,7 +18,7 @@ from otp.errors import ConfigError
 POLICY_DEFAULTS = PolicyConfig(
     number_sends_per_hour=10,
     number_sends_per_day=20,
-    resend_cooldown=30.0,
+    resend_cooldown=10.0,
     failed_checks_per_hour=10,
     ip_sends_per_hour=20,
     key_sends_per_minute=1000,

@@ -280,11 +280,12 @@ def attack_f(replay: Replay, *, countries: int = 10, per_country: int = 10, hour
 
 
 def refused_burst(replay: Replay, *, count: int = 100) -> str:
-    """One SMS, then ``count`` concurrent starts to the same number (all refused); returns a
-    neighbouring number for another tenant to try."""
+    """Two SMS (a start and its free first resend), then ``count`` concurrent starts to the same
+    number (all refused); returns a neighbouring number for another tenant to try."""
     prefix = prefixes("GB", 12, random.Random("GB"))[11]
     to = number_in(prefix, replay.rng)
     replay.attack_start(36_000, to)
+    replay.attack_start(36_000, to)  # the verification's first resend: the cooldown lets it through
     replay.at(DAY + 36_001, "burst", to=to, count=count, key="")
     return f"{prefix}{(int(to[-4:]) + 1) % 10_000:04d}"
 

@@ -81,12 +81,14 @@ async def next_millisecond() -> None:
 
 
 async def lifecycle(svc: Service) -> list[str]:
-    """started, refused (cooldown), resent, check_failed, approved: returns the codes sent."""
+    """started, resent (the free first resend), refused (cooldown), resent, check_failed, approved:
+    returns the codes sent."""
     assert (await svc.start(TO)).status_code == 201
+    assert (await svc.start(TO)).status_code == 201  # a verification's first resend is free
     refused = await svc.start(TO)
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "resend_too_soon"
-    svc.clock.advance(31)
+    svc.clock.advance(10)  # the default cooldown, 10 s after the last send
     vid = (await svc.start(TO)).json()["id"]
     code = await svc.last_code(TO)
     assert (await svc.check(wrong(code), id=vid)).json()["approved"] is False
@@ -104,8 +106,8 @@ async def test_a_lifecycle_reads_back_newest_first_masked_and_without_codes(svc:
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
     events = body["events"]
-    assert [e["event"] for e in events] == ["approved", "check_failed", "resent", "refused", "started"]
-    approved, failed, resent, refused, started = events
+    assert [e["event"] for e in events] == ["approved", "check_failed", "resent", "refused", "resent", "started"]
+    approved, failed, resent, refused, free_resend, started = events
 
     assert started["decision"] == "allowed"
     assert started["send"] == "1"
@@ -113,11 +115,13 @@ async def test_a_lifecycle_reads_back_newest_first_masked_and_without_codes(svc:
     assert started["ts"] == 1_800_000_000_000
     assert isinstance(started["counts"], dict)  # decoded from its JSON
     assert refused["decision"] == "refused"
-    assert (refused["rule"], refused["reason"], refused["retry_after"]) == ("resend_cooldown", "resend_too_soon", "30")
-    assert resent["send"] == "2"
-    assert resent["time"] == "2027-01-15T08:00:31.000Z"
+    assert (refused["rule"], refused["reason"], refused["retry_after"]) == ("resend_cooldown", "resend_too_soon", "10")
+    assert free_resend["send"] == "2"
+    assert free_resend["time"] == f"{T0_ISO}.000Z"
+    assert resent["send"] == "3"
+    assert resent["time"] == "2027-01-15T08:00:10.000Z"
     assert failed["attempt"] == "1"
-    assert approved["vid"] == failed["vid"] == resent["vid"] == started["vid"]
+    assert approved["vid"] == failed["vid"] == resent["vid"] == free_resend["vid"] == started["vid"]
 
     number_hash = Keyring((SECRET,)).number_hash(TO)
     for event in events:
@@ -131,9 +135,9 @@ async def test_a_lifecycle_reads_back_newest_first_masked_and_without_codes(svc:
         for event in events:
             assert all(code not in str(v) for k, v in event.items() if k not in {"id", "ts", "time", "vid", "nh"})
     assert body["summary"] == {
-        "events": 5,
+        "events": 6,
         "refused": 1,
-        "by_event": {"approved": 1, "check_failed": 1, "refused": 1, "resent": 1, "started": 1},
+        "by_event": {"approved": 1, "check_failed": 1, "refused": 1, "resent": 2, "started": 1},
         "refused_by_reason": {"resend_too_soon": 1},
     }
     assert body["next_cursor"] is None
@@ -143,7 +147,9 @@ async def test_a_lifecycle_reads_back_newest_first_masked_and_without_codes(svc:
 
 
 async def two_hours_of_events(svc: Service) -> None:
-    """08:00 started(TO), refused(TO), started(GB, admin key); 10:00 expired(TO), started(TO)."""
+    """08:00 started(TO), resent(TO), refused(TO), started(GB, admin key); 10:00 expired(TO),
+    started(TO). (The resend is the verification's first, which the cooldown lets through.)"""
+    assert (await svc.start(TO)).status_code == 201
     assert (await svc.start(TO)).status_code == 201
     assert (await svc.start(TO)).status_code == 429
     await next_millisecond()
@@ -159,23 +165,32 @@ async def test_filters_select_by_reason_rule_decision_number_country_key_and_eve
     async def kinds(**params: Any) -> list[tuple[str, str]]:
         return [(e["event"], e["to"]) for e in await events_of(svc, **params)]
 
-    assert len(await kinds()) == 5
+    assert len(await kinds()) == 6
     assert await kinds(reason="resend_too_soon") == [("refused", TO_MASKED)]
     assert await kinds(rule="resend_cooldown") == [("refused", TO_MASKED)]
     assert await kinds(decision="refused") == [("refused", TO_MASKED)]
-    assert await kinds(decision="allowed") == [("started", TO_MASKED), ("started", GB_MASKED), ("started", TO_MASKED)]
+    assert await kinds(decision="allowed") == [
+        ("started", TO_MASKED),
+        ("started", GB_MASKED),
+        ("resent", TO_MASKED),
+        ("started", TO_MASKED),
+    ]
     assert await kinds(event="expired") == [("expired", TO_MASKED)]
     assert await kinds(country="gb") == [("started", GB_MASKED)]
-    assert await kinds(decision="allowed", country="US") == [("started", TO_MASKED), ("started", TO_MASKED)]
+    assert await kinds(decision="allowed", country="US") == [
+        ("started", TO_MASKED),
+        ("resent", TO_MASKED),
+        ("started", TO_MASKED),
+    ]
     assert await kinds(key=key_id(svc.admin_key)) == [("started", GB_MASKED)]
-    assert len(await kinds(key=key_id(svc.key))) == 4
+    assert len(await kinds(key=key_id(svc.key))) == 5
     assert await kinds(reason="number_hourly_limit") == []
 
 
 async def test_number_filter_hashes_the_number_in_any_format(svc: Service) -> None:
     await two_hours_of_events(svc)
     by_e164 = await events_of(svc, number=TO)
-    assert [e["event"] for e in by_e164] == ["started", "expired", "refused", "started"]
+    assert [e["event"] for e in by_e164] == ["started", "expired", "refused", "resent", "started"]
     assert await events_of(svc, number="(501) 712-2661") == by_e164
     assert [e["to"] for e in await events_of(svc, number=GB)] == [GB_MASKED]
     assert await events_of(svc, number="+14152302671") == []
@@ -188,12 +203,12 @@ async def test_since_and_until_use_the_injected_clock(svc: Service) -> None:
         return len(await events_of(svc, **params))
 
     assert await count(since="2027-01-15T09:00:00Z") == 2
-    assert await count(until="2027-01-15T09:00:00Z") == 3
-    assert await count(since=T0_ISO, until="2027-01-15T08:00:00.001") == 3  # no zone: UTC
+    assert await count(until="2027-01-15T09:00:00Z") == 4
+    assert await count(since=T0_ISO, until="2027-01-15T08:00:00.001") == 4  # no zone: UTC
     assert await count(until=T0_ISO) == 0  # until is exclusive
     assert await count(since="30m") == 2
-    assert await count(since="3h") == 5
-    assert await count(since="2h") == 5  # since is inclusive
+    assert await count(since="3h") == 6
+    assert await count(since="2h") == 6  # since is inclusive
     assert await count(since="1h", until="10m") == 0
 
 
@@ -235,14 +250,15 @@ async def test_pages_across_partitions_return_every_event_once_newest_first(
 async def _pages_across_partitions(svc: Service) -> None:
     for number in NUMBERS:
         assert (await svc.start(number)).status_code == 201
+        assert (await svc.start(number)).status_code == 201  # the free first resend
         assert (await svc.start(number)).status_code == 429
         assert (await svc.check("000000", to=number)).status_code == 200
         svc.clock.advance(0.01)
 
     found, pages = await all_pages(svc, limit=7)
-    assert len(found) == 60
-    assert pages == 9  # 8 full pages and one of 4: the last one says there is nothing more
-    assert len({e["id"] + ":" + str(e["partition"]) for e in found}) == 60
+    assert len(found) == 80
+    assert pages == 12  # 11 full pages and one of 3: the last one says there is nothing more
+    assert len({e["id"] + ":" + str(e["partition"]) for e in found}) == 80
     assert [order(e) for e in found] == sorted((order(e) for e in found), reverse=True)
     assert len({e["partition"] for e in found}) >= 5
     for partition in {e["partition"] for e in found}:  # within a stream, ids and ts rise together
@@ -488,16 +504,24 @@ async def test_cli_prints_jsonl_table_and_csv(svc: Service, redis_url: str, tmp_
     jsonl = run_cli(redis_url, tmp_path, *SINCE, "--format", "jsonl")
     assert jsonl.returncode == 0, jsonl.stderr
     events = [json.loads(line) for line in jsonl.stdout.splitlines()]
-    assert [e["event"] for e in events] == ["started", "refused", "resent", "check_failed", "approved", "started"]
-    assert [e["to"] for e in events] == [TO_MASKED] * 5 + [GB_MASKED]
+    assert [e["event"] for e in events] == [
+        "started",
+        "resent",
+        "refused",
+        "resent",
+        "check_failed",
+        "approved",
+        "started",
+    ]
+    assert [e["to"] for e in events] == [TO_MASKED] * 6 + [GB_MASKED]
     assert TO not in jsonl.stdout
 
     table = run_cli(redis_url, tmp_path, *SINCE, "--number", "(501) 712-2661")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["time", "event", "decision"]
-    assert len(lines) == 7
-    assert lines[-1] == "5 events, 1 refused: resend_too_soon ×1"
+    assert len(lines) == 8
+    assert lines[-1] == "6 events, 1 refused: resend_too_soon ×1"
     assert GB_MASKED not in table.stdout
 
     spreadsheet = run_cli(redis_url, tmp_path, *SINCE, "--format", "csv", "--decision", "allowed", "--limit", "2")
@@ -506,7 +530,8 @@ async def test_cli_prints_jsonl_table_and_csv(svc: Service, redis_url: str, tmp_
     assert spreadsheet.stdout.splitlines()[0] == ",".join(audit.CSV_COLUMNS)
     assert [(r["event"], r["to"]) for r in rows] == [("resent", TO_MASKED), ("started", GB_MASKED)]
 
-    later = run_cli(redis_url, tmp_path, "--since", "2027-01-15T08:00:10Z", "--until", "2027-01-15T09:00:00Z")
+    # From 08:00:05: the 08:00:10 resend, the check_failed, the approved and GB's started.
+    later = run_cli(redis_url, tmp_path, "--since", "2027-01-15T08:00:05Z", "--until", "2027-01-15T09:00:00Z")
     assert later.stdout.splitlines()[-1] == "4 events, 0 refused"
 
 
@@ -546,12 +571,15 @@ async def test_cli_follow_prints_new_events_until_ctrl_c(svc: Service, redis_url
         lines = Lines(process.stdout)
         assert lines.next().startswith("time ")
         assert TO_MASKED in lines.next()
+        assert (await svc.start(TO)).status_code == 201  # the free first resend
+        resent = lines.next()
+        assert "resent" in resent and TO_MASKED in resent
         assert (await svc.start(TO)).status_code == 429
         refused = lines.next()
         assert "refused" in refused and "resend_too_soon" in refused
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
-        assert lines.next() == "2 events, 1 refused: resend_too_soon ×1"
+        assert lines.next() == "3 events, 1 refused: resend_too_soon ×1"
     finally:
         if process.poll() is None:
             process.kill()

@@ -27,20 +27,43 @@ def error(response: Any) -> dict[str, Any]:
 
 
 async def test_resend_cooldown_doubles_with_each_send(service: Service) -> None:
-    assert (await service.start(TO)).status_code == 201
+    """The default cooldown, 10 s: a verification's first resend is free, the next ones wait 10 s,
+    20 s, 40 s after the previous send, up to its 5 sends; a new verification after them waits
+    10 s × 2^(sends in the hour − 1)."""
+    started = await service.start(TO)
+    assert started.status_code == 201
+    vid = started.json()["id"]
+    free = await service.start(TO)
+    assert free.status_code == 201  # the 2nd send, at once
+    assert free.json()["id"] == vid
     refused = await service.start(TO)
     assert refused.status_code == 429
     assert error(refused)["code"] == "resend_too_soon"
     assert error(refused)["rule"] == "resend_cooldown"
-    assert refused.headers["Retry-After"] == "30"
-    service.clock.advance(29)
-    assert (await service.start(TO)).status_code == 429
+    assert refused.headers["Retry-After"] == "10"
+    for wait in (10, 20, 40):  # the 3rd, 4th and 5th sends
+        service.clock.advance(wait - 1)
+        early = await service.start(TO)
+        assert early.status_code == 429
+        assert early.headers["Retry-After"] == "1"
+        service.clock.advance(1)
+        resent = await service.start(TO)
+        assert resent.status_code == 201, wait
+        assert resent.json()["id"] == vid
+    capped = await service.start(TO)
+    assert error(capped)["code"] == "max_sends_reached"
+
+    code = await service.last_code(TO)
+    assert (await service.check(code, id=vid)).json()["approved"] is True
+    # A new verification: 5 sends to the number in the hour, so 10 s × 2^4 after the last one.
+    service.clock.advance(159)
+    waiting = await service.start(TO)
+    assert error(waiting)["code"] == "resend_too_soon"
+    assert waiting.headers["Retry-After"] == "1"
     service.clock.advance(1)
-    assert (await service.start(TO)).status_code == 201  # the 2nd send, after 30 s
-    service.clock.advance(59)
-    assert (await service.start(TO)).status_code == 429  # the 3rd waits 60 s
-    service.clock.advance(1)
-    assert (await service.start(TO)).status_code == 201
+    again = await service.start(TO)
+    assert again.status_code == 201
+    assert again.json()["id"] != vid
 
 
 async def test_number_hourly_limit_nth_allowed_next_refused_then_allowed_after_the_window(
@@ -169,7 +192,9 @@ async def test_api_key_minute_limit(redis_url: str, clock: Clock, sender: Record
 async def test_a_refused_send_is_not_counted_by_the_other_rules(
     redis_url: str, clock: Clock, sender: RecordingSender
 ) -> None:
-    async with make(redis_url, clock, sender, ip_sends_per_hour=2) as service:
+    # 3: the start and its free first resend count, and leave room for one more send.
+    async with make(redis_url, clock, sender, ip_sends_per_hour=3) as service:
+        assert (await service.start(TO, ip="203.0.113.7")).status_code == 201
         assert (await service.start(TO, ip="203.0.113.7")).status_code == 201
         for _ in range(5):  # refused by the number's cooldown: the IP must not pay for them
             assert (await service.start(TO, ip="203.0.113.7")).status_code == 429

@@ -40,6 +40,12 @@ class PolicyConfig:
 
     number_sends_per_hour: int
     number_sends_per_day: int
+    # Seconds after a send to a number, doubled for each send to it in the hour; a verification's
+    # first resend is free (start.lua). 10 s lets a user's "Resend" after 5 s through (at once, in
+    # fact) and a second one 10 s later, while a loop of starts to one number, however it mixes
+    # resends and new verifications, gets at most 4 SMS in 20 s, 5 in 50 s, and its 10th (the
+    # hourly cap) no sooner than 28 minutes in. Pumping spreads over many numbers, so this is no
+    # pumping defence: the pumping rules count verifications, not resends.
     resend_cooldown: float
     failed_checks_per_hour: int
     ip_sends_per_hour: int

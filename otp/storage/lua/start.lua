@@ -90,9 +90,19 @@ if not safe then
     return refuse(existing, 'number_sends', 'number_hourly_limit', last_hour[hour - per_hour + 1] + 3600000 - NOW,
                   3600000, last_hour[hour])
   end
-  if hour > 0 and cooldown > 0 then
+  -- The cooldown doubles with each send to the number in the hour, but a verification's first
+  -- resend is free: a user who presses Resend at once gets a code, as at Twilio. It still spaces
+  -- the later resends, a new verification right after another, and any loop. Free also when the
+  -- number had other sends earlier in the hour (a second sign-in), as long as this verification's
+  -- one send is the number's latest: after another tenant's send in between it waits as a start.
+  local steps = existing and hour - 1 or hour
+  if existing and hour > 0 then
+    local sends, created = unpack(redis.call('HMGET', vkey(existing), 's', 'c'))
+    if tonumber(sends) == 1 and tonumber(created) == last_hour[hour] then steps = 0 end
+  end
+  if steps > 0 and cooldown > 0 then
     local last = last_hour[hour]
-    local wait = cooldown * 2 ^ (math.min(hour, 16) - 1)
+    local wait = cooldown * 2 ^ (math.min(steps, 16) - 1)
     if NOW - last < wait then
       return refuse(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW), 3600000, last)
     end
