@@ -1,5 +1,6 @@
 """Verify flows through Twilio's official Node.js SDK (the npm package the example installs):
-a verification fetched and canceled by the phone number it was sent to, as Twilio documents.
+a "Resend" pressed at once, and a verification fetched and canceled by the phone number it was
+sent to, as Twilio documents.
 
 Needs node and npm, installed by ``scripts/bootstrap test`` (a skip fails the run).
 """
@@ -22,6 +23,8 @@ const [url, sid, token, to] = process.argv.slice(2);
   client.verify.baseUrl = url;
   const service = await client.verify.v2.services.create({ friendlyName: "Node flows" });
   const started = await client.verify.v2.services(service.sid).verifications.create({ to, channel: "sms" });
+  // The user presses Resend at once: the same verification, a second send, no wait.
+  const resent = await client.verify.v2.services(service.sid).verifications.create({ to, channel: "sms" });
   const byNumber = await client.verify.v2.services(service.sid).verifications(to).fetch();
   const canceled = await client.verify.v2.services(service.sid).verifications(to).update({ status: "canceled" });
   let afterCancel = null;
@@ -30,13 +33,14 @@ const [url, sid, token, to] = process.argv.slice(2);
   } catch (err) {
     afterCancel = { status: err.status, code: err.code };
   }
-  console.log(JSON.stringify({ started: started.sid, byNumber: byNumber.sid, byNumberStatus: byNumber.status,
+  console.log(JSON.stringify({ started: started.sid, resent: resent.sid,
+    resentSends: resent.sendCodeAttempts.length, byNumber: byNumber.sid, byNumberStatus: byNumber.status,
     canceled: canceled.sid, canceledStatus: canceled.status, afterCancel }));
 })().catch((err) => { console.error(err); process.exit(1); });
 """
 
 
-def test_node_sdk_fetches_and_cancels_a_verification_by_its_phone_number(redis_url: str, tmp_path: Path) -> None:
+def test_node_sdk_resends_at_once_then_fetches_and_cancels_by_phone_number(redis_url: str, tmp_path: Path) -> None:
     folder = installed_example(tmp_path)
     (folder / "flow.js").write_text(FLOW)
     with serve(redis_url) as v2:
@@ -50,6 +54,7 @@ def test_node_sdk_fetches_and_cancels_a_verification_by_its_phone_number(redis_u
         )
     assert result.returncode == 0, result.stdout + result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["resent"] == seen["started"] and seen["resentSends"] == 2
     assert seen["byNumber"] == seen["started"] and seen["byNumberStatus"] == "pending"
     assert seen["canceled"] == seen["started"] and seen["canceledStatus"] == "canceled"
     # Nothing pending for the number any more: Twilio's 404.
