@@ -414,3 +414,33 @@ def test_templates_list_refuses_odd_queries_in_twilios_shape(v2: V2, query: str)
     answer = v2.raw("GET", f"/v2/Templates?{query}", auth=v2.account)
     assert answer.status_code < 500, answer.text
     assert answer.status_code == 200 or {"code", "message", "status"} <= set(answer.json()), answer.text
+
+
+# -- one account, many services -------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="/v2 services are the pumping tenant (Caller(key_id=<VA sid>)) and an account may create any "
+    "number of them: each new service brings a fresh per-tenant prefix floor, unproven budgets, "
+    "per-IP and per-key limits",
+)
+def test_a_new_service_does_not_refill_the_accounts_pumping_budget(redis_url: str) -> None:
+    limits = {**NO_PUMPING, "prefix_hourly_floor": 1, "prefix_daily_floor": 1, "resend_cooldown": 0}
+    with serve(redis_url, limits=limits) as v2:
+        numbers = iter(f"+1305555{1000 + i}" for i in range(100))
+
+        def sends_until_refused(verify: Any) -> int:
+            for sent in range(20):
+                try:
+                    verify.verifications.create(to=next(numbers), channel="sms")
+                except TwilioRestException as exc:
+                    assert (exc.status, exc.code) == (403, 60410), exc
+                    return sent
+            return 20
+
+        first = sends_until_refused(_verifications(v2)[1])
+        assert 0 < first < 20
+        # The same account, the same prefix, a service created a second later.
+        more = [sends_until_refused(_verifications(v2, friendly_name=f"Acme {i}")[1]) for i in range(3)]
+        assert sum(more) == 0, (first, more)
