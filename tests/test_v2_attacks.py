@@ -417,12 +417,6 @@ def test_templates_list_refuses_odd_queries_in_twilios_shape(v2: V2, query: str)
 # -- one account, many services -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/v2 services are the pumping tenant (Caller(key_id=<VA sid>)) and an account may create any "
-    "number of them: each new service brings a fresh per-tenant prefix floor, unproven budgets, "
-    "per-IP and per-key limits",
-)
 def test_a_new_service_does_not_refill_the_accounts_pumping_budget(redis_url: str) -> None:
     limits = {**NO_PUMPING, "prefix_hourly_floor": 1, "prefix_daily_floor": 1, "resend_cooldown": 0}
     with serve(redis_url, limits=limits) as v2:
@@ -442,3 +436,29 @@ def test_a_new_service_does_not_refill_the_accounts_pumping_budget(redis_url: st
         # The same account, the same prefix, a service created a second later.
         more = [sends_until_refused(_verifications(v2, friendly_name=f"Acme {i}")[1]) for i in range(3)]
         assert sum(more) == 0, (first, more)
+
+
+def test_an_account_cannot_create_services_without_end(v2: V2, redis_url: str) -> None:
+    from otp.core import apikeys
+    from otp.core.services import MAX_SERVICES_PER_ACCOUNT
+    from otp.storage import keys as keyspace
+
+    async def account_with_services(count: int) -> tuple[str, str]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            key, token = await apikeys.create(Store(client, partitions=16), "many", twilio=True)
+            await client.zadd(keyspace.v2_services_of(key.key_id), {f"VA{i:032x}": i for i in range(count)})
+            return key.key_id, token.split("_")[2]
+        finally:
+            await client.aclose()
+
+    who = asyncio.run(account_with_services(MAX_SERVICES_PER_ACCOUNT - 1))
+    services = v2.client(who).verify.v2.services
+    assert services.create(friendly_name="Last one").sid.startswith("VA")
+    try:
+        services.create(friendly_name="One more")
+    except TwilioRestException as exc:
+        assert (exc.status, exc.code) == (403, 20403), exc
+        assert f"at most {MAX_SERVICES_PER_ACCOUNT} services" in str(exc.msg)
+    else:
+        raise AssertionError("a service past the cap was created")
