@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -148,6 +149,22 @@ def test_a_unique_name_is_taken_once_per_service(v2: V2) -> None:
     assert (status, code) == (400, 60208) and "UniqueName" in message
     # Another service of the account has names of its own.
     assert client.verify.v2.services(service(client).sid).rate_limits.create(unique_name="user_id").sid
+
+
+def test_concurrent_creates_of_one_name_make_one_rate_limit(v2: V2) -> None:
+    svc = v2.client().verify.v2.services(service(v2.client()).sid)
+
+    def create(_: int) -> int:
+        try:
+            svc.rate_limits.create(unique_name="user_id")
+        except TwilioRestException as exc:
+            return int(exc.code)
+        return 201
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = sorted(pool.map(create, range(16)))
+    assert outcomes == [201] + [60208] * 15
+    assert [r.unique_name for r in svc.rate_limits.list()] == ["user_id"]
 
 
 @pytest.mark.parametrize(

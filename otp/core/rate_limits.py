@@ -183,11 +183,13 @@ async def page(store: Store, service: Service, *, offset: int, count: int) -> tu
     return [_rate_limit(r) for r in records[offset : offset + count]], len(records)
 
 
-def _bucket_of(record: Any, sid: str, ref: str) -> Bucket:
-    found = _rate_limit(record).bucket(sid) if record is not None else None
-    if found is None:
+def _bucket_of(record: Any, sid: str, ref: str) -> tuple[RateLimit, Bucket]:
+    """The rate limit of a record and its bucket ``sid`` (a bucket's answer names both)."""
+    limit = _rate_limit(record) if record is not None else None
+    found = limit.bucket(sid) if limit is not None else None
+    if limit is None or found is None:
         raise _no_bucket(sid, ref)
-    return found
+    return limit, found
 
 
 def _interval_taken(interval: int | None) -> InvalidInput:
@@ -198,7 +200,9 @@ def _interval_taken(interval: int | None) -> InvalidInput:
     )
 
 
-async def create_bucket(store: Store, service: Service, ref: str, params: Mapping[str, int], *, now: float) -> Bucket:
+async def create_bucket(
+    store: Store, service: Service, ref: str, params: Mapping[str, int], *, now: float
+) -> tuple[RateLimit, Bucket]:
     sid = "BL" + secrets.token_hex(16)
     status, record = await _on(store, service, "bucket_create", ref, {**params, "sid": sid, "most": MAX_BUCKETS}, now)
     if status == "full":
@@ -221,14 +225,14 @@ def _known_bucket(sid: str, ref: str) -> None:
         raise _no_bucket(sid, ref)
 
 
-async def get_bucket(store: Store, service: Service, ref: str, sid: str, *, now: float) -> Bucket:
+async def get_bucket(store: Store, service: Service, ref: str, sid: str, *, now: float) -> tuple[RateLimit, Bucket]:
     _known_bucket(sid, ref)
     return _bucket_of((await _on(store, service, "get", ref, {}, now))[1], sid, ref)
 
 
 async def update_bucket(
     store: Store, service: Service, ref: str, sid: str, params: Mapping[str, int], *, now: float
-) -> Bucket:
+) -> tuple[RateLimit, Bucket]:
     _known_bucket(sid, ref)
     status, record = await _on(store, service, "bucket_update", ref, {**params, "bucket": sid}, now)
     if status == "exists":

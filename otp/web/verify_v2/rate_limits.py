@@ -24,6 +24,10 @@ def _ref(request: Request) -> str:
     return str(request.path_params["RateLimitSid"])
 
 
+def _bucket_sid(request: Request) -> str:
+    return str(request.path_params["Sid"])
+
+
 async def create_rate_limit(request: Request) -> Response:
     store, service, now = await _scope(request)
     form = await forms.form(request)
@@ -64,9 +68,7 @@ async def delete_rate_limit(request: Request) -> Response:
 async def create_bucket(request: Request) -> Response:
     store, service, now = await _scope(request)
     params = rate_limits.bucket_params(await forms.form(request), creating=True)
-    ref = _ref(request)
-    bucket = await rate_limits.create_bucket(store, service, ref, params, now=now)
-    limit = await rate_limits.get(store, service, ref, now=now)
+    limit, bucket = await rate_limits.create_bucket(store, service, _ref(request), params, now=now)
     return JSONResponse(bucket_json(bucket, limit, service, context.base(request)), status_code=201)
 
 
@@ -83,22 +85,20 @@ async def list_buckets(request: Request) -> Response:
 
 async def fetch_bucket(request: Request) -> Response:
     store, service, now = await _scope(request)
-    limit = await rate_limits.get(store, service, _ref(request), now=now)
-    bucket = await rate_limits.get_bucket(store, service, limit.sid, str(request.path_params["Sid"]), now=now)
+    limit, bucket = await rate_limits.get_bucket(store, service, _ref(request), _bucket_sid(request), now=now)
     return JSONResponse(bucket_json(bucket, limit, service, context.base(request)))
 
 
 async def update_bucket(request: Request) -> Response:
     store, service, now = await _scope(request)
     params = rate_limits.bucket_params(await forms.form(request), creating=False)
-    limit = await rate_limits.get(store, service, _ref(request), now=now)
-    bucket = await rate_limits.update_bucket(
-        store, service, limit.sid, str(request.path_params["Sid"]), params, now=now
+    limit, bucket = await rate_limits.update_bucket(
+        store, service, _ref(request), _bucket_sid(request), params, now=now
     )
     return JSONResponse(bucket_json(bucket, limit, service, context.base(request)))
 
 
 async def delete_bucket(request: Request) -> Response:
     store, service, now = await _scope(request)
-    await rate_limits.delete_bucket(store, service, _ref(request), str(request.path_params["Sid"]), now=now)
+    await rate_limits.delete_bucket(store, service, _ref(request), _bucket_sid(request), now=now)
     return Response(status_code=204)
