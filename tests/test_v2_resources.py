@@ -154,9 +154,6 @@ def test_resources_otp_does_not_offer_say_so(v2: V2) -> None:
     verify = client.verify.v2
     svc = verify.services(sid)
     for call in (
-        lambda: svc.rate_limits.create(unique_name="user_id"),
-        lambda: svc.rate_limits.list(),
-        lambda: svc.rate_limits("RK" + "0" * 32).buckets.create(max=5, interval=60),
         lambda: svc.messaging_configurations.create(country="US", messaging_service_sid="MG" + "0" * 32),
         lambda: svc.webhooks.create(friendly_name="x", event_types=["*"], webhook_url="https://example.com/hook"),
         lambda: svc.access_tokens.create(identity="u1", factor_type="push"),

@@ -12,6 +12,8 @@ burst of refused requests therefore never moves a window or sets a block (severa
 at once may each pass the check: the windows are thresholds, and the atomic per-IP, per-key and
 per-number limits bound how many can be in flight). A sliding-log limit counts at once, so that it
 holds exactly; a send another rule refuses is released from it (``release``) within the request.
+The buckets of one service Rate Limit (``BucketLimit``, buckets.lua) share one log per value and
+decide together: a bucket that refuses leaves no count in its siblings, even for that moment.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from otp.core import pumping
 from otp.core.ipaddr import ip_scope
 from otp.core.phone import NON_GEOGRAPHIC, Phone
+from otp.core.verification_io import Caller
 from otp.storage import audit_log, blocks, windows
 from otp.storage import keys as keyspace
 from otp.storage.safelist import SafeList
@@ -32,6 +35,9 @@ from otp.storage.store import Call, Store
 
 MODES = ("enforce", "record_only")
 LIMIT_REASONS = {"ip": ("ip_sends", "ip_hourly_limit"), "key": ("key_sends", "key_minute_limit")}
+# The sliding-log scripts: {allowed, count, retry ms[, limit]} each.
+SLIDING_LOGS = ("limit", "buckets")
+BUCKET_REFUSAL = ("service_rate_limit", "rate_limit_bucket")
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,17 @@ class PolicyConfig:
     unproven_tenant_floor: int
     unproven_share: float
     known_good_days: float
+
+
+@dataclass(frozen=True)
+class BucketLimit:
+    """A service Rate Limit named by a start, with the value it passed: ``log_id`` names the
+    value's log (``<RK sid>:<keyed hash of the value>``); ``windows`` its buckets as (Max,
+    Interval ms)."""
+
+    name: str
+    log_id: str
+    windows: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -154,10 +171,18 @@ class Policy:
         return number_hash, int(self.config.known_good_days * 86_400_000)
 
     def _limit_calls(
-        self, *, key_id: str, tenant: str, ip: str, custom: dict[str, str], event: str
+        self,
+        *,
+        key_id: str,
+        tenant: str,
+        ip: str,
+        custom: dict[str, str],
+        buckets: Sequence[BucketLimit],
+        event: str,
     ) -> list[tuple[str, Call]]:
         """The sliding-window limits of a send: the end user's IP and the API key (per fraud
-        tenant), the caller's own RateLimits (per ``key_id``)."""
+        tenant), the caller's own (per ``key_id``: a RateLimits value with no service Rate Limit of
+        its name, and the buckets of those that have one)."""
         c = self.config
 
         def limit(kind: str, value: str, window_ms: int, most: int) -> Call:
@@ -174,6 +199,12 @@ class Policy:
             # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number.
             calls.append(
                 (f"custom:{name}", limit("rl", f"{key_id}:{name}:{value}", 3_600_000, c.number_sends_per_hour))
+            )
+        for bucket in buckets:
+            args = {"windows": [list(w) for w in bucket.windows], "member": event}
+            tag = keyspace.scope_tag("rlb", bucket.log_id)
+            calls.append(
+                (f"bucket:{bucket.name}", Call("buckets", tag, [keyspace.rate_limit_log(bucket.log_id)], args))
             )
         return calls
 
@@ -193,20 +224,21 @@ class Policy:
         self,
         phone: Phone,
         *,
-        key_id: str,
-        ip: str,
+        caller: Caller,
         risk_check: bool,
         now_ms: int,
         number_hash: str = "",
         custom: dict[str, str] | None = None,
-        tenant: str = "",
+        buckets: Sequence[BucketLimit] = (),
     ) -> Admission:
-        """Decide and count the IP, API-key and pumping rules in one round trip (otp/core/pumping.py).
-        ``tenant`` is the fraud tenant (``Caller.fraud_tenant``; ``key_id`` when not given): the
-        IP, key and pumping rules count per tenant, the caller's own RateLimits per ``key_id``."""
+        """Decide and count the IP, API-key, tenant and pumping rules in one round trip (otp/core/pumping.py).
+        The IP, key and pumping rules count per fraud tenant (``Caller.fraud_tenant``), the
+        caller's own RateLimits per ``caller.key_id``."""
         event = f"{now_ms}:{secrets.token_hex(6)}"
-        tenant = tenant or key_id
-        limits = self._limit_calls(key_id=key_id, tenant=tenant, ip=ip, custom=custom or {}, event=event)
+        key_id, tenant, ip = caller.key_id, caller.fraud_tenant, caller.ip
+        limits = self._limit_calls(
+            key_id=key_id, tenant=tenant, ip=ip, custom=custom or {}, buckets=buckets, event=event
+        )
         found = pumping.scopes(phone, key_id=tenant, ip=ip) if risk_check else []
         checks = [(s.name, self._pumping_call(s, event, number_hash)) for s in found]
         names = [name for name, _ in (*limits, *checks)]
@@ -219,14 +251,13 @@ class Policy:
         counted: dict[str, pumping.Counts] = {}
         calls_by_name: dict[str, Call] = {}
         for name, call, result in zip(names, calls, results, strict=True):
-            if call.script == "limit":
-                allowed, count, retry_ms = (int(x) for x in result)
-                details[name] = {"count": count, "limit": int(call.args["limit"])}
+            if call.script in SLIDING_LOGS:
+                allowed, count, retry_ms, *most = (int(x) for x in result)
+                details[name] = {"count": count, "limit": most[0] if most else int(call.args["limit"])}
                 if allowed:
                     releases.append((call.keys[0], event))
                 elif refusal is None:
-                    rule, reason = LIMIT_REASONS.get(name, ("custom_rate_limit", "custom_limit"))
-                    refusal = Decision(False, rule, reason, _seconds(retry_ms))
+                    refusal = Decision(False, *_limit_reason(name, call), _seconds(retry_ms))
                 continue
             counted[name] = pumping.Counts.from_reply(result)
             calls_by_name[name] = call
@@ -377,6 +408,13 @@ def _scope_of(tag: str) -> dict[str, str]:
         scope["tenant"] = tenant
     scope["value"] = value
     return scope
+
+
+def _limit_reason(name: str, call: Call) -> tuple[str, str]:
+    """(rule, reason) of a sliding-log limit that refuses."""
+    if call.script == "buckets":
+        return BUCKET_REFUSAL
+    return LIMIT_REASONS.get(name, ("custom_rate_limit", "custom_limit"))
 
 
 def decisions_json(admission: Admission) -> str:

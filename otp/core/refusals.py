@@ -28,6 +28,7 @@ REFUSAL_MESSAGES = {
     "pumping_unverified_daily": "too many unused codes to this destination today (suspected SMS pumping)",
     "pumping_in_flight": "too many codes to this destination are being sent right now; try again in a moment",
     "custom_limit": "too many codes for one of this request's RateLimits values this hour",
+    "rate_limit_bucket": "a bucket of one of this service's Rate Limits is full for this request's RateLimits value",
 }
 
 
@@ -41,7 +42,12 @@ def refusal_message(decision: Decision) -> str:
 
 
 # The request field a limit counts by: a refusal names it.
-LIMIT_FIELDS = {"ip_sends": "ip", "key_sends": "Authorization", "custom_rate_limit": "RateLimits"}
+LIMIT_FIELDS = {
+    "ip_sends": "ip",
+    "key_sends": "Authorization",
+    "custom_rate_limit": "RateLimits",
+    "service_rate_limit": "RateLimits",
+}
 
 
 def rate_limited(decision: Decision) -> RateLimited:

@@ -161,7 +161,7 @@ class Service:
 # -- services ------------------------------------------------------------------------------------
 
 
-def _from_record(sid: str, fields: Mapping[str, str]) -> Service:
+def from_record(sid: str, fields: Mapping[str, str]) -> Service:
     return Service(
         sid=sid,
         account_sid=fields["account"],
@@ -190,7 +190,7 @@ async def get(store: Store, sid: str) -> Service | None:
     if not SERVICE_SID.match(sid):
         return None
     fields = await accounts.get_service(store, sid)
-    return _from_record(sid, fields) if fields else None
+    return from_record(sid, fields) if fields else None
 
 
 async def sids_for_account(store: Store, account_sid: str) -> frozenset[str]:
@@ -200,7 +200,7 @@ async def sids_for_account(store: Store, account_sid: str) -> frozenset[str]:
 async def list_for_account(store: Store, account_sid: str, *, offset: int, count: int) -> tuple[list[Service], int]:
     """One page of the account's services, oldest first, and how many it has in all."""
     found, total = await accounts.service_page(store, account_sid, offset=offset, count=count)
-    return [_from_record(sid, fields) for sid, fields in found], total
+    return [from_record(sid, fields) for sid, fields in found], total
 
 
 async def update(store: Store, service: Service, params: Mapping[str, str], *, now: float) -> Service:

@@ -15,7 +15,7 @@ from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
 from otp.core.phone import Phone, mask_in_record, parse_e164
-from otp.core.policy import Decision, Policy, decisions_json
+from otp.core.policy import BucketLimit, Decision, Policy, decisions_json
 from otp.core.verification_io import Caller as Caller
 from otp.core.verification_io import CheckResult as CheckResult
 from otp.core.verification_io import Rules as Rules
@@ -108,13 +108,12 @@ class Verifier:
             )
         admission = await self.policy.admit_send(
             phone,
-            key_id=caller.key_id,
-            tenant=caller.fraud_tenant,
-            ip=caller.ip,
+            caller=caller,
             risk_check=opts.risk_check and not safe,
             now_ms=now_ms,
             number_hash=self.keyring.number_hash(phone.e164),
-            custom=opts.custom_limits,
+            custom={n: v for n, v in opts.custom_limits.items() if n not in opts.rate_limits},
+            buckets=self._bucket_limits(opts),
         )
         if not admission.decision.allowed:
             await self.policy.release(admission)
@@ -182,6 +181,20 @@ class Verifier:
         return StartResult(
             records.verification(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
+
+    def _bucket_limits(self, opts: StartOptions) -> list[BucketLimit]:
+        """The buckets each RateLimits value counts in, when the service defines its name (a rate
+        limit with no bucket limits nothing, as at Twilio). The value is keyed-hashed: it may be a
+        phone number or a user id, and it names a Redis key."""
+        found = []
+        for name, value in sorted(opts.custom_limits.items()):
+            limit = opts.rate_limits.get(name)
+            if limit is None or not limit.buckets:
+                continue
+            value_hash = self.keyring.value_hash("rate-limit-value", f"{limit.sid}:{value}")
+            windows = tuple((b.max, b.interval * 1000) for b in limit.buckets)
+            found.append(BucketLimit(name, f"{limit.sid}:{value_hash}", windows))
+        return found
 
     async def _audit_refusal(self, partition: int, now_ms: int, audit: dict[str, str], decision: Decision) -> None:
         self._emit(Event.REFUSED, rule=decision.rule, reason=decision.reason, retry_after=decision.retry_after, **audit)

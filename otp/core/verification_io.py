@@ -3,8 +3,10 @@ and the results of a start and a check."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from otp.core.rate_limits import RateLimit
 from otp.model import Verification
 
 
@@ -45,7 +47,9 @@ class Rules:
 class StartOptions:
     """How one start differs from the defaults: ``code`` is a caller-chosen code (Twilio's
     CustomCode); ``code_length`` and ``app_name`` override the rules for one tenant;
-    ``custom_limits`` are extra per-value send limits (Twilio's RateLimits)."""
+    ``custom_limits`` are extra per-value send limits (Twilio's RateLimits): a name the service
+    defines a Rate Limit for (``rate_limits``, by unique name) counts in that rate limit's buckets,
+    any other gets the per-number hourly cap."""
 
     channel: str = "sms"
     locale: str = ""
@@ -58,6 +62,7 @@ class StartOptions:
     # Caller metadata (Twilio's Tags), kept on the record; a resend with tags replaces them.
     tags: dict[str, str] = field(default_factory=dict)
     custom_limits: dict[str, str] = field(default_factory=dict)
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ live until revoked or deleted. The rules (digests, validation, authentication) a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,9 +148,52 @@ async def delete_service(store: Store, sid: str, account_sid: str) -> None:
         async with store.client.pipeline(transaction=False) as pipe:
             pipe.zrem(keyspace.v2_services_of(account_sid), sid)
             pipe.delete(keyspace.v2_service(sid))
+            pipe.delete(keyspace.v2_rate_limits(sid))  # its rate limits and buckets go with it
             await pipe.execute()
 
     await store.guarded(drop)
+
+
+# -- Verify v2 service rate limits ---------------------------------------------------------------
+# Records as rate_limits.lua keeps them (JSON objects); the rules and their shapes are
+# otp.core.rate_limits'.
+
+Record = dict[str, Any]
+
+
+async def rate_limit_op(
+    store: Store, service_sid: str, op: str, fields: Mapping[str, Any], *, now_ms: int
+) -> tuple[str, Record | None]:
+    """One rate_limits.lua operation: its status ('ok', 'none', 'exists', 'full') and the record."""
+    argument = json.dumps({**fields, "op": op, "now": now_ms}, separators=(",", ":"))
+    keys = {"limits": keyspace.v2_rate_limits(service_sid)}
+    status, raw = await store.guarded(lambda: store.scripts.run("rate_limits", keys, [argument]))
+    text = _text(raw)
+    return _text(status), (json.loads(text) if text else None)
+
+
+async def rate_limit_records(store: Store, service_sid: str) -> list[Record]:
+    """Every rate limit of a service (at most the cap otp.core.rate_limits sets: one small hash)."""
+    raw = await store.guarded(lambda: store.client.hgetall(keyspace.v2_rate_limits(service_sid)))
+    return [json.loads(_text(v)) for k, v in raw.items() if _text(k).startswith("n:")]
+
+
+async def service_with_rate_limits(store: Store, sid: str, names: Sequence[str]) -> tuple[Fields, dict[str, Record]]:
+    """A service's hash and the records of those of its rate limits ``names`` names, in one round
+    trip (both keys are in the {cfg} slot)."""
+
+    async def read() -> tuple[Any, list[Any]]:
+        async with store.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keyspace.v2_service(sid))
+            pipe.hmget(keyspace.v2_rate_limits(sid), [f"n:{name}" for name in names])
+            service, records = await pipe.execute()
+        return service, list(records)
+
+    if not names:
+        return await get_service(store, sid), {}
+    service, records = await store.guarded(read)
+    found = {name: json.loads(_text(raw)) for name, raw in zip(names, records, strict=True) if raw is not None}
+    return _fields(service), found
 
 
 # -- per-send lookups ----------------------------------------------------------------------------

@@ -273,6 +273,20 @@ def v2_services_of(account_sid: str) -> str:
     return f"{PREFIX}{CONFIG_TAG}:svcs:{account_sid}"
 
 
+def v2_rate_limits(service_sid: str) -> str:
+    """A hash: a service's Rate Limits and their Buckets (rate_limits.lua): per rate limit, its
+    record as JSON under ``n:<unique name>`` and its unique name under ``s:<RK sid>``. Beside the
+    service's hash in the {cfg} slot, so a start reads both in one round trip."""
+    return f"{v2_service(service_sid)}:rl"
+
+
+def rate_limit_log(log_id: str) -> str:
+    """A sliding log of one service Rate Limit's sends for one value (buckets.lua), every bucket of
+    the rate limit counting in it; ``log_id`` is ``<RK sid>:<keyed hash of the value>``, so the
+    value (which may be a phone number or a user id) is never in a key name."""
+    return scope_sends("rlb", log_id)
+
+
 def v2_attempt(attempt_sid: str, partitions: int) -> str:
     """``<verification id>:<send number>:<service sid>`` of an attempt sid (``VL`` + partition byte…)."""
     return f"{tag(int(attempt_sid[2:4], 16) % partitions)}vl:{attempt_sid}"

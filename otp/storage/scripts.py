@@ -55,6 +55,10 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "poll_claim": ScriptSpec(PARTITION_KEYS),
     "renew": ScriptSpec(("outbox",)),
     "limit": ScriptSpec(("log",)),
+    # Verify v2 service Rate Limits: every bucket of one (rate limit, value), decided at once.
+    "buckets": ScriptSpec(("log",)),
+    # Their configuration: a service's rate limits and buckets, edited atomically under caps.
+    "rate_limits": ScriptSpec(("limits",)),
     "fraud": ScriptSpec(("window", "reservations", "known_good", "block", "level")),
     "signin_limit": ScriptSpec(("log",)),
     "counters": ScriptSpec(None, lib=False),

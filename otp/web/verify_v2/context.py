@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from starlette.requests import Request
 
+from otp.core import rate_limits
 from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
+from otp.core.rate_limits import RateLimit
 from otp.core.services import Service
 from otp.core.verification import Verifier
 from otp.errors import NotFound, Unauthorized
@@ -49,10 +52,22 @@ async def account(request: Request) -> ApiKey:
     return key
 
 
-async def service(request: Request, owner: ApiKey, param: str = "ServiceSid") -> Service:
-    sid = request.path_params[param]
-    found = await service_records.get(store(request), sid)
+def _owned(found: Service | None, owner: ApiKey, sid: str, param: str) -> Service:
     # Another account's service answers exactly like a missing one.
     if found is None or found.account_sid != owner.key_id:
         raise NotFound(f"no service {sid} in this account", field=param)
     return found
+
+
+async def service(request: Request, owner: ApiKey, param: str = "ServiceSid") -> Service:
+    sid = request.path_params[param]
+    return _owned(await service_records.get(store(request), sid), owner, sid, param)
+
+
+async def service_with_rate_limits(
+    request: Request, owner: ApiKey, names: Iterable[str]
+) -> tuple[Service, dict[str, RateLimit]]:
+    """The service of the path and those of its Rate Limits ``names`` names, in one read."""
+    sid = request.path_params["ServiceSid"]
+    found, defined = await rate_limits.service_with(store(request), sid, names)
+    return _owned(found, owner, sid, "ServiceSid"), defined

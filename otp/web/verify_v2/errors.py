@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from otp.core import rate_limits
 from otp.errors import OtpError
 from otp.web import errors
 from otp.web.body import utf8_safe
@@ -61,6 +62,13 @@ BY_CODE: Mapping[str, TwilioError] = {
     CUSTOM_CODE_NOT_ENABLED: TwilioError(403, 60204, "Service does not support this feature"),
     "number_type_not_allowed": TwilioError(403, 60205, "SMS is not supported by landline phone number"),
     ALREADY_SAFE_LISTED: TwilioError(400, 60411, "Phone Number already exists"),
+    rate_limits.TOO_MANY_RATE_LIMITS: TwilioError(400, 60207, "Max rate limits per service reached"),
+    rate_limits.RATE_LIMIT_EXISTS: TwilioError(400, 60208, "Rate limit with that UniqueName already exists"),
+    rate_limits.UNIQUE_NAME_INVALID: TwilioError(400, 60209, "UniqueName format is invalid"),
+    rate_limits.TOO_MANY_BUCKETS: TwilioError(400, 60210, "Max Buckets per Rate limit reached"),
+    rate_limits.BUCKET_INTERVAL_EXISTS: TwilioError(400, 60211, "Bucket with the given Interval already exists"),
+    # A full bucket of a service Rate Limit: Twilio's 20429 (its 20429 page names these limits).
+    "rate_limit_bucket": TwilioError(429, 20429, "Too Many Requests"),
     "prefix_blocked": BLOCKED,
     "country_blocked": BLOCKED,
     "pumping_unverified_hourly": BLOCKED,

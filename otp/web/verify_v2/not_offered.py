@@ -13,11 +13,6 @@ from typing import Final
 
 NOT_OFFERED: Final[tuple[tuple[str, str, str], ...]] = (
     (
-        "/v2/Services/{ServiceSid}/RateLimits",
-        "Service Rate Limits and Buckets",
-        "otp's limits are its operator's settings; each RateLimits value of a start gets the per-number cap",
-    ),
-    (
         "/v2/Services/{ServiceSid}/MessagingConfigurations",
         "Messaging Configurations",
         "otp sends from the sender its operator configured",

@@ -17,7 +17,16 @@ from starlette.routing import Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from otp.errors import NotFound, OtpError
-from otp.web.verify_v2 import attempts, checks, not_offered, safelist, services, templates, verifications
+from otp.web.verify_v2 import (
+    attempts,
+    checks,
+    not_offered,
+    rate_limits,
+    safelist,
+    services,
+    templates,
+    verifications,
+)
 from otp.web.verify_v2.errors import Endpoint, twilio_endpoint
 
 
@@ -35,6 +44,16 @@ routes = [
     _route("/v2/Services/{ServiceSid}/Verifications/{Sid}", verifications.fetch_verification, "GET"),
     _route("/v2/Services/{ServiceSid}/Verifications/{Sid}", verifications.update_verification, "POST"),
     _route("/v2/Services/{ServiceSid}/VerificationCheck", checks.check_verification, "POST"),
+    _route("/v2/Services/{ServiceSid}/RateLimits", rate_limits.create_rate_limit, "POST"),
+    _route("/v2/Services/{ServiceSid}/RateLimits", rate_limits.list_rate_limits, "GET"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}", rate_limits.fetch_rate_limit, "GET"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}", rate_limits.update_rate_limit, "POST"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}", rate_limits.delete_rate_limit, "DELETE"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets", rate_limits.create_bucket, "POST"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets", rate_limits.list_buckets, "GET"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}", rate_limits.fetch_bucket, "GET"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}", rate_limits.update_bucket, "POST"),
+    _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}", rate_limits.delete_bucket, "DELETE"),
     _route("/v2/Attempts", attempts.list_attempts, "GET"),
     _route("/v2/Attempts/Summary", attempts.attempts_summary, "GET"),  # before {Sid}, which would match it
     _route("/v2/Attempts/{Sid}", attempts.fetch_attempt, "GET"),

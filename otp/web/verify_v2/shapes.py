@@ -12,6 +12,7 @@ from starlette.requests import Request
 from otp.core import messages, services
 from otp.core.attempts import Attempt
 from otp.core.phone import CARRIER_TYPES, parse_e164
+from otp.core.rate_limits import Bucket, RateLimit
 from otp.core.services import Service
 from otp.core.verification import APPROVED, EXPIRED, Verification
 from otp.web.v1 import iso
@@ -62,10 +63,41 @@ def service_json(service: Service, base: str) -> dict[str, Any]:
         "date_updated": iso(s.updated_at),
         "url": url,
         # Only the sub-resources this server answers.
-        "links": {"verifications": f"{url}/Verifications", "verification_checks": f"{url}/VerificationCheck"},
+        "links": {
+            "verifications": f"{url}/Verifications",
+            "verification_checks": f"{url}/VerificationCheck",
+            "rate_limits": f"{url}/RateLimits",
+        },
     }
 
 
+def rate_limit_json(limit: RateLimit, service: Service, base: str) -> dict[str, Any]:
+    url = f"{base}/v2/Services/{service.sid}/RateLimits/{limit.sid}"
+    return {
+        "sid": limit.sid,
+        "service_sid": service.sid,
+        "account_sid": service.account_sid,
+        "unique_name": limit.unique_name,
+        "description": limit.description,
+        "date_created": iso(limit.created_at),
+        "date_updated": iso(limit.updated_at),
+        "url": url,
+        "links": {"buckets": f"{url}/Buckets"},
+    }
+
+
+def bucket_json(bucket: Bucket, limit: RateLimit, service: Service, base: str) -> dict[str, Any]:
+    return {
+        "sid": bucket.sid,
+        "rate_limit_sid": limit.sid,
+        "service_sid": service.sid,
+        "account_sid": service.account_sid,
+        "max": bucket.max,
+        "interval": bucket.interval,
+        "date_created": iso(bucket.created_at),
+        "date_updated": iso(bucket.updated_at),
+        "url": f"{base}/v2/Services/{service.sid}/RateLimits/{limit.sid}/Buckets/{bucket.sid}",
+    }
 
 
 def lookup(service: Service, e164: str) -> dict[str, Any]:

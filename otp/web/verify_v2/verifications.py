@@ -13,13 +13,12 @@ kept per service, so one service never reaches another's by number).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otp.core import messages, validators
+from otp.core import messages, rate_limits, validators
 from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.phone import parse
@@ -31,7 +30,6 @@ from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.errors import CUSTOM_CODE_NOT_ENABLED
 from otp.web.verify_v2.shapes import verification_json
 
-RATE_LIMIT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_RATE_LIMITS = 10
 MAX_TAGS = 10
 MAX_TAG_NAME = 128
@@ -83,8 +81,8 @@ def _rate_limits(raw: str | None) -> dict[str, str]:
         raise InvalidInput(f"may name at most {MAX_RATE_LIMITS} limits", field="RateLimits")
     out: dict[str, str] = {}
     for name, value in limits.items():
-        if not RATE_LIMIT_NAME.fullmatch(name):  # whole: "$" lets a trailing newline through
-            raise InvalidInput("keys must be 1 to 64 letters, digits or _ . -", field="RateLimits")
+        if not rate_limits.is_unique_name(name):
+            raise InvalidInput(f"keys must be {rate_limits.UNIQUE_NAME_RULE}", field="RateLimits")
         if isinstance(value, bool) or not isinstance(value, str | int) or not 0 < len(str(value)) <= 128:
             raise InvalidInput("values must be strings or integers of 1 to 128 characters", field="RateLimits")
         out[name] = str(value)
@@ -148,8 +146,10 @@ def _app_name(service: Service, form: Mapping[str, str]) -> str:
 
 async def create_verification(request: Request) -> Response:
     account = await context.account(request)
-    service = await context.service(request, account)
     form = await forms.form(request)
+    custom_limits = _rate_limits(form.get("RateLimits"))
+    # The service and the rate limits the start names, in one read.
+    service, defined = await context.service_with_rate_limits(request, account, custom_limits)
     phone = parse(forms.required(form, "To"), default_region=context.default_region(request), field="To")
     if forms.required(form, "Channel") != "sms":
         raise InvalidInput("only sms is supported by this server", field="Channel")
@@ -171,7 +171,8 @@ async def create_verification(request: Request) -> Response:
             app_name=app_name,
             app_hash=_app_hash(form.get("AppHash")),
             tags=tags,
-            custom_limits=_rate_limits(form.get("RateLimits")),
+            custom_limits=custom_limits,
+            rate_limits=defined,
         ),
     )
     v = result.verification
