@@ -3,9 +3,10 @@ dropped (issue 14): driven through the official `twilio` SDK against a served ap
 held to Twilio's OpenAPI document (``test_twilio_compat.ContractHttpClient``).
 
 Honoured: To, Channel (sms), Locale, CustomFriendlyName, CustomCode, RateLimits, DeviceIp,
-RiskCheck, Tags (kept on the record), AppHash (Android's SMS Retriever hash at the end of the SMS).
+RiskCheck, Tags (kept on the record), AppHash (Android's SMS Retriever hash at the end of the SMS);
+TemplateSid and TemplateCustomSubstitutions in tests/test_v2_templates.py.
 Refused with 400 60200 naming the parameter: CustomMessage, SendDigits, ChannelConfiguration,
-TemplateSid, TemplateCustomSubstitutions, Templates, EnableSnaClientToken=true, Amount, Payee.
+Templates, EnableSnaClientToken=true, Amount, Payee.
 A parameter that is not Twilio's at all is ignored, as before (and as Twilio does).
 """
 
@@ -49,9 +50,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("CustomMessage", {"custom_message": "Your code is {code}"}, "deprecated"),
     ("SendDigits", {"send_digits": "ww1234"}, "voice"),
     ("ChannelConfiguration", {"channel_configuration": {"from": "a@example.com"}}, "email"),
-    ("TemplateSid", {"template_sid": "HJ" + "0" * 32}, "Locale"),
-    ("TemplateCustomSubstitutions", {"template_custom_substitutions": '{"x": "y"}'}, "Locale"),
-    ("Templates", {"templates": json.dumps([{"sid": "HJ" + "0" * 32}])}, "Locale"),
+    ("Templates", {"templates": json.dumps([{"sid": "HJ" + "0" * 32}])}, "TemplateSid"),
     ("EnableSnaClientToken", {"enable_sna_client_token": True}, "sna"),
     ("Amount", {"amount": "10.00"}, "PSD2"),
     ("Payee", {"payee": "Acme"}, "PSD2"),

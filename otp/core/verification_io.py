@@ -51,6 +51,11 @@ class StartOptions:
     # Caller metadata (Twilio's Tags), kept on the record; a resend with tags replaces them.
     tags: dict[str, str] = field(default_factory=dict)
     custom_limits: dict[str, str] = field(default_factory=dict)
+    # This send's SMS: a template of otp.core.messages.CATALOGUE ("" the verification one) with its
+    # validated substitutions, and the Messaging Service to send it with ("" the operator's sender).
+    template: str = ""
+    substitutions: dict[str, str] = field(default_factory=dict)
+    messaging_service_sid: str = ""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ live until revoked or deleted. The rules (digests, validation, authentication) a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,9 +144,37 @@ async def delete_service(store: Store, sid: str, account_sid: str) -> None:
         async with store.client.pipeline(transaction=False) as pipe:
             pipe.zrem(keyspace.v2_services_of(account_sid), sid)
             pipe.delete(keyspace.v2_service(sid))
+            pipe.delete(keyspace.v2_messaging_configurations(sid))
             await pipe.execute()
 
     await store.guarded(drop)
+
+
+# -- a service's MessagingConfigurations ---------------------------------------------------------
+
+
+async def change_messaging_configuration(
+    store: Store, service_sid: str, *, op: str, country: str, sid: str = "", at_ms: int = 0
+) -> tuple[str, str]:
+    """(outcome, value) of messaging_config.lua: ``ok``, ``exists``, ``missing`` or ``no_service``,
+    and the ``<MG sid>|<created ms>|<updated ms>`` stored (or deleted)."""
+    keys = {"service": keyspace.v2_service(service_sid), "configs": keyspace.v2_messaging_configurations(service_sid)}
+    argument = json.dumps({"op": op, "country": country, "sid": sid, "at": str(at_ms)})
+    outcome, value = await store.guarded(lambda: store.scripts.run("messaging_config", keys, [argument]))
+    return _text(outcome), _text(value)
+
+
+async def messaging_configurations(store: Store, service_sid: str) -> Fields:
+    """Every configuration of a service (a field per country at most: one bounded HGETALL)."""
+    key = keyspace.v2_messaging_configurations(service_sid)
+    return _fields(await store.guarded(lambda: store.client.hgetall(key)))
+
+
+async def messaging_configuration(store: Store, service_sid: str, *countries: str) -> list[str | None]:
+    """The stored values of ``countries`` (one HMGET: a send looks up its country and ``all``)."""
+    key = keyspace.v2_messaging_configurations(service_sid)
+    raw = await store.guarded(lambda: store.client.hmget(key, list(countries)))
+    return [None if value is None else _text(value) for value in raw]
 
 
 # -- per-send lookups ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from otp.core.templates import TEMPLATE_NOT_FOUND
 from otp.errors import OtpError
 from otp.web import errors
 from otp.web.body import utf8_safe
@@ -61,6 +62,7 @@ BY_CODE: Mapping[str, TwilioError] = {
     CUSTOM_CODE_NOT_ENABLED: TwilioError(403, 60204, "Service does not support this feature"),
     "number_type_not_allowed": TwilioError(403, 60205, "SMS is not supported by landline phone number"),
     ALREADY_SAFE_LISTED: TwilioError(400, 60411, "Phone Number already exists"),
+    TEMPLATE_NOT_FOUND: TwilioError(400, 60228, "Template was not found"),
     "prefix_blocked": BLOCKED,
     "country_blocked": BLOCKED,
     "pumping_unverified_hourly": BLOCKED,

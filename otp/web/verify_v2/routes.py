@@ -17,7 +17,16 @@ from starlette.routing import Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from otp.errors import NotFound, OtpError
-from otp.web.verify_v2 import attempts, checks, not_offered, safelist, services, templates, verifications
+from otp.web.verify_v2 import (
+    attempts,
+    checks,
+    messaging_configurations,
+    not_offered,
+    safelist,
+    services,
+    templates,
+    verifications,
+)
 from otp.web.verify_v2.errors import Endpoint, twilio_endpoint
 
 
@@ -35,6 +44,23 @@ routes = [
     _route("/v2/Services/{ServiceSid}/Verifications/{Sid}", verifications.fetch_verification, "GET"),
     _route("/v2/Services/{ServiceSid}/Verifications/{Sid}", verifications.update_verification, "POST"),
     _route("/v2/Services/{ServiceSid}/VerificationCheck", checks.check_verification, "POST"),
+    _route("/v2/Services/{ServiceSid}/MessagingConfigurations", messaging_configurations.create_configuration, "POST"),
+    _route("/v2/Services/{ServiceSid}/MessagingConfigurations", messaging_configurations.list_configurations, "GET"),
+    _route(
+        "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}",
+        messaging_configurations.fetch_configuration,
+        "GET",
+    ),
+    _route(
+        "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}",
+        messaging_configurations.update_configuration,
+        "POST",
+    ),
+    _route(
+        "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}",
+        messaging_configurations.delete_configuration,
+        "DELETE",
+    ),
     _route("/v2/Attempts", attempts.list_attempts, "GET"),
     _route("/v2/Attempts/Summary", attempts.attempts_summary, "GET"),  # before {Sid}, which would match it
     _route("/v2/Attempts/{Sid}", attempts.fetch_attempt, "GET"),
