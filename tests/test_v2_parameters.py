@@ -156,6 +156,24 @@ def test_v1_start_takes_an_optional_app_hash(v2: V2) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "app_hash", bad.text
 
 
+def test_v1_start_takes_an_optional_template_with_its_substitutions(v2: V2) -> None:
+    to = new_number()
+    body = {"to": to, "template": "purpose", "substitutions": {"purpose": "confirm your payment"}}
+    response = _v1_start(v2, body)
+    assert response.status_code == 201, response.text
+    code = v2.code(to)
+    assert v2.sms(to) == f"{code} is your otp code to confirm your payment.\n\n@{WEBOTP_DOMAIN} #{code}"
+    for bad, field in (
+        ({"template": "nope"}, "template"),
+        ({"template": "purpose"}, "substitutions"),
+        ({"template": "purpose", "substitutions": {"purpose": "see evil.com"}}, "substitutions"),
+        ({"substitutions": {"purpose": "x"}}, "substitutions"),
+    ):
+        refused_start = _v1_start(v2, {"to": new_number(), **bad})
+        assert refused_start.status_code == 400, refused_start.text
+        assert refused_start.json()["error"]["field"] == field, refused_start.text
+
+
 # -- the text itself ------------------------------------------------------------------------------
 
 
