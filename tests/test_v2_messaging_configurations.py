@@ -188,6 +188,17 @@ def test_a_country_configured_twice_is_a_conflict_and_the_first_stays(v2: V2) ->
     assert (unknown.status, unknown.code) == (400, 60200) and "`Country`" in unknown.msg
 
 
+def test_the_operator_can_list_the_messaging_services_tenants_may_name(redis_url: str) -> None:
+    with serve(redis_url, twilio_messaging_services=frozenset({MG_GB})) as v2:
+        _, svc = _configs(v2)
+        assert svc.messaging_configurations.create(country="GB", messaging_service_sid=MG_GB).country == "GB"
+        error = refused(lambda: svc.messaging_configurations.create(country="all", messaging_service_sid=MG_ALL))
+        assert (error.status, error.code) == (400, 60200) and "`MessagingServiceSid`" in error.msg, error.msg
+        again = refused(lambda: svc.messaging_configurations("GB").update(messaging_service_sid=MG_ALL))
+        assert (again.status, again.code) == (400, 60200)
+        assert svc.messaging_configurations("GB").fetch().messaging_service_sid == MG_GB
+
+
 def _redis(v2: V2, call: Any) -> Any:
     async def run() -> Any:
         client = aioredis.Redis.from_url(str(v2.settings.redis_url))

@@ -45,10 +45,15 @@ def country(raw: str, field: str = "Country") -> str:
     return code
 
 
-def messaging_service_sid(raw: str, field: str = "MessagingServiceSid") -> str:
+def messaging_service_sid(raw: str, allowed: frozenset[str], field: str = "MessagingServiceSid") -> str:
+    """An MG sid, and one of ``allowed`` when the operator lists them (OTP_TWILIO_MESSAGING_SERVICES):
+    every tenant sends through the operator's one Twilio account, so without the list a tenant may
+    name any of its Messaging Services, another tenant's sender pool (and sender ID) included."""
     text = raw.strip()
     if not MESSAGING_SERVICE_SID.fullmatch(text):
         raise InvalidInput("must be a Messaging Service SID (MG and 32 hex digits)", field=field)
+    if allowed and text not in allowed:
+        raise InvalidInput("is not one of the Messaging Services this otp's operator allows", field=field)
     return text
 
 

@@ -25,6 +25,11 @@ async def _owned(request: Request) -> tuple[ApiKey, Service]:
     return account, await context.service(request, account)
 
 
+def _sender(request: Request, form: dict[str, str]) -> str:
+    allowed: frozenset[str] = request.app.state.settings.twilio_messaging_services
+    return messaging_configs.messaging_service_sid(forms.required(form, "MessagingServiceSid"), allowed)
+
+
 def _path_country(request: Request) -> str:
     return messaging_configs.country(str(request.path_params["Country"]))
 
@@ -33,7 +38,7 @@ async def create_configuration(request: Request) -> Response:
     account, service = await _owned(request)
     form = await forms.form(request)
     country = messaging_configs.country(forms.required(form, "Country"))
-    sid = messaging_configs.messaging_service_sid(forms.required(form, "MessagingServiceSid"))
+    sid = _sender(request, form)
     config = await messaging_configs.create(context.store(request), service.sid, country, sid, now=_now(request))
     return JSONResponse(messaging_configuration_json(config, account.key_id, context.base(request)), status_code=201)
 
@@ -47,7 +52,7 @@ async def fetch_configuration(request: Request) -> Response:
 async def update_configuration(request: Request) -> Response:
     account, service = await _owned(request)
     country = _path_country(request)
-    sid = messaging_configs.messaging_service_sid(forms.required(await forms.form(request), "MessagingServiceSid"))
+    sid = _sender(request, await forms.form(request))
     config = await messaging_configs.update(context.store(request), service.sid, country, sid, now=_now(request))
     return JSONResponse(messaging_configuration_json(config, account.key_id, context.base(request)))
 
