@@ -98,6 +98,9 @@ def cmd_safelist(args: argparse.Namespace) -> int:
             else:
                 for entry in sorted(await safe_list.entries()):
                     print(entry)
+                # /v2's whole numbers, marked: each covers itself, not the numbers after it.
+                for number in sorted(await safe_list.numbers()):
+                    print(f"{number}\texact")
         return 0
 
     return asyncio.run(run())

@@ -98,6 +98,8 @@ class StartArgs:
     # record, so its approval converts where the send counted.
     unproven: bool = False
     ip_scope: str = ""
+    # The fraud tenant when it isn't ``key_id`` (a /v2 service's account), kept on a new record (ft).
+    fraud_tenant: str = ""
 
 
 @dataclass(frozen=True)

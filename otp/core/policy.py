@@ -153,8 +153,11 @@ class Policy:
     def good_for(self, number_hash: str) -> tuple[str, int]:
         return number_hash, int(self.config.known_good_days * 86_400_000)
 
-    def _limit_calls(self, *, key_id: str, ip: str, custom: dict[str, str], event: str) -> list[tuple[str, Call]]:
-        """The sliding-window limits of a send: the end user's IP, the API key, the tenant's own."""
+    def _limit_calls(
+        self, *, key_id: str, tenant: str, ip: str, custom: dict[str, str], event: str
+    ) -> list[tuple[str, Call]]:
+        """The sliding-window limits of a send: the end user's IP and the API key (per fraud
+        tenant), the caller's own RateLimits (per ``key_id``)."""
         c = self.config
 
         def limit(kind: str, value: str, window_ms: int, most: int) -> Call:
@@ -165,8 +168,8 @@ class Policy:
         if ip:
             # Per API key: an IP a tenant reports is its own user's; another tenant's traffic
             # (or a hostile tenant naming a victim's IP) must not spend it.
-            calls.append(("ip", limit("ip", f"{key_id}:{ip_scope(ip)}", 3_600_000, c.ip_sends_per_hour)))
-        calls.append(("key", limit("key", key_id, 60_000, c.key_sends_per_minute)))
+            calls.append(("ip", limit("ip", f"{tenant}:{ip_scope(ip)}", 3_600_000, c.ip_sends_per_hour)))
+        calls.append(("key", limit("key", tenant, 60_000, c.key_sends_per_minute)))
         for name, value in sorted(custom.items()):
             # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number.
             calls.append(
@@ -196,11 +199,15 @@ class Policy:
         now_ms: int,
         number_hash: str = "",
         custom: dict[str, str] | None = None,
+        tenant: str = "",
     ) -> Admission:
-        """Decide and count the IP, API-key and pumping rules in one round trip (otp/core/pumping.py)."""
+        """Decide and count the IP, API-key and pumping rules in one round trip (otp/core/pumping.py).
+        ``tenant`` is the fraud tenant (``Caller.fraud_tenant``; ``key_id`` when not given): the
+        IP, key and pumping rules count per tenant, the caller's own RateLimits per ``key_id``."""
         event = f"{now_ms}:{secrets.token_hex(6)}"
-        limits = self._limit_calls(key_id=key_id, ip=ip, custom=custom or {}, event=event)
-        found = pumping.scopes(phone, key_id=key_id, ip=ip) if risk_check else []
+        tenant = tenant or key_id
+        limits = self._limit_calls(key_id=key_id, tenant=tenant, ip=ip, custom=custom or {}, event=event)
+        found = pumping.scopes(phone, key_id=tenant, ip=ip) if risk_check else []
         checks = [(s.name, self._pumping_call(s, event, number_hash)) for s in found]
         names = [name for name, _ in (*limits, *checks)]
         calls = [call for _, call in (*limits, *checks)]

@@ -220,7 +220,8 @@ def unconvert_calls(calls: Sequence[Call], replies: Sequence[Any]) -> list[Call]
 
 def scopes_of_record(record: dict[str, str], phone: Phone) -> list[Scope]:
     """The scopes a verification's sends counted in (the IP scope as stored on the record)."""
-    found = [s for s in scopes(phone, key_id=record.get("key", ""), ip="") if s.name != IP]
+    tenant = record.get("ft") or record.get("key", "")
+    found = [s for s in scopes(phone, key_id=tenant, ip="") if s.name != IP]
     if record.get("ips"):
         found.append(Scope(IP, record["ips"]))
     return found

@@ -28,7 +28,7 @@ from typing import Any
 
 from otp.core import messages, templates
 from otp.core.validators import whole_number
-from otp.errors import InvalidInput
+from otp.errors import Forbidden, InvalidInput
 from otp.storage import accounts
 from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
@@ -40,6 +40,9 @@ __all__ = ["STORAGE_ERRORS"]  # re-exported: the /v2 adapter tells storage failu
 SERVICE_SID = re.compile(r"^VA[0-9a-fA-F]{32}$")
 ATTEMPT_SID = re.compile(r"^VL[0-9a-f]{32}$")
 DEFAULT_CODE_LENGTH = 6
+# Services are configuration each /v2 read may walk (an account's Attempts span all of them), so
+# an account gets a bounded number; its fraud budgets are the account's whatever the count.
+MAX_SERVICES_PER_ACCOUNT = 100
 # FriendlyName is the name in the SMS: otp.core.messages.validate_app_name holds it to one GSM-7
 # segment and no links (Twilio's "up to 30 characters" rather than its form's 32).
 FRIENDLY_NAME_MAX = messages.APP_NAME_MAX
@@ -172,6 +175,12 @@ def _from_record(sid: str, fields: Mapping[str, str]) -> Service:
 
 
 async def create(store: Store, account_sid: str, params: Mapping[str, str], *, now: float) -> Service:
+    # Read, then written: concurrent creates may pass the cap together, by their number at most.
+    if await accounts.count_services(store, account_sid) >= MAX_SERVICES_PER_ACCOUNT:
+        raise Forbidden(
+            f"an account may have at most {MAX_SERVICES_PER_ACCOUNT} services; delete one first",
+            field="FriendlyName",
+        )
     sid = "VA" + secrets.token_hex(16)
     now_ms = int(now * 1000)
     record: dict[str, Any] = {"account": account_sid, "created": now_ms, "updated": now_ms}

@@ -48,7 +48,7 @@ def _compact(mapping: dict[str, str]) -> str:
 
 def pumping_ip(caller: Caller) -> str:
     """The pumping scope of the caller's end-user IP, kept on the record for its approval."""
-    return f"{caller.key_id}:{ip_scope(caller.ip)}" if caller.ip else ""
+    return f"{caller.fraud_tenant}:{ip_scope(caller.ip)}" if caller.ip else ""
 
 
 class Verifier:
@@ -114,6 +114,7 @@ class Verifier:
         admission = await self.policy.admit_send(
             phone,
             key_id=caller.key_id,
+            tenant=caller.fraud_tenant,
             ip=caller.ip,
             risk_check=opts.risk_check and not safe,
             now_ms=now_ms,
@@ -165,6 +166,7 @@ class Verifier:
                 custom_code=custom_code,
                 unproven=admission.unproven,
                 ip_scope=pumping_ip(caller),
+                fraud_tenant="" if caller.fraud_tenant == caller.key_id else caller.fraud_tenant,
             )
             outcome = await self.store.start(partition, now_ms, start, audit)
         except Exception:

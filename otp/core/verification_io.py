@@ -17,6 +17,13 @@ class Caller:
     ip: str = ""
     account: str = ""  # the /v2 account owning the service ``key_id``: checks are limited per account
 
+    @property
+    def fraud_tenant(self) -> str:
+        """Whose pumping scopes, budgets and IP and key limits a start spends: the /v2 account for
+        all of its services, since an account may create services freely and each would otherwise
+        bring fresh budgets; the API key on /v1."""
+        return self.account or self.key_id
+
 
 @dataclass(frozen=True)
 class Rules:

@@ -161,10 +161,12 @@ def _conversion(countries: list[aggregates.Destination], window: str) -> Html:
     return section("Conversion by country", figure(caption, chart), listing, id_="conversion")
 
 
-def _safe_list(request: Request, admin: Admin, entries: frozenset[str], since: str) -> Html:
+def _safe_list(request: Request, admin: Admin, prefixes: frozenset[str], numbers: frozenset[str], since: str) -> Html:
+    # Said per entry: a prefix lifts the rules for a range, a number (from /v2) for itself only.
+    items = [(e, " and every number after it") for e in prefixes] + [(n, " only") for n in numbers]
     listing = (
-        tag("ul", join(tag("li", tag("code", e)) for e in sorted(entries)), class_="entries")
-        if entries
+        tag("ul", join(tag("li", join((tag("code", e), text))) for e, text in sorted(items)), class_="entries")
+        if items
         else tag("p", "The safe list is empty.", class_="help")
     )
     form = Html(
@@ -215,7 +217,7 @@ async def fraud_page(request: Request, admin: Admin) -> Response:
                 id_="unverified",
             ),
             _conversion(found.countries, win.label),
-            _safe_list(request, admin, await policy.safe_list.entries(), win.name),
+            _safe_list(request, admin, await policy.safe_list.entries(), await policy.safe_list.numbers(), win.name),
         ]
     )
     return page(layout(request, "Fraud", body, active="fraud", who=admin.key.name, csrf=admin.csrf))

@@ -100,6 +100,10 @@ async def get_service(store: Store, sid: str) -> Fields:
     return _fields(await store.guarded(lambda: store.client.hgetall(keyspace.v2_service(sid))))
 
 
+async def count_services(store: Store, account_sid: str) -> int:
+    return int(await store.guarded(lambda: store.client.zcard(keyspace.v2_services_of(account_sid))))
+
+
 async def service_sids(store: Store, account_sid: str) -> list[str]:
     raw = await store.guarded(lambda: store.client.zrange(keyspace.v2_services_of(account_sid), 0, -1))
     return [_text(s) for s in raw]

@@ -169,7 +169,13 @@ def fraud_keys(kind: str, value: str) -> list[str]:
 
 
 def safe_list() -> str:
+    """The prefixes of the safe list (``/v1/safelist``, ``otp safelist``, the dashboard)."""
     return f"{PREFIX}{CONFIG_TAG}:safe"
+
+
+def safe_numbers() -> str:
+    """The whole numbers of the safe list (``/v2/SafeList/Numbers``), matched exactly."""
+    return f"{PREFIX}{CONFIG_TAG}:safe:n"
 
 
 def stats_index(name: str) -> str:

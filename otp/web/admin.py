@@ -50,7 +50,8 @@ async def _audit_admin_action(request: Request, key: ApiKey, action: str, entry:
 
 async def list_safe(request: Request) -> Response:
     await admin(request)
-    return render(models.SafeList(entries=sorted(await _policy(request).safe_list.entries())))
+    safe_list = _policy(request).safe_list
+    return render(models.SafeList(entries=sorted(await safe_list.entries()), numbers=sorted(await safe_list.numbers())))
 
 
 async def add_safe(request: Request) -> Response:

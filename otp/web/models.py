@@ -212,7 +212,8 @@ class SafeRemoved(Reply):
 
 
 class SafeList(Reply):
-    entries: list[str]
+    entries: list[str]  # prefixes: each covers every number that starts with it
+    numbers: list[str] = []  # whole numbers (from /v2/SafeList/Numbers): each covers itself only
 
 
 class Unblocked(Reply, kw_only=True):

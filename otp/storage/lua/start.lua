@@ -10,8 +10,8 @@
 -- A.number_limits.shared_hold_ms: how long a key refused because of another key's sends must wait:
 -- a fixed hold (hd:<key id>), so polling can't find out when those sends were.
 -- A.custom_code: its approval proves nothing about the number, so it never counts as a
--- conversion (cu on the record). A.unproven, A.ip_scope: kept on a new record (up, ips) so the
--- approval converts where the send counted.
+-- conversion (cu on the record). A.unproven, A.ip_scope, A.fraud_tenant: kept on a new record
+-- (up, ips, ft) so the approval converts where the send counted.
 -- Returns {mode, flat verification hash, rule, reason, retry after ms, 1 if a number-wide refusal
 -- involved another API key's sends (the reply must not reveal them)};
 -- mode is created | resent | refused.
@@ -25,7 +25,7 @@ local decisions, app_name, hold_ms = A.decisions, A.app_name, limits.shared_hold
 local app_hash, tags = A.app_hash or '', A.tags or ''
 local template, substitutions, sender = A.template or '', A.substitutions or '', A.messaging_service_sid or ''
 local custom = A.custom_code
-local unproven, ip_scope = A.unproven, A.ip_scope
+local unproven, ip_scope, fraud_tenant = A.unproven, A.ip_scope, A.fraud_tenant or ''
 
 -- Whether a send by another API key than the caller's lies within the rule's window, given the
 -- time of the number's last send.
@@ -141,6 +141,7 @@ else
   redis.call('PEXPIRE', vkey(id), ttl + retention)
   if unproven then redis.call('HSET', vkey(id), 'up', 1) end
   if ip_scope ~= '' then redis.call('HSET', vkey(id), 'ips', ip_scope) end
+  if fraud_tenant ~= '' then redis.call('HSET', vkey(id), 'ft', fraud_tenant) end
   redis.call('HSET', K.number, 'p:' .. key_id, id)
 end
 

@@ -3,9 +3,10 @@ set ``/v1/safelist``, the dashboard and ``otp safelist`` edit. Admin accounts on
 for admin keys: an entry lifts the fraud rules and geo permissions for every tenant. Each change
 goes to the audit log as /v1's do.
 
-Twilio's list holds whole numbers, so a create takes exactly one E.164 number: a truncated number
-must not quietly list a whole range. Prefixes stay /v1's to add; fetch and delete take them too,
-so an admin sees and removes the entries /v1 made.
+Twilio's list holds whole numbers, so a create takes exactly one valid E.164 number and keeps it
+as a whole number, matched exactly (``SafeList.add(exact=True)``): neither a truncated number nor
+a whole number that starts longer ones lists a range. Prefixes stay /v1's to add; fetch and delete
+take them too, so an admin sees and removes the entries /v1 made.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _entry(request: Request) -> str:
 async def create_safelist(request: Request) -> Response:
     account = await _admin(request)
     number = _new_number(forms.required(await forms.form(request), FIELD))
-    if not await _safe_list(request).add(number):
+    if not await _safe_list(request).add(number, exact=True):
         raise InvalidInput(f"{number} is already on the safe list", field=FIELD, code=ALREADY_SAFE_LISTED)
     await _audit_admin_action(request, account, "safelist_add", number)
     return _answer(request, number, status_code=201)
@@ -86,7 +87,7 @@ async def fetch_safelist(request: Request) -> Response:
     # Fresh, not the sends' 5 s cache: an entry another process just made or removed shows.
     safe_list.invalidate()
     # Exactly the entry, as a delete would take it; covered by a prefix is not "on the list".
-    if entry not in await safe_list.entries():
+    if entry not in await safe_list.numbers() and entry not in await safe_list.entries():
         raise NotFound(f"{entry} is not on the safe list", field=FIELD)
     return _answer(request, entry)
 

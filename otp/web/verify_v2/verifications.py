@@ -177,7 +177,7 @@ async def create_verification(request: Request) -> Response:
     verifier = context.verifier(request)
     result = await verifier.start(
         phone,
-        Caller(key_id=service.sid, admin=False, ip=_device_ip(form.get("DeviceIp"))),
+        Caller(key_id=service.sid, admin=False, ip=_device_ip(form.get("DeviceIp")), account=account.key_id),
         StartOptions(
             channel="sms",
             locale=locale,
