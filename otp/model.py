@@ -86,6 +86,12 @@ class StartArgs:
     app_name: str = ""  # name in the SMS ("" default)
     app_hash: str = ""  # Android's SMS Retriever hash, last in the SMS ("" none); kept on the job
     tags: str = ""  # the caller's tags as a JSON object ("" none), kept on the record (tg)
+    # What this send's SMS is, kept on its job (each only when it isn't the default, so a pending
+    # job stays small): the template's name in otp.core.messages.CATALOGUE ("" the verification
+    # one), its substitutions as a JSON object, and the Messaging Service to send it with.
+    template: str = ""
+    substitutions: str = ""
+    messaging_service_sid: str = ""
     # The caller chose the code (CustomCode): its approval proves nothing about the number.
     custom_code: bool = False
     # The send was to an unproven destination, and its end-user IP's pumping scope: kept on a new
@@ -163,3 +169,6 @@ class Job:
     app_name: str = ""
     lease_deadline_ms: int = 0
     app_hash: str = ""
+    template: str = ""  # "" the verification template
+    substitutions: dict[str, str] = field(default_factory=dict)
+    messaging_service_sid: str = ""  # "" the operator's sender (OTP_TWILIO_FROM / _MESSAGING_SERVICE_SID)

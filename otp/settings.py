@@ -74,6 +74,8 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
+    # The Messaging Services /v2 MessagingConfigurations may name; empty: any MG sid.
+    twilio_messaging_services: frozenset[str] = frozenset()
     twilio_api_url: str = ""
     twilio_timeout: float = 10.0
     webotp_domain: str = ""
@@ -130,6 +132,7 @@ class Settings:
             metrics_token=reader.text("OTP_METRICS_TOKEN") or "",
             twilio_from=reader.text("OTP_TWILIO_FROM") or "",
             twilio_messaging_service_sid=reader.text("OTP_TWILIO_MESSAGING_SERVICE_SID") or "",
+            twilio_messaging_services=reader.messaging_services("OTP_TWILIO_MESSAGING_SERVICES"),
             twilio_api_url=(reader.text("OTP_TWILIO_API_URL") or "").rstrip("/"),
             twilio_timeout=reader.duration("OTP_TWILIO_TIMEOUT", d.twilio_timeout, low=0.1, high=120.0),
             webotp_domain=reader.text("OTP_WEBOTP_DOMAIN") or "",
@@ -264,6 +267,13 @@ class _Reader:
             self.errors.append(f"{name}={raw!r} must be one of: {', '.join(choices)}")
             return default
         return raw
+
+    def messaging_services(self, name: str) -> frozenset[str]:
+        sids = frozenset(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
+        bad = sorted(s for s in sids if not re.fullmatch(r"MG[0-9a-fA-F]{32}", s))
+        if bad:
+            self.errors.append(f"{name}: {', '.join(bad)} are not Messaging Service SIDs (MG and 32 hex digits)")
+        return sids
 
     def countries(self, name: str) -> frozenset[str]:
         raw = (self.text(name) or "").upper()

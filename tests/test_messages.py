@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from otp.core import messages
+from otp.errors import InvalidInput
 
 LONGEST_CODE = "1234567890"  # OTP_CODE_LENGTH allows up to 10 digits
 LONG_APP_NAME = "Northwind Traders Secure Login"
@@ -59,6 +60,78 @@ def test_webotp_line_is_the_last_line_after_a_blank_line() -> None:
 
 def test_no_webotp_line_without_a_domain() -> None:
     assert "@" not in messages.render("123456", locale="ja", app_name="Acme")
+
+
+# --- the other templates (TemplateSid) --------------------------------------------------
+
+APP_HASH = "FA+9qCX9VSu"
+# The worst value of a variable: as long as a name may be, of one-septet, one-unit characters.
+LONGEST_VALUE = "W" * messages.APP_NAME_MAX
+TEMPLATE_NAMES = sorted(messages.CATALOGUE)
+
+
+def _worst(template: messages.Template) -> dict[str, str]:
+    return dict.fromkeys(template.variables, LONGEST_VALUE)
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+@pytest.mark.parametrize("locale", sorted(messages.TEMPLATES))
+@pytest.mark.parametrize(("domain", "app_hash"), [("", ""), (WEBOTP_DOMAIN, ""), (WEBOTP_DOMAIN, APP_HASH)])
+def test_every_template_in_every_locale_is_one_segment_at_its_worst(
+    name: str, locale: str, domain: str, app_hash: str
+) -> None:
+    template = messages.CATALOGUE[name]
+    body = messages.render(
+        LONGEST_CODE,
+        locale=locale,
+        app_name=LONG_APP_NAME,
+        webotp_domain=domain,
+        app_hash=app_hash,
+        template=name,
+        substitutions=_worst(template),
+    )
+    assert messages.segments(body) == 1, f"{name}/{locale}: {messages.encoding(body)} {body!r}"
+    assert LONGEST_CODE in body and LONG_APP_NAME in body
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_every_template_is_written_in_english_and_names_code_service_and_variables_once(name: str) -> None:
+    template = messages.CATALOGUE[name]
+    assert template.name == name and messages.DEFAULT_LOCALE in template.texts
+    assert set(template.texts) <= set(messages.TEMPLATES)  # a locale choose_locale can pick
+    for text in template.texts.values():
+        assert text.count("{code}") == 1 and text.count("{app}") == 1, text
+        for variable in template.variables:
+            assert text.count("{" + variable + "}") == 1, text
+
+
+@pytest.mark.parametrize("name", TEMPLATE_NAMES)
+def test_latin_script_translations_of_every_template_stay_in_gsm7(name: str) -> None:
+    template = messages.CATALOGUE[name]
+    for locale in set(template.texts) & set(LATIN_SCRIPT_LOCALES):
+        body = messages.render(LONGEST_CODE, locale=locale, template=name, substitutions=_worst(template))
+        assert messages.encoding(body) == "GSM-7", (locale, body)
+
+
+def test_a_template_not_written_in_the_locale_falls_back_to_english() -> None:
+    assert "ja" not in messages.CATALOGUE["sign_in"].texts
+    assert messages.render("123456", locale="ja", app_name="Acme", template="sign_in") == (
+        "123456 is your Acme sign-in code."
+    )
+    assert messages.render(
+        "123456", country="BR", app_name="Acme", template="purpose", substitutions={"purpose": "pagar"}
+    ) == ("123456 is your Acme code to pagar.")
+
+
+def test_substitutions_are_held_to_the_rule_of_a_name_in_the_sms() -> None:
+    purpose = messages.CATALOGUE["purpose"]
+    assert messages.validate_substitutions(purpose, {"purpose": " confirm "}, "S") == {"purpose": "confirm"}
+    for given in ({"purpose": "go to evil.com"}, {"purpose": "x" * 31}, {}, {"purpose": "a", "b": "c"}, {"purpose": 1}):
+        with pytest.raises(InvalidInput) as caught:
+            messages.validate_substitutions(purpose, given, "S")
+        assert caught.value.field == "S"
+    with pytest.raises(InvalidInput):
+        messages.validate_substitutions(messages.CATALOGUE["sign_in"], {"purpose": "a"}, "S")
 
 
 # --- locale selection ---------------------------------------------------------------------

@@ -36,12 +36,20 @@ def test_durations_accept_units() -> None:
         ("OTP_PARTITIONS", "12"),
         ("OTP_WORKER", "maybe"),
         ("OTP_DEFAULT_REGION", "USA"),
+        ("OTP_TWILIO_MESSAGING_SERVICES", "MG123"),
     ],
 )
 def test_a_bad_variable_is_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as error:
         Settings.from_env({name: value})
     assert name in str(error.value)
+
+
+def test_messaging_services_tenants_may_name_are_a_list() -> None:
+    one, two = "MG" + "1" * 32, "MG" + "2" * 32
+    assert Settings.from_env({}).twilio_messaging_services == frozenset()
+    listed = Settings.from_env({"OTP_TWILIO_MESSAGING_SERVICES": f"{one}, {two},"})
+    assert listed.twilio_messaging_services == {one, two}
 
 
 def test_secret_keys_are_a_list_newest_first() -> None:

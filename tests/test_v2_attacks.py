@@ -367,7 +367,9 @@ def test_templates_and_not_offered_paths_need_no_secrets_and_leak_nothing(v2: V2
         ("SendDigits", ""),
         ("ChannelConfiguration", "{}"),
         ("TemplateSid", "HJ" + "0" * 32),
-        ("TemplateCustomSubstitutions", "{}"),
+        ("TemplateSid", "HJ123"),
+        ("TemplateCustomSubstitutions", '{"purpose": "confirm"}'),  # the default template has no variables
+        ("TemplateCustomSubstitutions", "[]"),
         ("Templates", "x"),
         ("CustomMessage", "Your code"),
         ("Channel", "call"),

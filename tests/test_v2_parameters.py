@@ -3,9 +3,10 @@ dropped (issue 14): driven through the official `twilio` SDK against a served ap
 held to Twilio's OpenAPI document (``test_twilio_compat.ContractHttpClient``).
 
 Honoured: To, Channel (sms), Locale, CustomFriendlyName, CustomCode, RateLimits, DeviceIp,
-RiskCheck, Tags (kept on the record), AppHash (Android's SMS Retriever hash at the end of the SMS).
+RiskCheck, Tags (kept on the record), AppHash (Android's SMS Retriever hash at the end of the SMS);
+TemplateSid and TemplateCustomSubstitutions in tests/test_v2_templates.py.
 Refused with 400 60200 naming the parameter: CustomMessage, SendDigits, ChannelConfiguration,
-TemplateSid, TemplateCustomSubstitutions, Templates, EnableSnaClientToken=true, Amount, Payee.
+Templates, EnableSnaClientToken=true, Amount, Payee.
 A parameter that is not Twilio's at all is ignored, as before (and as Twilio does).
 """
 
@@ -49,9 +50,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("CustomMessage", {"custom_message": "Your code is {code}"}, "deprecated"),
     ("SendDigits", {"send_digits": "ww1234"}, "voice"),
     ("ChannelConfiguration", {"channel_configuration": {"from": "a@example.com"}}, "email"),
-    ("TemplateSid", {"template_sid": "HJ" + "0" * 32}, "Locale"),
-    ("TemplateCustomSubstitutions", {"template_custom_substitutions": '{"x": "y"}'}, "Locale"),
-    ("Templates", {"templates": json.dumps([{"sid": "HJ" + "0" * 32}])}, "Locale"),
+    ("Templates", {"templates": json.dumps([{"sid": "HJ" + "0" * 32}])}, "TemplateSid"),
     ("EnableSnaClientToken", {"enable_sna_client_token": True}, "sna"),
     ("Amount", {"amount": "10.00"}, "PSD2"),
     ("Payee", {"payee": "Acme"}, "PSD2"),
@@ -155,6 +154,24 @@ def test_v1_start_takes_an_optional_app_hash(v2: V2) -> None:
     assert v2.sms(to).endswith(APP_HASH)
     bad = _v1_start(v2, {"to": new_number(), "app_hash": "short"})
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "app_hash", bad.text
+
+
+def test_v1_start_takes_an_optional_template_with_its_substitutions(v2: V2) -> None:
+    to = new_number()
+    body = {"to": to, "template": "purpose", "substitutions": {"purpose": "confirm your payment"}}
+    response = _v1_start(v2, body)
+    assert response.status_code == 201, response.text
+    code = v2.code(to)
+    assert v2.sms(to) == f"{code} is your otp code to confirm your payment.\n\n@{WEBOTP_DOMAIN} #{code}"
+    for bad, field in (
+        ({"template": "nope"}, "template"),
+        ({"template": "purpose"}, "substitutions"),
+        ({"template": "purpose", "substitutions": {"purpose": "see evil.com"}}, "substitutions"),
+        ({"substitutions": {"purpose": "x"}}, "substitutions"),
+    ):
+        refused_start = _v1_start(v2, {"to": new_number(), **bad})
+        assert refused_start.status_code == 400, refused_start.text
+        assert refused_start.json()["error"]["field"] == field, refused_start.text
 
 
 # -- the text itself ------------------------------------------------------------------------------

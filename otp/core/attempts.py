@@ -60,6 +60,11 @@ class Attempt:
         return next((a for a in v.send_attempts if a.number == self.number), None) if v else None
 
     @property
+    def tags(self) -> dict[str, str]:
+        """The caller's Tags of the verification (Twilio's), while it is retained; {} after."""
+        return dict(self.verification.tags) if self.verification else {}
+
+    @property
     def converted(self) -> bool:
         return self.verification is not None and self.verification.status == APPROVED
 

@@ -1,5 +1,9 @@
 """The text of the SMS: localized templates, segment counting and a price estimate.
 
+``TEMPLATES`` is the verification text per locale; ``CATALOGUE`` holds it beside otp's few other
+templates (a sign-in one, one with a "don't share" warning, one with the caller's ``{purpose}``),
+which /v2 lists as Verify Templates and selects by TemplateSid.
+
 Every template is kept short enough that the worst case this service can produce -- a 10-digit
 code, a 30-character app name and the WebOTP line for a short domain -- still fits in a single
 SMS segment, because each extra segment is billed as a whole message and multipart messages
@@ -16,8 +20,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Final
+from typing import Any, Final
 
 from otp.errors import InvalidInput
 
@@ -42,6 +47,58 @@ TEMPLATES: Final[Mapping[str, str]] = {
 }
 
 DEFAULT_LOCALE: Final = "en"
+
+
+@dataclass(frozen=True)
+class Template:
+    """One of otp's SMS texts, in the locales it is written in (English always: a locale the
+    template is not written in gets English, as an app hash that doesn't fit does). ``variables``
+    are the caller's own substitutions (Twilio's TemplateCustomSubstitutions): each value passes
+    `validate_app_name`, so a template with them is held to one segment at its worst case too."""
+
+    name: str  # stable: jobs carry it and /v2 derives the template's sid from it
+    friendly_name: str
+    texts: Mapping[str, str]
+    variables: tuple[str, ...] = ()
+
+
+VERIFICATION: Final = "verification"
+# Small on purpose: each is proven to fit one segment (tests/test_messages.py). Only Latin-script
+# translations beyond the first template: a UCS-2 template with a 30-character name, a 10-digit code
+# and the WebOTP line has 4 units to spare, too few for a warning or a substitution.
+CATALOGUE: Final[Mapping[str, Template]] = {
+    VERIFICATION: Template(VERIFICATION, "otp verification code", TEMPLATES),
+    "sign_in": Template(
+        "sign_in",
+        "otp sign-in code",
+        {
+            "en": "{code} is your {app} sign-in code.",
+            "es": "{code} es tu clave para entrar en {app}.",
+            "fr": "{code} est votre code de connexion {app}.",
+            "de": "{code} ist Ihr Anmeldecode für {app}.",
+        },
+    ),
+    "do_not_share": Template(
+        "do_not_share",
+        "otp code with do not share warning",
+        {
+            "en": "{code} is your {app} verification code. Don't share it with anyone.",
+            "es": "{code} es tu clave de {app}. No la compartas con nadie.",
+            "fr": "{code} est votre code {app}. Ne le partagez avec personne.",
+            "de": "{code} ist Ihr Code für {app}. Geben Sie ihn nicht weiter.",
+        },
+    ),
+    "purpose": Template(
+        "purpose",
+        "otp code with a purpose",
+        {
+            "en": "{code} is your {app} code to {purpose}.",
+            "es": "{code} es tu clave de {app} para {purpose}.",
+            "fr": "{code} est votre code {app} pour {purpose}.",
+        },
+        variables=("purpose",),
+    ),
+}
 
 # Only countries with one dominant language: for multilingual ones (BE, CH, CA, IN, SG, ...)
 # a wrong guess reads worse than English. India gets English on purpose: it is the common
@@ -152,6 +209,32 @@ def validate_app_hash(value: str, field: str) -> str:
     return value
 
 
+def validate_substitutions(template: Template, given: Mapping[str, Any], field: str) -> dict[str, str]:
+    """The values of ``template``'s variables, each held to the rule of a name in the SMS (no links,
+    GSM-7, fits the segment); raises `InvalidInput` naming ``field`` for a variable the template
+    doesn't have, one it has that is missing, or a value that isn't a string that passes."""
+    unknown = sorted(set(given) - set(template.variables))
+    if unknown:
+        have = ", ".join(template.variables) or "none"
+        raise InvalidInput(
+            f"names {unknown[0]!r}, not a variable of template {template.friendly_name!r} (its variables: {have})",
+            field=field,
+        )
+    missing = [name for name in template.variables if name not in given]
+    if missing:
+        raise InvalidInput(f"must give {missing[0]!r} for template {template.friendly_name!r}", field=field)
+    values: dict[str, str] = {}
+    for name in template.variables:
+        value = given[name]
+        if not isinstance(value, str):
+            raise InvalidInput(f"{name!r} must be a string", field=field)
+        try:
+            values[name] = validate_app_name(value, field)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{name!r} {exc.message}", field=field) from None
+    return values
+
+
 def render(
     code: str,
     *,
@@ -160,23 +243,33 @@ def render(
     app_name: str = "otp",
     webotp_domain: str = "",
     app_hash: str = "",
+    template: str = VERIFICATION,
+    substitutions: Mapping[str, str] | None = None,
 ) -> str:
-    """The SMS body for ``code``, in the language of ``locale`` or else of ``country``.
+    """The SMS body for ``code``, in the language of ``locale`` or else of ``country``, from the
+    `CATALOGUE` template named ``template`` (English where it isn't written in that language).
 
     With ``app_hash`` the message ends with it (Android's SMS Retriever wants the hash last, in a
     one-segment message). Where the language's template is UCS-2 and the hash would push the
     message past one segment (a long name, a long code and the WebOTP line use up its 70 units),
     the English template is used instead: one segment matters more to the retriever than the
     language does, and English in GSM-7 has room for all of it."""
+    # A job queued by a release that had a template this one lacks still gets a code.
+    texts = CATALOGUE.get(template, CATALOGUE[VERIFICATION]).texts
     language = choose_locale(locale, country)
-    body = _compose(TEMPLATES[language], code, app_name, webotp_domain, app_hash)
+    if language not in texts:
+        language = DEFAULT_LOCALE
+    values = dict(substitutions or {})
+    body = _compose(texts[language], code, app_name, webotp_domain, app_hash, values)
     if app_hash and segments(body) > 1 and language != DEFAULT_LOCALE:
-        body = _compose(TEMPLATES[DEFAULT_LOCALE], code, app_name, webotp_domain, app_hash)
+        body = _compose(texts[DEFAULT_LOCALE], code, app_name, webotp_domain, app_hash, values)
     return body
 
 
-def _compose(template: str, code: str, app_name: str, webotp_domain: str, app_hash: str) -> str:
-    body = template.format(code=code, app=app_name)
+def _compose(
+    template: str, code: str, app_name: str, webotp_domain: str, app_hash: str, values: Mapping[str, str]
+) -> str:
+    body = template.format_map({**values, "code": code, "app": app_name})
     if webotp_domain:
         # The WebOTP / origin-bound code format: the last line is "@domain #code". The format lets
         # more follow on that line after a space, which is where the hash goes: both stay last.

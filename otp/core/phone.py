@@ -33,6 +33,8 @@ NUMBER_TYPES = frozenset(TYPE_NAMES.values()) | {NON_GEOGRAPHIC}
 DEFAULT_BLOCKED_TYPES = frozenset(
     {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line", NON_GEOGRAPHIC}
 )
+# Every country (ISO 3166 alpha-2) that has phone numbers, as phonenumbers knows them (~245).
+COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS)
 # Twilio Lookup's carrier type for ours, where it has one (the /v2 ``lookup`` field).
 CARRIER_TYPES = {"mobile": "mobile", "fixed_line": "landline", "voip": "voip"}
 

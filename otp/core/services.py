@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otp.core import messages
+from otp.core import messages, templates
 from otp.core.validators import whole_number
 from otp.errors import Forbidden, InvalidInput
 from otp.storage import accounts
@@ -116,6 +116,9 @@ def _normalise(name: str, spec: Param, raw: str) -> str:
     if name == "FriendlyName":
         # Also the service's display name, refused here rather than at its first SMS.
         return messages.validate_app_name(raw, name)
+    if name == "DefaultTemplateSid":
+        # One of otp's templates (60228 otherwise), refused here rather than at the service's first start.
+        templates.by_sid(raw, name)
     return raw
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
 from otp.clock import SYSTEM, Clock
-from otp.core import codes, events, refusals, sealing, tokens
+from otp.core import codes, events, messages, refusals, sealing, tokens
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
@@ -39,6 +39,11 @@ MAX_ATTEMPTS = "max_attempts_reached"
 
 
 MIN_CHECKS_PER_PARTITION = 20
+
+
+def _compact(mapping: dict[str, str]) -> str:
+    """A small mapping as the compact JSON the record and the job keep ("" for none)."""
+    return json.dumps(mapping, separators=(",", ":"), ensure_ascii=False) if mapping else ""
 
 
 def pumping_ip(caller: Caller) -> str:
@@ -153,7 +158,10 @@ class Verifier:
                 decisions=decisions_json(admission),
                 app_name=opts.app_name,
                 app_hash=opts.app_hash,
-                tags=json.dumps(opts.tags, separators=(",", ":"), ensure_ascii=False) if opts.tags else "",
+                tags=_compact(opts.tags),
+                template="" if opts.template == messages.VERIFICATION else opts.template,
+                substitutions=_compact(opts.substitutions),
+                messaging_service_sid=opts.messaging_service_sid,
                 custom_code=custom_code,
                 unproven=admission.unproven,
                 ip_scope=pumping_ip(caller),

@@ -63,6 +63,11 @@ class StartOptions:
     tags: dict[str, str] = field(default_factory=dict)
     custom_limits: dict[str, str] = field(default_factory=dict)
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    # This send's SMS: a template of otp.core.messages.CATALOGUE ("" the verification one) with its
+    # validated substitutions, and the Messaging Service to send it with ("" the operator's sender).
+    template: str = ""
+    substitutions: dict[str, str] = field(default_factory=dict)
+    messaging_service_sid: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ class SmsMessage:
     to: str
     body: str
     status_callback: str | None = None
+    # The Messaging Service a /v2 service's MessagingConfiguration picked for this destination; ""
+    # for the operator's sender. Senders without Messaging Services (the console) ignore it.
+    messaging_service_sid: str = ""
 
 
 @dataclass(frozen=True)

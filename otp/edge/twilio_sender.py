@@ -77,8 +77,10 @@ class TwilioSender:
 
     def send(self, message: SmsMessage) -> Receipt:
         options: dict[str, Any] = {"to": message.to, "body": message.body}
-        if self.messaging_service_sid:
-            options["messaging_service_sid"] = self.messaging_service_sid
+        # The destination's Messaging Service (a /v2 MessagingConfiguration) wins over the default.
+        service = message.messaging_service_sid or self.messaging_service_sid
+        if service:
+            options["messaging_service_sid"] = service
         else:
             options["from_"] = self.from_number
         if message.status_callback:

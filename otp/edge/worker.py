@@ -276,8 +276,15 @@ class Worker:
             app_name=job.app_name or self.options.app_name,
             webotp_domain=self.options.webotp_domain,
             app_hash=job.app_hash,
+            template=job.template or messages.VERIFICATION,
+            substitutions=job.substitutions,
         )
-        message = SmsMessage(to=job.to, body=body, status_callback=self.status_callback(job))
+        message = SmsMessage(
+            to=job.to,
+            body=body,
+            status_callback=self.status_callback(job),
+            messaging_service_sid=job.messaging_service_sid,
+        )
         lease_ms = int(self.options.lease * 1000)
         if not await self.store.renew_lease(job, now_ms=self._now_ms(), lease_ms=lease_ms):
             # The lease ran out while the job waited for a send slot and another worker has it now.

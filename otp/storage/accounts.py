@@ -149,6 +149,7 @@ async def delete_service(store: Store, sid: str, account_sid: str) -> None:
             pipe.zrem(keyspace.v2_services_of(account_sid), sid)
             pipe.delete(keyspace.v2_service(sid))
             pipe.delete(keyspace.v2_rate_limits(sid))  # its rate limits and buckets go with it
+            pipe.delete(keyspace.v2_messaging_configurations(sid))
             await pipe.execute()
 
     await store.guarded(drop)
@@ -194,6 +195,31 @@ async def service_with_rate_limits(store: Store, sid: str, names: Sequence[str])
     service, records = await store.guarded(read)
     found = {name: json.loads(_text(raw)) for name, raw in zip(names, records, strict=True) if raw is not None}
     return _fields(service), found
+# -- a service's MessagingConfigurations ---------------------------------------------------------
+
+
+async def change_messaging_configuration(
+    store: Store, service_sid: str, *, op: str, country: str, sid: str = "", at_ms: int = 0
+) -> tuple[str, str]:
+    """(outcome, value) of messaging_config.lua: ``ok``, ``exists``, ``missing`` or ``no_service``,
+    and the ``<MG sid>|<created ms>|<updated ms>`` stored (or deleted)."""
+    keys = {"service": keyspace.v2_service(service_sid), "configs": keyspace.v2_messaging_configurations(service_sid)}
+    argument = json.dumps({"op": op, "country": country, "sid": sid, "at": str(at_ms)})
+    outcome, value = await store.guarded(lambda: store.scripts.run("messaging_config", keys, [argument]))
+    return _text(outcome), _text(value)
+
+
+async def messaging_configurations(store: Store, service_sid: str) -> Fields:
+    """Every configuration of a service (a field per country at most: one bounded HGETALL)."""
+    key = keyspace.v2_messaging_configurations(service_sid)
+    return _fields(await store.guarded(lambda: store.client.hgetall(key)))
+
+
+async def messaging_configuration(store: Store, service_sid: str, *countries: str) -> list[str | None]:
+    """The stored values of ``countries`` (one HMGET: a send looks up its country and ``all``)."""
+    key = keyspace.v2_messaging_configurations(service_sid)
+    raw = await store.guarded(lambda: store.client.hmget(key, list(countries)))
+    return [None if value is None else _text(value) for value in raw]
 
 
 # -- per-send lookups ----------------------------------------------------------------------------

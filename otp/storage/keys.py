@@ -268,6 +268,12 @@ def v2_service(sid: str) -> str:
     return f"{PREFIX}{CONFIG_TAG}:svc:{sid}"
 
 
+def v2_messaging_configurations(service_sid: str) -> str:
+    """A hash beside the service: country (ISO alpha-2, or ``all``) → ``<MG sid>|<created ms>|<updated
+    ms>``, its MessagingConfigurations. Bounded by nature (a field per country); deleted with it."""
+    return f"{v2_service(service_sid)}:mc"
+
+
 def v2_services_of(account_sid: str) -> str:
     """A sorted set of an account's service sids by creation time (ms)."""
     return f"{PREFIX}{CONFIG_TAG}:svcs:{account_sid}"

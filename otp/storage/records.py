@@ -101,6 +101,9 @@ def job(row: Sequence[Any], partition: int) -> Job:
         app_name=text(row[8]) if len(row) > 8 else "",
         lease_deadline_ms=int(row[9]) if len(row) > 9 else 0,
         app_hash=text(row[10]) if len(row) > 10 else "",
+        template=text(row[11]) if len(row) > 11 else "",
+        substitutions=json.loads(text(row[12])) if len(row) > 12 and row[12] else {},
+        messaging_service_sid=text(row[13]) if len(row) > 13 else "",
     )
 
 

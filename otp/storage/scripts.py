@@ -64,6 +64,8 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "counters": ScriptSpec(None, lib=False),
     # otp.storage.audit_log's filtered read of one partition's stream.
     "audit_scan": ScriptSpec(("stream",), lib=False),
+    # otp.storage.accounts: a /v2 service's MessagingConfigurations, changed while the service exists.
+    "messaging_config": ScriptSpec(("service", "configs"), lib=False),
 }
 # Development tools only (otp.devtools): kept apart, so the runtime never registers them.
 DEV_SCRIPTS: dict[str, ScriptSpec] = {

@@ -144,7 +144,8 @@ def _field(kind: msgspec.inspect.Type, *, required: bool) -> Field:
         kind = kind.type
     if isinstance(kind, msgspec.inspect.StrType):
         return Field(str, required, kind.max_length or Field.max_length)
-    python = {msgspec.inspect.IntType: int, msgspec.inspect.BoolType: bool}[type(kind)]
+    # An object's entries are the handler's to check (what they name and hold).
+    python = {msgspec.inspect.IntType: int, msgspec.inspect.BoolType: bool, msgspec.inspect.DictType: dict}[type(kind)]
     return Field(python, required)
 
 

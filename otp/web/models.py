@@ -86,6 +86,15 @@ AppHash = Annotated[
         examples=["FA+9qCX9VSu"],
     ),
 ]
+TemplateName = Annotated[
+    str,
+    msgspec.Meta(max_length=32),
+    _enum(*messages.CATALOGUE, description="which of otp's SMS texts to send", default=messages.VERIFICATION),
+]
+Substitutions = Annotated[
+    dict[str, str],
+    msgspec.Meta(max_length=8, description="values of the template's variables (purpose for the purpose template)"),
+]
 Code = Annotated[str, msgspec.Meta(max_length=32, pattern=_whole(validators.CODE.pattern))]
 MaxAge = Annotated[
     int, msgspec.Meta(ge=1, le=86400, description="seconds; default and upper bound OTP_TOKEN_MAX_AGE (larger: a 400)")
@@ -102,6 +111,8 @@ class StartRequest(Request):
     ip: Ip | None = None
     risk_check: RiskCheck | None = None
     app_hash: AppHash | None = None
+    template: TemplateName | None = None
+    substitutions: Substitutions | None = None
 
 
 class CheckRequest(Request, kw_only=True):

@@ -93,6 +93,15 @@ async def _caller(request: Request, ip: str = "") -> Caller:
     return Caller(key_id=key.key_id, admin=key.admin, ip=ip)
 
 
+def _template(body: models.StartRequest) -> tuple[messages.Template, dict[str, str]]:
+    """The SMS template by its name (otp.core.messages.CATALOGUE) and its variables' values."""
+    name = body.template or messages.VERIFICATION
+    template = messages.CATALOGUE.get(name)
+    if template is None:
+        raise InvalidInput(f"must be one of: {', '.join(messages.CATALOGUE)}", field="template")
+    return template, messages.validate_substitutions(template, body.substitutions or {}, "substitutions")
+
+
 async def start(request: Request) -> Response:
     caller = await _caller(request)
     body = await read_model(request, models.StartRequest)
@@ -107,7 +116,15 @@ async def start(request: Request) -> Response:
     ip = "" if body.ip is None else validators.ip(body.ip, "ip")
     caller = Caller(caller.key_id, caller.admin, ip)
     app_hash = "" if body.app_hash is None else messages.validate_app_hash(body.app_hash, "app_hash")
-    options = StartOptions(channel=channel, locale=locale, risk_check=risk_check, app_hash=app_hash)
+    template, substitutions = _template(body)
+    options = StartOptions(
+        channel=channel,
+        locale=locale,
+        risk_check=risk_check,
+        app_hash=app_hash,
+        template=template.name,
+        substitutions=substitutions,
+    )
     result = await _verifier(request).start(phone, caller, options)
     return render(verification_model(result.verification), status_code=201)
 

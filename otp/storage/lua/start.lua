@@ -23,6 +23,7 @@ local limits = A.number_limits
 local safe, per_hour, per_day, cooldown = limits.safe, limits.sends_per_hour, limits.sends_per_day, limits.cooldown_ms
 local decisions, app_name, hold_ms = A.decisions, A.app_name, limits.shared_hold_ms
 local app_hash, tags = A.app_hash or '', A.tags or ''
+local template, substitutions, sender = A.template or '', A.substitutions or '', A.messaging_service_sid or ''
 local custom = A.custom_code
 local unproven, ip_scope, fraud_tenant = A.unproven, A.ip_scope, A.fraud_tenant or ''
 
@@ -155,6 +156,11 @@ redis.call('HSET', K.jobs .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed
 -- The hash belongs to this send (the app that asked for it), not to the verification: a resend
 -- from another client says again whether it wants one.
 if app_hash ~= '' then redis.call('HSET', K.jobs .. job_id, 'ah', app_hash) end
+-- So do its template (tp), the template's substitutions (sb) and the Messaging Service chosen for
+-- the destination (mg): a field only when it isn't the default, so a pending job stays small.
+if template ~= '' then redis.call('HSET', K.jobs .. job_id, 'tp', template) end
+if substitutions ~= '' then redis.call('HSET', K.jobs .. job_id, 'sb', substitutions) end
+if sender ~= '' then redis.call('HSET', K.jobs .. job_id, 'mg', sender) end
 redis.call('PEXPIRE', K.jobs .. job_id, expires - NOW)
 redis.call('ZADD', K.outbox, NOW, job_id)
 redis.call('PUBLISH', A.wake[1], A.wake[2])

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otp.core import rate_limits
+from otp.core.templates import TEMPLATE_NOT_FOUND
 from otp.errors import OtpError
 from otp.web import errors
 from otp.web.body import utf8_safe
@@ -69,6 +70,7 @@ BY_CODE: Mapping[str, TwilioError] = {
     rate_limits.BUCKET_INTERVAL_EXISTS: TwilioError(400, 60211, "Bucket with the given Interval already exists"),
     # A full bucket of a service Rate Limit: Twilio's 20429 (its 20429 page names these limits).
     "rate_limit_bucket": TwilioError(429, 20429, "Too Many Requests"),
+    TEMPLATE_NOT_FOUND: TwilioError(400, 60228, "Template was not found"),
     "prefix_blocked": BLOCKED,
     "country_blocked": BLOCKED,
     "pumping_unverified_hourly": BLOCKED,

@@ -20,6 +20,7 @@ from otp.errors import NotFound, OtpError
 from otp.web.verify_v2 import (
     attempts,
     checks,
+    messaging_configurations,
     not_offered,
     rate_limits,
     safelist,
@@ -54,6 +55,23 @@ routes = [
     _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}", rate_limits.fetch_bucket, "GET"),
     _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}", rate_limits.update_bucket, "POST"),
     _route("/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}", rate_limits.delete_bucket, "DELETE"),
+    _route("/v2/Services/{ServiceSid}/MessagingConfigurations", messaging_configurations.create_configuration, "POST"),
+    _route("/v2/Services/{ServiceSid}/MessagingConfigurations", messaging_configurations.list_configurations, "GET"),
+    _route(
+        "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}",
+        messaging_configurations.fetch_configuration,
+        "GET",
+    ),
+    _route(
+        "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}",
+        messaging_configurations.update_configuration,
+        "POST",
+    ),
+    _route(
+        "/v2/Services/{ServiceSid}/MessagingConfigurations/{Country}",
+        messaging_configurations.delete_configuration,
+        "DELETE",
+    ),
     _route("/v2/Attempts", attempts.list_attempts, "GET"),
     _route("/v2/Attempts/Summary", attempts.attempts_summary, "GET"),  # before {Sid}, which would match it
     _route("/v2/Attempts/{Sid}", attempts.fetch_attempt, "GET"),

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from otp.core import messages, services
 from otp.core.attempts import Attempt
+from otp.core.messaging_configs import MessagingConfiguration
 from otp.core.phone import CARRIER_TYPES, parse_e164
 from otp.core.rate_limits import Bucket, RateLimit
 from otp.core.services import Service
@@ -67,6 +68,7 @@ def service_json(service: Service, base: str) -> dict[str, Any]:
             "verifications": f"{url}/Verifications",
             "verification_checks": f"{url}/VerificationCheck",
             "rate_limits": f"{url}/RateLimits",
+            "messaging_configurations": f"{url}/MessagingConfigurations",
         },
     }
 
@@ -228,8 +230,22 @@ def attempt_json(attempt: Attempt, account_sid: str, base: str) -> dict[str, Any
             "locale": (v.locale or None) if v else None,
             "message_sid": send.message_sid if send else None,
             "segments": send.segments if send else None,
+            # The start's Tags: Twilio's schema has no property for them and channel_data is free-form.
+            "tags": attempt.tags,
         },
         "url": f"{base}/v2/Attempts/{attempt.sid}",
+    }
+
+
+def messaging_configuration_json(config: MessagingConfiguration, account_sid: str, base: str) -> dict[str, Any]:
+    return {
+        "account_sid": account_sid,
+        "service_sid": config.service_sid,
+        "country": config.country,
+        "messaging_service_sid": config.messaging_service_sid,
+        "date_created": iso(config.created_at),
+        "date_updated": iso(config.updated_at),
+        "url": f"{base}/v2/Services/{config.service_sid}/MessagingConfigurations/{config.country}",
     }
 
 

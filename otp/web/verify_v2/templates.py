@@ -1,31 +1,33 @@
-"""GET /v2/Templates: otp's SMS text as Twilio's Verification Templates list.
+"""GET /v2/Templates: otp's SMS templates (``otp.core.messages.CATALOGUE``) as Twilio's
+Verification Templates list.
 
-otp has one verification template, written in each of its locales (``otp.core.messages``), so
-the list is that one template with a translation per locale, in Twilio's placeholders
-(``{{code}}``, ``{{friendly_name}}``). Its sid is derived from a fixed name, the same in every
-process and release. Templates are part of otp's code: none is created, edited or approved over
-the API, and there are no dates to report.
+Each template is listed with a translation per locale it is written in, in Twilio's placeholders
+(``{{code}}``, ``{{friendly_name}}``, and its own variables such as ``{{purpose}}``), under the sid
+``otp.core.templates`` derives from its fixed name (the same in every process and release). A start
+selects one by TemplateSid or by its service's DefaultTemplateSid. Templates are part of otp's
+code: none is created, edited or approved over the API, and there are no dates to report.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otp.core import messages
+from otp.core import templates
 from otp.errors import InvalidInput
 from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.shapes import meta, template_json
 
-FRIENDLY_NAME = "otp verification code"
-TEMPLATE_SID = "HJ" + hashlib.sha256(b"otp/template/verification").hexdigest()[:32]
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# otp's names for Twilio's: the name in the SMS is Twilio's {{friendly_name}}.
+_TWILIO_NAMES = {"app": "friendly_name"}
 
 
 def twilio_text(template: str) -> str:
-    """otp's ``{code}``/``{app}`` in Twilio's ``{{code}}``/``{{friendly_name}}``."""
-    return template.replace("{code}", "{{code}}").replace("{app}", "{{friendly_name}}")
+    """otp's ``{code}``/``{app}``/``{purpose}`` in Twilio's ``{{code}}``/``{{friendly_name}}``/``{{purpose}}``."""
+    return _PLACEHOLDER.sub(lambda m: "{{" + _TWILIO_NAMES.get(m[1], m[1]) + "}}", template)
 
 
 async def list_templates(request: Request) -> Response:
@@ -36,9 +38,12 @@ async def list_templates(request: Request) -> Response:
         # The list is one page, so no token was ever handed out.
         raise InvalidInput("is not a token from a previous page", field="PageToken")
     wanted = params.get("FriendlyName", "").strip().casefold()
-    found = [] if wanted and wanted != FRIENDLY_NAME else [TEMPLATE_SID]
+    found = [(sid, t) for sid, t in templates.BY_SID.items() if not wanted or t.friendly_name.casefold() == wanted]
     shown = found[page * page_size : (page + 1) * page_size]
-    translations = {locale: twilio_text(text) for locale, text in messages.TEMPLATES.items()}
-    templates = [template_json(sid, account.key_id, FRIENDLY_NAME, translations) for sid in shown]
-    envelope = meta(request, "templates", page, page_size, previous="", current="", following=None)
-    return JSONResponse({"templates": templates, "meta": envelope})
+    listed = [
+        template_json(sid, account.key_id, t.friendly_name, {loc: twilio_text(text) for loc, text in t.texts.items()})
+        for sid, t in shown
+    ]
+    more = (page + 1) * page_size < len(found)
+    envelope = meta(request, "templates", page, page_size, previous="", current="", following="" if more else None)
+    return JSONResponse({"templates": listed, "meta": envelope})

@@ -2,9 +2,12 @@
 
 Every start parameter of Twilio's CreateVerification is honoured or refused by name (``NOT_OFFERED``,
 400 60200), never dropped: a caller must not get an SMS other than the one it asked for. AppHash
-ends the SMS with Android's SMS Retriever hash. Tags are kept on the verification (no Verify v2
-response has a place for them; Twilio reports them in its events). A parameter Twilio doesn't
-define is ignored, as Twilio does. ``Status=approved`` approves out of band (audited).
+ends the SMS with Android's SMS Retriever hash. TemplateSid (else the service's DefaultTemplateSid)
+picks one of otp's templates (otp.core.templates), TemplateCustomSubstitutions fills its variables.
+The service's MessagingConfiguration for the destination's country (or ``all``) picks the
+Messaging Service the SMS goes out with. Tags are kept on the verification and returned on its
+attempts (``channel_data.tags``). A parameter Twilio doesn't define is ignored, as Twilio does.
+``Status=approved`` approves out of band (audited).
 
 ``{Sid}`` is a ``VE…`` sid or, as Twilio documents, the phone number the verification was sent to:
 that names the service's pending verification to it (``otp.core.services.latest_verification``,
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otp.core import messages, rate_limits, validators
+from otp.core import messages, messaging_configs, rate_limits, templates, validators
 from otp.core import services as service_records
 from otp.core.apikeys import ApiKey
 from otp.core.phone import parse
@@ -40,15 +43,13 @@ MAX_TAG_VALUE = 256
 # too (there is no value of it otp would carry out). Accepting one would send another SMS than the
 # caller asked for.
 _PSD2 = "is a PSD2 transaction parameter; otp doesn't offer PSD2 verifications"
-_TEMPLATES = "otp doesn't offer Twilio's message templates: its SMS text is chosen by Locale"
 NOT_OFFERED: Mapping[str, str] = {
     "CustomMessage": "is deprecated at Twilio and not offered by otp: the SMS text is otp's template, chosen by"
     " Locale, with the service's FriendlyName or CustomFriendlyName",
     "SendDigits": "is for the voice channel, which otp doesn't offer (sms only)",
     "ChannelConfiguration": "is the email/whatsapp channel configuration; otp doesn't offer those channels (sms only)",
-    "TemplateSid": _TEMPLATES,
-    "TemplateCustomSubstitutions": _TEMPLATES,
-    "Templates": _TEMPLATES,
+    "Templates": "is a list of template candidates, which otp doesn't offer: give one TemplateSid (with"
+    " TemplateCustomSubstitutions for its variables)",
 }
 
 
@@ -100,6 +101,18 @@ def _tags(raw: str | None) -> dict[str, str]:
     if not all(0 < len(name) <= MAX_TAG_NAME for name in tags):
         raise InvalidInput(f"names must be 1 to {MAX_TAG_NAME} characters", field="Tags")
     return tags
+
+
+def _template(service: Service, form: Mapping[str, str]) -> tuple[messages.Template, dict[str, str]]:
+    """The start's template (TemplateSid, else the service's DefaultTemplateSid) and the values of
+    its variables (TemplateCustomSubstitutions), each held to the rule of a name in the SMS."""
+    raw_sid = form.get("TemplateSid")
+    if raw_sid is not None and not templates.TEMPLATE_SID.fullmatch(raw_sid.strip()):
+        raise InvalidInput("must be a template sid (HJ and 32 hex digits)", field="TemplateSid")
+    template = templates.choose(raw_sid, service.text("DefaultTemplateSid"))
+    raw = form.get("TemplateCustomSubstitutions")
+    given = {} if raw is None else forms.json_object(raw, "TemplateCustomSubstitutions")
+    return template, messages.validate_substitutions(template, given, "TemplateCustomSubstitutions")
 
 
 def _device_ip(raw: str | None) -> str:
@@ -158,6 +171,9 @@ async def create_verification(request: Request) -> Response:
     refuse_psd2(form)
     refuse_not_offered(form)
     tags = _tags(form.get("Tags"))
+    template, substitutions = _template(service, form)
+    # The destination's Messaging Service, read now: a configuration changed later applies to the next send.
+    sender = await messaging_configs.sender_for(context.store(request), service.sid, phone.country)
     verifier = context.verifier(request)
     result = await verifier.start(
         phone,
@@ -173,6 +189,9 @@ async def create_verification(request: Request) -> Response:
             tags=tags,
             custom_limits=custom_limits,
             rate_limits=defined,
+            template=template.name,
+            substitutions=substitutions,
+            messaging_service_sid=sender,
         ),
     )
     v = result.verification
