@@ -92,6 +92,8 @@ class StartArgs:
     # record, so its approval converts where the send counted.
     unproven: bool = False
     ip_scope: str = ""
+    # The owner has webhooks: the record is marked (ev) and its events go to the event outbox.
+    events: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,3 +163,26 @@ class Job:
     app_name: str = ""
     lease_deadline_ms: int = 0
     app_hash: str = ""
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A webhook event claimed from a partition's event outbox (event_claim.lua), with what the
+    verification says at the claim: its number is read there, never stored with the event."""
+
+    event_sid: str
+    event_type: str
+    verification_id: str
+    send_number: int
+    at_ms: int
+    owner: str  # the /v2 service sid or /v1 key id the verification belongs to
+    error_code: str
+    done: tuple[str, ...]  # webhook sids already served
+    tries: int
+    lease_deadline_ms: int
+    to: str
+    channel: str
+    tags: str  # JSON object, "" for none
+    status: str  # the verification's
+    first_try_ms: int
+    partition: int

@@ -17,7 +17,7 @@ from starlette.routing import Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from otp.errors import NotFound, OtpError
-from otp.web.verify_v2 import attempts, checks, not_offered, safelist, services, templates, verifications
+from otp.web.verify_v2 import attempts, checks, not_offered, safelist, services, templates, verifications, webhooks
 from otp.web.verify_v2.errors import Endpoint, twilio_endpoint
 
 
@@ -42,6 +42,11 @@ routes = [
     _route("/v2/SafeList/Numbers/{PhoneNumber}", safelist.fetch_safelist, "GET"),
     _route("/v2/SafeList/Numbers/{PhoneNumber}", safelist.delete_safelist, "DELETE"),
     _route("/v2/Templates", templates.list_templates, "GET"),
+    _route("/v2/Services/{ServiceSid}/Webhooks", webhooks.create_webhook, "POST"),
+    _route("/v2/Services/{ServiceSid}/Webhooks", webhooks.list_webhooks, "GET"),
+    _route("/v2/Services/{ServiceSid}/Webhooks/{Sid}", webhooks.fetch_webhook, "GET"),
+    _route("/v2/Services/{ServiceSid}/Webhooks/{Sid}", webhooks.update_webhook, "POST"),
+    _route("/v2/Services/{ServiceSid}/Webhooks/{Sid}", webhooks.delete_webhook, "DELETE"),
 ]
 
 

@@ -66,8 +66,6 @@ def service_json(service: Service, base: str) -> dict[str, Any]:
     }
 
 
-
-
 def lookup(service: Service, e164: str) -> dict[str, Any]:
     """What ``phonenumbers`` knows offline; no carrier database behind it."""
     if not service.flag("LookupEnabled"):
