@@ -35,7 +35,7 @@ from otp.storage.store import Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import errors as web_errors
-from otp.web import metrics, openapi, webhooks
+from otp.web import key_webhook, metrics, openapi, webhooks
 from otp.web import stats as stats_api
 from otp.web import v1 as api
 from otp.web.verify_v2.routes import routes as verify_v2_routes
@@ -180,6 +180,7 @@ def create_app(
         *api.routes,
         *audit_api.routes,
         *webhooks.routes,
+        *key_webhook.routes,
         *admin_api.routes,
         *stats_api.routes,
         # Starlette's trailing-slash redirect would name the client's Host header (see headers.py).

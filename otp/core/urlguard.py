@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from otp.errors import InvalidInput
 
 MAX_URL_LENGTH = 2048
+RESOLVE_TIMEOUT = 3.0
 # host, port → the addresses it resolves to (injectable: the tests' resolver)
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
@@ -79,8 +80,8 @@ async def check(raw: str, field: str, *, allow_private: bool, resolve: Resolve =
     """The URL, once its scheme, form and every address its host resolves to pass the rule."""
     target = parse(raw, field, allow_private=allow_private)
     try:
-        addresses = await resolve(target.host, target.port)
-    except OSError:
+        addresses = await asyncio.wait_for(resolve(target.host, target.port), RESOLVE_TIMEOUT)
+    except (OSError, TimeoutError):
         raise InvalidInput(f"names a host that does not resolve ({target.host})", field=field) from None
     if not addresses:
         raise InvalidInput(f"names a host that does not resolve ({target.host})", field=field)

@@ -161,10 +161,17 @@ async def targets(store: Store, keyring: Keyring, event: QueuedEvent) -> list[tu
     for webhook in await list_for(store, event.owner):
         if not webhook.wants(event.event_type):
             continue
-        secret = sealing.unseal(keyring, webhook.sealed_secret, aad=SECRET_AAD)
-        if secret is not None and await apikeys.still_valid(store, webhook.key_id, secret):
-            found.append((webhook, secret))
+        token = sealing.unseal(keyring, webhook.sealed_secret, aad=SECRET_AAD)
+        if token is not None and await apikeys.still_valid(store, webhook.key_id, _secret_of(token)):
+            found.append((webhook, token))
     return found
+
+
+def _secret_of(token: str) -> str:
+    """The key secret inside a signing token: a /v2 auth token is one, a /v1 token is the whole
+    API key (``otpk_<id>_<secret>``)."""
+    pair = apikeys.split(token)
+    return pair[1] if pair else token
 
 
 def _iso(ms: int) -> str:
