@@ -305,6 +305,8 @@ def test_a_v1_key_sets_reads_and_clears_its_webhook_and_gets_its_events_signed_w
     assert httpx.get(f"{base}/v1/webhook", headers=auth).status_code == 404
     bad = httpx.put(f"{base}/v1/webhook", headers=auth, json={"url": receiver.url(), "event_types": ["nope"]})
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "event_types"
+    not_text = httpx.put(f"{base}/v1/webhook", headers=auth, json={"url": receiver.url(), "event_types": [1]})
+    assert not_text.status_code == 400 and not_text.json()["error"]["field"] == "event_types[0]"
     put = httpx.put(
         f"{base}/v1/webhook",
         headers=auth,

@@ -81,10 +81,11 @@ async def check(raw: str, field: str, *, allow_private: bool, resolve: Resolve =
     target = parse(raw, field, allow_private=allow_private)
     try:
         addresses = await asyncio.wait_for(resolve(target.host, target.port), RESOLVE_TIMEOUT)
-    except (OSError, TimeoutError):
-        raise InvalidInput(f"names a host that does not resolve ({target.host})", field=field) from None
+    except (OSError, TimeoutError, UnicodeError, ValueError):
+        # UnicodeError: a name IDNA can't encode (a label over 63 characters, say).
+        raise InvalidInput(f"names a host that does not resolve ({target.host[:64]})", field=field) from None
     if not addresses:
-        raise InvalidInput(f"names a host that does not resolve ({target.host})", field=field)
+        raise InvalidInput(f"names a host that does not resolve ({target.host[:64]})", field=field)
     if not all(address_allowed(a, allow_private=allow_private) for a in addresses):
         raise InvalidInput(
             "resolves to a loopback, private, link-local or reserved address, which otp does not post to",
