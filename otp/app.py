@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,6 +25,7 @@ from otp.core.verification import Rules, Verifier
 from otp.dashboard import guard
 from otp.dashboard.headers import SecurityHeaders
 from otp.edge.sms import ConsoleSender, SmsSender
+from otp.edge.webhook_delivery import EventDelivery, EventOptions
 from otp.edge.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
 from otp.settings import Settings
 from otp.storage import workers
@@ -33,7 +35,7 @@ from otp.storage.store import Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import errors as web_errors
-from otp.web import metrics, openapi, webhooks
+from otp.web import key_webhook, metrics, openapi, webhooks
 from otp.web import stats as stats_api
 from otp.web import v1 as api
 from otp.web.verify_v2.routes import routes as verify_v2_routes
@@ -95,6 +97,23 @@ def worker_options(settings: Settings) -> WorkerOptions:
     )
 
 
+def event_options(settings: Settings) -> EventOptions:
+    return EventOptions(
+        allow_private=settings.webhook_allow_private,
+        retention=settings.retention,
+        backoff_base=settings.webhook_retry_base,
+    )
+
+
+def build_store(client: Any, settings: Settings) -> Store:
+    return Store(
+        client,
+        partitions=settings.partitions,
+        audit_maxlen=settings.audit_maxlen,
+        webhook_queue_cap=settings.webhook_queue_cap,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -110,7 +129,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = connect(settings.redis_url or "")
         keyring = Keyring(settings.secret_keys)
-        store = Store(client, partitions=settings.partitions, audit_maxlen=settings.audit_maxlen)
+        store = build_store(client, settings)
         hasher = CodeHasher(
             keyring,
             Argon2Params(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
@@ -140,6 +159,7 @@ def create_app(
                 sender or build_sender(settings),
                 worker_options(settings),
                 clock=clock,
+                events=EventDelivery(store, keyring, event_options(settings), clock=clock),
             )
             app.state.worker = worker
             task = asyncio.create_task(worker.run(stop))
@@ -160,6 +180,7 @@ def create_app(
         *api.routes,
         *audit_api.routes,
         *webhooks.routes,
+        *key_webhook.routes,
         *admin_api.routes,
         *stats_api.routes,
         # Starlette's trailing-slash redirect would name the client's Host header (see headers.py).

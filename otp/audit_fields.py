@@ -49,6 +49,27 @@ APPROVED_TO_PREFIX: Final = "approved@prefix:"
 SENT_TO_COUNTRY: Final = "sent@country:"
 APPROVED_TO_COUNTRY: Final = "approved@country:"
 
+# Webhook events dropped before delivery: webhook_dropped:<reason> (queue_full: the tenant's bounded
+# event outbox pushed its oldest event out; lib.lua's emit_event).
+WEBHOOK_DROPPED_COUNTER: Final = "webhook_dropped:"
+
+# The events otp posts to a tenant's webhooks (/v2 service Webhooks, a /v1 key's webhook): their
+# one home. The Lua writers receive them from the script registry (``VERIFY_EVENT`` for the
+# ``verification.`` ones by the status that causes them, ``MESSAGE_EVENT`` for the ``message.`` ones
+# by delivery state); the adapters validate EventTypes against them.
+WEBHOOK_EVENTS: Final[tuple[str, ...]] = (
+    "verification.started",
+    "verification.approved",
+    "verification.canceled",
+    "verification.expired",
+    "verification.max_attempts_reached",
+    "message.delivered",
+    "message.undelivered",
+    "message.failed",
+)
+# An EventTypes entry that subscribes to every event, as at Twilio.
+WEBHOOK_ANY: Final = "*"
+
 # For the hourly counters only, never written: the destination prefix beside the masked number's
 # last digits would spell the whole number.
 COUNTER_ONLY_PREFIX = "_prefix"

@@ -251,8 +251,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from otp.app import build_sender, worker_options
+    from otp.app import build_sender, build_store, event_options, worker_options
     from otp.core.keyring import Keyring
+    from otp.edge.webhook_delivery import EventDelivery
     from otp.edge.worker import Worker
     from otp.storage.client import connect
 
@@ -264,11 +265,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         client = connect(url)
+        store, keyring = build_store(client, settings), Keyring(settings.secret_keys)
         worker = Worker(
-            Store(client, partitions=settings.partitions),
-            Keyring(settings.secret_keys),
+            store,
+            keyring,
             build_sender(settings),
             worker_options(settings),
+            events=EventDelivery(store, keyring, event_options(settings)),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -282,8 +285,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:

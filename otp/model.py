@@ -100,6 +100,8 @@ class StartArgs:
     ip_scope: str = ""
     # The fraud tenant when it isn't ``key_id`` (a /v2 service's account), kept on a new record (ft).
     fraud_tenant: str = ""
+    # The owner has webhooks: the record is marked (ev) and its events go to the event outbox.
+    events: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,3 +174,26 @@ class Job:
     template: str = ""  # "" the verification template
     substitutions: dict[str, str] = field(default_factory=dict)
     messaging_service_sid: str = ""  # "" the operator's sender (OTP_TWILIO_FROM / _MESSAGING_SERVICE_SID)
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A webhook event claimed from a partition's event outbox (event_claim.lua), with what the
+    verification says at the claim: its number is read there, never stored with the event."""
+
+    event_sid: str
+    event_type: str
+    verification_id: str
+    send_number: int
+    at_ms: int
+    owner: str  # the /v2 service sid or /v1 key id the verification belongs to
+    error_code: str
+    done: tuple[str, ...]  # webhook sids already served
+    tries: int
+    lease_deadline_ms: int
+    to: str
+    channel: str
+    tags: str  # JSON object, "" for none
+    status: str  # the verification's
+    first_try_ms: int
+    partition: int

@@ -84,6 +84,11 @@ class Settings:
     sms_lease: float = 30.0
     sms_retry_base: float = 1.0
     audit_maxlen: int = 1_000_000
+    # Webhooks (otp.core.urlguard): plain http and private/loopback targets only where allowed
+    # (development, tests); events queued per tenant before the oldest is dropped.
+    webhook_allow_private: bool = False
+    webhook_queue_cap: int = 50_000
+    webhook_retry_base: float = 2.0
     # Slow clients (otp/serving.py): the request head and the body each arrive within their
     # timeout or the connection is closed / the request answered 408; above max_connections open
     # connections uvicorn answers 503.
@@ -143,6 +148,9 @@ class Settings:
             sms_lease=reader.duration("OTP_SMS_LEASE", d.sms_lease, low=0.5, high=3600.0),
             sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", d.sms_retry_base, low=0.01, high=600.0),
             audit_maxlen=reader.integer("OTP_AUDIT_MAXLEN", d.audit_maxlen, low=1000, high=1_000_000_000),
+            webhook_allow_private=reader.switch("OTP_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            webhook_queue_cap=reader.integer("OTP_WEBHOOK_QUEUE_CAP", d.webhook_queue_cap, low=16, high=10_000_000),
+            webhook_retry_base=reader.duration("OTP_WEBHOOK_RETRY_BASE", d.webhook_retry_base, low=0.01, high=600.0),
             header_timeout=reader.duration("OTP_HEADER_TIMEOUT", d.header_timeout, low=0.1, high=300.0),
             body_timeout=reader.duration("OTP_BODY_TIMEOUT", d.body_timeout, low=0.1, high=300.0),
             max_connections=reader.integer("OTP_MAX_CONNECTIONS", d.max_connections, low=1, high=1_000_000),

@@ -17,7 +17,7 @@ from otp.storage.store import Store
 LUA = resources.files("otp.storage") / "lua"
 KEY_ARGUMENT = re.compile(
     r"^(K\.\w+( \.\. \w+)?|KEYS\[1\]|key|jkey|log|counter|failed_key|approving|A\.wake\[1\]"
-    r"|(vkey|numkey|failedkey|approvingkey)\(.*)$"
+    r"|(vkey|numkey|failedkey|approvingkey|eventkey|eventownerkey)\(.*)$"
 )
 LUA_FILES = sorted(p.name.removesuffix(".lua") for p in LUA.iterdir() if p.name.endswith(".lua"))
 

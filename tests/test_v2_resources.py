@@ -154,7 +154,6 @@ def test_resources_otp_does_not_offer_say_so(v2: V2) -> None:
     verify = client.verify.v2
     svc = verify.services(sid)
     for call in (
-        lambda: svc.webhooks.create(friendly_name="x", event_types=["*"], webhook_url="https://example.com/hook"),
         lambda: svc.access_tokens.create(identity="u1", factor_type="push"),
         lambda: svc.entities.create(identity="u1"),
         lambda: svc.entities("u1").factors.list(),
@@ -166,9 +165,9 @@ def test_resources_otp_does_not_offer_say_so(v2: V2) -> None:
         assert "not offered by otp" in message, message
     # Any method: it is the resource that is missing, not the method.
     for method in ("GET", "POST", "DELETE"):
-        answer = v2.raw(method, f"/v2/Services/{sid}/Webhooks/YW" + "0" * 32, auth=v2.account)
+        answer = v2.raw(method, f"/v2/Services/{sid}/Entities/u1/Factors/YF" + "0" * 32, auth=v2.account)
         assert (answer.status_code, answer.json()["code"]) == (404, 20404)
-        assert "Webhooks" in answer.json()["message"]
+        assert "Entities" in answer.json()["message"]
     # A path that is nothing at Twilio keeps the generic answer.
     nothing = v2.raw("GET", "/v2/Nothing", auth=v2.account).json()
     assert nothing["code"] == 20404 and "not offered" not in nothing["message"]

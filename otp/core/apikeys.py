@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from otp.clock import SYSTEM
 from otp.errors import Unauthorized
 from otp.storage import accounts
+from otp.storage import webhooks as webhook_records
 from otp.storage.store import Store
 
 PREFIX = "otpk"
@@ -47,6 +48,9 @@ async def create(store: Store, name: str, *, admin: bool = False, twilio: bool =
 
 
 async def revoke(store: Store, key_id: str) -> bool:
+    """Its webhook goes too (a /v1 key's; an account's service webhooks stop at their next send,
+    when the revoked key no longer vouches for the secret that signs them)."""
+    await webhook_records.remove_all(store, key_id)
     return await accounts.delete_key(store, key_id)
 
 
@@ -56,6 +60,13 @@ async def list_keys(store: Store) -> list[ApiKey]:
 
 async def count(store: Store) -> int:
     return await accounts.count_keys(store)
+
+
+async def still_valid(store: Store, key_id: str, secret: str) -> bool:
+    """Whether ``secret`` is still the secret of key ``key_id`` (not revoked, not replaced): what a
+    webhook signed with it checks before each send."""
+    record = await accounts.get_key(store, key_id)
+    return record is not None and hmac.compare_digest(record.digest, _digest(secret))
 
 
 def _key(record: accounts.KeyRecord) -> ApiKey:

@@ -17,6 +17,15 @@ FLAGGED = Counter("otp_pumping_flagged_total", "Sends over a pumping threshold i
 DELIVERY = Counter("otp_delivery_reports_total", "Delivery states recorded (callbacks, polls, sends)", ["status"])
 SMS_SENT = Counter("otp_sms_sent_total", "SMS accepted by the provider")
 SMS_FAILED = Counter("otp_sms_failed_total", "SMS given up on", ["transient"])
+WEBHOOK_POSTS = Counter(
+    "otp_webhook_posts_total", "Webhook event posts by outcome (delivered, retry, refused)", ["outcome"]
+)
+WEBHOOK_DROPPED = Counter(
+    "otp_webhook_events_dropped_total",
+    "Webhook events given up on (retries_exhausted, no_webhook); queue_full drops are counted in the"
+    " audit counters (webhook_dropped:queue_full)",
+    ["reason"],
+)
 OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
 LATENCY = Histogram(
     "otp_request_duration_seconds",

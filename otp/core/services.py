@@ -30,6 +30,7 @@ from otp.core import messages, templates
 from otp.core.validators import whole_number
 from otp.errors import Forbidden, InvalidInput
 from otp.storage import accounts
+from otp.storage import webhooks as webhook_records
 from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
 
@@ -215,8 +216,10 @@ async def update(store: Store, service: Service, params: Mapping[str, str], *, n
 
 
 async def delete(store: Store, service: Service) -> None:
-    """Pending verifications of the service run out by themselves; its sid is never reused."""
+    """Pending verifications of the service run out by themselves; its sid is never reused. Its
+    webhooks go with it (their queued events then find none and are dropped)."""
     await accounts.delete_service(store, service.sid, service.account_sid)
+    await webhook_records.remove_all(store, service.sid)
 
 
 # -- per-verification lookups ------------------------------------------------------------------

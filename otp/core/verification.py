@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -10,7 +11,7 @@ from typing import Any
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
 from otp.clock import SYSTEM, Clock
-from otp.core import codes, events, messages, refusals, sealing, tokens
+from otp.core import codes, events, messages, refusals, sealing, tokens, webhooks
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
@@ -101,7 +102,11 @@ class Verifier:
         partition = self._partition(phone.e164)
         now_ms = self._now_ms()
         audit = self._audit(caller, phone)
-        safe = await self.policy.safe_list.covers(phone.e164)
+        # Whether the owner has webhooks now: the record is marked, and its events are queued by
+        # the scripts that commit them (otp.core.webhooks).
+        safe, subscribed = await asyncio.gather(
+            self.policy.safe_list.covers(phone.e164), webhooks.subscribed(self.store, caller.key_id)
+        )
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
             await self._audit_refusal(partition, now_ms, audit, permission)
@@ -166,6 +171,7 @@ class Verifier:
                 unproven=admission.unproven,
                 ip_scope=pumping_ip(caller),
                 fraud_tenant="" if caller.fraud_tenant == caller.key_id else caller.fraud_tenant,
+                events=subscribed,
             )
             outcome = await self.store.start(partition, now_ms, start, audit)
         except Exception:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import phonenumbers
 
@@ -79,6 +79,14 @@ def _successes(batches: list[list[Job] | BaseException]) -> list[Job]:
     return jobs
 
 
+class EventLoop(Protocol):
+    """The webhook delivery loop (otp.edge.webhook_delivery.EventDelivery), run beside the outbox."""
+
+    async def run_once(self) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
 def backoff(tries: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter: spreads a crowd of retries after an outage."""
     return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, tries - 1)))  # noqa: S311
@@ -93,7 +101,9 @@ class Worker:
         options: WorkerOptions,
         *,
         clock: Clock = SYSTEM,
+        events: EventLoop | None = None,
     ) -> None:
+        self.events = events
         self.store = store
         self.keyring = keyring
         self.sender = sender
@@ -147,7 +157,9 @@ class Worker:
         await asyncio.gather(
             *(self._process_guarded(job) for job in jobs), *(self._poll_guarded(*poll) for poll in polls)
         )
-        return len(jobs) + len(polls)
+        # The webhook events, after the sends: a delivery outcome recorded above goes out in this round.
+        events = await self.events.run_once() if self.events is not None else 0
+        return len(jobs) + len(polls) + events
 
     async def claim_polls(self) -> list[tuple[int, str, int, str, int]]:
         now = self._now_ms()
@@ -231,6 +243,8 @@ class Worker:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
+            if self.events is not None:
+                await self.events.aclose()
 
     async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has

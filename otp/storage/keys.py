@@ -107,6 +107,31 @@ def outbox(partition: int) -> str:
     return f"{tag(partition)}outbox"
 
 
+def event_outbox(partition: int) -> str:
+    """A sorted set: the partition's webhook events (event sid → due ms), claimed under a lease
+    like the SMS outbox (lib.lua's ``emit_event``, event_claim.lua)."""
+    return f"{tag(partition)}wh:outbox"
+
+
+def event_prefix(partition: int) -> str:
+    return f"{tag(partition)}whe:"
+
+
+def event(partition: int, event_sid: str) -> str:
+    """A hash: one webhook event (type, verification, send, time, owner, error code, who got it)."""
+    return event_prefix(partition) + event_sid
+
+
+def event_owner_prefix(partition: int) -> str:
+    return f"{tag(partition)}who:"
+
+
+def event_owner(partition: int, owner: str) -> str:
+    """A sorted set: one tenant's queued events in this partition by creation time, capped (the
+    oldest goes first) so a dead endpoint can't grow Redis without bound."""
+    return event_owner_prefix(partition) + owner
+
+
 def poll_schedule(partition: int) -> str:
     return f"{tag(partition)}poll"
 
@@ -222,6 +247,9 @@ def partition_script_keys(partition: int, now_ms: int) -> dict[str, str]:
         "poll": poll_schedule(partition),
         "audit": audit_stream(partition),
         "counter": audit_counter(partition, now_ms),
+        "events": event_outbox(partition),
+        "event": event_prefix(partition),
+        "event_owner": event_owner_prefix(partition),
     }
 
 
@@ -301,3 +329,10 @@ def v2_attempt(attempt_sid: str, partitions: int) -> str:
 def v2_latest(service_sid: str, e164: str, partitions: int) -> str:
     """The latest verification of a service to a number."""
     return f"{tag(partition_of_number(e164, partitions))}v2n:{service_sid}:{e164}"
+
+
+def webhooks_of(owner: str) -> str:
+    """A hash: the webhooks of one tenant (a /v2 service sid, or a /v1 API key id), webhook sid →
+    its JSON record (at most a handful: otp.core.webhooks.MAX_PER_SERVICE). Configuration, no TTL;
+    deleted with its service or key."""
+    return f"{PREFIX}{CONFIG_TAG}:wh:{owner}"

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from otp.model import AttemptOutcome, Job, SendAttempt, StartOutcome, Verification
+from otp.model import AttemptOutcome, Job, QueuedEvent, SendAttempt, StartOutcome, Verification
 
 
 def text(value: Any) -> str:
@@ -110,3 +110,26 @@ def job(row: Sequence[Any], partition: int) -> Job:
 def poll_due(row: Sequence[Any]) -> tuple[str, int, str, int]:
     """(verification id, send number, message sid, sent at ms)."""
     return text(row[0]), int(row[1]), text(row[2]), int(float(text(row[3])))
+
+
+def queued_event(row: Sequence[Any], partition: int) -> QueuedEvent:
+    """One row of event_claim.lua."""
+    f = [text(v) for v in row]
+    return QueuedEvent(
+        event_sid=f[0],
+        event_type=f[1],
+        verification_id=f[2],
+        send_number=int(f[3]),
+        at_ms=int(f[4]),
+        owner=f[5],
+        error_code=f[6],
+        done=tuple(sid for sid in f[7].split(",") if sid),
+        tries=int(f[8]),
+        lease_deadline_ms=int(f[9]),
+        to=f[10],
+        channel=f[11],
+        tags=f[12],
+        status=f[13],
+        first_try_ms=int(f[14]),
+        partition=partition,
+    )

@@ -28,7 +28,20 @@ from otp import audit_fields, delivery
 from otp.storage import keys as keyspace
 
 # What the partition's scripts may touch (keys.partition_script_keys builds them in this order).
-PARTITION_KEYS = ("verifications", "numbers", "failed", "approving", "jobs", "outbox", "poll", "audit", "counter")
+PARTITION_KEYS = (
+    "verifications",
+    "numbers",
+    "failed",
+    "approving",
+    "jobs",
+    "outbox",
+    "poll",
+    "audit",
+    "counter",
+    "events",
+    "event",
+    "event_owner",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,10 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "delivery": ScriptSpec(("verification", *PARTITION_KEYS)),
     "poll_claim": ScriptSpec(PARTITION_KEYS),
     "renew": ScriptSpec(("outbox",)),
+    "event_claim": ScriptSpec(PARTITION_KEYS),
+    "event_settle": ScriptSpec(PARTITION_KEYS),
+    # otp.storage.webhooks: a tenant's webhooks, capped.
+    "webhook_put": ScriptSpec(("hooks",), lib=False),
     "limit": ScriptSpec(("log",)),
     # Verify v2 service Rate Limits: every bucket of one (rate limit, value), decided at once.
     "buckets": ScriptSpec(("log",)),
@@ -101,7 +118,13 @@ COUNTER_NAMES = {
     "approved_prefix": audit_fields.APPROVED_TO_PREFIX,
     "sent_country": audit_fields.SENT_TO_COUNTRY,
     "approved_country": audit_fields.APPROVED_TO_COUNTRY,
+    "webhook_dropped": audit_fields.WEBHOOK_DROPPED_COUNTER,
 }
+
+
+def _webhook_events(kind: str) -> dict[str, str]:
+    """The webhook events of one kind ("verification", "message") by the status that causes them."""
+    return {name.split(".", 1)[1]: name for name in audit_fields.WEBHOOK_EVENTS if name.startswith(kind + ".")}
 
 
 def _prelude(spec: ScriptSpec) -> str:
@@ -113,6 +136,8 @@ def _prelude(spec: ScriptSpec) -> str:
     if spec.lib:
         lines.append(f"local DELIVERY_RANK = {_lua_table(delivery.RANK)}")
         lines.append(f"local FINAL = {_lua_table(dict.fromkeys(sorted(delivery.FINAL), True))}")
+        lines.append(f"local VERIFY_EVENT = {_lua_table(_webhook_events('verification'))}")
+        lines.append(f"local MESSAGE_EVENT = {_lua_table(_webhook_events('message'))}")
     return "\n".join(lines)
 
 

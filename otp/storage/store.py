@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from otp.errors import Unavailable
-from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, Job, StartArgs, StartOutcome
+from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, Job, QueuedEvent, StartArgs, StartOutcome
 from otp.storage import keys as keyspace
 from otp.storage import records
 from otp.storage.scripts import Registry
@@ -30,6 +30,11 @@ log = logging.getLogger("otp.store")
 # a week's sums never hold other clients up for long.
 COUNTER_HOURS_PER_CALL = 24
 COUNTER_ROUND_KEYS = 96
+# Webhook events queued per tenant (over all partitions; each partition holds its share), and how
+# long one may wait past its due time: beyond the delivery loop's retry bound (24 h), so the loop,
+# not a TTL, decides when to give up, and a lost event hash still goes away.
+WEBHOOK_QUEUE_CAP = 50_000
+WEBHOOK_EVENT_LIFE_MS = 26 * 3_600_000
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,18 @@ def _without_none(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, client: aioredis.Redis, *, partitions: int, audit_maxlen: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        partitions: int,
+        audit_maxlen: int = 1_000_000,
+        webhook_queue_cap: int = WEBHOOK_QUEUE_CAP,
+    ) -> None:
         self.client = client
         self.partitions = partitions
         self.audit_maxlen_per_partition = max(1, audit_maxlen // partitions)
+        self.webhook_cap_per_partition = max(1, webhook_queue_cap // partitions)
         self.scripts = Registry(client)
         self.cluster = isinstance(client, RedisCluster)
 
@@ -85,7 +98,13 @@ class Store:
 
     def _argument(self, now_ms: int, fields: Mapping[str, Any], audit: Mapping[str, str] | None = None) -> str:
         """The one JSON argument of a partition script: its named fields and lib.lua's header."""
-        header = {"now": now_ms, "cap": self.audit_maxlen_per_partition, "audit": dict(audit or {})}
+        header = {
+            "now": now_ms,
+            "cap": self.audit_maxlen_per_partition,
+            "audit": dict(audit or {}),
+            "evcap": self.webhook_cap_per_partition,
+            "evlife": WEBHOOK_EVENT_LIFE_MS,
+        }
         return json.dumps({**fields, **header}, separators=(",", ":"))
 
     async def _run(
@@ -263,6 +282,37 @@ class Store:
         """Sends due for a status poll: (verification id, send number, message sid, sent at ms)."""
         rows = await self._run("poll_claim", partition, now_ms, {"lease_ms": lease_ms, "limit": limit})
         return [records.poll_due(row) for row in rows]
+
+    # -- webhook events ----------------------------------------------------------------------------
+
+    async def claim_events(
+        self, *, partition: int, now_ms: int, lease_ms: int, limit: int, retention_ms: int
+    ) -> list[QueuedEvent]:
+        fields = {"lease_ms": lease_ms, "limit": limit, "retention_ms": retention_ms}
+        rows = await self._run("event_claim", partition, now_ms, fields)
+        return [records.queued_event(row, partition) for row in rows]
+
+    async def settle_event(
+        self, event: QueuedEvent, *, now_ms: int, outcome: str, done: Sequence[str] = (), retry_due_ms: int = 0
+    ) -> None:
+        """``outcome`` "done" removes the event; "retry" makes it due again at ``retry_due_ms``."""
+        fields = {
+            "event_id": event.event_sid,
+            "owner": event.owner,
+            "outcome": outcome,
+            "done": ",".join(done),
+            "retry_due_ms": retry_due_ms,
+        }
+        await self._run("event_settle", event.partition, now_ms, fields)
+
+    async def event_depth(self) -> int:
+        async def depth() -> int:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for partition in range(self.partitions):
+                    pipe.zcard(keyspace.event_outbox(partition))
+                return sum(int(n) for n in await pipe.execute())
+
+        return await self.guarded(depth)
 
     # -- readers -----------------------------------------------------------------------------------
 

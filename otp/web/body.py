@@ -61,7 +61,8 @@ def _surrogate_message(text: str, what: str) -> str:
 class Field:
     kind: type
     required: bool = False
-    max_length: int = 256
+    max_length: int = 256  # of a string, or of each string of a list
+    max_items: int = 0  # of a list (of strings, the one list kind the models have)
 
 
 async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
@@ -144,6 +145,11 @@ def _field(kind: msgspec.inspect.Type, *, required: bool) -> Field:
         kind = kind.type
     if isinstance(kind, msgspec.inspect.StrType):
         return Field(str, required, kind.max_length or Field.max_length)
+    if isinstance(kind, msgspec.inspect.ListType):
+        item = kind.item_type.type if isinstance(kind.item_type, msgspec.inspect.Metadata) else kind.item_type
+        if not isinstance(item, msgspec.inspect.StrType):
+            raise TypeError(f"only lists of strings are checked field by field, not {item!r}")
+        return Field(list, required, item.max_length or Field.max_length, kind.max_length or 100)
     # An object's entries are the handler's to check (what they name and hold).
     python = {msgspec.inspect.IntType: int, msgspec.inspect.BoolType: bool, msgspec.inspect.DictType: dict}[type(kind)]
     return Field(python, required)
@@ -248,7 +254,19 @@ def validate(data: Mapping[str, Any], fields: Mapping[str, Field]) -> dict[str, 
             raise InvalidInput(f"must be {_kind_name(spec.kind)}", field=name, code="wrong_type")
         if isinstance(value, str) and len(value) > spec.max_length:
             raise InvalidInput(f"is longer than {spec.max_length} characters", field=name)
+        if isinstance(value, list):
+            _check_list(name, value, spec)
     return {name: data[name] for name in fields if data.get(name) is not None}
+
+
+def _check_list(name: str, value: list[Any], spec: Field) -> None:
+    if len(value) > spec.max_items:
+        raise InvalidInput(f"has more than {spec.max_items} items", field=name)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidInput("must be a string", field=f"{name}[{i}]", code="wrong_type")
+        if len(item) > spec.max_length:
+            raise InvalidInput(f"is longer than {spec.max_length} characters", field=f"{name}[{i}]")
 
 
 def _kind_name(kind: type) -> str:

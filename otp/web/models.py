@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from otp import audit_fields, delivery
 from otp.core import audit, messages, stats, validators
+from otp.core import webhooks as webhook_rules
 from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
 from otp.storage import keys as keyspace
 
@@ -131,6 +132,21 @@ class CancelRequest(Request):
     """No fields: the body may be empty or ``{}``."""
 
 
+WebhookEvent = Annotated[str, msgspec.Meta(max_length=64), _enum(*webhook_rules.EVENT_TYPES)]
+
+
+class WebhookRequest(Request):
+    url: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=2048,
+            description="https (http and private addresses only where OTP_WEBHOOK_ALLOW_PRIVATE=1)",
+            examples=["https://example.com/otp-events"],
+        ),
+    ]
+    event_types: Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=len(webhook_rules.EVENT_TYPES))]
+
+
 class SafeEntryRequest(Request):
     entry: Annotated[str, msgspec.Meta(max_length=16, pattern=NUMBER_PREFIX, examples=["+1501712"])]
 
@@ -204,6 +220,19 @@ class TokenResult(Reply):
 
 class SafeEntry(Reply):
     entry: str
+
+
+class KeyWebhook(Reply):
+    """The calling key's webhook: posts signed (X-Twilio-Signature) with the key itself."""
+
+    url: str
+    event_types: list[str]
+    created_at: DateTime
+    updated_at: DateTime
+
+
+class WebhookRemoved(Reply):
+    removed: bool
 
 
 class SafeRemoved(Reply):

@@ -131,6 +131,16 @@ OPERATIONS = (
         errors=ADMIN,
         query=models.ConversionQuery,
     ),
+    Op("get", "/v1/webhook", "The calling key's webhook", models.KeyWebhook, errors=(401, 404, 503)),
+    Op(
+        "put",
+        "/v1/webhook",
+        "Set the calling key's webhook (its events, signed with the key)",
+        models.KeyWebhook,
+        body=models.WebhookRequest,
+        errors=(*BODY_ERRORS, 401, 503),
+    ),
+    Op("delete", "/v1/webhook", "Remove the calling key's webhook", models.WebhookRemoved, errors=(401, 503)),
     Op(
         "delete",
         "/v1/blocks",

@@ -57,6 +57,37 @@ local function failedkey(owner, to) return K.failed .. owner .. ':' .. to end
 -- The code that approved a verification, for its replays.
 local function approvingkey(id) return K.approving .. id end
 
+-- A webhook event of verification `id`, due at `due` (ms), into the partition's event outbox: only
+-- for a verification whose owner had webhooks when it started (ev on the record). The event sid is
+-- derived from (verification, type, send), so emitting the same event twice stores it once and a
+-- receiver can dedupe on it. No number is stored: the sender reads it from the verification.
+-- A.evcap: how many events one tenant may have queued in this partition; past it the oldest is
+-- dropped (counted), so a dead endpoint can't grow Redis without bound. A.evlife: how long an event
+-- may wait past its due time (the delivery loop's retry bound).
+-- The names keys.py spells as event() and event_owner().
+local function eventkey(eid) return K.event .. eid end
+local function eventownerkey(owner) return K.event_owner .. owner end
+
+local function emit_event(id, etype, n, due, error_code)
+  local owner, on = unpack(redis.call('HMGET', vkey(id), 'key', 'ev'))
+  if on ~= '1' or not etype or not A.evcap then return end
+  local eid = 'EV' .. string.sub(redis.sha1hex(id .. '|' .. etype .. '|' .. n), 1, 32)
+  if redis.call('EXISTS', eventkey(eid)) == 1 then return end
+  while redis.call('ZCARD', eventownerkey(owner)) >= A.evcap do
+    local oldest = redis.call('ZPOPMIN', eventownerkey(owner))
+    redis.call('DEL', eventkey(oldest[1]))
+    redis.call('ZREM', K.events, oldest[1])
+    redis.call('HINCRBY', K.counter, C.webhook_dropped .. 'queue_full', 1)
+    redis.call('PEXPIRE', K.counter, AUDIT_COUNTER_TTL_MS)
+  end
+  local life = due - NOW + A.evlife
+  redis.call('HSET', eventkey(eid), 't', etype, 'vid', id, 'n', n, 'at', NOW, 'ow', owner, 'ec', error_code or '')
+  redis.call('PEXPIRE', eventkey(eid), life)
+  redis.call('ZADD', K.events, due, eid)
+  redis.call('ZADD', eventownerkey(owner), NOW, eid)
+  if redis.call('PTTL', eventownerkey(owner)) < life then redis.call('PEXPIRE', eventownerkey(owner), life) end
+end
+
 local function base36(n)
   local digits, out = '0123456789abcdefghijklmnopqrstuvwxyz', ''
   n = math.floor(n)
@@ -80,6 +111,10 @@ local function finish(id, status, retention_ms, extra)
   redis.call('HDEL', key, unpack(hashes))
   if redis.call('HGET', numkey(to), 'p:' .. owner) == id then redis.call('HDEL', numkey(to), 'p:' .. owner) end
   redis.call('PEXPIRE', key, retention_ms)
+  -- In the same step as the change: an approval, cancel or lock is never committed without its
+  -- event. Expiry is the exception: its event was scheduled at the start (event_claim.lua sends it
+  -- if the verification is still pending, or expired, when it comes due).
+  if status ~= 'expired' then emit_event(id, VERIFY_EVENT[status], 0, NOW) end
 end
 
 -- Lazy expiry: the stored expiry, compared with the injected clock, is the truth; key TTLs only
@@ -140,6 +175,7 @@ local function update_attempt(id, n, changes)
       if changes.error_message then
         redis.call('HSET', key, 'em:' .. n, string.sub(changes.error_message, 1, 64))
       end
+      emit_event(id, MESSAGE_EVENT[attempt.status], n, NOW, attempt.error_code)
     end
   end
   for _, name in ipairs({'segments', 'sent_at', 'tries'}) do

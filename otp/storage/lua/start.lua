@@ -149,6 +149,13 @@ if custom then redis.call('HSET', vkey(id), 'cu', 1) end
 -- The caller's tags (JSON, bounded by the adapter): a start or resend that gives some sets them.
 if tags ~= '' then redis.call('HSET', vkey(id), 'tg', tags) end
 write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
+-- A.events: the owner has webhooks. Its events start here, in the same step as the record; the
+-- expiry event is scheduled for the code's expiry (a resend keeps it: the expiry doesn't move).
+if A.events then
+  redis.call('HSET', vkey(id), 'ev', 1)
+  if mode == 'created' then emit_event(id, VERIFY_EVENT.started, 0, NOW) end
+  emit_event(id, VERIFY_EVENT.expired, 0, expires)
+end
 
 local job_id = id .. ':' .. n
 redis.call('HSET', K.jobs .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed,

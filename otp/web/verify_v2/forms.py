@@ -23,6 +23,15 @@ MAX_PAGE = 1_000_000
 
 async def form(request: Request) -> dict[str, str]:
     """The form-encoded body, parsed with the stdlib (no python-multipart), 16 KiB at most."""
+    found, _ = await form_with_lists(request)
+    return found
+
+
+async def form_with_lists(
+    request: Request, lists: frozenset[str] = frozenset()
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """`form`, and the values of the list parameters ``lists`` (Twilio's arrays, which its SDKs
+    send as the name repeated: ``EventTypes=a&EventTypes=b``)."""
     raw = await read_limited(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if raw.strip() and media_type not in ("application/x-www-form-urlencoded", ""):
@@ -40,6 +49,7 @@ async def form(request: Request) -> dict[str, str]:
     except ValueError as exc:  # UnicodeDecodeError is a ValueError, and so is "too many fields"
         raise InvalidInput(f"is not a valid form-encoded body ({type(exc).__name__})", field="body") from None
     found: dict[str, str] = {}
+    listed: dict[str, list[str]] = {}
     for name, value in pairs:
         if not is_utf8(name):
             # Named as it was sent: the same bytes, percent-encoded again.
@@ -47,11 +57,14 @@ async def form(request: Request) -> dict[str, str]:
             raise InvalidInput("is not UTF-8 once percent-decoded", field=field)
         if not is_utf8(value):
             raise InvalidInput("is not UTF-8 once percent-decoded", field=name)
+        if name in lists:
+            listed.setdefault(name, []).append(value)
+            continue
         # One value per parameter: a second one would make "which one counts" a guess.
         if name in found:
             raise InvalidInput("is given more than once", field=name)
         found[name] = value
-    return found
+    return found, listed
 
 
 def required(params: Mapping[str, str], name: str) -> str:

@@ -12,7 +12,6 @@ import re
 from typing import Final
 
 NOT_OFFERED: Final[tuple[tuple[str, str, str], ...]] = (
-    ("/v2/Services/{ServiceSid}/Webhooks", "Verify event Webhooks", "read outcomes from /v2/Attempts"),
     ("/v2/Services/{ServiceSid}/AccessTokens", "Access Tokens", "otp offers no Verify Push or TOTP factors"),
     ("/v2/Services/{ServiceSid}/Entities", "Entities, Factors and Challenges", "otp offers sms verifications only"),
     ("/v2/Services/{ServiceSid}/Passkeys", "Passkeys", "otp offers sms verifications only"),

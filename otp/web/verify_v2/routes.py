@@ -27,6 +27,7 @@ from otp.web.verify_v2 import (
     services,
     templates,
     verifications,
+    webhooks,
 )
 from otp.web.verify_v2.errors import Endpoint, twilio_endpoint
 
@@ -79,6 +80,11 @@ routes = [
     _route("/v2/SafeList/Numbers/{PhoneNumber}", safelist.fetch_safelist, "GET"),
     _route("/v2/SafeList/Numbers/{PhoneNumber}", safelist.delete_safelist, "DELETE"),
     _route("/v2/Templates", templates.list_templates, "GET"),
+    _route("/v2/Services/{ServiceSid}/Webhooks", webhooks.create_webhook, "POST"),
+    _route("/v2/Services/{ServiceSid}/Webhooks", webhooks.list_webhooks, "GET"),
+    _route("/v2/Services/{ServiceSid}/Webhooks/{Sid}", webhooks.fetch_webhook, "GET"),
+    _route("/v2/Services/{ServiceSid}/Webhooks/{Sid}", webhooks.update_webhook, "POST"),
+    _route("/v2/Services/{ServiceSid}/Webhooks/{Sid}", webhooks.delete_webhook, "DELETE"),
 ]
 
 
