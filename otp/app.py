@@ -94,6 +94,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         lease=settings.sms_lease,
         backoff_base=settings.sms_retry_base,
         prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
+        opt_out_ttl=settings.opt_out_ttl,
     )
 
 

@@ -24,6 +24,7 @@ class Event(StrEnum):
     CANCELED = "canceled"
     DELIVERY = "delivery"
     ADMIN = "admin"  # safe-list changes and unblocks, with the admin key that made them
+    OPTED_OUT = "opted_out"  # Twilio said 21610 (the user replied STOP): the number is marked
 
 
 EVENTS: Final[tuple[Event, ...]] = tuple(Event)
@@ -43,6 +44,14 @@ VERIFICATION_EVENTS: Final[tuple[Event, ...]] = (
 REFUSED_COUNTER: Final = "refused:"  # refused:<rule>:<reason>
 DELIVERY_COUNTER: Final = "delivery:"  # delivery:<status>:<error code or "">
 FLAGGED_COUNTER: Final = "flagged:"  # flagged:<scope>:<reason>[,<scope>:<reason>], beside the event
+# Final delivery states per country and per sender (the operator's From number or Messaging Service),
+# and the time to delivered in buckets (otp.delivery.TIME_TO_DELIVERED_BUCKETS, by upper bound):
+#   country_delivery:<status>:<CC>  sender_delivery:<status>:<sender>
+#   country_ttd:<CC>:<bound>        sender_ttd:<sender>:<bound>   (lib.lua's count_delivery)
+COUNTRY_DELIVERY_COUNTER: Final = "country_delivery:"
+SENDER_DELIVERY_COUNTER: Final = "sender_delivery:"
+COUNTRY_TTD_COUNTER: Final = "country_ttd:"
+SENDER_TTD_COUNTER: Final = "sender_ttd:"
 # … and the destination tallies of ``started`` and ``approved`` events: <tally><prefix or country>.
 SENT_TO_PREFIX: Final = "sent@prefix:"
 APPROVED_TO_PREFIX: Final = "approved@prefix:"

@@ -35,3 +35,12 @@ OTHER_TWILIO_STATES: Final[frozenset[str]] = frozenset({"receiving", "received",
 
 # The steps the dashboard and /v1/stats count, in the order they are drawn.
 FUNNEL: Final[tuple[str, ...]] = ("queued", "sent", "delivered", "undelivered", "failed")
+
+# The states a send attempt's timeline records (the first time each is reached, in ms after the
+# attempt was queued): its start is the attempt's own time, Twilio's acceptance its ``sent_at``.
+TIMELINE: Final[tuple[str, ...]] = ("sent", "delivered", "undelivered", "failed")
+# Final states a send is counted in per country and per sender (delivery rate, time to delivered).
+COUNTED: Final[tuple[str, ...]] = ("delivered", "undelivered", "failed")
+# Upper bounds (seconds) of the time-to-delivered buckets: the Prometheus histogram and the hourly
+# counters the dashboard's p50/p95 are read from use the same ones.
+TIME_TO_DELIVERED_BUCKETS: Final[tuple[float, ...]] = (1, 2, 3, 5, 10, 15, 30, 60, 120, 300, 600)

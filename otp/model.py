@@ -22,6 +22,11 @@ class SendAttempt:
     sent_at: float | None = None
     tries: int = 0
     last_error: str | None = None
+    # The first time each of otp.delivery.TIMELINE's states was reached (epoch seconds), and where
+    # the send went and from which of the operator's senders (the worker's word, at the send).
+    timeline: dict[str, float] = field(default_factory=dict)
+    country: str | None = None
+    sender: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,17 @@ class AttemptOutcome:
     record: dict[str, str] = field(default_factory=dict)
     retry_ms: int = 0
     replay_hash: str = ""  # the approving code's hash, while it may repeat the approval
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """What delivery.lua says after a delivery report: the send's state, whether this report moved
+    it, how long since the send was queued (ms) and its destination country ("" unknown)."""
+
+    status: str
+    moved: bool = False
+    elapsed_ms: int = 0
+    country: str = ""
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ class Settings:
     twilio_timeout: float = 10.0
     webotp_domain: str = ""
     delivery_poll_after: float = 300.0
+    # A number that replied STOP (Twilio 21610) stays opted out this long (otp.core.optouts).
+    opt_out_ttl: float = 365 * 86400.0
     sms_prices: str = ""
     sms_lease: float = 30.0
     sms_retry_base: float = 1.0
@@ -144,6 +146,7 @@ class Settings:
             delivery_poll_after=reader.duration(
                 "OTP_DELIVERY_POLL_AFTER", d.delivery_poll_after, low=1.0, high=86400.0
             ),
+            opt_out_ttl=reader.duration("OTP_OPT_OUT_TTL", d.opt_out_ttl, low=60.0, high=10 * 365 * 86400.0),
             sms_prices=reader.text("OTP_SMS_PRICES") or "",
             sms_lease=reader.duration("OTP_SMS_LEASE", d.sms_lease, low=0.5, high=3600.0),
             sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", d.sms_retry_base, low=0.01, high=600.0),

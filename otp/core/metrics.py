@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from otp.delivery import TIME_TO_DELIVERED_BUCKETS
+
 STARTED = Counter("otp_verifications_started_total", "Verifications started (first send)", ["country"])
 RESENT = Counter("otp_verifications_resent_total", "Resends on a pending verification", ["country"])
 APPROVED = Counter("otp_verifications_approved_total", "Verifications approved (conversions)", ["country"])
@@ -33,3 +35,12 @@ LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+# From the send's queueing (the start or resend) to Twilio's "delivered": what a user waits. Labelled
+# by destination country only (ISO codes, or "unknown"), so the label set stays bounded.
+TIME_TO_DELIVERED = Histogram(
+    "otp_sms_time_to_delivered_seconds",
+    "Time from queueing an SMS to its delivered report, per destination country",
+    ["country"],
+    buckets=TIME_TO_DELIVERED_BUCKETS,
+)
+OPTED_OUT = Counter("otp_opt_outs_total", "Numbers marked opted out (Twilio 21610), by where it was learnt", ["source"])

@@ -11,7 +11,7 @@ from typing import Any
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
 from otp.clock import SYSTEM, Clock
-from otp.core import codes, events, messages, refusals, sealing, tokens, webhooks
+from otp.core import codes, events, messages, optouts, refusals, sealing, tokens, webhooks
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
@@ -104,9 +104,17 @@ class Verifier:
         audit = self._audit(caller, phone)
         # Whether the owner has webhooks now: the record is marked, and its events are queued by
         # the scripts that commit them (otp.core.webhooks).
-        safe, subscribed = await asyncio.gather(
-            self.policy.safe_list.covers(phone.e164), webhooks.subscribed(self.store, caller.key_id)
+        # And whether the number replied STOP: read alongside, so the refusal costs no extra wait.
+        safe, subscribed, opted_out = await asyncio.gather(
+            self.policy.safe_list.covers(phone.e164),
+            webhooks.subscribed(self.store, caller.key_id),
+            optouts.opted_out(self.store, self.keyring, phone.e164),
         )
+        if opted_out:
+            # Before any limit counts it or any code is made: Twilio would refuse the SMS (21610).
+            # The safe list doesn't waive it: it is the user's word, not a fraud rule.
+            await self._audit_refusal(partition, now_ms, audit, Decision(False, optouts.RULE, optouts.REASON))
+            raise optouts.refusal()
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
             await self._audit_refusal(partition, now_ms, audit, permission)

@@ -30,17 +30,19 @@ class Receipt:
     segments: int | None = None
     price: str | None = None
     price_unit: str | None = None
+    sender: str = ""  # the operator's From number or Messaging Service that sent it ("" unknown)
 
 
 class SendError(Exception):
     """A send that did not go out. ``transient`` ones are retried until the code expires; a
     timeout may have gone out after all, so every retry first looks for the earlier message."""
 
-    def __init__(self, message: str, *, transient: bool, error_code: int | None = None) -> None:
+    def __init__(self, message: str, *, transient: bool, error_code: int | None = None, sender: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.error_code = error_code
+        self.sender = sender
 
 
 class SmsSender(Protocol):

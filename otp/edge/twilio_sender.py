@@ -18,12 +18,10 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from otp.delivery_errors import retry_helps
 from otp.edge.sms import Receipt, SendError, SmsMessage
 
 log = logging.getLogger("otp.twilio")
-
-# Twilio's own advice: retry on 429 and 5xx; everything else is about the request itself.
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def redirect(url: str, base_url: str) -> str:
@@ -83,19 +81,23 @@ class TwilioSender:
             options["messaging_service_sid"] = service
         else:
             options["from_"] = self.from_number
+        sender = service or self.from_number
         if message.status_callback:
             options["status_callback"] = message.status_callback
         try:
             created = self.client.messages.create(**options)
         except TwilioRestException as exc:
-            transient = exc.status in TRANSIENT_STATUSES
-            raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=transient, error_code=exc.code) from None
+            # Whether another try can help: the error catalogue's word (otp.delivery_errors), its one home.
+            transient = retry_helps(exc.code, exc.status)
+            message_text = f"Twilio {exc.status}: {exc.msg}"
+            raise SendError(message_text, transient=transient, error_code=exc.code, sender=sender) from None
         except requests.Timeout:
             # Twilio may have accepted it: the retry (every retry) looks for it before sending again.
-            raise SendError("Twilio timed out", transient=True) from None
+            raise SendError("Twilio timed out", transient=True, sender=sender) from None
         except requests.ConnectionError as exc:
-            raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
+            raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True, sender=sender) from None
         return Receipt(
+            sender=sender,
             message_sid=created.sid,
             status=created.status or "queued",
             segments=int(created.num_segments) if created.num_segments else None,
@@ -115,7 +117,8 @@ class TwilioSender:
         for found in recent:
             created = found.date_created
             if found.body == message.body and (created is None or created >= since - timedelta(minutes=1)):
-                return Receipt(message_sid=found.sid, status=found.status or "queued")
+                sender = message.messaging_service_sid or self.messaging_service_sid or self.from_number
+                return Receipt(message_sid=found.sid, status=found.status or "queued", sender=sender)
         return None
 
     def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
@@ -123,7 +126,7 @@ class TwilioSender:
         try:
             fetched = self.client.messages(message_sid).fetch()
         except TwilioRestException as exc:
-            raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=exc.status in TRANSIENT_STATUSES) from None
+            raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=retry_helps(None, exc.status)) from None
         except requests.RequestException as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
         return fetched.status, fetched.error_code, fetched.error_message

@@ -17,9 +17,10 @@ from typing import Any, Protocol, TypeVar
 
 import phonenumbers
 
+from otp import delivery_errors
 from otp.audit_fields import Event
 from otp.clock import SYSTEM, Clock
-from otp.core import events, messages, metrics, sealing
+from otp.core import delivery_reports, events, messages, metrics, optouts, sealing
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
@@ -50,6 +51,8 @@ class WorkerOptions:
     # polled again at this interval until the retention period ends.
     poll_after: float
     prices: Mapping[str, Decimal] | None
+    # How long a number that replied STOP (Twilio 21610) stays marked opted out (otp.core.optouts).
+    opt_out_ttl: float = optouts.DEFAULT_TTL
     # Tuning, no setting: how many jobs a claim takes, how many sends at once, how idle polling backs off.
     batch: int = 20
     concurrency: int = 16
@@ -199,13 +202,24 @@ class Worker:
                 next_poll_ms=next_poll,
             )
             return
-        await self.store.record_delivery(
+        now = self._now_ms()
+        update = await self.store.record_delivery(
             partition=partition,
-            now_ms=self._now_ms(),
+            now_ms=now,
             verification_id=vid,
             send_number=n,
             changes={"status": status, "error_code": error_code, "error_message": error_message},
             next_poll_ms=next_poll,
+        )
+        await delivery_reports.after_report(
+            self.store,
+            delivery_reports.ReportRules(self.keyring, self.options.opt_out_ttl, int(self.options.retention * 1000)),
+            update,
+            partition=partition,
+            verification_id=vid,
+            error_code=error_code,
+            now_ms=now,
+            source="poll",
         )
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
@@ -314,11 +328,11 @@ class Worker:
             if receipt is None:
                 receipt = await self._off_loop(self.sender.send, message)
         except SendError as exc:
-            await self._failed_send(job, exc)
+            await self._failed_send(job, exc, country)
             return
         except Exception as exc:  # a sender bug must not kill the worker: retry like a transient error
             log.exception("worker: sender raised unexpectedly for job %s", job.job_id)
-            await self._failed_send(job, SendError(f"{type(exc).__name__}: {exc}", transient=True))
+            await self._failed_send(job, SendError(f"{type(exc).__name__}: {exc}", transient=True), country)
             return
         self.sent += 1
         metrics.SMS_SENT.inc()
@@ -346,12 +360,15 @@ class Worker:
                 "price_unit": unit,
                 "sent_at": now,
                 "tries": job.tries,
+                # Where it went and from which sender: the per-country and per-sender delivery figures.
+                "country": country,
+                "sender": receipt.sender,
             },
             poll_due_ms=now + int(self.options.poll_after * 1000),
         )
         log.info("sms sent job=%s to=%s sid=%s", job.job_id, mask_in_record(job.to), receipt.message_sid)
 
-    async def _failed_send(self, job: Job, exc: SendError) -> None:
+    async def _failed_send(self, job: Job, exc: SendError, country: str = "") -> None:
         delay = backoff(job.tries, self.options.backoff_base, self.options.backoff_cap)
         due_ms = self._now_ms() + int(delay * 1000)
         if exc.transient and due_ms < job.expires_ms:
@@ -376,8 +393,22 @@ class Worker:
                 "error_code": exc.error_code,
                 "error_message": exc.message,
                 "tries": job.tries,
+                "country": country,
+                "sender": exc.sender,
             },
         )
+        if delivery_errors.opts_out(exc.error_code):
+            # The user replied STOP: every later send would fail alike, so later starts are refused.
+            await optouts.record(
+                self.store,
+                self.keyring,
+                job.to,
+                now_ms=self._now_ms(),
+                ttl=self.options.opt_out_ttl,
+                source="send",
+                verification_id=job.verification_id,
+            )
+            metrics.OPTED_OUT.labels("send").inc()
 
     async def _settle(
         self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0

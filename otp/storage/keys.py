@@ -198,6 +198,12 @@ def safe_list() -> str:
     return f"{PREFIX}{CONFIG_TAG}:safe"
 
 
+def opt_out(partition: int, number_hash: str) -> str:
+    """A number that replied STOP (Twilio's 21610), by its keyed hash, in the number's partition:
+    its value is when it was marked (ms), its TTL ``OTP_OPT_OUT_TTL`` (otp.storage.optouts)."""
+    return f"{tag(partition)}optout:{number_hash}"
+
+
 def safe_numbers() -> str:
     """The whole numbers of the safe list (``/v2/SafeList/Numbers``), matched exactly."""
     return f"{PREFIX}{CONFIG_TAG}:safe:n"

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from otp.model import AttemptOutcome, Job, QueuedEvent, SendAttempt, StartOutcome, Verification
+from otp.model import AttemptOutcome, DeliveryUpdate, Job, QueuedEvent, SendAttempt, StartOutcome, Verification
 
 
 def text(value: Any) -> str:
@@ -54,6 +54,7 @@ def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> S
     if f"em:{n}" in record:
         delivery["error_message"] = record[f"em:{n}"]
     price, _, unit = record.get(f"pr:{n}", "").partition("|")
+    country, _, sender = record.get(f"dx:{n}", "").partition("|")
     return SendAttempt(
         number=n,
         at=(created_ms + int(at or 0)) / 1000,
@@ -66,7 +67,28 @@ def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> S
         sent_at=(created_ms + int(sent_at)) / 1000 if sent_at else None,
         tries=int(tries or 0),
         last_error=record.get(f"le:{n}"),
+        timeline=timeline((created_ms + int(at or 0)), record.get(f"tl:{n}", "")),
+        country=country or None,
+        sender=sender or None,
     )
+
+
+def timeline(at_ms: int, raw: str) -> dict[str, float]:
+    """``tl:<n>`` (``sent=120,delivered=2400``: ms after the attempt's time) as epoch seconds."""
+    out: dict[str, float] = {}
+    for part in raw.split(","):
+        state, _, offset = part.partition("=")
+        if state and offset.isdigit():
+            out[state] = (at_ms + int(offset)) / 1000
+    return out
+
+
+def delivery_update(reply: Any) -> DeliveryUpdate:
+    """delivery.lua's reply (a bare status from a script older than the timeline reads as one)."""
+    if not isinstance(reply, list | tuple):
+        return DeliveryUpdate(text(reply))
+    status, moved, elapsed, country = [*reply, 0, 0, ""][:4]
+    return DeliveryUpdate(text(status), bool(int(moved)), int(elapsed), text(country))
 
 
 def start_outcome(reply: Sequence[Any]) -> StartOutcome:

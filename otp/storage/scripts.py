@@ -119,6 +119,10 @@ COUNTER_NAMES = {
     "sent_country": audit_fields.SENT_TO_COUNTRY,
     "approved_country": audit_fields.APPROVED_TO_COUNTRY,
     "webhook_dropped": audit_fields.WEBHOOK_DROPPED_COUNTER,
+    "country_delivery": audit_fields.COUNTRY_DELIVERY_COUNTER,
+    "sender_delivery": audit_fields.SENDER_DELIVERY_COUNTER,
+    "country_ttd": audit_fields.COUNTRY_TTD_COUNTER,
+    "sender_ttd": audit_fields.SENDER_TTD_COUNTER,
 }
 
 
@@ -138,6 +142,12 @@ def _prelude(spec: ScriptSpec) -> str:
         lines.append(f"local FINAL = {_lua_table(dict.fromkeys(sorted(delivery.FINAL), True))}")
         lines.append(f"local VERIFY_EVENT = {_lua_table(_webhook_events('verification'))}")
         lines.append(f"local MESSAGE_EVENT = {_lua_table(_webhook_events('message'))}")
+        # The attempt timeline's states, the states counted per country and sender, and the
+        # time-to-delivered buckets (upper bounds in ms), from otp/delivery.py.
+        lines.append(f"local TIMELINE = {_lua_table(dict.fromkeys(delivery.TIMELINE, True))}")
+        lines.append(f"local COUNTED = {_lua_table(dict.fromkeys(delivery.COUNTED, True))}")
+        bounds = ", ".join(str(int(b * 1000)) for b in delivery.TIME_TO_DELIVERED_BUCKETS)
+        lines.append(f"local TTD_BOUNDS_MS = {{{bounds}}}")
     return "\n".join(lines)
 
 

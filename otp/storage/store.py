@@ -14,7 +14,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from otp.errors import Unavailable
-from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, Job, QueuedEvent, StartArgs, StartOutcome
+from otp.model import (
+    ApproveArgs,
+    AttemptOutcome,
+    CheckArgs,
+    DeliveryUpdate,
+    Job,
+    QueuedEvent,
+    StartArgs,
+    StartOutcome,
+)
 from otp.storage import keys as keyspace
 from otp.storage import records
 from otp.storage.scripts import Registry
@@ -266,7 +275,7 @@ class Store:
         send_number: int,
         changes: dict[str, Any],
         next_poll_ms: int = 0,
-    ) -> str:
+    ) -> DeliveryUpdate:
         fields = {
             "id": verification_id,
             "send_number": send_number,
@@ -274,7 +283,7 @@ class Store:
             "next_poll_ms": next_poll_ms,
         }
         keys = self._verification_keys(partition, verification_id)
-        return records.text(await self._run("delivery", partition, now_ms, fields, keys))
+        return records.delivery_update(await self._run("delivery", partition, now_ms, fields, keys))
 
     async def claim_polls(
         self, *, partition: int, now_ms: int, lease_ms: int, limit: int

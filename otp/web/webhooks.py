@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from otp import delivery
 from otp.audit_fields import Event
-from otp.core import events
+from otp.core import delivery_reports, events
 from otp.core.validators import whole_number
 from otp.errors import Forbidden, InvalidInput
 from otp.storage import keys as keyspace
@@ -75,20 +75,31 @@ async def status_callback(request: Request) -> Response:
     store: Store = request.app.state.store
     clock = request.app.state.verifier.clock
     now = clock.now()
+    partition = keyspace.partition_of_id(vid, store.partitions)
+    code = int(error_code) if error_code.isascii() and error_code.isdigit() else None
     applied = await store.record_delivery(
-        partition=keyspace.partition_of_id(vid, store.partitions),
+        partition=partition,
         now_ms=int(now * 1000),
         verification_id=vid,
         send_number=send_number,
-        changes={
-            "status": status,
-            "error_code": int(error_code) if error_code.isascii() and error_code.isdigit() else None,
-            "message_sid": params.get("MessageSid") or None,
-        },
+        changes={"status": status, "error_code": code, "message_sid": params.get("MessageSid") or None},
     )
     events.emit(Event.DELIVERY, now, vid=vid, send=send_number, status=status, error_code=error_code, source="callback")
+    # The time-to-delivered histogram, and the opt-out a 21610 marks.
+    await delivery_reports.after_report(
+        store,
+        delivery_reports.ReportRules(
+            request.app.state.verifier.keyring, settings.opt_out_ttl, int(settings.retention * 1000)
+        ),
+        applied,
+        partition=partition,
+        verification_id=vid,
+        error_code=code,
+        now_ms=int(now * 1000),
+        source="callback",
+    )
     # 200 even for a send we no longer know (past retention): Twilio would only retry it.
-    return JSONResponse({"status": applied or "unknown"})
+    return JSONResponse({"status": applied.status or "unknown"})
 
 
 routes = [Route("/webhooks/twilio/status", status_callback, methods=["POST"])]

@@ -134,6 +134,8 @@ end
 -- Redis keeps the hash in its compact encoding (one long value would make it several times larger):
 --   sa:<n>  at|status|updated|error code|tries|segments|sent at  (times: ms after the creation)
 --   sid:<n> the Message SID   pr:<n> price|unit   em:<n> error message   le:<n> last transient error
+--   tl:<n>  the timeline: <state>=<ms after the attempt's time>,… the first time each TIMELINE
+--           state was reached   dx:<n> <country>|<sender> the send went to and from (the worker's)
 local function split(text)
   local parts = {}
   for part in string.gmatch(text .. '|', '([^|]*)|') do parts[#parts + 1] = part end
@@ -159,11 +161,48 @@ local function write_attempt(id, n, a)
              a.error_code or '', a.tries or '', a.segments or '', offset(id, a.sent_at)}, '|'))
 end
 
+-- A send that reached a counted final state, per country and sender, and when delivered the time
+-- it took (from its queueing) in the hourly counter's buckets: the dashboard's delivery rate and
+-- p50/p95 read them. Bounded: countries and the operator's own senders.
+local function count_delivery(id, n, attempt)
+  local dx = redis.call('HGET', vkey(id), 'dx:' .. n)
+  if not dx then return end
+  local country, sender = string.match(dx, '^([^|]*)|(.*)$')
+  local counter = K.counter
+  local status = attempt.status
+  if country ~= '' then redis.call('HINCRBY', counter, C.country_delivery .. status .. ':' .. country, 1) end
+  if sender ~= '' then redis.call('HINCRBY', counter, C.sender_delivery .. status .. ':' .. sender, 1) end
+  if status == 'delivered' then
+    local elapsed, bound = NOW - attempt.at, 'inf'
+    for _, b in ipairs(TTD_BOUNDS_MS) do
+      if elapsed <= b then bound = tostring(b) break end
+    end
+    if country ~= '' then redis.call('HINCRBY', counter, C.country_ttd .. country .. ':' .. bound, 1) end
+    if sender ~= '' then redis.call('HINCRBY', counter, C.sender_ttd .. sender .. ':' .. bound, 1) end
+  end
+  redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
+end
+
+-- The first time the attempt reached a TIMELINE state, as ms after the attempt's time.
+local function mark_timeline(id, n, attempt)
+  if not TIMELINE[attempt.status] then return end
+  local key = vkey(id)
+  local line = redis.call('HGET', key, 'tl:' .. n) or ''
+  if string.find(',' .. line, ',' .. attempt.status .. '=', 1, true) then return end
+  local entry = attempt.status .. '=' .. tostring(math.max(0, NOW - attempt.at))
+  line = line == '' and entry or line .. ',' .. entry
+  redis.call('HSET', key, 'tl:' .. n, string.sub(line, 1, 64))
+end
+
 local function update_attempt(id, n, changes)
   local attempt = read_attempt(id, n)
   if not attempt then return nil end
   local key = vkey(id)
   local moved = false
+  -- Where the send went and from which sender (the worker says at the send), before counting it.
+  if changes.country ~= nil and changes.country ~= cjson.null then
+    redis.call('HSET', key, 'dx:' .. n, string.sub(changes.country .. '|' .. (changes.sender or ''), 1, 64))
+  end
   if changes.status then
     local old = DELIVERY_RANK[attempt.status] or 0
     local new = DELIVERY_RANK[changes.status] or 0
@@ -176,6 +215,8 @@ local function update_attempt(id, n, changes)
         redis.call('HSET', key, 'em:' .. n, string.sub(changes.error_message, 1, 64))
       end
       emit_event(id, MESSAGE_EVENT[attempt.status], n, NOW, attempt.error_code)
+      mark_timeline(id, n, attempt)
+      if COUNTED[attempt.status] then count_delivery(id, n, attempt) end
     end
   end
   for _, name in ipairs({'segments', 'sent_at', 'tries'}) do
@@ -191,5 +232,5 @@ local function update_attempt(id, n, changes)
   if changes.last_error and changes.last_error ~= cjson.null then
     redis.call('HSET', key, 'le:' .. n, string.sub(changes.last_error, 1, 64))
   end
-  return moved, attempt.status
+  return moved, attempt.status, attempt
 end

@@ -75,6 +75,10 @@ BY_CODE: Mapping[str, TwilioError] = {
     "country_blocked": BLOCKED,
     "pumping_unverified_hourly": BLOCKED,
     "pumping_unverified_daily": BLOCKED,
+    # The number replied STOP (otp.core.optouts). Verify documents no code of its own for it that
+    # we could find; Twilio's Messaging code for the same case is 21610, so an SDK's catch of
+    # that code (and its message) tells the caller what happened.
+    "recipient_opted_out": TwilioError(403, 21610, "Attempt to send to unsubscribed recipient"),
     "country_not_allowed": TwilioError(403, 60605, "Verification delivery attempt blocked (geo permissions)"),
     "not_found": TwilioError(404, 20404, "The requested resource was not found"),
     "not_pending": TwilioError(404, 20404, "The requested resource was not found"),
