@@ -22,9 +22,9 @@ class SendAttempt:
     sent_at: float | None = None
     tries: int = 0
     last_error: str | None = None
-    # The first time each of otp.delivery.TIMELINE's states was reached (epoch seconds), and where
+    # The first time each of otp.delivery.TIMELINE's states was reached (epoch ms), and where
     # the send went and from which of the operator's senders (the worker's word, at the send).
-    timeline: dict[str, float] = field(default_factory=dict)
+    timeline: dict[str, int] = field(default_factory=dict)
     country: str | None = None
     sender: str | None = None
 

@@ -34,6 +34,21 @@ FETCH_CONCURRENCY = 64
 MAX_KEYS_IN_SCAN = 64
 
 
+def timeline(send: SendAttempt) -> dict[str, int]:
+    """A send's moments in order (epoch ms): ``queued`` (the start or resend), ``accepted`` (Twilio
+    took the create), then the first ``sent`` and the final state Twilio reported."""
+    moments = {"queued": round(send.at * 1000)}
+    if send.sent_at is not None:
+        moments["accepted"] = round(send.sent_at * 1000)
+    moments.update(sorted(send.timeline.items(), key=lambda item: item[1]))
+    return moments
+
+
+def time_to_delivered_ms(send: SendAttempt) -> int | None:
+    delivered = send.timeline.get("delivered")
+    return None if delivered is None else max(0, delivered - round(send.at * 1000))
+
+
 class PageReader(Protocol):
     """The audit log's paged read (``otp.core.audit.read_page`` bound to a client and partitions)."""
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from otp import delivery_errors
 from otp.audit_fields import WEBHOOK_ANY, WEBHOOK_EVENTS
 from otp.core import apikeys, sealing
 from otp.core.keyring import Keyring
@@ -202,6 +203,16 @@ def payload(event: QueuedEvent, webhook: Webhook, *, attempt_sid: str = "") -> d
             DeliveryStatus=event.event_type.split(".", 1)[1],
             ErrorCode=event.error_code,
         )
+        # What the code means and what to do (otp's catalogue), so a receiver can act on it.
+        explained = delivery_errors.lookup(event.error_code)
+        if explained is not None:
+            fields.update(
+                ErrorTitle=explained.title,
+                ErrorMeaning=explained.meaning,
+                ErrorRetryHelps="true" if explained.retry else "false",
+                ErrorAction=explained.action,
+                ErrorMoreInfo=explained.more_info,
+            )
         if attempt_sid:
             fields["AttemptSid"] = attempt_sid
     if event.tags:

@@ -73,13 +73,13 @@ def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> S
     )
 
 
-def timeline(at_ms: int, raw: str) -> dict[str, float]:
-    """``tl:<n>`` (``sent=120,delivered=2400``: ms after the attempt's time) as epoch seconds."""
-    out: dict[str, float] = {}
+def timeline(at_ms: int, raw: str) -> dict[str, int]:
+    """``tl:<n>`` (``sent=120,delivered=2400``: ms after the attempt's time) as epoch ms."""
+    out: dict[str, int] = {}
     for part in raw.split(","):
         state, _, offset = part.partition("=")
         if state and offset.isdigit():
-            out[state] = (at_ms + int(offset)) / 1000
+            out[state] = at_ms + int(offset)
     return out
 
 

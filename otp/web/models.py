@@ -154,11 +154,36 @@ class SafeEntryRequest(Request):
 # -- answers ---------------------------------------------------------------------------------------
 
 
+class DeliveryErrorInfo(Reply):
+    """What Twilio's error code means, from otp's catalogue (otp.delivery_errors)."""
+
+    code: int
+    title: Annotated[str, msgspec.Meta(description="Twilio's title of the error")]
+    meaning: str
+    retry_helps: Annotated[bool, msgspec.Meta(description="whether trying again (later) can help")]
+    action: Annotated[str, msgspec.Meta(description="what the operator should do")]
+    more_info: str
+
+
 class Delivery(Reply):
     status: DeliveryStatus
     updated_at: DateTime | None = None
     error_code: int | str | None = None
     error_message: str | None = None
+    error: DeliveryErrorInfo | None = None
+
+
+class Timeline(Reply):
+    """When the send was queued, Twilio accepted it, and Twilio first reported each state
+    (milliseconds)."""
+
+    queued: DateTime | None = None
+    accepted: DateTime | None = None
+    sent: DateTime | None = None
+    delivered: DateTime | None = None
+    undelivered: DateTime | None = None
+    failed: DateTime | None = None
+    time_to_delivered_ms: int | None = None
 
 
 class SendAttempt(Reply):
@@ -172,6 +197,9 @@ class SendAttempt(Reply):
     price: str | None
     price_unit: str | None
     delivery: Delivery
+    timeline: Timeline | None = None
+    country: str | None = None
+    sender: Annotated[str, msgspec.Meta(description="the From number or Messaging Service that sent it")] | None = None
 
 
 class Verification(Reply):

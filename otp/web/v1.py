@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from otp.core import messages, tokens, validators
+from otp import delivery_errors
+from otp.core import attempts, messages, tokens, validators
+from otp.core.audit import iso_ms
 from otp.core.phone import mask, parse
 from otp.core.verification import Caller, CheckResult, SendAttempt, StartOptions, Verification, Verifier
 from otp.errors import Forbidden, InvalidInput
@@ -28,6 +30,20 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def error_info(code: int | str | None) -> models.DeliveryErrorInfo | None:
+    found = delivery_errors.lookup(code)
+    if found is None:
+        return None
+    return models.DeliveryErrorInfo(
+        code=found.code,
+        title=found.title,
+        meaning=found.meaning,
+        retry_helps=found.retry,
+        action=found.action,
+        more_info=found.more_info,
+    )
+
+
 def _delivery(delivery: dict[str, Any]) -> models.Delivery:
     updated = delivery.get("updated_at")
     return models.Delivery(
@@ -35,7 +51,16 @@ def _delivery(delivery: dict[str, Any]) -> models.Delivery:
         updated_at=None if updated is None else iso(updated / 1000),
         error_code=delivery.get("error_code"),
         error_message=delivery.get("error_message"),
+        error=error_info(delivery.get("error_code")),
     )
+
+
+def timeline_model(attempt: SendAttempt) -> models.Timeline:
+    moments = {state: iso_ms(ms) for state, ms in attempts.timeline(attempt).items() if state in _TIMELINE_FIELDS}
+    return models.Timeline(**moments, time_to_delivered_ms=attempts.time_to_delivered_ms(attempt))
+
+
+_TIMELINE_FIELDS = frozenset(models.Timeline.__struct_fields__) - {"time_to_delivered_ms"}
 
 
 def send_attempt_model(attempt: SendAttempt) -> models.SendAttempt:
@@ -50,6 +75,9 @@ def send_attempt_model(attempt: SendAttempt) -> models.SendAttempt:
         price=attempt.price,
         price_unit=attempt.price_unit,
         delivery=_delivery(attempt.delivery),
+        timeline=timeline_model(attempt),
+        country=attempt.country,
+        sender=attempt.sender,
     )
 
 

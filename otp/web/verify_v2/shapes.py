@@ -9,8 +9,10 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-from otp.core import messages, services
+from otp import delivery_errors
+from otp.core import attempts, messages, services
 from otp.core.attempts import Attempt
+from otp.core.audit import iso_ms
 from otp.core.messaging_configs import MessagingConfiguration
 from otp.core.phone import CARRIER_TYPES, parse_e164
 from otp.core.rate_limits import Bucket, RateLimit
@@ -232,6 +234,12 @@ def attempt_json(attempt: Attempt, account_sid: str, base: str) -> dict[str, Any
             "segments": send.segments if send else None,
             # The start's Tags: Twilio's schema has no property for them and channel_data is free-form.
             "tags": attempt.tags,
+            # otp's additions, free-form too: what the error code means and what to do (the
+            # catalogue, otp.delivery_errors), when each state was reached, and the sender.
+            "error": delivery_errors.explain(delivery.get("error_code")),
+            "timeline": {k: iso_ms(ms) for k, ms in attempts.timeline(send).items()} if send else {},
+            "time_to_delivered_ms": attempts.time_to_delivered_ms(send) if send else None,
+            "sender": send.sender if send else None,
         },
         "url": f"{base}/v2/Attempts/{attempt.sid}",
     }
