@@ -1,5 +1,6 @@
-"""``otp keys`` and ``otp safelist``: the tenants' API keys and the fraud rules' safe list, edited
-through the same storage operations as the admin API and the dashboard."""
+"""``otp keys``, ``otp safelist`` and ``otp optouts``: the tenants' API keys, the fraud rules' safe
+list and the numbers that replied STOP, edited through the same storage operations as the admin API and
+the dashboard."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import secrets
 import sys
 
 from otp.core import apikeys
+from otp.core.audit import iso_ms
 from otp.errors import ConfigError
 from otp.settings import Settings
 
@@ -39,6 +41,50 @@ def add_safelist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         safelist_sub.add_parser(action, help=text).add_argument("entry", help="E.164 number or prefix, e.g. +1501712")
     safelist_sub.add_parser("list", help="list the entries")
     safelist.set_defaults(func=cmd_safelist)
+
+
+def add_optouts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    optouts = sub.add_parser("optouts", help="numbers that replied STOP (Twilio 21610), refused until cleared")
+    optouts_sub = optouts.add_subparsers(dest="optouts_command", metavar="ACTION", required=True)
+    for action, text in (("check", "whether a number is opted out"), ("clear", "clear it (it texted START)")):
+        optouts_sub.add_parser(action, help=text).add_argument("number", help="E.164 number, e.g. +15017122661")
+    optouts.set_defaults(func=cmd_optouts)
+
+
+def cmd_optouts(args: argparse.Namespace) -> int:
+    """Opt-outs from the command line; the admin API (/v1/optouts/{number}) reads and clears the same keys.
+    Keyed by the number's hash under the current OTP_SECRET_KEY, as the service marks them."""
+    from otp.core import optouts
+    from otp.core.keyring import Keyring
+    from otp.core.phone import mask, parse
+    from otp.errors import InvalidInput
+
+    try:
+        phone = parse(args.number, default_region="", field="number")
+    except InvalidInput as exc:
+        raise ConfigError(f"{args.number!r} {exc.message}") from None
+    from otp.cli import _connected, _require_redis, _with_local_fallbacks
+
+    settings = _with_local_fallbacks(Settings.from_env())
+    _require_redis(settings)
+    keyring = Keyring(settings.secret_keys)
+
+    async def run() -> int:
+        async with _connected(settings) as store:
+            if args.optouts_command == "clear":
+                if not await optouts.clear(store, keyring, phone.e164):
+                    print(f"{mask(phone.e164)} is not opted out", file=sys.stderr)
+                    return 1
+                print(f"cleared {mask(phone.e164)}")
+                return 0
+            since = await optouts.marked_at(store, keyring, phone.e164)
+            if since is None:
+                print(f"{mask(phone.e164)} is not opted out")
+                return 1
+            print(f"{mask(phone.e164)} opted out since {iso_ms(since)}")
+        return 0
+
+    return asyncio.run(run())
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

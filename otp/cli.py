@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_cli.add_keys_parser(sub)
     audit_cli.add_parser(sub)
     admin_cli.add_safelist_parser(sub)
+    admin_cli.add_optouts_parser(sub)
 
     stub = sub.add_parser(
         "twilio-stub",

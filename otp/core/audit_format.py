@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from otp import delivery_errors
 from otp.core.audit_events import AuditEvent, iso_ms, summary
 
 # separators and bidirectional overrides (which reorder what is shown), and the backslash, so an
@@ -52,13 +53,30 @@ TABLE_COLUMNS = (
     ("country", 7),
     ("ip", 15),
     ("key", 16),
-    ("vid", 0),
+    ("vid", 34),
+    ("error", 0),  # a delivery's Twilio error code and what it means (otp.delivery_errors)
 )
+
+
+def explained(event: AuditEvent) -> dict[str, str]:
+    """The catalogue's words for the event's Twilio error code, as audit fields ({} for none)."""
+    found = delivery_errors.lookup(event.get("error_code") or None)
+    if found is None:
+        return {}
+    return {
+        "error_title": found.title,
+        "error_meaning": found.meaning,
+        "error_retry_helps": "true" if found.retry else "false",
+        "error_action": found.action,
+    }
 
 
 def _cell(event: AuditEvent, column: str) -> str:
     if column == "time":
         return iso_ms(event.ts)
+    if column == "error":
+        words = explained(event)
+        return printable(f"{event.get('error_code')} {words['error_title']}") if words else "-"
     return printable(event.get(column)) or "-"
 
 
@@ -86,7 +104,9 @@ _JSON_UNPRINTABLE = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-
 def format_jsonl(events: Iterable[AuditEvent]) -> str:
     """One JSON object per line; every control character escaped (``\\u001b``), so the text is
     safe on a terminal and decodes to the values as stored."""
-    text = "\n".join(json.dumps(e.as_dict(), separators=(",", ":"), ensure_ascii=False) for e in events)
+    text = "\n".join(
+        json.dumps({**e.as_dict(), **explained(e)}, separators=(",", ":"), ensure_ascii=False) for e in events
+    )
     return _JSON_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
@@ -114,7 +134,13 @@ CSV_COLUMNS = (
     "number_sends_1h",
     "number_sends_24h",
     "counts",
+    # Not stored: the catalogue's words for error_code (otp.delivery_errors).
+    "error_title",
+    "error_meaning",
+    "error_retry_helps",
+    "error_action",
 )
+_EXPLAINED = frozenset(CSV_COLUMNS[-4:])
 
 
 def csv_header() -> str:
@@ -122,7 +148,11 @@ def csv_header() -> str:
 
 
 def csv_rows(events: Iterable[AuditEvent]) -> str:
-    rows = [[e.id, iso_ms(e.ts), *(printable(e.get(c)) for c in CSV_COLUMNS[2:])] for e in events]
+    rows = []
+    for e in events:
+        words = explained(e)
+        cells = (words.get(c, "") if c in _EXPLAINED else e.get(c) for c in CSV_COLUMNS[2:])
+        rows.append([e.id, iso_ms(e.ts), *(printable(cell) for cell in cells)])
     return _csv_lines(rows)
 
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otp import audit_fields
+from otp import delivery_errors as catalogue
 from otp.audit_fields import DELIVERY_COUNTER, FLAGGED_COUNTER, REFUSED_COUNTER, Event
 from otp.core.audit import iso_ms
-from otp.delivery import FAILED, FUNNEL
+from otp.delivery import COUNTED, FAILED, FUNNEL, TIME_TO_DELIVERED_BUCKETS
 from otp.errors import InvalidInput
 from otp.storage.store import COUNTER_HOURS_PER_CALL, Store
 
@@ -133,9 +134,80 @@ def delivery_errors(counts: Counter[str]) -> list[dict[str, Any]]:
             if status in FAILED:
                 rows[(status, code)] += n
     return [
-        {"status": status, "error_code": code, "count": n}
+        {"status": status, "error_code": code, "count": n, **_explained(code)}
         for (status, code), n in sorted(rows.items(), key=lambda item: (-item[1], item[0]))
         if n
+    ]
+
+
+def _explained(code: str) -> dict[str, Any]:
+    """The catalogue's words for an error code (otp.delivery_errors), for the panel and the API."""
+    found = catalogue.lookup(code or None)
+    if found is None:
+        return {"title": "", "meaning": "", "retry_helps": False, "action": ""}
+    return {"title": found.title, "meaning": found.meaning, "retry_helps": found.retry, "action": found.action}
+
+
+def quantile(q: float, histogram: Counter[str]) -> float | None:
+    """The ``q`` quantile (seconds) of a time-to-delivered histogram (counts by bucket upper bound
+    in ms, or "inf"), interpolated inside its bucket as Prometheus's histogram_quantile does; a
+    quantile in the open bucket is the last bound. None for no observations."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank, seen, lower = q * total, 0, 0.0
+    for bound in TIME_TO_DELIVERED_BUCKETS:
+        n = histogram[str(int(bound * 1000))]
+        if seen + n >= rank and n:
+            return round(lower + (bound - lower) * (rank - seen) / n, 3)
+        seen, lower = seen + n, float(bound)
+    return float(TIME_TO_DELIVERED_BUCKETS[-1])
+
+
+def delivery_by(counts: Counter[str], states: str, times: str, name: str) -> list[dict[str, Any]]:
+    """Final delivery states, delivery rate and p50/p95 time to delivered per country or sender
+    (``states``/``times`` the counter prefixes, ``name`` the row's key), most sends first."""
+    finals: dict[str, Counter[str]] = {}
+    histograms: dict[str, Counter[str]] = {}
+    for field_name, n in counts.items():
+        if field_name.startswith(states):
+            status, _, scope = field_name[len(states) :].partition(":")
+            finals.setdefault(scope, Counter())[status] += n
+        elif field_name.startswith(times):
+            scope, _, bound = field_name[len(times) :].rpartition(":")
+            histograms.setdefault(scope, Counter())[bound] += n
+    rows = []
+    for scope, final in finals.items():
+        sends = sum(final[s] for s in COUNTED)
+        histogram = histograms.get(scope, Counter())
+        rows.append(
+            {
+                name: scope,
+                **{s: final[s] for s in COUNTED},
+                "delivery_rate": _rate(final["delivered"], sends),
+                "p50_seconds": quantile(0.5, histogram),
+                "p95_seconds": quantile(0.95, histogram),
+            }
+        )
+    return sorted(rows, key=lambda r: (-sum(r[s] for s in COUNTED), r[name]))
+
+
+def alerts(recent: Counter[str]) -> list[dict[str, Any]]:
+    """What the dashboard raises from the last two clock hours' counters: a burst of 30034 (US
+    carriers refusing unregistered 10DLC traffic)."""
+    code = str(catalogue.UNREGISTERED_10DLC)
+    burst = sum(n for f, n in recent.items() if f.startswith(DELIVERY_COUNTER) and f.rsplit(":", 1)[-1] == code)
+    if burst < catalogue.UNREGISTERED_10DLC_ALERT:
+        return []
+    entry = catalogue.CATALOGUE[catalogue.UNREGISTERED_10DLC]
+    return [
+        {
+            "alert": "unregistered_10dlc",
+            "error_code": entry.code,
+            "count": burst,
+            "message": f"US carriers are rejecting unregistered A2P 10DLC traffic: {burst} SMS failed with "
+            f"Twilio {entry.code} ({entry.title}) in the last hour or two. {entry.action}",
+        }
     ]
 
 
@@ -194,6 +266,7 @@ class Overview:
     now_ms: int
     buckets: list[Bucket]
     totals: Counter[str] = field(default_factory=Counter)
+    recent: Counter[str] = field(default_factory=Counter)  # the current clock hour and the one before
 
     @property
     def first_hour(self) -> int:
@@ -213,7 +286,14 @@ class Overview:
                 "funnel": {state: states[state] for state in FUNNEL},
                 "other_states": {s: n for s, n in sorted(states.items()) if s not in FUNNEL and n},
                 "errors": delivery_errors(self.totals),
+                "by_country": delivery_by(
+                    self.totals, audit_fields.COUNTRY_DELIVERY_COUNTER, audit_fields.COUNTRY_TTD_COUNTER, "country"
+                ),
+                "by_sender": delivery_by(
+                    self.totals, audit_fields.SENDER_DELIVERY_COUNTER, audit_fields.SENDER_TTD_COUNTER, "sender"
+                ),
             },
+            "alerts": alerts(self.recent),
             "refusals": refusals(self.totals),
             "flagged": flagged(self.totals),
             "series": {
@@ -243,7 +323,10 @@ async def overview(store: Store, since: str | None, now_ms: int) -> Overview:
     totals: Counter[str] = Counter()
     for hour in range(first_window, last + 1):
         totals.update(per_hour[hour])
-    return Overview(win, now_ms, buckets, +totals)
+    recent: Counter[str] = Counter()
+    for hour in (last - 1, last):  # every chart spans at least 12 hours: no extra read
+        recent.update(per_hour.get(hour, Counter()))
+    return Overview(win, now_ms, buckets, +totals, +recent)
 
 
 # -- destinations (fraud page) -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
+from otp import delivery_errors
 from otp.core import audit
 from otp.dashboard.guard import Admin
 from otp.dashboard.markup import Column, Html, esc, join, layout, notice, page, table, tag, url
@@ -102,7 +103,10 @@ def _detail(event: audit.AuditEvent) -> str:
         return f"{event.get('action')} {event.get('entry')} by {event.get('key_name') or event.get('key')}"
     if kind == "delivery":
         code = event.get("error_code")
-        return f"{event.get('status')}" + (f" (error {code})" if code else "")
+        found = delivery_errors.lookup(code or None)
+        return f"{event.get('status')}" + (f" (error {code}: {found.title})" if found else "")
+    if kind == "opted_out":
+        return f"replied STOP (Twilio {event.get('error_code')}), learnt at {event.get('source')}"
     if kind == "check_failed":
         return f"attempt {event.get('attempt')}"
     if event.get("retry_after"):

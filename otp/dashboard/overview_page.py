@@ -15,7 +15,7 @@ from otp import delivery
 from otp.core import stats as aggregates
 from otp.dashboard.charts import Series, bar_chart, hbar_chart, legend, line_chart
 from otp.dashboard.guard import Admin, now_ms
-from otp.dashboard.markup import Column, Html, join, layout, number, page, percent, table, tag
+from otp.dashboard.markup import Column, Html, join, layout, notice, number, page, percent, table, tag
 from otp.dashboard.widgets import bucket_label, figure, per_bucket, section, stats, utc, window_picker
 from otp.storage.store import Store
 
@@ -107,8 +107,25 @@ def _delivery(
     rows += [(state, number(n)) for state, n in other.items()]
     errors = table(
         "Undelivered and failed, by Twilio error code",
-        [Column("Status"), Column("Error code"), Column("Reports", numeric=True)],
-        [(e["status"], e["error_code"] or "(none)", number(e["count"])) for e in data["delivery"]["errors"]],
+        [
+            Column("Status"),
+            Column("Error code"),
+            Column("Reports", numeric=True),
+            Column("What it means"),
+            Column("Retry helps"),
+            Column("What to do"),
+        ],
+        [
+            (
+                e["status"],
+                f"{e['error_code']} {e['title']}" if e["error_code"] else "(none)",
+                number(e["count"]),
+                e["meaning"] or "-",
+                ("yes" if e["retry_helps"] else "no") if e["error_code"] else "-",
+                e["action"] or "-",
+            )
+            for e in data["delivery"]["errors"]
+        ],
         empty="No undelivered or failed SMS in this window.",
         id_="delivery-errors",
     )
@@ -127,8 +144,48 @@ def _delivery(
         figure(f"Delivery outcomes {per}", outcomes, legend(series)),
         Html(f'<div class="tables">{funnel_table}{errors}</div>'),
         note,
+        _delivery_by("country", "Country", data["delivery"]["by_country"]),
+        _delivery_by("sender", "Sender", data["delivery"]["by_sender"]),
         id_="delivery",
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _delivery_by(key: str, title: str, rows: list[dict[str, Any]]) -> Html:
+    """Delivery rate and time to delivered (p50/p95, from queueing) per country or sender."""
+    return table(
+        f"Delivery by {key}: rate and time to delivered",
+        [
+            Column(title),
+            Column("Delivered", numeric=True),
+            Column("Undelivered", numeric=True),
+            Column("Failed", numeric=True),
+            Column("Delivery rate", numeric=True),
+            Column("p50", numeric=True),
+            Column("p95", numeric=True),
+        ],
+        [
+            (
+                r[key],
+                number(r["delivered"]),
+                number(r["undelivered"]),
+                number(r["failed"]),
+                percent(r["delivery_rate"]),
+                _seconds(r["p50_seconds"]),
+                _seconds(r["p95_seconds"]),
+            )
+            for r in rows
+        ],
+        empty="No final delivery reports in this window.",
+        id_=f"delivery-by-{key}",
+    )
+
+
+def _alerts(data: dict[str, Any]) -> Html:
+    return join(notice(a["message"], "error") for a in data["alerts"])
 
 
 def _refusals(
@@ -202,6 +259,7 @@ async def overview_page(request: Request, admin: Admin) -> Response:
     )
     body = join(
         [
+            _alerts(data),
             window_picker(request, "/", win),
             intro,
             _headline(data["totals"]),

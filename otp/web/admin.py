@@ -9,8 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from otp.core import validators
+from otp.core import optouts, validators
 from otp.core.apikeys import ApiKey
+from otp.core.audit import iso_ms
+from otp.core.phone import Phone, mask, mask_in_record, parse
 from otp.core.policy import Policy
 from otp.core.validators import parse_duration
 from otp.errors import Forbidden, InvalidInput, NotFound
@@ -72,6 +74,34 @@ async def remove_safe(request: Request) -> Response:
     return render(models.SafeRemoved(entry=entry, removed=True))
 
 
+def _opt_out_number(request: Request) -> Phone:
+    return parse(request.path_params["number"], default_region="", field="number")
+
+
+async def opt_out_status(request: Request) -> Response:
+    await admin(request)
+    phone = _opt_out_number(request)
+    verifier = request.app.state.verifier
+    since = await optouts.marked_at(request.app.state.store, verifier.keyring, phone.e164)
+    return render(
+        models.OptOut(to=mask(phone.e164), opted_out=since is not None, since=iso_ms(since) if since else None)
+    )
+
+
+async def clear_opt_out(request: Request) -> Response:
+    """The user texted START to the sender: sends to them may go out again."""
+    key = await admin(request)
+    phone = _opt_out_number(request)
+    if not await optouts.clear(request.app.state.store, request.app.state.verifier.keyring, phone.e164):
+        raise NotFound("this number is not opted out", field="number")
+    await _audit_admin_action(request, key, "opt_out_clear", mask_in_record(phone.e164))
+    return render(models.OptOut(to=mask(phone.e164), opted_out=False, cleared=True))
+
+
+async def opt_out(request: Request) -> Response:
+    return await (opt_out_status if request.method == "GET" else clear_opt_out)(request)
+
+
 def _scope(request: Request) -> tuple[str, str, dict[str, str]]:
     prefix = request.query_params.get("prefix", "")
     country = request.query_params.get("country", "")
@@ -121,4 +151,5 @@ routes = [
     Route("/v1/safelist/{entry}", remove_safe, methods=["DELETE"]),
     Route("/v1/stats/conversion", conversion, methods=["GET"]),
     Route("/v1/blocks", unblock, methods=["DELETE"]),
+    Route("/v1/optouts/{number}", opt_out, methods=["GET", "DELETE"]),
 ]

@@ -268,6 +268,15 @@ class SafeRemoved(Reply):
     removed: bool
 
 
+class OptOut(Reply):
+    """Whether a number replied STOP (Twilio 21610) and is refused (otp.core.optouts)."""
+
+    to: Annotated[str, msgspec.Meta(description="masked", examples=["+1*******2661"])]
+    opted_out: bool
+    since: DateTime | None = None
+    cleared: bool | None = None
+
+
 class SafeList(Reply):
     entries: list[str]  # prefixes: each covers every number that starts with it
     numbers: list[str] = []  # whole numbers (from /v2/SafeList/Numbers): each covers itself only
@@ -328,15 +337,45 @@ def _rows(name: str, *columns: str) -> Any:
 
 Window = Annotated[str, _enum(*stats.WINDOWS)]
 Totals = msgspec.defstruct("Totals", _TOTALS, bases=(Reply,))
+
+
+class DeliveryErrorRow(Reply):
+    status: str
+    error_code: str
+    count: int
+    title: str = ""  # the catalogue's words (otp.delivery_errors); "" when there is no code
+    meaning: str = ""
+    retry_helps: bool = False
+    action: str = ""
+
+
+Seconds = Annotated[float, msgspec.Meta(description="seconds from queueing to delivered")] | None
+_DELIVERY_BY = [
+    *((state, int) for state in delivery.COUNTED),
+    ("delivery_rate", Annotated[float, msgspec.Meta(description="delivered ÷ final reports")] | None),
+    ("p50_seconds", Seconds),
+    ("p95_seconds", Seconds),
+]
 DeliveryFigures = msgspec.defstruct(
     "DeliveryFigures",
     [
         ("funnel", msgspec.defstruct("Funnel", _FUNNEL, bases=(Reply,))),
         ("other_states", dict[str, int]),
-        ("errors", _rows("DeliveryErrorRow", "status", "error_code", "count")),
+        ("errors", list[DeliveryErrorRow]),
+        ("by_country", list[msgspec.defstruct("CountryDelivery", [("country", str), *_DELIVERY_BY], bases=(Reply,))]),  # type: ignore[misc]
+        ("by_sender", list[msgspec.defstruct("SenderDelivery", [("sender", str), *_DELIVERY_BY], bases=(Reply,))]),  # type: ignore[misc]
     ],
     bases=(Reply,),
 )
+
+
+class Alert(Reply):
+    alert: Annotated[str, _enum("unregistered_10dlc")]
+    error_code: int
+    count: int
+    message: str
+
+
 Bucket = msgspec.defstruct(
     "Bucket", [("start", DateTime), ("hours", int), ("in_window", bool), *_FUNNEL, *_TOTALS], bases=(Reply,)
 )
@@ -352,6 +391,7 @@ Overview = msgspec.defstruct(
         ("delivery", DeliveryFigures),
         ("refusals", _rows("RefusalRow", "rule", "reason", "count")),
         ("flagged", _rows("FlaggedRow", "scope", "reason", "count")),
+        ("alerts", list[Alert]),
         ("series", Series),
     ],
     bases=(Reply,),

@@ -125,6 +125,22 @@ OPERATIONS = (
     ),
     Op(
         "get",
+        "/v1/optouts/{number}",
+        "Whether a number replied STOP and its starts are refused (admin)",
+        models.OptOut,
+        errors=(400, 401, 403, 503),
+        path_params=(("number", {"type": "string"}),),
+    ),
+    Op(
+        "delete",
+        "/v1/optouts/{number}",
+        "Clear a number's opt-out once it texted START (admin)",
+        models.OptOut,
+        errors=(400, 401, 403, 404, 503),
+        path_params=(("number", {"type": "string"}),),
+    ),
+    Op(
+        "get",
         "/v1/stats/conversion",
         "Sends, approvals and conversion of a country or prefix (admin)",
         models.Conversion,
