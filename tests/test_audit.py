@@ -459,7 +459,19 @@ def test_formats() -> None:
         ),
     ]
     table = audit.format_table(events).splitlines()
-    assert table[0].split() == ["time", "event", "decision", "rule", "reason", "to", "country", "ip", "key", "vid", "error"]
+    assert table[0].split() == [
+        "time",
+        "event",
+        "decision",
+        "rule",
+        "reason",
+        "to",
+        "country",
+        "ip",
+        "key",
+        "vid",
+        "error",
+    ]
     assert table[2].startswith("2027-01-15T08:00:00.250Z  refused")
     assert table[-1] == "2 events, 1 refused: a, b ×1"
     rows = list(csv.reader(io.StringIO(audit.format_csv(events))))
