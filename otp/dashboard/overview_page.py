@@ -111,6 +111,7 @@ def _delivery(
             Column("Status"),
             Column("Error code"),
             Column("Reports", numeric=True),
+            Column("Twilio's title"),
             Column("What it means"),
             Column("Retry helps"),
             Column("What to do"),
@@ -118,8 +119,9 @@ def _delivery(
         [
             (
                 e["status"],
-                f"{e['error_code']} {e['title']}" if e["error_code"] else "(none)",
+                e["error_code"] or "(none)",
                 number(e["count"]),
+                e["title"] or "-",
                 e["meaning"] or "-",
                 ("yes" if e["retry_helps"] else "no") if e["error_code"] else "-",
                 e["action"] or "-",
