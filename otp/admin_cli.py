@@ -47,7 +47,14 @@ def add_optouts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     optouts = sub.add_parser("optouts", help="numbers that replied STOP (Twilio 21610), refused until cleared")
     optouts_sub = optouts.add_subparsers(dest="optouts_command", metavar="ACTION", required=True)
     for action, text in (("check", "whether a number is opted out"), ("clear", "clear it (it texted START)")):
-        optouts_sub.add_parser(action, help=text).add_argument("number", help="E.164 number, e.g. +15017122661")
+        parser = optouts_sub.add_parser(action, help=text)
+        parser.add_argument("number", help="E.164 number, e.g. +15017122661")
+        parser.add_argument(
+            "--messaging-service",
+            default="",
+            metavar="MG…",
+            help="a STOP to a /v2 MessagingConfiguration's Messaging Service (default: the operator's sender)",
+        )
     optouts.set_defaults(func=cmd_optouts)
 
 
@@ -56,6 +63,7 @@ def cmd_optouts(args: argparse.Namespace) -> int:
     Keyed by the number's hash under the current OTP_SECRET_KEY, as the service marks them."""
     from otp.core import optouts
     from otp.core.keyring import Keyring
+    from otp.core.messaging_configs import MESSAGING_SERVICE_SID
     from otp.core.phone import mask, parse
     from otp.errors import InvalidInput
 
@@ -63,6 +71,9 @@ def cmd_optouts(args: argparse.Namespace) -> int:
         phone = parse(args.number, default_region="", field="number")
     except InvalidInput as exc:
         raise ConfigError(f"{args.number!r} {exc.message}") from None
+    scope = args.messaging_service
+    if scope and not MESSAGING_SERVICE_SID.fullmatch(scope):
+        raise ConfigError(f"--messaging-service {scope!r} is not an MG… Messaging Service sid")
     from otp.cli import _connected, _require_redis, _with_local_fallbacks
 
     settings = _with_local_fallbacks(Settings.from_env())
@@ -72,12 +83,12 @@ def cmd_optouts(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _connected(settings) as store:
             if args.optouts_command == "clear":
-                if not await optouts.clear(store, keyring, phone.e164):
+                if not await optouts.clear(store, keyring, phone.e164, scope):
                     print(f"{mask(phone.e164)} is not opted out", file=sys.stderr)
                     return 1
                 print(f"cleared {mask(phone.e164)}")
                 return 0
-            since = await optouts.marked_at(store, keyring, phone.e164)
+            since = await optouts.marked_at(store, keyring, phone.e164, scope)
             if since is None:
                 print(f"{mask(phone.e164)} is not opted out")
                 return 1

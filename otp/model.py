@@ -165,12 +165,14 @@ class AttemptOutcome:
 @dataclass(frozen=True)
 class DeliveryUpdate:
     """What delivery.lua says after a delivery report: the send's state, whether this report moved
-    it, how long since the send was queued (ms) and its destination country ("" unknown)."""
+    it, how long since the send was queued (ms), its destination country ("" unknown) and its
+    opt-out scope (its Messaging Service from a MessagingConfiguration, "" the operator's sender)."""
 
     status: str
     moved: bool = False
     elapsed_ms: int = 0
     country: str = ""
+    scope: str = ""
 
 
 @dataclass(frozen=True)

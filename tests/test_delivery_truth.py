@@ -235,3 +235,32 @@ def test_no_alert_below_the_burst(v2: V2, v1: httpx.Client, admin: httpx.Client)
     v2.stub.script(to, "undelivered", error_code=30034)
     settled(v1, start(v1, to)["id"], "undelivered")
     assert admin.get("/v1/stats/overview", params={"since": "1h"}).json()["alerts"] == []
+
+
+def test_a_stop_to_one_tenants_own_messaging_service_does_not_refuse_other_tenants(
+    v2: V2, v1: httpx.Client, admin: httpx.Client
+) -> None:
+    """A STOP holds for the sender it was sent to: tenant A's service sends US codes through its
+    own Messaging Service; a user who STOPs it must not be cut off from tenant B (and /v1), who
+    send from the operator's number -- nor may B learn about A's traffic from a refusal."""
+    own = "MG" + "a" * 32
+    a, b = v2.client(), v2.client(v2.other)
+    a_service, b_service = service(a).sid, service(b).sid
+    a.verify.v2.services(a_service).messaging_configurations.create(country="US", messaging_service_sid=own)
+    to = new_number()
+    v2.stub.script(to, "reject", code=21610)
+    started = a.verify.v2.services(a_service).verifications.create(to=to, channel="sms")
+    deadline = time.monotonic() + 10
+    while admin.get(f"/v1/optouts/{to}", params={"messaging_service_sid": own}).json()["opted_out"] is not True:
+        assert time.monotonic() < deadline, started.sid
+        time.sleep(0.03)
+    v2.stub.script(to, "delivered")
+
+    assert b.verify.v2.services(b_service).verifications.create(to=to, channel="sms").status == "pending"
+    assert admin.get(f"/v1/optouts/{to}").json()["opted_out"] is False  # the operator's sender: not opted out
+    error = refused(lambda: a.verify.v2.services(a_service).verifications.create(to=to, channel="sms"))
+    assert (error.status, error.code) == (403, 21610)
+
+    assert admin.delete(f"/v1/optouts/{to}", params={"messaging_service_sid": own}).json()["cleared"] is True
+    assert a.verify.v2.services(a_service).verifications.create(to=to, channel="sms").status == "pending"
+    assert admin.get(f"/v1/optouts/{to}", params={"messaging_service_sid": "MG1"}).status_code == 400

@@ -51,5 +51,6 @@ async def after_report(
             ttl=rules.opt_out_ttl,
             source=source,
             verification_id=verification_id,
+            scope=update.scope,
         )
         metrics.OPTED_OUT.labels(source).inc()

@@ -7,6 +7,11 @@ number is refused with 403 ``recipient_opted_out`` before any limit counts it, a
 or any SMS is queued. The safe list does not clear it: the safe list waives the fraud rules, and an
 opt-out is the user's own word, which Twilio enforces anyway. An admin clears it (the user texted
 START): ``DELETE /v1/optouts/{number}`` or ``otp optouts clear``.
+
+A STOP holds for the sender it was sent to, so the mark is per sender scope: "" for the operator's
+own sender(s), which every tenant without a MessagingConfiguration shares (Twilio would refuse
+them all alike), or the Messaging Service of a /v2 service's MessagingConfiguration. A STOP to one
+tenant's own Messaging Service never refuses another tenant's sends.
 """
 
 from __future__ import annotations
@@ -40,22 +45,30 @@ def _where(store: Store, keyring: Keyring, e164: str) -> tuple[int, str]:
     return keyspace.partition_of_number(e164, store.partitions), keyring.number_hash(e164)
 
 
-async def opted_out(store: Store, keyring: Keyring, e164: str) -> bool:
-    partition, number_hash = _where(store, keyring, e164)
-    return await records.marked_at(store, partition, number_hash) is not None
+async def opted_out(store: Store, keyring: Keyring, e164: str, scope: str = "") -> bool:
+    return await marked_at(store, keyring, e164, scope) is not None
 
 
-async def marked_at(store: Store, keyring: Keyring, e164: str) -> int | None:
+async def marked_at(store: Store, keyring: Keyring, e164: str, scope: str = "") -> int | None:
     partition, number_hash = _where(store, keyring, e164)
-    return await records.marked_at(store, partition, number_hash)
+    return await records.marked_at(store, partition, number_hash, scope)
 
 
 async def record(
-    store: Store, keyring: Keyring, e164: str, *, now_ms: int, ttl: float, source: str, verification_id: str = ""
+    store: Store,
+    keyring: Keyring,
+    e164: str,
+    *,
+    now_ms: int,
+    ttl: float,
+    source: str,
+    verification_id: str = "",
+    scope: str = "",
 ) -> None:
-    """Marks ``e164`` opted out and writes the audit event (``source``: send, callback or poll)."""
+    """Marks ``e164`` opted out of ``scope`` and writes the audit event (``source``: send, callback
+    or poll)."""
     partition, number_hash = _where(store, keyring, e164)
-    await records.mark(store, partition, number_hash, now_ms, int(ttl * 1000))
+    await records.mark(store, partition, number_hash, scope, now_ms, int(ttl * 1000))
     phone = parse_e164(e164)
     fields = {
         "event": Event.OPTED_OUT,
@@ -65,11 +78,12 @@ async def record(
         "vid": verification_id,
         "source": source,
         "error_code": delivery_errors.OPT_OUT,
+        "sender_scope": scope,
     }
     await store.audit_event(partition, now_ms, fields)
     events.emit(Event.OPTED_OUT, now_ms / 1000, **{k: v for k, v in fields.items() if k != "event"})
 
 
-async def clear(store: Store, keyring: Keyring, e164: str) -> bool:
+async def clear(store: Store, keyring: Keyring, e164: str, scope: str = "") -> bool:
     partition, number_hash = _where(store, keyring, e164)
-    return await records.clear(store, partition, number_hash)
+    return await records.clear(store, partition, number_hash, scope)

@@ -108,7 +108,7 @@ class Verifier:
         safe, subscribed, opted_out = await asyncio.gather(
             self.policy.safe_list.covers(phone.e164),
             webhooks.subscribed(self.store, caller.key_id),
-            optouts.opted_out(self.store, self.keyring, phone.e164),
+            optouts.opted_out(self.store, self.keyring, phone.e164, opts.messaging_service_sid),
         )
         if opted_out:
             # Before any limit counts it or any code is made: Twilio would refuse the SMS (21610).

@@ -363,6 +363,7 @@ class Worker:
                 # Where it went and from which sender: the per-country and per-sender delivery figures.
                 "country": country,
                 "sender": receipt.sender,
+                "scope": job.messaging_service_sid,
             },
             poll_due_ms=now + int(self.options.poll_after * 1000),
         )
@@ -395,6 +396,7 @@ class Worker:
                 "tries": job.tries,
                 "country": country,
                 "sender": exc.sender,
+                "scope": job.messaging_service_sid,
             },
         )
         if delivery_errors.opts_out(exc.error_code):
@@ -407,6 +409,7 @@ class Worker:
                 ttl=self.options.opt_out_ttl,
                 source="send",
                 verification_id=job.verification_id,
+                scope=job.messaging_service_sid,
             )
             metrics.OPTED_OUT.labels("send").inc()
 

@@ -198,10 +198,12 @@ def safe_list() -> str:
     return f"{PREFIX}{CONFIG_TAG}:safe"
 
 
-def opt_out(partition: int, number_hash: str) -> str:
-    """A number that replied STOP (Twilio's 21610), by its keyed hash, in the number's partition:
-    its value is when it was marked (ms), its TTL ``OTP_OPT_OUT_TTL`` (otp.storage.optouts)."""
-    return f"{tag(partition)}optout:{number_hash}"
+def opt_out(partition: int, number_hash: str, scope: str = "") -> str:
+    """A number that replied STOP (Twilio's 21610) to a sender, by its keyed hash, in the number's
+    partition: ``scope`` "" for the operator's own sender, else the /v2 MessagingConfiguration's
+    Messaging Service the STOP was sent to. Its value is when it was marked (ms), its TTL
+    ``OTP_OPT_OUT_TTL`` (otp.storage.optouts)."""
+    return f"{tag(partition)}optout:{number_hash}" + (f":{scope}" if scope else "")
 
 
 def safe_numbers() -> str:

@@ -8,15 +8,15 @@ from otp.storage import keys as keyspace
 from otp.storage.store import Store
 
 
-async def mark(store: Store, partition: int, number_hash: str, now_ms: int, ttl_ms: int) -> None:
+async def mark(store: Store, partition: int, number_hash: str, scope: str, now_ms: int, ttl_ms: int) -> None:
     """Marks the number (again: a new STOP starts the TTL over)."""
-    key = keyspace.opt_out(partition, number_hash)
+    key = keyspace.opt_out(partition, number_hash, scope)
     await store.guarded(lambda: store.client.set(key, str(now_ms), px=max(1, ttl_ms)))
 
 
-async def marked_at(store: Store, partition: int, number_hash: str) -> int | None:
+async def marked_at(store: Store, partition: int, number_hash: str, scope: str) -> int | None:
     """When the number was marked (ms), or None when it isn't."""
-    key = keyspace.opt_out(partition, number_hash)
+    key = keyspace.opt_out(partition, number_hash, scope)
     value = await store.guarded(lambda: store.client.get(key))
     if value is None:
         return None
@@ -24,6 +24,6 @@ async def marked_at(store: Store, partition: int, number_hash: str) -> int | Non
     return int(text) if text.isdigit() else 0
 
 
-async def clear(store: Store, partition: int, number_hash: str) -> bool:
-    key = keyspace.opt_out(partition, number_hash)
+async def clear(store: Store, partition: int, number_hash: str, scope: str) -> bool:
+    key = keyspace.opt_out(partition, number_hash, scope)
     return bool(await store.guarded(lambda: store.client.delete(key)))

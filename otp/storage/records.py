@@ -54,7 +54,8 @@ def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> S
     if f"em:{n}" in record:
         delivery["error_message"] = record[f"em:{n}"]
     price, _, unit = record.get(f"pr:{n}", "").partition("|")
-    country, _, sender = record.get(f"dx:{n}", "").partition("|")
+    country, _, rest = record.get(f"dx:{n}", "").partition("|")
+    sender = rest.partition("|")[0]
     return SendAttempt(
         number=n,
         at=(created_ms + int(at or 0)) / 1000,
@@ -87,8 +88,8 @@ def delivery_update(reply: Any) -> DeliveryUpdate:
     """delivery.lua's reply (a bare status from a script older than the timeline reads as one)."""
     if not isinstance(reply, list | tuple):
         return DeliveryUpdate(text(reply))
-    status, moved, elapsed, country = [*reply, 0, 0, ""][:4]
-    return DeliveryUpdate(text(status), bool(int(moved)), int(elapsed), text(country))
+    status, moved, elapsed, country, scope = [*reply, 0, 0, "", ""][:5]
+    return DeliveryUpdate(text(status), bool(int(moved)), int(elapsed), text(country), text(scope))
 
 
 def start_outcome(reply: Sequence[Any]) -> StartOutcome:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from otp.core import optouts, validators
 from otp.core.apikeys import ApiKey
 from otp.core.audit import iso_ms
+from otp.core.messaging_configs import MESSAGING_SERVICE_SID
 from otp.core.phone import Phone, mask, mask_in_record, parse
 from otp.core.policy import Policy
 from otp.core.validators import parse_duration
@@ -74,15 +75,23 @@ async def remove_safe(request: Request) -> Response:
     return render(models.SafeRemoved(entry=entry, removed=True))
 
 
-def _opt_out_number(request: Request) -> Phone:
-    return parse(request.path_params["number"], default_region="", field="number")
+def _opt_out_number(request: Request) -> tuple[Phone, str]:
+    """The number, and the sender scope: ``messaging_service_sid`` for a STOP to a /v2 service's
+    MessagingConfiguration's Messaging Service, none for the operator's own sender."""
+    check_query(request.query_params, models.OptOutQuery)
+    scope = request.query_params.get("messaging_service_sid", "")
+    if scope and not MESSAGING_SERVICE_SID.fullmatch(scope):
+        raise InvalidInput(
+            "must be a Messaging Service sid: MG followed by 32 hex digits", field="messaging_service_sid"
+        )
+    return parse(request.path_params["number"], default_region="", field="number"), scope
 
 
 async def opt_out_status(request: Request) -> Response:
     await admin(request)
-    phone = _opt_out_number(request)
+    phone, scope = _opt_out_number(request)
     verifier = request.app.state.verifier
-    since = await optouts.marked_at(request.app.state.store, verifier.keyring, phone.e164)
+    since = await optouts.marked_at(request.app.state.store, verifier.keyring, phone.e164, scope)
     return render(
         models.OptOut(to=mask(phone.e164), opted_out=since is not None, since=iso_ms(since) if since else None)
     )
@@ -91,8 +100,8 @@ async def opt_out_status(request: Request) -> Response:
 async def clear_opt_out(request: Request) -> Response:
     """The user texted START to the sender: sends to them may go out again."""
     key = await admin(request)
-    phone = _opt_out_number(request)
-    if not await optouts.clear(request.app.state.store, request.app.state.verifier.keyring, phone.e164):
+    phone, scope = _opt_out_number(request)
+    if not await optouts.clear(request.app.state.store, request.app.state.verifier.keyring, phone.e164, scope):
         raise NotFound("this number is not opted out", field="number")
     await _audit_admin_action(request, key, "opt_out_clear", mask_in_record(phone.e164))
     return render(models.OptOut(to=mask(phone.e164), opted_out=False, cleared=True))

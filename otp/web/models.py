@@ -401,6 +401,20 @@ Overview = msgspec.defstruct(
 # -- query strings: documented from these; each handler parses its own (the words are its) -----------
 
 
+class OptOutQuery(Request):
+    messaging_service_sid: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern="^MG[0-9a-fA-F]{32}$",
+                description="the Messaging Service of a /v2 MessagingConfiguration the STOP was sent to; "
+                "none for the operator's own sender",
+            ),
+        ]
+        | None
+    ) = None
+
+
 class OverviewQuery(Request):
     since: Annotated[str, _enum(*stats.WINDOWS, default=stats.DEFAULT_WINDOW)] | None = None
 

@@ -130,6 +130,7 @@ OPERATIONS = (
         models.OptOut,
         errors=(400, 401, 403, 503),
         path_params=(("number", {"type": "string"}),),
+        query=models.OptOutQuery,
     ),
     Op(
         "delete",
@@ -138,6 +139,7 @@ OPERATIONS = (
         models.OptOut,
         errors=(400, 401, 403, 404, 503),
         path_params=(("number", {"type": "string"}),),
+        query=models.OptOutQuery,
     ),
     Op(
         "get",

@@ -3,7 +3,8 @@
 -- partition's poll schedule.  A.id, A.send_number, A.changes (of the send attempt),
 -- A.next_poll_ms: next poll due (0: leave the poll schedule alone, -1: stop polling)
 -- Returns {the attempt's delivery status after the update ('' if the attempt is unknown), 1 if this
--- report moved it (else 0), ms from its queueing to now, the country it went to ('' unknown)}.
+-- report moved it (else 0), ms from its queueing to now, the country it went to ('' unknown), its
+-- opt-out scope (lib.lua's dx)}.
 local id, n, changes = A.id, A.send_number, A.changes
 local moved, status, attempt = update_attempt(id, n, changes)
 local member, next_poll = id .. ':' .. n, A.next_poll_ms
@@ -13,10 +14,10 @@ elseif next_poll > 0 then
   redis.call('ZADD', K.poll, next_poll, member)
 end
 if moved then audit('delivery', {vid = id, send = n, status = status, error_code = changes.error_code or ''}) end
-local elapsed, country = 0, ''
+local elapsed, country, scope = 0, '', ''
 if attempt then
   elapsed = math.max(0, NOW - attempt.at)
   local dx = redis.call('HGET', vkey(id), 'dx:' .. n)
-  if dx then country = string.match(dx, '^([^|]*)') or '' end
+  if dx then country, scope = string.match(dx, '^([^|]*)|[^|]*|?(.*)$') end
 end
-return {status or '', moved and 1 or 0, elapsed, country}
+return {status or '', moved and 1 or 0, elapsed, country or '', scope or ''}

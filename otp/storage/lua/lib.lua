@@ -135,7 +135,8 @@ end
 --   sa:<n>  at|status|updated|error code|tries|segments|sent at  (times: ms after the creation)
 --   sid:<n> the Message SID   pr:<n> price|unit   em:<n> error message   le:<n> last transient error
 --   tl:<n>  the timeline: <state>=<ms after the attempt's time>,… the first time each TIMELINE
---           state was reached   dx:<n> <country>|<sender> the send went to and from (the worker's)
+--           state was reached   dx:<n> <country>|<sender>|<opt-out scope> the send went to and from (the
+--           worker's; the scope is the job's Messaging Service, "" for the operator's sender)
 local function split(text)
   local parts = {}
   for part in string.gmatch(text .. '|', '([^|]*)|') do parts[#parts + 1] = part end
@@ -167,7 +168,7 @@ end
 local function count_delivery(id, n, attempt)
   local dx = redis.call('HGET', vkey(id), 'dx:' .. n)
   if not dx then return end
-  local country, sender = string.match(dx, '^([^|]*)|(.*)$')
+  local country, sender = string.match(dx, '^([^|]*)|([^|]*)')
   local counter = K.counter
   local status = attempt.status
   if country ~= '' then redis.call('HINCRBY', counter, C.country_delivery .. status .. ':' .. country, 1) end
@@ -201,7 +202,8 @@ local function update_attempt(id, n, changes)
   local moved = false
   -- Where the send went and from which sender (the worker says at the send), before counting it.
   if changes.country ~= nil and changes.country ~= cjson.null then
-    redis.call('HSET', key, 'dx:' .. n, string.sub(changes.country .. '|' .. (changes.sender or ''), 1, 64))
+    local dx = changes.country .. '|' .. (changes.sender or '') .. '|' .. (changes.scope or '')
+    redis.call('HSET', key, 'dx:' .. n, string.sub(dx, 1, 64))
   end
   if changes.status then
     local old = DELIVERY_RANK[attempt.status] or 0
