@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from test_audit import cli_env
 from test_twilio_compat import V2, new_number, refused, serve, service
 
 from otp import delivery_errors
@@ -264,3 +268,29 @@ def test_a_stop_to_one_tenants_own_messaging_service_does_not_refuse_other_tenan
     assert admin.delete(f"/v1/optouts/{to}", params={"messaging_service_sid": own}).json()["cleared"] is True
     assert a.verify.v2.services(a_service).verifications.create(to=to, channel="sms").status == "pending"
     assert admin.get(f"/v1/optouts/{to}", params={"messaging_service_sid": "MG1"}).status_code == 400
+
+
+def _optouts_cli(redis_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "otp", "optouts", *args],
+        env=cli_env(redis_url, tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_otp_optouts_checks_and_clears_a_stop_from_the_command_line(
+    v2: V2, v1: httpx.Client, redis_url: str, tmp_path: Path
+) -> None:
+    to = new_number()
+    v2.stub.script(to, "reject", code=21610)
+    settled(v1, start(v1, to)["id"], "failed")
+    checked = _optouts_cli(redis_url, tmp_path, "check", to)
+    assert checked.returncode == 0 and "opted out since" in checked.stdout, checked.stderr
+    assert to not in checked.stdout  # masked
+    assert _optouts_cli(redis_url, tmp_path, "clear", to).returncode == 0
+    assert _optouts_cli(redis_url, tmp_path, "check", to).returncode == 1
+    assert _optouts_cli(redis_url, tmp_path, "clear", to).returncode == 1
+    assert v1.post("/v1/verifications", json={"to": to}).status_code == 201
