@@ -26,6 +26,12 @@ WEBHOOK_DROPPED = Counter(
     " audit counters (webhook_dropped:queue_full)",
     ["reason"],
 )
+LOOKUPS = Counter(
+    "otp_lookups_total",
+    "Line types of starts Twilio Lookup was asked about, by source (lookup and no_data were paid for;"
+    " cached, fallback)",
+    ["source"],
+)
 OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
 LATENCY = Histogram(
     "otp_request_duration_seconds",
