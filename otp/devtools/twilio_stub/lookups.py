@@ -68,7 +68,12 @@ class Lookups:
     # -- test controls -------------------------------------------------------------------------
 
     def answer(
-        self, number: str, line_type: str | None, *, carrier: str | None = DEFAULT_CARRIER, error_code: int | None = None
+        self,
+        number: str,
+        line_type: str | None,
+        *,
+        carrier: str | None = DEFAULT_CARRIER,
+        error_code: int | None = None,
     ) -> None:
         """How Lookup answers for ``number`` from now on."""
         if line_type is not None and line_type not in LINE_TYPES:
