@@ -40,9 +40,12 @@ def live(redis_url: str) -> Iterator[V2]:
         yield v2
 
 
-def start_v1(v2: V2, to: str) -> httpx.Response:
+def start_v1(v2: V2, to: str, **body: Any) -> httpx.Response:
     return httpx.post(
-        f"{v2.base}/v1/verifications", json={"to": to}, headers={"Authorization": f"Bearer {v2.v1_key}"}, timeout=10
+        f"{v2.base}/v1/verifications",
+        json={"to": to, **body},
+        headers={"Authorization": f"Bearer {v2.v1_key}"},
+        timeout=10,
     )
 
 
@@ -109,6 +112,24 @@ def test_fixed_voip_is_refused_by_default_and_non_fixed_voip_only_when_the_opera
         v2.stub.lookups.answer(other, "nonFixedVoip")
         refusal = start_v1(v2, other)
         assert refusal.status_code == 403 and refusal.json()["error"]["code"] == "number_type_not_allowed"
+
+
+def test_a_refusal_by_lookups_type_counts_in_no_limit_and_safe_listed_numbers_are_never_looked_up(
+    redis_url: str,
+) -> None:
+    with serve(redis_url, limits={**RELAXED, "ip_sends_per_hour": 1}, lookup=lookup()) as v2:
+        landline, mobile = new_number("212"), new_number("212")
+        v2.stub.lookups.answer(landline, "landline")
+        assert start_v1(v2, landline, ip="203.0.113.7").status_code == 403
+        # The refused start left the IP's one send an hour unspent.
+        assert start_v1(v2, mobile, ip="203.0.113.7").status_code == 201
+        assert start_v1(v2, new_number("212"), ip="203.0.113.7").status_code == 429
+
+        safe = new_number("212")
+        v2.stub.lookups.answer(safe, "landline")
+        v2.client(v2.admin).verify.v2.safelist.create(phone_number=safe)
+        assert start_v1(v2, safe).status_code == 201
+        assert safe not in v2.stub.lookups.calls
 
 
 # -- cost: the cache, and which numbers are looked up -----------------------------------------------
