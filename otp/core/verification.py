@@ -130,7 +130,7 @@ class Verifier:
         # After the rate limits and pumping rules, so they bound what Lookup costs too.
         line = LineType(phone.number_type)
         if self.line_types is not None and not safe:
-            line = await self._line_type(phone, partition, now_ms, audit, admission)
+            line = await self._line_type(self.line_types, phone, partition, now_ms, audit, admission)
         if admission.flagged:
             # record_only mode: the send goes out, and the audit says which rule would have refused it.
             audit["flagged"] = ",".join(
@@ -200,14 +200,25 @@ class Verifier:
         )
 
     async def _line_type(
-        self, phone: Phone, partition: int, now_ms: int, audit: dict[str, str], admission: Admission
+        self,
+        line_types: LineTypes,
+        phone: Phone,
+        partition: int,
+        now_ms: int,
+        audit: dict[str, str],
+        admission: Admission,
     ) -> LineType:
         """The number's line type by Twilio Lookup where it's wanted (otp.core.line_types), judged
         by the same number-type rule; a refusal here takes the admission back."""
-        assert self.line_types is not None
-        line = await self.line_types.resolve(phone)
+        try:
+            line = await line_types.resolve(phone)
+        except BaseException:
+            # Cancelled (the client left) or a storage failure: the start didn't happen.
+            with contextlib.suppress(Exception):
+                await self.policy.release(admission)
+            raise
         refusal: Decision | None = None
-        if line.source == FALLBACK and self.line_types.config.fail_closed:
+        if line.source == FALLBACK and line_types.config.fail_closed:
             refusal = refusals.LOOKUP_REFUSAL
         elif line.number_type != phone.number_type:
             permission = self.policy.permission(replace(phone, number_type=line.number_type))

@@ -52,6 +52,9 @@ class TwilioLookup:
             raise LookupFailed("timeout") from None
         except requests.RequestException:
             raise LookupFailed("unreachable") from None
+        except Exception as exc:
+            # Anything else the SDK raises (an answer it can't read): no answer, never a 500.
+            raise LookupFailed(f"sdk_{type(exc).__name__}"[:40]) from None
         return answer(found.line_type_intelligence)
 
 
