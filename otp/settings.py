@@ -295,7 +295,12 @@ class _Reader:
         sids = frozenset(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
         bad = sorted(s for s in sids if not re.fullmatch(r"MG[0-9a-fA-F]{32}", s))
         if bad:
-            self.errors.append(f"{name}: {', '.join(bad)} are not Messaging Service SIDs (MG and 32 hex digits)")
+            which = (
+                f"{bad[0]} is not a Messaging Service SID"
+                if len(bad) == 1
+                else f"{', '.join(bad)} are not Messaging Service SIDs"
+            )
+            self.errors.append(f"{name}: {which} (MG and 32 hex digits)")
         return sids
 
     def countries(self, name: str) -> frozenset[str]:

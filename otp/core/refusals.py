@@ -25,10 +25,17 @@ REFUSAL_MESSAGES = {
     "ip_hourly_limit": "too many codes requested from this IP address",
     "key_minute_limit": "too many codes requested with this API key this minute",
     "prefix_blocked": "SMS to this number range is blocked for now (suspected SMS pumping)",
+    "range_blocked": "SMS to this wider number range is blocked for now (suspected SMS pumping)",
+    "ip_blocked": "SMS requested from this IP address is blocked for now (suspected SMS pumping)",
     "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
     "pumping_unverified_hourly": "too many unused codes to this destination this hour (suspected SMS pumping)",
     "pumping_unverified_daily": "too many unused codes to this destination today (suspected SMS pumping)",
     "pumping_in_flight": "too many codes to this destination are being sent right now; try again in a moment",
+    # A new tenant meets this one first (README: the cost of a fresh deployment), so it says what grows it.
+    "pumping_unproven_budget": (
+        "today's budget of unconfirmed codes to new destinations in this country, or in all, is spent"
+        " (suspected SMS pumping); each code your users confirm adds to it"
+    ),
     "custom_limit": "too many codes for one of this request's RateLimits values this hour",
     "lookup_unavailable": "the number's line type can't be looked up right now (Twilio Lookup); retry shortly",
     "rate_limit_bucket": "a bucket of one of this service's Rate Limits is full for this request's RateLimits value",
