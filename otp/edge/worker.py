@@ -22,11 +22,13 @@ from otp.clock import SYSTEM, Clock
 from otp.core import events, messages, metrics, sealing
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
+from otp.core.senders import SenderPool
+from otp.edge.pacer import Pacer, Route
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
 from otp.model import Job
 from otp.storage import workers
-from otp.storage.store import Store
+from otp.storage.store import SenderWait, Store
 
 log = logging.getLogger("otp.worker")
 
@@ -50,6 +52,8 @@ class WorkerOptions:
     # polled again at this interval until the retention period ends.
     poll_after: float
     prices: Mapping[str, Decimal] | None
+    # The operator's senders, each paced at its MPS (None: no pool, nothing paced).
+    pool: SenderPool | None = None
     # Tuning, no setting: how many jobs a claim takes, how many sends at once, how idle polling backs off.
     batch: int = 20
     concurrency: int = 16
@@ -115,6 +119,7 @@ class Worker:
         # threads end when the worker is garbage-collected.
         self._threads = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="otp-sms")
         self.sent = 0
+        self.pacer = Pacer(store, options.pool)
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -293,17 +298,25 @@ class Worker:
             template=job.template or messages.VERIFICATION,
             substitutions=job.substitutions,
         )
-        message = SmsMessage(
-            to=job.to,
-            body=body,
-            status_callback=self.status_callback(job),
-            messaging_service_sid=job.messaging_service_sid,
-        )
         lease_ms = int(self.options.lease * 1000)
         if not await self.store.renew_lease(job, now_ms=self._now_ms(), lease_ms=lease_ms):
             # The lease ran out while the job waited for a send slot and another worker has it now.
             log.info("worker: job %s was taken over by another worker; not sending it", job.job_id)
             return
+        route = await self.pacer.route(job, country, messages.segments(body), self._now_ms())
+        if await self._held_back(job, route, country):
+            return
+        if self._now_ms() >= job.expires_ms:
+            # Claimed in time, but the code expired while the job waited here: never send a dead code.
+            await self._settle(job, "failed", {"status": "canceled", "error_message": "not sent: code expired"})
+            return
+        message = SmsMessage(
+            to=job.to,
+            body=body,
+            status_callback=self.status_callback(job),
+            messaging_service_sid=job.messaging_service_sid,
+            sender=route.sender,
+        )
         try:
             receipt: Receipt | None = None
             if job.tries > 1:
@@ -346,10 +359,47 @@ class Worker:
                 "price_unit": unit,
                 "sent_at": now,
                 "tries": job.tries,
+                "sender": route.sender or None,
             },
             poll_due_ms=now + int(self.options.poll_after * 1000),
         )
         log.info("sms sent job=%s to=%s sid=%s", job.job_id, mask_in_record(job.to), receipt.message_sid)
+
+    async def _held_back(self, job: Job, route: Route, country: str) -> bool:
+        """Whether the job does not go out now: its sender's slot is later (the job goes back to the
+        outbox, due then, its slot kept), or no slot comes before the code expires (it fails)."""
+        over = self.pacer.over_bound(route)
+        if over and not route.reserved:
+            metrics.SENDER_WAIT_EXCEEDED.labels(route.sender or "none").inc()
+            self._emit(
+                Event.SENDER_QUEUED,
+                vid=job.verification_id,
+                send=job.send_number,
+                sender=route.sender,
+                wait_ms=route.wait_ms,
+                country=country,
+            )
+        waiting = {"sender": route.sender or None, "queued_ms": route.wait_ms or None}
+        if route.refused:
+            log.warning("sms not sent job=%s country=%s: %s", job.job_id, country, route.refused)
+            metrics.SENDER_QUEUE_EXPIRED.labels("no_sender" if not route.wait_ms else "queue").inc()
+            changes = {"status": "failed", "error_message": route.refused, **waiting}
+            await self._settle(job, "failed", changes, over_bound=over)
+            return True
+        if route.wait_ms <= 0:
+            return False
+        if not route.reserved:
+            log.info("sms job=%s waits %.1fs for sender %s", job.job_id, route.wait_ms / 1000, route.sender)
+        await self.store.settle_job(
+            partition=job.partition,
+            now_ms=self._now_ms(),
+            job_id=job.job_id,
+            outcome="paced",
+            changes=waiting,
+            retry_due_ms=route.slot_ms,
+            wait=SenderWait(f"{route.sender}|{route.slot_ms}", over_bound=over and not route.reserved),
+        )
+        return True
 
     async def _failed_send(self, job: Job, exc: SendError) -> None:
         delay = backoff(job.tries, self.options.backoff_base, self.options.backoff_cap)
@@ -380,7 +430,14 @@ class Worker:
         )
 
     async def _settle(
-        self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0
+        self,
+        job: Job,
+        outcome: str,
+        changes: dict[str, Any],
+        due_ms: int = 0,
+        poll_due_ms: int = 0,
+        *,
+        over_bound: bool = False,
     ) -> None:
         for name in ("error_message", "last_error"):
             if isinstance(changes.get(name), str):
@@ -394,4 +451,5 @@ class Worker:
             changes=changes,
             retry_due_ms=due_ms,
             poll_due_ms=poll_due_ms,
+            wait=SenderWait(over_bound=over_bound),
         )
