@@ -172,9 +172,7 @@ class SendAttempt(Reply):
     price: str | None
     price_unit: str | None
     delivery: Delivery
-    sender: (
-        Annotated[str, msgspec.Meta(description="the operator's sender (OTP_TWILIO_FROM) it went out with")] | None
-    ) = None
+    sender: Annotated[str, msgspec.Meta(description="the operator's sender (OTP_TWILIO_FROM) it went out with")] | None
     queued_at_sender: (
         Annotated[
             float,
@@ -184,7 +182,7 @@ class SendAttempt(Reply):
             ),
         ]
         | None
-    ) = None
+    )
 
 
 class Verification(Reply):
