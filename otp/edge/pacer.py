@@ -14,13 +14,19 @@ the send fails at once, visibly, instead of paying for an SMS nobody can use.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
-from otp.core import metrics
+from otp.audit_fields import Event
+from otp.clock import Clock
+from otp.core import events, metrics
 from otp.core.senders import Sender, SenderPool
 from otp.model import Job
 from otp.storage import pacing
-from otp.storage.store import Store
+from otp.storage.store import SenderWait, Store
+
+log = logging.getLogger("otp.worker")
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,10 @@ def _reservation(job: Job) -> tuple[str, int] | None:
 
 
 class Pacer:
-    def __init__(self, store: Store, pool: SenderPool | None) -> None:
+    def __init__(self, store: Store, pool: SenderPool | None, clock: Clock) -> None:
         self.store = store
         self.pool = pool
+        self.clock = clock
 
     def candidates(self, job: Job, country: str) -> tuple[Sender, ...] | None:
         """The senders that may carry the job; None: it isn't paced (no pool, or a Messaging
@@ -80,3 +87,39 @@ class Pacer:
 
     def over_bound(self, route: Route) -> bool:
         return self.pool is not None and route.wait_ms > self.pool.max_wait * 1000
+
+    async def hold_back(self, job: Job, route: Route, country: str, now_ms: int) -> bool:
+        """Whether the job does not go out now: its sender's slot is later (the job goes back to the
+        outbox, due then, its slot kept), or no slot comes before the code expires (it fails)."""
+        over = self.over_bound(route) and not route.reserved  # a reserved slot was announced already
+        if over:
+            metrics.SENDER_WAIT_EXCEEDED.labels(route.sender or "none").inc()
+            fields = {"vid": job.verification_id, "send": job.send_number, "sender": route.sender}
+            events.emit(Event.SENDER_QUEUED, self.clock.now(), **fields, wait_ms=route.wait_ms, country=country)
+        waiting = {"sender": route.sender or None, "queued_ms": route.wait_ms or None}
+        if route.refused:
+            log.warning("sms not sent job=%s country=%s: %s", job.job_id, country, route.refused)
+            metrics.SENDER_QUEUE_EXPIRED.labels("queue" if route.wait_ms else "no_sender").inc()
+            changes = {"status": "failed", "error_message": route.refused, **waiting}
+            await self._settle(job, "failed", changes, now_ms, SenderWait(over_bound=over))
+            return True
+        if route.wait_ms <= 0:
+            return False
+        if not route.reserved:
+            log.info("sms job=%s waits %.1fs for sender %s", job.job_id, route.wait_ms / 1000, route.sender)
+        wait = SenderWait(f"{route.sender}|{route.slot_ms}", over_bound=over)
+        await self._settle(job, "paced", waiting, now_ms, wait, due_ms=route.slot_ms)
+        return True
+
+    async def _settle(
+        self, job: Job, outcome: str, changes: dict[str, Any], now_ms: int, wait: SenderWait, due_ms: int = 0
+    ) -> None:
+        await self.store.settle_job(
+            partition=job.partition,
+            now_ms=now_ms,
+            job_id=job.job_id,
+            outcome=outcome,
+            changes=changes,
+            retry_due_ms=due_ms,
+            wait=wait,
+        )

@@ -23,12 +23,12 @@ from otp.core import events, messages, metrics, sealing
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
 from otp.core.senders import SenderPool
-from otp.edge.pacer import Pacer, Route
+from otp.edge.pacer import Pacer
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
 from otp.model import Job
 from otp.storage import workers
-from otp.storage.store import SenderWait, Store
+from otp.storage.store import Store
 
 log = logging.getLogger("otp.worker")
 
@@ -119,7 +119,8 @@ class Worker:
         # threads end when the worker is garbage-collected.
         self._threads = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="otp-sms")
         self.sent = 0
-        self.pacer = Pacer(store, options.pool)
+        self.pacer = Pacer(store, options.pool, clock)
+        self._next_slot_ms = 0  # the earliest slot of a job this worker paced and hasn't seen come due
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -241,8 +242,9 @@ class Worker:
                 if claimed:
                     idle = self.options.poll_interval
                     continue
-                # Idle: poll less and less often; a new job's wake-up message cuts the wait short.
-                await _first_of(wake.wait(), stop.wait(), seconds=idle)
+                # Idle: poll less and less often; a new job's wake-up message cuts the wait short,
+                # and so does the slot of a job this worker paced (its sender is free then).
+                await _first_of(wake.wait(), stop.wait(), seconds=self._idle_wait(idle))
                 idle = min(idle * 2, self.options.max_idle)
         finally:
             listener.cancel()
@@ -250,6 +252,13 @@ class Worker:
                 await listener
             if self.events is not None:
                 await self.events.aclose()
+
+    def _idle_wait(self, idle: float) -> float:
+        until = (self._next_slot_ms - self._now_ms()) / 1000
+        if until <= 0:
+            self._next_slot_ms = 0
+            return idle
+        return min(idle, until)
 
     async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has
@@ -304,7 +313,9 @@ class Worker:
             log.info("worker: job %s was taken over by another worker; not sending it", job.job_id)
             return
         route = await self.pacer.route(job, country, messages.segments(body), self._now_ms())
-        if await self._held_back(job, route, country):
+        if await self.pacer.hold_back(job, route, country, self._now_ms()):
+            if route.wait_ms and not route.refused:
+                self._next_slot_ms = min(self._next_slot_ms or route.slot_ms, route.slot_ms)
             return
         if self._now_ms() >= job.expires_ms:
             # Claimed in time, but the code expired while the job waited here: never send a dead code.
@@ -365,42 +376,6 @@ class Worker:
         )
         log.info("sms sent job=%s to=%s sid=%s", job.job_id, mask_in_record(job.to), receipt.message_sid)
 
-    async def _held_back(self, job: Job, route: Route, country: str) -> bool:
-        """Whether the job does not go out now: its sender's slot is later (the job goes back to the
-        outbox, due then, its slot kept), or no slot comes before the code expires (it fails)."""
-        over = self.pacer.over_bound(route)
-        if over and not route.reserved:
-            metrics.SENDER_WAIT_EXCEEDED.labels(route.sender or "none").inc()
-            self._emit(
-                Event.SENDER_QUEUED,
-                vid=job.verification_id,
-                send=job.send_number,
-                sender=route.sender,
-                wait_ms=route.wait_ms,
-                country=country,
-            )
-        waiting = {"sender": route.sender or None, "queued_ms": route.wait_ms or None}
-        if route.refused:
-            log.warning("sms not sent job=%s country=%s: %s", job.job_id, country, route.refused)
-            metrics.SENDER_QUEUE_EXPIRED.labels("no_sender" if not route.wait_ms else "queue").inc()
-            changes = {"status": "failed", "error_message": route.refused, **waiting}
-            await self._settle(job, "failed", changes, over_bound=over)
-            return True
-        if route.wait_ms <= 0:
-            return False
-        if not route.reserved:
-            log.info("sms job=%s waits %.1fs for sender %s", job.job_id, route.wait_ms / 1000, route.sender)
-        await self.store.settle_job(
-            partition=job.partition,
-            now_ms=self._now_ms(),
-            job_id=job.job_id,
-            outcome="paced",
-            changes=waiting,
-            retry_due_ms=route.slot_ms,
-            wait=SenderWait(f"{route.sender}|{route.slot_ms}", over_bound=over and not route.reserved),
-        )
-        return True
-
     async def _failed_send(self, job: Job, exc: SendError) -> None:
         delay = backoff(job.tries, self.options.backoff_base, self.options.backoff_cap)
         due_ms = self._now_ms() + int(delay * 1000)
@@ -430,14 +405,7 @@ class Worker:
         )
 
     async def _settle(
-        self,
-        job: Job,
-        outcome: str,
-        changes: dict[str, Any],
-        due_ms: int = 0,
-        poll_due_ms: int = 0,
-        *,
-        over_bound: bool = False,
+        self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0
     ) -> None:
         for name in ("error_message", "last_error"):
             if isinstance(changes.get(name), str):
@@ -451,5 +419,4 @@ class Worker:
             changes=changes,
             retry_due_ms=due_ms,
             poll_due_ms=poll_due_ms,
-            wait=SenderWait(over_bound=over_bound),
         )
