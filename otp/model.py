@@ -45,6 +45,10 @@ class Verification:
     approved_at: float | None = None
     send_attempts: list[SendAttempt] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # the caller's metadata (Twilio's Tags)
+    # What Twilio Lookup said the number is (otp's type name, otp.core.phone) and its carrier's
+    # name, when Lookup decided the latest start ("" otherwise).
+    line_type: str = ""
+    carrier: str = ""
 
     @property
     def attempts_left(self) -> int:
@@ -106,6 +110,9 @@ class StartArgs:
     fraud_tenant: str = ""
     # The owner has webhooks: the record is marked (ev) and its events go to the event outbox.
     events: bool = False
+    # ``<type>|<carrier>`` when Twilio Lookup decided the number's type (otp.core.line_types),
+    # kept on the record (lt) for the /v2 ``lookup`` field; "" none.
+    line_type: str = ""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,12 @@ SENDER_QUEUE_EXPIRED = Counter(
     "SMS not sent: no allowed sender had a slot before the code expired (or none serves the country)",
     ["reason"],
 )
+LOOKUPS = Counter(
+    "otp_lookups_total",
+    "Line types of starts Twilio Lookup was asked about, by source (lookup and no_data were paid for;"
+    " cached, fallback)",
+    ["source"],
+)
 OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
 LATENCY = Histogram(
     "otp_request_duration_seconds",

@@ -121,6 +121,7 @@ COUNTER_NAMES = {
     "sent_country": audit_fields.SENT_TO_COUNTRY,
     "approved_country": audit_fields.APPROVED_TO_COUNTRY,
     "webhook_dropped": audit_fields.WEBHOOK_DROPPED_COUNTER,
+    "lookup": audit_fields.LOOKUP_COUNTER,
 }
 
 
