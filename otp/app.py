@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,8 @@ from otp.core.keyring import Keyring
 from otp.core.line_types import LineTypes
 from otp.core.messages import parse_price_table
 from otp.core.policy import Policy
+from otp.core.senders import SenderPool, ten_dlc_warning
+from otp.core.senders import parse as parse_senders
 from otp.core.verification import Rules, Verifier
 from otp.dashboard import guard
 from otp.dashboard.headers import SecurityHeaders
@@ -40,6 +43,8 @@ from otp.web import key_webhook, metrics, openapi, webhooks
 from otp.web import stats as stats_api
 from otp.web import v1 as api
 from otp.web.verify_v2.routes import routes as verify_v2_routes
+
+log = logging.getLogger("otp")
 
 
 async def healthz(request: Request) -> Response:
@@ -69,16 +74,32 @@ async def openapi_json(request: Request) -> Response:
     return JSONResponse(openapi.spec())
 
 
+def sender_pool(settings: Settings) -> SenderPool | None:
+    """The operator's senders (OTP_TWILIO_FROM, checked by Settings), each paced at its MPS."""
+    if not settings.twilio_from:
+        return None
+    return SenderPool(parse_senders(settings.twilio_from), max_wait=settings.sender_max_wait)
+
+
 def build_sender(settings: Settings) -> SmsSender:
+    """The SMS sender of a worker; logs, once per worker, what the sender pool needs from the operator."""
     if not settings.twilio_configured:
         return ConsoleSender()
     from otp.edge.twilio_sender import TwilioSender
 
+    pool = sender_pool(settings)
+    senders = pool.senders if pool else ()
+    warning = ten_dlc_warning(senders, settings.twilio_messaging_service_sid)
+    if warning:
+        log.warning(warning)
+    numbers = [s.address for s in senders if not s.is_messaging_service]
+    services = [s.address for s in senders if s.is_messaging_service]
     return TwilioSender(
         settings.twilio_account_sid,
         settings.twilio_auth_token,
-        from_number=settings.twilio_from,
-        messaging_service_sid=settings.twilio_messaging_service_sid,
+        # Defaults for a message the worker chose no sender for (the pool's first number or service).
+        from_number=numbers[0] if numbers else "",
+        messaging_service_sid=settings.twilio_messaging_service_sid or (services[0] if services else ""),
         api_url=settings.twilio_api_url,
         timeout=settings.twilio_timeout,
     )
@@ -110,6 +131,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         lease=settings.sms_lease,
         backoff_base=settings.sms_retry_base,
         prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
+        pool=sender_pool(settings),
     )
 
 

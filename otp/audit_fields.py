@@ -24,6 +24,8 @@ class Event(StrEnum):
     CANCELED = "canceled"
     DELIVERY = "delivery"
     ADMIN = "admin"  # safe-list changes and unblocks, with the admin key that made them
+    # A send's expected wait for its sender's slot is past OTP_SENDER_MAX_WAIT (settle_job.lua).
+    SENDER_QUEUED = "sender_queued"
 
 
 EVENTS: Final[tuple[Event, ...]] = tuple(Event)

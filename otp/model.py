@@ -22,6 +22,10 @@ class SendAttempt:
     sent_at: float | None = None
     tries: int = 0
     last_error: str | None = None
+    # The pool's sender it went (or waits to go) out with, and the wait for that sender's slot the
+    # worker expected (seconds) when the sender was busy: the time the code spends queued at the sender.
+    sender: str | None = None
+    queued_at_sender: float | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ class Job:
     template: str = ""  # "" the verification template
     substitutions: dict[str, str] = field(default_factory=dict)
     messaging_service_sid: str = ""  # "" the operator's sender (OTP_TWILIO_FROM / _MESSAGING_SERVICE_SID)
+    sender_slot: str = ""  # "<sender>|<slot ms>" it waited for (the worker paced it); "" none
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,10 @@ class Settings:
     twilio_auth_token: str = field(default="", repr=False)
     # GET /metrics answers only "Authorization: Bearer <this>"; empty: /metrics is off (404).
     metrics_token: str = field(default="", repr=False)
+    # The sender pool (otp.core.senders: ADDRESS[:TYPE[:MPS[:COUNTRIES]]], comma-separated).
     twilio_from: str = ""
+    # An expected wait for a sender's slot past this is announced (metric, audit event).
+    sender_max_wait: float = 30.0
     twilio_messaging_service_sid: str = ""
     # The Messaging Services /v2 MessagingConfigurations may name; empty: any MG sid.
     twilio_messaging_services: frozenset[str] = frozenset()
@@ -150,6 +153,7 @@ class Settings:
             twilio_auth_token=reader.text("OTP_TWILIO_AUTH_TOKEN") or "",
             metrics_token=reader.text("OTP_METRICS_TOKEN") or "",
             twilio_from=reader.text("OTP_TWILIO_FROM") or "",
+            sender_max_wait=reader.duration("OTP_SENDER_MAX_WAIT", d.sender_max_wait, low=0.0, high=86400.0),
             twilio_messaging_service_sid=reader.text("OTP_TWILIO_MESSAGING_SERVICE_SID") or "",
             twilio_messaging_services=reader.messaging_services("OTP_TWILIO_MESSAGING_SERVICES"),
             twilio_api_url=(reader.text("OTP_TWILIO_API_URL") or "").rstrip("/"),
@@ -410,6 +414,19 @@ class _Reader:
             self.errors.append("OTP_TWILIO_ACCOUNT_SID and OTP_TWILIO_AUTH_TOKEN must be set together")
         if settings.twilio_configured and not (settings.twilio_from or settings.twilio_messaging_service_sid):
             self.errors.append("OTP_TWILIO_FROM or OTP_TWILIO_MESSAGING_SERVICE_SID must be set to send through Twilio")
+        if settings.twilio_from:
+            from otp.core.senders import parse as parse_senders
+
+            try:
+                parse_senders(settings.twilio_from)
+            except ValueError as exc:
+                self.errors.append(f"OTP_TWILIO_FROM: {exc}")
+            if settings.twilio_messaging_service_sid:
+                # Which one would carry a send was ambiguous; the pool names each sender's part.
+                self.errors.append(
+                    "OTP_TWILIO_FROM and OTP_TWILIO_MESSAGING_SERVICE_SID are both set: list the Messaging Service "
+                    "in OTP_TWILIO_FROM instead (MG…:messaging_service:<MPS>)"
+                )
         if settings.twilio_configured and not settings.public_url:
             self.errors.append("OTP_PUBLIC_URL must be set with Twilio: it is where delivery reports come back")
         if settings.sms_prices:

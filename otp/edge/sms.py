@@ -21,6 +21,9 @@ class SmsMessage:
     # The Messaging Service a /v2 service's MessagingConfiguration picked for this destination; ""
     # for the operator's sender. Senders without Messaging Services (the console) ignore it.
     messaging_service_sid: str = ""
+    # The pool's sender the worker chose (OTP_TWILIO_FROM): a number or short code as From, a
+    # Messaging Service sid as MessagingServiceSid; "" the sender's own default.
+    sender: str = ""
 
 
 @dataclass(frozen=True)

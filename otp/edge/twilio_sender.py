@@ -77,12 +77,16 @@ class TwilioSender:
 
     def send(self, message: SmsMessage) -> Receipt:
         options: dict[str, Any] = {"to": message.to, "body": message.body}
-        # The destination's Messaging Service (a /v2 MessagingConfiguration) wins over the default.
-        service = message.messaging_service_sid or self.messaging_service_sid
+        # The destination's Messaging Service (a /v2 MessagingConfiguration) wins over the pool's
+        # sender the worker chose, which wins over the default.
+        sender = message.sender
+        service = message.messaging_service_sid or (sender if sender.startswith("MG") else "")
+        if not (service or sender):
+            service = self.messaging_service_sid
         if service:
             options["messaging_service_sid"] = service
         else:
-            options["from_"] = self.from_number
+            options["from_"] = sender or self.from_number
         if message.status_callback:
             options["status_callback"] = message.status_callback
         try:

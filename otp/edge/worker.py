@@ -22,6 +22,8 @@ from otp.clock import SYSTEM, Clock
 from otp.core import events, messages, metrics, sealing
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
+from otp.core.senders import SenderPool
+from otp.edge.pacer import Pacer
 from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
 from otp.model import Job
@@ -50,6 +52,8 @@ class WorkerOptions:
     # polled again at this interval until the retention period ends.
     poll_after: float
     prices: Mapping[str, Decimal] | None
+    # The operator's senders, each paced at its MPS (None: no pool, nothing paced).
+    pool: SenderPool | None = None
     # Tuning, no setting: how many jobs a claim takes, how many sends at once, how idle polling backs off.
     batch: int = 20
     concurrency: int = 16
@@ -115,6 +119,8 @@ class Worker:
         # threads end when the worker is garbage-collected.
         self._threads = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="otp-sms")
         self.sent = 0
+        self.pacer = Pacer(store, options.pool, clock)
+        self._next_slot_ms = 0  # the earliest slot of a job this worker paced and hasn't seen come due
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -236,8 +242,9 @@ class Worker:
                 if claimed:
                     idle = self.options.poll_interval
                     continue
-                # Idle: poll less and less often; a new job's wake-up message cuts the wait short.
-                await _first_of(wake.wait(), stop.wait(), seconds=idle)
+                # Idle: poll less and less often; a new job's wake-up message cuts the wait short,
+                # and so does the slot of a job this worker paced (its sender is free then).
+                await _first_of(wake.wait(), stop.wait(), seconds=self._idle_wait(idle))
                 idle = min(idle * 2, self.options.max_idle)
         finally:
             listener.cancel()
@@ -245,6 +252,13 @@ class Worker:
                 await listener
             if self.events is not None:
                 await self.events.aclose()
+
+    def _idle_wait(self, idle: float) -> float:
+        until = (self._next_slot_ms - self._now_ms()) / 1000
+        if until <= 0:
+            self._next_slot_ms = 0
+            return idle
+        return min(idle, until)
 
     async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has
@@ -293,17 +307,27 @@ class Worker:
             template=job.template or messages.VERIFICATION,
             substitutions=job.substitutions,
         )
-        message = SmsMessage(
-            to=job.to,
-            body=body,
-            status_callback=self.status_callback(job),
-            messaging_service_sid=job.messaging_service_sid,
-        )
         lease_ms = int(self.options.lease * 1000)
         if not await self.store.renew_lease(job, now_ms=self._now_ms(), lease_ms=lease_ms):
             # The lease ran out while the job waited for a send slot and another worker has it now.
             log.info("worker: job %s was taken over by another worker; not sending it", job.job_id)
             return
+        route = await self.pacer.route(job, country, messages.segments(body), self._now_ms())
+        if await self.pacer.hold_back(job, route, country, self._now_ms()):
+            if route.wait_ms and not route.refused:
+                self._next_slot_ms = min(self._next_slot_ms or route.slot_ms, route.slot_ms)
+            return
+        if self._now_ms() >= job.expires_ms:
+            # Claimed in time, but the code expired while the job waited here: never send a dead code.
+            await self._settle(job, "failed", {"status": "canceled", "error_message": "not sent: code expired"})
+            return
+        message = SmsMessage(
+            to=job.to,
+            body=body,
+            status_callback=self.status_callback(job),
+            messaging_service_sid=job.messaging_service_sid,
+            sender=route.sender,
+        )
         try:
             receipt: Receipt | None = None
             if job.tries > 1:
@@ -346,6 +370,7 @@ class Worker:
                 "price_unit": unit,
                 "sent_at": now,
                 "tries": job.tries,
+                "sender": route.sender or None,
             },
             poll_due_ms=now + int(self.options.poll_after * 1000),
         )

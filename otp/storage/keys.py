@@ -272,6 +272,18 @@ def worker_heartbeat() -> str:
     return f"{PREFIX}{CONFIG_TAG}:worker-heartbeat"
 
 
+# The sender pool's pacing state: every sender's bucket under one hash tag, so one script picks the
+# sender whose queue frees first among several (one slot on Redis Cluster; the pool's total MPS
+# bounds the calls it takes).
+SENDER_TAG = "{snd}"
+
+
+def sender_bucket(address: str) -> str:
+    """When the sender (one of the operator's own numbers, short codes or Messaging Services, never
+    a user's number) is free for its next message, in ms; it expires once the sender is idle."""
+    return f"{PREFIX}{SENDER_TAG}:tb:{address}"
+
+
 def dashboard_session(digest: str) -> str:
     """A signed-in dashboard session, named by the SHA-256 of the id its cookie carries (a dump
     names no live session); the value is the admin key's id. Its TTL is the session's life, and

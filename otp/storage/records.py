@@ -48,7 +48,8 @@ def verification(record: dict[str, str]) -> Verification:
 
 
 def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> SendAttempt:
-    """Read the compact fields lib.lua keeps per send (``sa:n``, ``sid:n``, ``pr:n``, ``em:n``, ``le:n``)."""
+    """Read the compact fields lib.lua keeps per send (``sa:n``, ``sid:n``, ``pr:n``, ``em:n``, ``le:n``,
+    ``sn:n``, ``qw:n``)."""
     at, status, updated, error_code, tries, segments, sent_at = (raw.split("|") + [""] * 7)[:7]
     delivery: dict[str, Any] = {"status": status, "updated_at": created_ms + int(updated or 0)}
     if error_code:
@@ -68,6 +69,8 @@ def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> S
         sent_at=(created_ms + int(sent_at)) / 1000 if sent_at else None,
         tries=int(tries or 0),
         last_error=record.get(f"le:{n}"),
+        sender=record.get(f"sn:{n}"),
+        queued_at_sender=int(record[f"qw:{n}"]) / 1000 if f"qw:{n}" in record else None,
     )
 
 
@@ -106,6 +109,7 @@ def job(row: Sequence[Any], partition: int) -> Job:
         template=text(row[11]) if len(row) > 11 else "",
         substitutions=json.loads(text(row[12])) if len(row) > 12 and row[12] else {},
         messaging_service_sid=text(row[13]) if len(row) > 13 else "",
+        sender_slot=text(row[14]) if len(row) > 14 else "",
     )
 
 

@@ -81,6 +81,8 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "counters": ScriptSpec(None, lib=False),
     # otp.storage.audit_log's filtered read of one partition's stream.
     "audit_scan": ScriptSpec(("stream",), lib=False),
+    # otp.storage.pacing: the next slot of the sender pool's least-busy allowed sender.
+    "sender_take": ScriptSpec(None, lib=False),
     # otp.storage.accounts: a /v2 service's MessagingConfigurations, changed while the service exists.
     "messaging_config": ScriptSpec(("service", "configs"), lib=False),
 }

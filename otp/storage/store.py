@@ -72,6 +72,16 @@ def _without_none(changes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class SenderWait:
+    """A send the sender pool holds back: the slot it waits for ("<sender>|<slot ms>"; "" none),
+    and whether its wait passed OTP_SENDER_MAX_WAIT (settle_job.lua then writes a sender_queued
+    audit event)."""
+
+    slot: str = ""
+    over_bound: bool = False
+
+
 class Store:
     def __init__(
         self,
@@ -247,13 +257,18 @@ class Store:
         changes: dict[str, Any],
         retry_due_ms: int = 0,
         poll_due_ms: int = 0,
+        wait: SenderWait | None = None,
     ) -> str:
+        """Outcome "paced": the job waits for ``wait.slot``, due at ``retry_due_ms``."""
+        wait = wait or SenderWait()
         fields = {
             "job_id": job_id,
             "outcome": outcome,
             "changes": _without_none(changes),
             "retry_due_ms": retry_due_ms,
             "poll_due_ms": poll_due_ms,
+            "pace": wait.slot,
+            "over_bound": wait.over_bound,
         }
         return records.text(await self._run("settle_job", partition, now_ms, fields))
 

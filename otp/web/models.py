@@ -172,6 +172,17 @@ class SendAttempt(Reply):
     price: str | None
     price_unit: str | None
     delivery: Delivery
+    sender: Annotated[str, msgspec.Meta(description="the operator's sender (OTP_TWILIO_FROM) it went out with")] | None
+    queued_at_sender: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                description="seconds the worker expected the code to wait for its sender's slot (senders are paced "
+                "at their MPS); null when it went out at once"
+            ),
+        ]
+        | None
+    )
 
 
 class Verification(Reply):

@@ -50,6 +50,8 @@ def send_attempt_model(attempt: SendAttempt) -> models.SendAttempt:
         price=attempt.price,
         price_unit=attempt.price_unit,
         delivery=_delivery(attempt.delivery),
+        sender=attempt.sender,
+        queued_at_sender=attempt.queued_at_sender,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -42,12 +43,14 @@ class TwilioStub:
         host: str = "127.0.0.1",
         port: int = 0,
         log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.host = host
         self.port = port
         self._log = log
+        self._clock = clock
         self._lock = threading.Lock()
         self._callbacks = Callbacks(auth_token, self._lock, self.say)
         self._messages: list[StubMessage] = []
@@ -177,6 +180,7 @@ class TwilioStub:
                 num_segments=count_segments(body),
                 price=None,
                 outcome=script.outcome,
+                received_at=self._clock(),
             )
             self._messages.append(message)
             self._by_sid[message.sid] = message

@@ -80,6 +80,9 @@ class StubMessage:
     date_updated: datetime | None = None
     date_sent: datetime | None = None
     outcome: str = "delivered"
+    # When the create arrived (unix seconds, from the stub's clock: a test's injected one), so a
+    # test can check how the worker spaced each sender's messages.
+    received_at: float = 0.0
 
     def advance(self, status: str, error_code: int | None) -> None:
         """Moves to ``status``, never back: Twilio's record does not rewind when callbacks that

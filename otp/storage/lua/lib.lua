@@ -139,6 +139,7 @@ end
 -- Redis keeps the hash in its compact encoding (one long value would make it several times larger):
 --   sa:<n>  at|status|updated|error code|tries|segments|sent at  (times: ms after the creation)
 --   sid:<n> the Message SID   pr:<n> price|unit   em:<n> error message   le:<n> last transient error
+--   sn:<n> the pool's sender   qw:<n> the expected wait for the sender's slot (ms)
 local function split(text)
   local parts = {}
   for part in string.gmatch(text .. '|', '([^|]*)|') do parts[#parts + 1] = part end
@@ -192,6 +193,13 @@ local function update_attempt(id, n, changes)
   end
   if changes.price and changes.price ~= cjson.null then
     redis.call('HSET', key, 'pr:' .. n, changes.price .. '|' .. (changes.price_unit or ''))
+  end
+  -- The pool's sender it went (or waits to go) out with, and the expected wait for its slot.
+  if changes.sender and changes.sender ~= cjson.null then
+    redis.call('HSET', key, 'sn:' .. n, string.sub(changes.sender, 1, 64))
+  end
+  if changes.queued_ms and changes.queued_ms ~= cjson.null then
+    redis.call('HSET', key, 'qw:' .. n, changes.queued_ms)
   end
   if changes.last_error and changes.last_error ~= cjson.null then
     redis.call('HSET', key, 'le:' .. n, string.sub(changes.last_error, 1, 64))

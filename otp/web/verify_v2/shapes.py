@@ -232,6 +232,8 @@ def attempt_json(attempt: Attempt, account_sid: str, base: str) -> dict[str, Any
             "locale": (v.locale or None) if v else None,
             "message_sid": send.message_sid if send else None,
             "segments": send.segments if send else None,
+            # Seconds the code was expected to wait for its sender's slot (otp paces each sender).
+            "queued_at_sender": send.queued_at_sender if send else None,
             # The start's Tags: Twilio's schema has no property for them and channel_data is free-form.
             "tags": attempt.tags,
         },
