@@ -51,8 +51,9 @@ class Sender:
         return not self.countries or country in self.countries
 
     def interval_ms(self, segments: int) -> int:
-        """How long this message occupies the sender: Twilio counts throughput in segments."""
-        return max(1, round(1000 * max(1, segments) / self.mps))
+        """How long this message occupies the sender: Twilio counts throughput in segments. Under
+        a millisecond (above 1,000 MPS) is nothing: such a sender is not paced at all."""
+        return round(1000 * max(1, segments) / self.mps)
 
 
 @dataclass(frozen=True)
