@@ -17,6 +17,7 @@ from starlette.routing import Route
 from otp import dashboard
 from otp.clock import SYSTEM, Clock
 from otp.core.apikeys import KeyChecker
+from otp.core.budget import BudgetConfig, Budgets
 from otp.core.codes import Argon2Params, CodeHasher
 from otp.core.keyring import Keyring
 from otp.core.messages import parse_price_table
@@ -97,6 +98,17 @@ def worker_options(settings: Settings) -> WorkerOptions:
     )
 
 
+def budget_config(settings: Settings) -> BudgetConfig:
+    return BudgetConfig(
+        daily=settings.budget_daily,
+        countries=dict(settings.budget_country),
+        timezone=settings.budget_timezone,
+        prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
+        app_name=settings.app_name,
+        webotp_domain=settings.webotp_domain,
+    )
+
+
 def event_options(settings: Settings) -> EventOptions:
     return EventOptions(
         allow_private=settings.webhook_allow_private,
@@ -148,7 +160,10 @@ def create_app(
         app.state.settings = settings
         app.state.store = store
         app.state.policy = Policy(store, settings.policy)
-        app.state.verifier = Verifier(store, hasher, keyring, rules, app.state.policy, clock=clock)
+        app.state.budgets = Budgets(store, budget_config(settings))
+        app.state.verifier = Verifier(
+            store, hasher, keyring, rules, app.state.policy, clock=clock, budgets=app.state.budgets
+        )
         app.state.keys = KeyChecker(store)
         stop = asyncio.Event()
         task = None
@@ -160,6 +175,7 @@ def create_app(
                 worker_options(settings),
                 clock=clock,
                 events=EventDelivery(store, keyring, event_options(settings), clock=clock),
+                budgets=app.state.budgets,
             )
             app.state.worker = worker
             task = asyncio.create_task(worker.run(stop))

@@ -24,6 +24,7 @@ class Event(StrEnum):
     CANCELED = "canceled"
     DELIVERY = "delivery"
     ADMIN = "admin"  # safe-list changes and unblocks, with the admin key that made them
+    BUDGET = "budget"  # a spend budget reached 80 % or 100 % today (once each per scope and day)
 
 
 EVENTS: Final[tuple[Event, ...]] = tuple(Event)
@@ -48,6 +49,14 @@ SENT_TO_PREFIX: Final = "sent@prefix:"
 APPROVED_TO_PREFIX: Final = "approved@prefix:"
 SENT_TO_COUNTRY: Final = "sent@country:"
 APPROVED_TO_COUNTRY: Final = "approved@country:"
+
+# Spend in millionths of the price table's currency (otp.core.budget): the estimates of sends per
+# destination country and per budget tenant (moved by reconciliations with the real price), and
+# the estimates of the sends each rule refused: spend:country:<CC>, spend:key:<tenant>,
+# blocked_spend:<rule>.
+SPEND_TO_COUNTRY: Final = "spend:country:"
+SPEND_BY_KEY: Final = "spend:key:"
+BLOCKED_SPEND: Final = "blocked_spend:"
 
 # Webhook events dropped before delivery: webhook_dropped:<reason> (queue_full: the tenant's bounded
 # event outbox pushed its oldest event out; lib.lua's emit_event).

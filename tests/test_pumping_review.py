@@ -59,7 +59,6 @@ def _ranges(region: str, count: int, per_range: int) -> list[list[str]]:
     return found
 
 
-
 async def test_a_fast_burst_cannot_outrun_the_budgets(svc: Service) -> None:
     """Sent within ~90 s, one key and no IP: the budgets count sends in flight too (less two
     users who may still be typing), so each country gets about its budget, not its thresholds."""

@@ -26,6 +26,12 @@ WEBHOOK_DROPPED = Counter(
     " audit counters (webhook_dropped:queue_full)",
     ["reason"],
 )
+# Spend budgets (otp.core.budget), in the price table's currency; scope: global, country:<CC>, key:<id>.
+BUDGET_SPENT = Gauge("otp_budget_spent_today", "Spend reserved today in a budget scope, as last seen", ["scope"])
+BUDGET_REFUSED = Counter("otp_budget_refusals_total", "Starts refused because a budget scope was spent", ["scope"])
+BLOCKED_SPEND = Counter(
+    "otp_blocked_spend_total", "Estimated cost of the sends each rule refused (price table currency)", ["rule"]
+)
 OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
 LATENCY = Histogram(
     "otp_request_duration_seconds",

@@ -272,6 +272,11 @@ class ErrorDetail(Reply):
     field: str | None = None
     retry_after: int | None = None
     rule: Annotated[str, msgspec.Meta(description="the policy rule that refused the request")] | None = None
+    scope: (
+        Annotated[str, msgspec.Meta(description="the spent budget (budget_exhausted): global, country:XX or key:ID")]
+        | None
+    ) = None
+    resets_at: Annotated[str, msgspec.Meta(description="when that budget's day ends (ISO 8601, UTC)")] | None = None
 
 
 class Error(Reply):
