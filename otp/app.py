@@ -35,6 +35,7 @@ from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
+from otp.web import budgets as budgets_api
 from otp.web import errors as web_errors
 from otp.web import key_webhook, metrics, openapi, webhooks
 from otp.web import stats as stats_api
@@ -198,6 +199,7 @@ def create_app(
         *webhooks.routes,
         *key_webhook.routes,
         *admin_api.routes,
+        *budgets_api.routes,
         *stats_api.routes,
         # Starlette's trailing-slash redirect would name the client's Host header (see headers.py).
         Route(dashboard.PATH, guard.add_slash, middleware=[Middleware(SecurityHeaders)]),

@@ -277,3 +277,35 @@ def exhausted(scope_label: str, retry_after: int | None, resets_ms: int, timezon
         retry_after=retry_after,
         details={"rule": "budget", "scope": scope_label, "resets_at": resets},
     )
+
+
+@dataclass(frozen=True)
+class SpendToday:
+    """The dashboard's spend figures for today (the budgets' day): estimates moved by the real
+    prices reconciled so far, from the hourly audit counters (hours since the day's start)."""
+
+    day: Day
+    by_country: dict[str, int]
+    by_key: dict[str, int]
+    blocked_by_rule: dict[str, int]
+    budgets: dict[str, Any]
+
+
+async def spend_today(budgets: Budgets, now_ms: int) -> SpendToday:
+    from otp.audit_fields import BLOCKED_SPEND, SPEND_BY_KEY, SPEND_TO_COUNTRY
+    from otp.core.stats import HOUR_MS, hourly_events
+
+    day = day_of(now_ms, budgets.config.timezone)
+    # The hour the day began in (a zone 30 minutes off the hour counts that hour whole).
+    first = (day.resets_ms - 86_400_000) // HOUR_MS
+    hours = list(range(first, now_ms // HOUR_MS + 1))
+    totals: dict[str, dict[str, int]] = {SPEND_TO_COUNTRY: {}, SPEND_BY_KEY: {}, BLOCKED_SPEND: {}}
+    for counts in (await hourly_events(budgets.store, hours)).values():
+        for name, n in counts.items():
+            for prefix, into in totals.items():
+                if name.startswith(prefix):
+                    value = name[len(prefix) :]
+                    into[value] = into.get(value, 0) + n
+    by_country, by_key = totals[SPEND_TO_COUNTRY], totals[SPEND_BY_KEY]
+    status = await budgets.status(sorted(by_key), sorted(by_country), now_ms)
+    return SpendToday(day, by_country, by_key, totals[BLOCKED_SPEND], status)
