@@ -25,6 +25,8 @@ from test_dashboard import csrf_of
 from test_twilio_compat import RELAXED, V2, new_number, refused, retry_after, serve, service
 
 from otp.core import apikeys
+from otp.errors import ConfigError
+from otp.settings import Settings
 from otp.storage.store import Store
 
 # One segment to the US costs 0.01 here: a budget of 0.10 is worth exactly ten sends.
@@ -246,3 +248,16 @@ def test_a_start_another_rule_refuses_reserves_nothing_and_is_counted_as_blocked
     blocked = html[html.index('id="blocked-spend"') :]
     blocked = blocked[: blocked.index("</table>")]
     assert "verification_sends" in blocked and "number_type" in blocked and "0.01 USD" in blocked
+
+
+def test_bad_budget_settings_are_refused_at_startup_by_name() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            {"OTP_BUDGET_DAILY": "lots", "OTP_BUDGET_COUNTRY": "US=50,GBR=2", "OTP_BUDGET_TIMEZONE": "Mars/Olympus"}
+        )
+    text = str(caught.value)
+    assert "OTP_BUDGET_DAILY: 'lots' is not a number" in text
+    assert "OTP_BUDGET_COUNTRY: 'GBR' is not a two-letter country code" in text
+    assert "OTP_BUDGET_TIMEZONE='Mars/Olympus' is not an IANA time zone" in text
+    good = Settings.from_env({"OTP_BUDGET_DAILY": "200", "OTP_BUDGET_COUNTRY": "us=50, *=5"})
+    assert (good.budget_daily, dict(good.budget_country)) == (Decimal(200), {"US": Decimal(50), "*": Decimal(5)})

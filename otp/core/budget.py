@@ -30,8 +30,10 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from otp.audit_fields import BLOCKED_SPEND, SPEND_BY_KEY, SPEND_TO_COUNTRY
 from otp.core import messages
 from otp.core.phone import Phone
+from otp.core.stats import HOUR_MS, hourly_events
 from otp.errors import RateLimited
 from otp.storage import budgets
 from otp.storage import keys as keyspace
@@ -292,9 +294,6 @@ class SpendToday:
 
 
 async def spend_today(budgets: Budgets, now_ms: int) -> SpendToday:
-    from otp.audit_fields import BLOCKED_SPEND, SPEND_BY_KEY, SPEND_TO_COUNTRY
-    from otp.core.stats import HOUR_MS, hourly_events
-
     day = day_of(now_ms, budgets.config.timezone)
     # The hour the day began in (a zone 30 minutes off the hour counts that hour whole).
     first = (day.resets_ms - 86_400_000) // HOUR_MS
