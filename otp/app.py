@@ -20,6 +20,7 @@ from otp.core.apikeys import KeyChecker
 from otp.core.budget import BudgetConfig, Budgets
 from otp.core.codes import Argon2Params, CodeHasher
 from otp.core.keyring import Keyring
+from otp.core.line_types import LineTypes
 from otp.core.messages import parse_price_table
 from otp.core.policy import Policy
 from otp.core.verification import Rules, Verifier
@@ -83,6 +84,21 @@ def build_sender(settings: Settings) -> SmsSender:
         api_url=settings.twilio_api_url,
         timeout=settings.twilio_timeout,
     )
+
+
+def build_line_types(settings: Settings, store: Store, keyring: Keyring, clock: Clock) -> LineTypes | None:
+    """Twilio Lookup's line types where OTP_LOOKUP asks for them (None: off)."""
+    if settings.lookup.mode == "off" or not settings.twilio_configured:
+        return None
+    from otp.edge.lookup import TwilioLookup
+
+    source = TwilioLookup(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        api_url=settings.twilio_api_url,
+        timeout=settings.lookup.timeout,
+    )
+    return LineTypes(store, keyring, settings.lookup, source, clock=clock)
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -163,7 +179,14 @@ def create_app(
         app.state.policy = Policy(store, settings.policy)
         app.state.budgets = Budgets(store, budget_config(settings))
         app.state.verifier = Verifier(
-            store, hasher, keyring, rules, app.state.policy, clock=clock, budgets=app.state.budgets
+            store,
+            hasher,
+            keyring,
+            rules,
+            app.state.policy,
+            clock=clock,
+            line_types=build_line_types(settings, store, keyring, clock),
+            budgets=app.state.budgets,
         )
         app.state.keys = KeyChecker(store)
         stop = asyncio.Event()

@@ -57,6 +57,16 @@ APPROVED_TO_COUNTRY: Final = "approved@country:"
 SPEND_TO_COUNTRY: Final = "spend:country:"
 SPEND_BY_KEY: Final = "spend:key:"
 BLOCKED_SPEND: Final = "blocked_spend:"
+# Twilio Lookup's part in a start (otp.core.line_types), on its started, resent or refused event:
+# where the line type came from (lookup, cached, no_data, fallback, failed, phonenumbers), the type
+# the policy judged, why Lookup gave no answer, and what this start's Lookup cost (only when one
+# was paid for, in the price table's currency: the figure spend adds up). Hourly counters count
+# the starts by source: lookup:<source>.
+LOOKUP: Final = "lookup"
+LINE_TYPE: Final = "line_type"
+LOOKUP_ERROR: Final = "lookup_error"
+LOOKUP_PRICE: Final = "lookup_price"
+LOOKUP_COUNTER: Final = "lookup:"
 
 # Webhook events dropped before delivery: webhook_dropped:<reason> (queue_full: the tenant's bounded
 # event outbox pushed its oldest event out; lib.lua's emit_event).

@@ -41,6 +41,10 @@ class Verification:
     approved_at: float | None = None
     send_attempts: list[SendAttempt] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # the caller's metadata (Twilio's Tags)
+    # What Twilio Lookup said the number is (otp's type name, otp.core.phone) and its carrier's
+    # name, when Lookup decided the latest start ("" otherwise).
+    line_type: str = ""
+    carrier: str = ""
 
     @property
     def attempts_left(self) -> int:
@@ -105,6 +109,9 @@ class StartArgs:
     # The send's spend reservation, for its reconciliation with the real price (otp.core.budget):
     # "estimate|day|country|scope kinds", kept on the attempt as bu:<n>; "" for none.
     budget: str = ""
+    # ``<type>|<carrier>`` when Twilio Lookup decided the number's type (otp.core.line_types),
+    # kept on the record (lt) for the /v2 ``lookup`` field; "" none.
+    line_type: str = ""
 
 
 @dataclass(frozen=True)

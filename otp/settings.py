@@ -6,10 +6,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from otp.core.line_types import FAIL_MODES, LookupConfig
+from otp.core.line_types import MODES as LOOKUP_MODES
 from otp.core.phone import DEFAULT_BLOCKED_TYPES, NUMBER_TYPES
 from otp.core.policy import MODES, PolicyConfig
 from otp.core.validators import parse_duration
@@ -41,6 +43,16 @@ POLICY_DEFAULTS = PolicyConfig(
     unproven_tenant_floor=100,
     unproven_share=1.0,
     known_good_days=30.0,
+)
+
+# Twilio Lookup line types (otp.core.line_types): off by default, since each Lookup is paid
+# (OTP_LOOKUP_PRICE: Twilio's list price for line_type_intelligence, USD) and the numbers
+# phonenumbers can't decide are mostly the US's and Canada's. Fail open: a Lookup outage must not
+# lock real users out (their numbers get phonenumbers' verdict, as with OTP_LOOKUP=off, and the
+# audit record says so); 2 s bounds what a slow Lookup adds to a start. Answers are kept 30 days
+# (no OTP_ variable): numbers rarely change type, and each Lookup is paid.
+LOOKUP_DEFAULTS = LookupConfig(
+    mode="off", fail_closed=False, timeout=2.0, price=Decimal("0.008"), cache_ttl=30 * 86400.0
 )
 
 
@@ -103,6 +115,7 @@ class Settings:
     body_timeout: float = 10.0
     max_connections: int = 1000
     policy: PolicyConfig = POLICY_DEFAULTS
+    lookup: LookupConfig = LOOKUP_DEFAULTS
     log_level: str = "INFO"
     dev_mode: bool = False
 
@@ -165,6 +178,7 @@ class Settings:
             body_timeout=reader.duration("OTP_BODY_TIMEOUT", d.body_timeout, low=0.1, high=300.0),
             max_connections=reader.integer("OTP_MAX_CONNECTIONS", d.max_connections, low=1, high=1_000_000),
             policy=reader.policy(),
+            lookup=reader.lookup(d.lookup),
             log_level=(reader.text("OTP_LOG_LEVEL") or d.log_level).upper(),
         )
         reader.twilio(settings)
@@ -320,7 +334,12 @@ class _Reader:
         sids = frozenset(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
         bad = sorted(s for s in sids if not re.fullmatch(r"MG[0-9a-fA-F]{32}", s))
         if bad:
-            self.errors.append(f"{name}: {', '.join(bad)} are not Messaging Service SIDs (MG and 32 hex digits)")
+            which = (
+                f"{bad[0]} is not a Messaging Service SID"
+                if len(bad) == 1
+                else f"{', '.join(bad)} are not Messaging Service SIDs"
+            )
+            self.errors.append(f"{name}: {which} (MG and 32 hex digits)")
         return sids
 
     def countries(self, name: str) -> frozenset[str]:
@@ -398,7 +417,34 @@ class _Reader:
             block_max=self.duration("OTP_PUMPING_BLOCK_MAX", d.block_max, low=1.0, high=7 * 86400.0),
         )
 
+    def lookup(self, d: LookupConfig) -> LookupConfig:
+        return LookupConfig(
+            mode=self.choice("OTP_LOOKUP", d.mode, LOOKUP_MODES),
+            fail_closed=self.choice("OTP_LOOKUP_FAIL", "closed" if d.fail_closed else "open", FAIL_MODES) == "closed",
+            timeout=self.duration("OTP_LOOKUP_TIMEOUT", d.timeout, low=0.1, high=30.0),
+            price=self.price("OTP_LOOKUP_PRICE", d.price),
+            cache_ttl=d.cache_ttl,
+        )
+
+    def price(self, name: str, default: Decimal) -> Decimal:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            self.errors.append(f"{name}={raw!r} is not a number")
+            return default
+        if not value.is_finite() or not 0 <= value <= 100:
+            self.errors.append(f"{name}={raw!r} is not a price (0..100, in the price table's currency)")
+            return default
+        return value
+
     def twilio(self, settings: Settings) -> None:
+        if settings.lookup.mode != "off" and not settings.twilio_configured:
+            self.errors.append(
+                f"OTP_LOOKUP={settings.lookup.mode} needs Twilio: set OTP_TWILIO_ACCOUNT_SID and OTP_TWILIO_AUTH_TOKEN"
+            )
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
             self.errors.append("OTP_TWILIO_ACCOUNT_SID and OTP_TWILIO_AUTH_TOKEN must be set together")
         if settings.twilio_configured and not (settings.twilio_from or settings.twilio_messaging_service_sid):

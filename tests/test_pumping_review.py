@@ -76,6 +76,21 @@ async def test_a_fast_burst_cannot_outrun_the_budgets(svc: Service) -> None:
         assert sent[region] <= 4 + 2, (region, sent)  # the floor, and two users still typing
 
 
+async def test_a_spent_budget_says_what_it_is_and_what_widens_it(svc: Service) -> None:
+    """The refusal a brand-new tenant meets first (every prefix unproven): its message explains it,
+    rather than echoing the reason's name."""
+    rng = random.Random(7)
+    for pool in _ranges("FR", 12, 1):
+        response = await _start(svc, fs.number_in(pool[0], rng))
+        svc.clock.advance(200)  # past the ~2 minutes in which users may still be typing
+        if response.status_code != 201:
+            break
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (429, "pumping_unproven_budget"), response.text
+    assert error["rule"] == "sms_pumping_tenant_country", error
+    assert "budget of unconfirmed codes" in error["message"] and "confirm" in error["message"], error
+
+
 async def test_a_number_approved_once_does_not_pump_for_a_month(svc: Service) -> None:
     """Known good lasts until 3 sends without a new approval: an attacker who approves each of its
     numbers once gets a few more SMS each, not the number's 20 a day for 30 days."""

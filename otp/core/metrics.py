@@ -32,6 +32,12 @@ BUDGET_REFUSED = Counter("otp_budget_refusals_total", "Starts refused because a 
 BLOCKED_SPEND = Counter(
     "otp_blocked_spend_total", "Estimated cost of the sends each rule refused (price table currency)", ["rule"]
 )
+LOOKUPS = Counter(
+    "otp_lookups_total",
+    "Line types of starts Twilio Lookup was asked about, by source (lookup and no_data were paid for;"
+    " cached, fallback)",
+    ["source"],
+)
 OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
 LATENCY = Histogram(
     "otp_request_duration_seconds",

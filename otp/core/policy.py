@@ -26,7 +26,7 @@ from typing import Any
 
 from otp.core import pumping
 from otp.core.ipaddr import ip_scope
-from otp.core.phone import NON_GEOGRAPHIC, Phone
+from otp.core.phone import NON_GEOGRAPHIC, TYPE_FAMILY, Phone
 from otp.core.verification_io import Caller
 from otp.storage import audit_log, blocks, windows
 from otp.storage import keys as keyspace
@@ -146,7 +146,8 @@ class Policy:
         allowed = self.config.allowed_countries
         if allowed and phone.country not in allowed:
             return Decision(False, "geo_permissions", "country_not_allowed", details={"country": phone.country})
-        if phone.number_type in self.config.blocked_number_types:
+        blocked = self.config.blocked_number_types
+        if phone.number_type in blocked or TYPE_FAMILY.get(phone.number_type) in blocked:
             return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": phone.number_type})
         if not phone.country and NON_GEOGRAPHIC in self.config.blocked_number_types:
             return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": NON_GEOGRAPHIC})

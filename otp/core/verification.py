@@ -16,6 +16,7 @@ from otp.core.budget import Budgets
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
+from otp.core.line_types import FALLBACK, LineType, LineTypes
 from otp.core.phone import Phone, mask_in_record, parse_e164
 from otp.core.policy import BUDGET_RULE, Admission, BucketLimit, Decision, Policy, decisions_json
 from otp.core.verification_io import Caller as Caller
@@ -23,7 +24,7 @@ from otp.core.verification_io import CheckResult as CheckResult
 from otp.core.verification_io import Rules as Rules
 from otp.core.verification_io import StartOptions as StartOptions
 from otp.core.verification_io import StartResult as StartResult
-from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from otp.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 # Re-exported (X as X): the adapters name the records through the verifier.
 from otp.model import PENDING as PENDING
@@ -63,10 +64,12 @@ class Verifier:
         policy: Policy,
         *,
         clock: Clock = SYSTEM,
+        line_types: LineTypes | None = None,
         budgets: Budgets | None = None,
     ) -> None:
         self.policy = policy
         self.budgets = budgets
+        self.line_types = line_types  # None: OTP_LOOKUP=off
         self.store = store
         self.hasher = hasher
         self.keyring = keyring
@@ -119,12 +122,7 @@ class Verifier:
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
             await self._audit_refusal(partition, now_ms, audit, permission)
-            raise Forbidden(
-                refusals.refusal_message(permission),
-                code=permission.reason,
-                field="to",
-                details={"rule": permission.rule},
-            )
+            raise refusals.not_permitted(permission)
         day, reservations = (
             self.budgets.reserve_calls(phone.country, caller.fraud_tenant, estimate, now_ms)
             if self.budgets is not None
@@ -145,6 +143,10 @@ class Verifier:
             await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
             raise self._refusal(admission.decision)
+        # After the rate limits and pumping rules, so they bound what Lookup costs too.
+        line = LineType(phone.number_type)
+        if self.line_types is not None and not safe:
+            line = await self._line_type(self.line_types, phone, partition, now_ms, audit, admission)
         if admission.flagged:
             # record_only mode: the send goes out, and the audit says which rule would have refused it.
             audit["flagged"] = ",".join(
@@ -187,6 +189,7 @@ class Verifier:
                 fraud_tenant="" if caller.fraud_tenant == caller.key_id else caller.fraud_tenant,
                 events=subscribed,
                 budget=Budgets.note(estimate, day, phone.country, reservations) if day is not None else "",
+                line_type=line.record(),
             )
             outcome = await self.store.start(partition, now_ms, start, audit)
         except Exception:
@@ -246,6 +249,39 @@ class Verifier:
             fields["budget"] = budget.from_micro(limit)
             self._emit(Event.BUDGET, key=caller.key_id, **fields)
             await self.store.audit_event(partition, now_ms, {"event": Event.BUDGET, "key": caller.key_id, **fields})
+
+    async def _line_type(
+        self,
+        line_types: LineTypes,
+        phone: Phone,
+        partition: int,
+        now_ms: int,
+        audit: dict[str, str],
+        admission: Admission,
+    ) -> LineType:
+        """The number's line type by Twilio Lookup where it's wanted (otp.core.line_types), judged
+        by the same number-type rule; a refusal here takes the admission back."""
+        try:
+            line = await line_types.resolve(phone)
+        except BaseException:
+            # Cancelled (the client left) or a storage failure: the start didn't happen.
+            with contextlib.suppress(Exception):
+                await self.policy.release(admission)
+            raise
+        refusal: Decision | None = None
+        if line.source == FALLBACK and line_types.config.fail_closed:
+            refusal = refusals.LOOKUP_REFUSAL
+        elif line.number_type != phone.number_type:
+            permission = self.policy.permission(replace(phone, number_type=line.number_type))
+            refusal = None if permission.allowed else permission
+        audit.update(line.audit(refused=refusal is not None))
+        if refusal is None:
+            return line
+        await self.policy.release(admission)
+        await self._audit_refusal(partition, now_ms, audit, refusal)
+        if refusal is refusals.LOOKUP_REFUSAL:
+            raise refusals.lookup_unavailable()
+        raise refusals.not_permitted(refusal)
 
     def _bucket_limits(self, opts: StartOptions) -> list[BucketLimit]:
         """The buckets each RateLimits value counts in, when the service defines its name (a rate

@@ -193,6 +193,12 @@ def fraud_keys(kind: str, value: str) -> list[str]:
     ]
 
 
+def line_type(number_hash: str) -> str:
+    """A string ``<at ms>|<type>|<carrier>``: Twilio Lookup's answer for a number, by its keyed
+    hash (otp.core.line_types), in a slot of its own; it expires with the cache's lifetime."""
+    return f"{scope_tag('lt', number_hash)}type"
+
+
 def safe_list() -> str:
     """The prefixes of the safe list (``/v1/safelist``, ``otp safelist``, the dashboard)."""
     return f"{PREFIX}{CONFIG_TAG}:safe"

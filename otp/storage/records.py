@@ -42,6 +42,8 @@ def verification(record: dict[str, str]) -> Verification:
         approved_at=int(record["aa"]) / 1000 if "aa" in record else None,
         send_attempts=attempts,
         tags=json.loads(record["tg"]) if "tg" in record else {},
+        line_type=record.get("lt", "").partition("|")[0],
+        carrier=record.get("lt", "").partition("|")[2],
     )
 
 

@@ -125,6 +125,7 @@ COUNTER_NAMES = {
     "spend_country": audit_fields.SPEND_TO_COUNTRY,
     "spend_key": audit_fields.SPEND_BY_KEY,
     "blocked_spend": audit_fields.BLOCKED_SPEND,
+    "lookup": audit_fields.LOOKUP_COUNTER,
 }
 
 

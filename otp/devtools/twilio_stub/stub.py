@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from otp.devtools.twilio_stub.api import Server
 from otp.devtools.twilio_stub.callbacks import CALLBACK_TIMEOUT, Callbacks, Sent
+from otp.devtools.twilio_stub.lookups import Lookups
 from otp.devtools.twilio_stub.plans import Plan, Script, Step, plan
 from otp.devtools.twilio_stub.wire import (
     PRICE_PER_SEGMENT,
@@ -64,6 +65,8 @@ class TwilioStub:
         self._hangs: list[float] = []
         self._workers: list[threading.Thread] = []
         self._stopping = threading.Event()
+        # Lookup v2 line types: scripted answers, failures, slowness, and the calls made.
+        self.lookups = Lookups(self._stopping)
         self._server: Server | None = None
         self._serve_thread: threading.Thread | None = None
 

@@ -54,6 +54,11 @@ local function audit(event, fields)
       redis.call('HINCRBY', counter, C.spend_key .. (AUDIT_CTX._bt or ''), est)
     end
   end
+  -- Twilio Lookup's part in a start (otp.core.line_types), once per start: not on an expiry the
+  -- same step settles.
+  if AUDIT_CTX.lookup and (event == 'started' or event == 'resent' or event == 'refused') then
+    redis.call('HINCRBY', counter, C.lookup .. AUDIT_CTX.lookup, 1)
+  end
   redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
 end
 
