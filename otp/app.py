@@ -18,6 +18,7 @@ from starlette.routing import Route
 from otp import dashboard
 from otp.clock import SYSTEM, Clock
 from otp.core.apikeys import KeyChecker
+from otp.core.budget import BudgetConfig, Budgets
 from otp.core.codes import Argon2Params, CodeHasher
 from otp.core.keyring import Keyring
 from otp.core.line_types import LineTypes
@@ -38,6 +39,7 @@ from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
+from otp.web import budgets as budgets_api
 from otp.web import errors as web_errors
 from otp.web import key_webhook, metrics, openapi, webhooks
 from otp.web import stats as stats_api
@@ -135,6 +137,17 @@ def worker_options(settings: Settings) -> WorkerOptions:
     )
 
 
+def budget_config(settings: Settings) -> BudgetConfig:
+    return BudgetConfig(
+        daily=settings.budget_daily,
+        countries=dict(settings.budget_country),
+        timezone=settings.budget_timezone,
+        prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
+        app_name=settings.app_name,
+        webotp_domain=settings.webotp_domain,
+    )
+
+
 def event_options(settings: Settings) -> EventOptions:
     return EventOptions(
         allow_private=settings.webhook_allow_private,
@@ -186,6 +199,7 @@ def create_app(
         app.state.settings = settings
         app.state.store = store
         app.state.policy = Policy(store, settings.policy)
+        app.state.budgets = Budgets(store, budget_config(settings))
         app.state.verifier = Verifier(
             store,
             hasher,
@@ -194,6 +208,7 @@ def create_app(
             app.state.policy,
             clock=clock,
             line_types=build_line_types(settings, store, keyring, clock),
+            budgets=app.state.budgets,
         )
         app.state.keys = KeyChecker(store)
         stop = asyncio.Event()
@@ -206,6 +221,7 @@ def create_app(
                 worker_options(settings),
                 clock=clock,
                 events=EventDelivery(store, keyring, event_options(settings), clock=clock),
+                budgets=app.state.budgets,
             )
             app.state.worker = worker
             task = asyncio.create_task(worker.run(stop))
@@ -228,6 +244,7 @@ def create_app(
         *webhooks.routes,
         *key_webhook.routes,
         *admin_api.routes,
+        *budgets_api.routes,
         *stats_api.routes,
         # Starlette's trailing-slash redirect would name the client's Host header (see headers.py).
         Route(dashboard.PATH, guard.add_slash, middleware=[Middleware(SecurityHeaders)]),

@@ -110,6 +110,9 @@ class StartArgs:
     fraud_tenant: str = ""
     # The owner has webhooks: the record is marked (ev) and its events go to the event outbox.
     events: bool = False
+    # The send's spend reservation, for its reconciliation with the real price (otp.core.budget):
+    # "estimate|day|country|scope kinds", kept on the attempt as bu:<n>; "" for none.
+    budget: str = ""
     # ``<type>|<carrier>`` when Twilio Lookup decided the number's type (otp.core.line_types),
     # kept on the record (lt) for the /v2 ``lookup`` field; "" none.
     line_type: str = ""

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from otp.core.line_types import FAIL_MODES, LookupConfig
 from otp.core.line_types import MODES as LOOKUP_MODES
@@ -97,6 +98,11 @@ class Settings:
     webotp_domain: str = ""
     delivery_poll_after: float = 300.0
     sms_prices: str = ""
+    # Daily spend budgets (otp.core.budget), in the price table's currency: everything, and per
+    # destination country ("*" for every other one); None / empty: no budget. Days in this zone.
+    budget_daily: Decimal | None = None
+    budget_country: Mapping[str, Decimal] = field(default_factory=dict)
+    budget_timezone: str = "UTC"
     sms_lease: float = 30.0
     sms_retry_base: float = 1.0
     audit_maxlen: int = 1_000_000
@@ -163,6 +169,9 @@ class Settings:
                 "OTP_DELIVERY_POLL_AFTER", d.delivery_poll_after, low=1.0, high=86400.0
             ),
             sms_prices=reader.text("OTP_SMS_PRICES") or "",
+            budget_daily=reader.budget_amount("OTP_BUDGET_DAILY"),
+            budget_country=reader.budget_countries("OTP_BUDGET_COUNTRY"),
+            budget_timezone=reader.timezone("OTP_BUDGET_TIMEZONE", d.budget_timezone),
             sms_lease=reader.duration("OTP_SMS_LEASE", d.sms_lease, low=0.5, high=3600.0),
             sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", d.sms_retry_base, low=0.01, high=600.0),
             audit_maxlen=reader.integer("OTP_AUDIT_MAXLEN", d.audit_maxlen, low=1000, high=1_000_000_000),
@@ -292,6 +301,36 @@ class _Reader:
         raw = (self.text(name) or default).lower()
         if raw not in choices:
             self.errors.append(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+            return default
+        return raw
+
+    def budget_amount(self, name: str) -> Decimal | None:
+        from otp.core.budget import parse_amount
+
+        raw = self.text(name)
+        if not raw:
+            return None
+        try:
+            return parse_amount(raw, name)
+        except ValueError as exc:
+            self.errors.append(str(exc))
+            return None
+
+    def budget_countries(self, name: str) -> dict[str, Decimal]:
+        from otp.core.budget import parse_country_budgets
+
+        try:
+            return parse_country_budgets(self.text(name) or "")
+        except ValueError as exc:
+            self.errors.append(str(exc))
+            return {}
+
+    def timezone(self, name: str, default: str) -> str:
+        raw = self.text(name) or default
+        try:
+            ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.errors.append(f"{name}={raw!r} is not an IANA time zone (e.g. UTC, Europe/London)")
             return default
         return raw
 

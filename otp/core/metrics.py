@@ -42,6 +42,12 @@ SENDER_QUEUE_EXPIRED = Counter(
     "SMS not sent: no allowed sender had a slot before the code expired (or none serves the country)",
     ["reason"],
 )
+# Spend budgets (otp.core.budget), in the price table's currency; scope: global, country:<CC>, key:<id>.
+BUDGET_SPENT = Gauge("otp_budget_spent_today", "Spend reserved today in a budget scope, as last seen", ["scope"])
+BUDGET_REFUSED = Counter("otp_budget_refusals_total", "Starts refused because a budget scope was spent", ["scope"])
+BLOCKED_SPEND = Counter(
+    "otp_blocked_spend_total", "Estimated cost of the sends each rule refused (price table currency)", ["rule"]
+)
 LOOKUPS = Counter(
     "otp_lookups_total",
     "Line types of starts Twilio Lookup was asked about, by source (lookup and no_data were paid for;"

@@ -11,13 +11,14 @@ from typing import Any
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
 from otp.clock import SYSTEM, Clock
-from otp.core import codes, events, messages, refusals, sealing, tokens, webhooks
+from otp.core import budget, codes, events, messages, metrics, refusals, sealing, tokens, webhooks
+from otp.core.budget import Budgets
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
 from otp.core.line_types import FALLBACK, LineType, LineTypes
 from otp.core.phone import Phone, mask_in_record, parse_e164
-from otp.core.policy import Admission, BucketLimit, Decision, Policy, decisions_json
+from otp.core.policy import BUDGET_RULE, Admission, BucketLimit, Decision, Policy, decisions_json
 from otp.core.verification_io import Caller as Caller
 from otp.core.verification_io import CheckResult as CheckResult
 from otp.core.verification_io import Rules as Rules
@@ -64,8 +65,10 @@ class Verifier:
         *,
         clock: Clock = SYSTEM,
         line_types: LineTypes | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.policy = policy
+        self.budgets = budgets
         self.line_types = line_types  # None: OTP_LOOKUP=off
         self.store = store
         self.hasher = hasher
@@ -110,10 +113,21 @@ class Verifier:
         safe, subscribed = await asyncio.gather(
             self.policy.safe_list.covers(phone.e164), webhooks.subscribed(self.store, caller.key_id)
         )
+        custom_code = opts.code is not None
+        code = opts.code or codes.generate(opts.code_length or self.rules.code_length)
+        estimate = self._estimate(phone, code, opts)
+        if estimate:
+            # Counter-only (lib.lua's audit()): what the send costs, or what its refusal saved.
+            audit.update(_est=str(estimate), _bt=caller.fraud_tenant)
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
             await self._audit_refusal(partition, now_ms, audit, permission)
             raise refusals.not_permitted(permission)
+        day, reservations = (
+            self.budgets.reserve_calls(phone.country, caller.fraud_tenant, estimate, now_ms)
+            if self.budgets is not None
+            else (None, [])
+        )
         admission = await self.policy.admit_send(
             phone,
             caller=caller,
@@ -122,11 +136,13 @@ class Verifier:
             number_hash=self.keyring.number_hash(phone.e164),
             custom={n: v for n, v in opts.custom_limits.items() if n not in opts.rate_limits},
             buckets=self._bucket_limits(opts),
+            budget=reservations,
         )
+        await self._budget_levels(admission, partition, now_ms, caller)
         if not admission.decision.allowed:
             await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
-            raise refusals.rate_limited(admission.decision)
+            raise self._refusal(admission.decision)
         # After the rate limits and pumping rules, so they bound what Lookup costs too.
         line = LineType(phone.number_type)
         if self.line_types is not None and not safe:
@@ -136,8 +152,6 @@ class Verifier:
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
-        custom_code = opts.code is not None
-        code = opts.code or codes.generate(opts.code_length or self.rules.code_length)
         # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
         code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
         limits = self.policy.config
@@ -174,6 +188,7 @@ class Verifier:
                 ip_scope=pumping_ip(caller),
                 fraud_tenant="" if caller.fraud_tenant == caller.key_id else caller.fraud_tenant,
                 events=subscribed,
+                budget=Budgets.note(estimate, day, phone.country, reservations) if day is not None else "",
                 line_type=line.record(),
             )
             outcome = await self.store.start(partition, now_ms, start, audit)
@@ -198,6 +213,42 @@ class Verifier:
         return StartResult(
             records.verification(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
+
+    def _estimate(self, phone: Phone, code: str, opts: StartOptions) -> int:
+        """The send's cost by the price table (millionths): its SMS rendered as the worker will."""
+        if self.budgets is None:
+            return 0
+        config = self.budgets.config
+        body = messages.render(
+            code,
+            locale=opts.locale,
+            country=phone.country,
+            app_name=opts.app_name or config.app_name,
+            webotp_domain=config.webotp_domain,
+            app_hash=opts.app_hash,
+            template=opts.template or messages.VERIFICATION,
+            substitutions=opts.substitutions,
+        )
+        return self.budgets.estimate(phone, body)
+
+    def _refusal(self, decision: Decision) -> Exception:
+        if decision.rule != BUDGET_RULE or self.budgets is None:
+            return refusals.rate_limited(decision)
+        scope = str(decision.details[BUDGET_RULE])
+        metrics.BUDGET_REFUSED.labels(scope).inc()
+        resets_ms = self._now_ms() + (decision.retry_after or 0) * 1000
+        return budget.exhausted(scope, decision.retry_after, resets_ms, self.budgets.config.timezone)
+
+    async def _budget_levels(self, admission: Admission, partition: int, now_ms: int, caller: Caller) -> None:
+        """Today's spend per scope as a metric, and an audit event for each level first reached."""
+        for name, figures in admission.decision.details.items():
+            if budget.is_label(name) and isinstance(figures, dict):
+                metrics.BUDGET_SPENT.labels(name).set(figures["spent"] / budget.MICRO)
+        for scope, level, spent, limit in admission.budget_levels:
+            fields = {"scope": scope, "level": level, "spent": budget.from_micro(spent)}
+            fields["budget"] = budget.from_micro(limit)
+            self._emit(Event.BUDGET, key=caller.key_id, **fields)
+            await self.store.audit_event(partition, now_ms, {"event": Event.BUDGET, "key": caller.key_id, **fields})
 
     async def _line_type(
         self,

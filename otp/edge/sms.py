@@ -6,7 +6,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from otp.core.phone import mask_in_record
 
@@ -33,6 +33,25 @@ class Receipt:
     segments: int | None = None
     price: str | None = None
     price_unit: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """A sent message as the provider has it now: its delivery state and, once known, its price."""
+
+    status: str
+    error_code: int | None = None
+    error_message: str | None = None
+    price: str | None = None
+    price_unit: str | None = None
+
+
+@runtime_checkable
+class MessageFetcher(Protocol):
+    """A sender that can read a message's price too (Twilio fills it in after sending): the
+    worker's poll uses it to reconcile the spend budgets (otp.core.budget)."""
+
+    def fetch_message(self, message_sid: str) -> MessageState: ...
 
 
 class SendError(Exception):

@@ -18,7 +18,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from otp.edge.sms import Receipt, SendError, SmsMessage
+from otp.edge.sms import MessageState, Receipt, SendError, SmsMessage
 
 log = logging.getLogger("otp.twilio")
 
@@ -124,10 +124,16 @@ class TwilioSender:
 
     def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         """(status, error code, error message) of a sent message, for the poll of unsettled sends."""
+        state = self.fetch_message(message_sid)
+        return state.status, state.error_code, state.error_message
+
+    def fetch_message(self, message_sid: str) -> MessageState:
+        """The Message resource: its state, and its price once Twilio has filled it in."""
         try:
             fetched = self.client.messages(message_sid).fetch()
         except TwilioRestException as exc:
             raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=exc.status in TRANSIENT_STATUSES) from None
         except requests.RequestException as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
-        return fetched.status, fetched.error_code, fetched.error_message
+        found = fetched
+        return MessageState(found.status, found.error_code, found.error_message, found.price, found.price_unit)

@@ -20,11 +20,12 @@ import phonenumbers
 from otp.audit_fields import Event
 from otp.clock import SYSTEM, Clock
 from otp.core import events, messages, metrics, sealing
+from otp.core.budget import Budgets
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
 from otp.core.senders import SenderPool
 from otp.edge.pacer import Pacer
-from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
+from otp.edge.sms import MessageFetcher, MessageState, Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
 from otp.model import Job
 from otp.storage import workers
@@ -106,8 +107,10 @@ class Worker:
         *,
         clock: Clock = SYSTEM,
         events: EventLoop | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.events = events
+        self.budgets = budgets
         self.store = store
         self.keyring = keyring
         self.sender = sender
@@ -193,7 +196,7 @@ class Worker:
         give_up = now - sent_at_ms > self.options.retention * 1000
         next_poll = -1 if give_up else now + int(self.options.poll_after * 1000)
         try:
-            status, error_code, error_message = await self._off_loop(self.sender.fetch_status, sid)
+            state = await self._fetch(sid)
         except SendError as exc:
             log.warning("status poll of %s failed: %s", sid, exc.message)
             await self.store.record_delivery(
@@ -205,14 +208,31 @@ class Worker:
                 next_poll_ms=next_poll,
             )
             return
+        # The price first: once it has reconciled the budgets, a final state ends the polls.
+        await self._reconcile(partition, vid, n, state)
         await self.store.record_delivery(
             partition=partition,
             now_ms=self._now_ms(),
             verification_id=vid,
             send_number=n,
-            changes={"status": status, "error_code": error_code, "error_message": error_message},
+            changes={"status": state.status, "error_code": state.error_code, "error_message": state.error_message},
             next_poll_ms=next_poll,
         )
+
+    async def _fetch(self, sid: str) -> MessageState:
+        if isinstance(self.sender, MessageFetcher):
+            return await self._off_loop(self.sender.fetch_message, sid)
+        status, error_code, error_message = await self._off_loop(self.sender.fetch_status, sid)
+        return MessageState(status, error_code, error_message)
+
+    async def _reconcile(self, partition: int, vid: str, n: int, state: MessageState) -> None:
+        """Twilio's real price into the day's budgets (otp.core.budget); a failed message costs nothing."""
+        if self.budgets is None:
+            return
+        price = (state.price, state.price_unit)
+        if state.price is None and state.status == "failed":
+            price = ("0", messages.PRICE_UNIT)
+        await self.budgets.reconcile(partition, self._now_ms(), vid, n, price)
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         last_beat = 0.0  # monotonic: how often to beat is a duration, not a time of day
@@ -356,7 +376,11 @@ class Worker:
         )
         segments = receipt.segments or messages.segments(body)
         price, unit = receipt.price, receipt.price_unit
-        if price is None:
+        if price is not None:
+            # Twilio's create answer rarely has it yet; when it has, the budgets learn it now.
+            state = MessageState(receipt.status, price=price, price_unit=unit)
+            await self._reconcile(job.partition, job.verification_id, job.send_number, state)
+        else:
             price, unit = messages.estimate_price(country, segments, self.options.prices)
         now = self._now_ms()
         await self._settle(
@@ -403,6 +427,8 @@ class Worker:
                 "tries": job.tries,
             },
         )
+        # Never sent, never billed: the day's budgets get the estimate back.
+        await self._reconcile(job.partition, job.verification_id, job.send_number, MessageState("failed"))
 
     async def _settle(
         self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0

@@ -354,3 +354,23 @@ def webhooks_of(owner: str) -> str:
     its JSON record (at most a handful: otp.core.webhooks.MAX_PER_SERVICE). Configuration, no TTL;
     deleted with its service or key."""
     return f"{PREFIX}{CONFIG_TAG}:wh:{owner}"
+
+
+# -- spend budgets (budget.lua) ------------------------------------------------------------------
+# A budget scope is ``g`` (everything), ``c:<CC>`` (a destination country) or ``t:<tenant>`` (an API
+# key, or a /v2 account for all its services). Each has a slot of its own, like the other
+# cross-number scopes: a budget is one counter, and only its own script decides it.
+BUDGET_DAY_TTL_MS = 3 * 86_400_000  # a day's counter outlives the day by the latest reconciliation
+
+
+def budget_day(scope: str, day: str) -> str:
+    """A hash: one scope's spend on one day of the budget's time zone (``day`` is YYYYMMDD), in
+    millionths of the price table's currency: ``s`` spent and reserved; ``a80`` / ``a100`` once its
+    80 % / 100 % audit events were written."""
+    return f"{scope_tag('bud', scope)}d:{day}"
+
+
+def budget_limit(scope: str) -> str:
+    """A tenant's own daily budget (millionths), set by the admin API or ``otp keys budget``;
+    configuration, no TTL. Beside the scope's day counters, so the script that reserves reads it."""
+    return f"{scope_tag('bud', scope)}limit"

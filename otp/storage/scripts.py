@@ -78,6 +78,9 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "rate_limits": ScriptSpec(("limits",)),
     "fraud": ScriptSpec(("window", "reservations", "known_good", "block", "level")),
     "signin_limit": ScriptSpec(("log",)),
+    # otp.core.budget: a spend budget's day (reserve or adjust), and a send's reconciliation.
+    "budget": ScriptSpec(("day", "limit")),
+    "budget_settle": ScriptSpec(("verification", *PARTITION_KEYS)),
     "counters": ScriptSpec(None, lib=False),
     # otp.storage.audit_log's filtered read of one partition's stream.
     "audit_scan": ScriptSpec(("stream",), lib=False),
@@ -121,6 +124,9 @@ COUNTER_NAMES = {
     "sent_country": audit_fields.SENT_TO_COUNTRY,
     "approved_country": audit_fields.APPROVED_TO_COUNTRY,
     "webhook_dropped": audit_fields.WEBHOOK_DROPPED_COUNTER,
+    "spend_country": audit_fields.SPEND_TO_COUNTRY,
+    "spend_key": audit_fields.SPEND_BY_KEY,
+    "blocked_spend": audit_fields.BLOCKED_SPEND,
     "lookup": audit_fields.LOOKUP_COUNTER,
 }
 

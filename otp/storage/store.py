@@ -291,6 +291,19 @@ class Store:
         keys = self._verification_keys(partition, verification_id)
         return records.text(await self._run("delivery", partition, now_ms, fields, keys))
 
+    async def settle_budget(
+        self, partition: int, now_ms: int, verification_id: str, send_number: int, real: int
+    ) -> tuple[int, str, str, str, str] | None:
+        """Take a send's budget note off its attempt (budget_settle.lua), once: (real − estimate,
+        day, country, scope kinds, tenant), or None when there is none."""
+        keys = self._verification_keys(partition, verification_id)
+        fields = {"send_number": send_number, "real": real}
+        found = await self._run("budget_settle", partition, now_ms, fields, keys)
+        if not found:
+            return None
+        delta, day, country, kinds, tenant = found
+        return int(delta), records.text(day), records.text(country), records.text(kinds), records.text(tenant)
+
     async def claim_polls(
         self, *, partition: int, now_ms: int, lease_ms: int, limit: int
     ) -> list[tuple[str, int, str, int]]:

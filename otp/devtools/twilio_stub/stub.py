@@ -16,7 +16,14 @@ from otp.devtools.twilio_stub.api import Server
 from otp.devtools.twilio_stub.callbacks import CALLBACK_TIMEOUT, Callbacks, Sent
 from otp.devtools.twilio_stub.lookups import Lookups
 from otp.devtools.twilio_stub.plans import Plan, Script, Step, plan
-from otp.devtools.twilio_stub.wire import SERVICE_SENDER, StubMessage, count_segments, error_body, now
+from otp.devtools.twilio_stub.wire import (
+    PRICE_PER_SEGMENT,
+    SERVICE_SENDER,
+    StubMessage,
+    count_segments,
+    error_body,
+    now,
+)
 
 # Gap between consecutive callbacks of one message: long enough that arrival order is the posting order.
 CALLBACK_GAP: Final = 0.02
@@ -56,6 +63,7 @@ class TwilioStub:
         self._messages: list[StubMessage] = []
         self._by_sid: dict[str, StubMessage] = {}
         self._scripts: dict[str, Script] = {}
+        self._prices: dict[str, float] = {}
         self._failures: list[int] = []
         self._hangs: list[float] = []
         self._workers: list[threading.Thread] = []
@@ -114,6 +122,12 @@ class TwilioStub:
         checked = Script.checked(outcome, options)
         with self._lock:
             self._scripts[to] = checked
+
+    def price(self, to: str, per_segment: float) -> None:
+        """What future messages to ``to`` are billed per segment (else `wire.PRICE_PER_SEGMENT`):
+        the stand-in fills ``price`` in on the Message resource once it is delivered or undelivered."""
+        with self._lock:
+            self._prices[to] = per_segment
 
     def fail_next(self, count: int, status: int = 500) -> None:
         """The next ``count`` creates answer ``status`` with a Twilio error body and record nothing."""
@@ -181,6 +195,7 @@ class TwilioStub:
                 price=None,
                 outcome=script.outcome,
                 received_at=self._clock(),
+                price_per_segment=self._prices.get(to, PRICE_PER_SEGMENT),
             )
             self._messages.append(message)
             self._by_sid[message.sid] = message

@@ -43,6 +43,17 @@ local function audit(event, fields)
     redis.call('HINCRBY', counter, (sent and C.sent_country or C.approved_country) .. (AUDIT_CTX.country or ''), 1)
   end
   if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, C.flagged .. AUDIT_CTX.flagged, 1) end
+  -- A start's estimated cost (_est, millionths; _bt the budget tenant): spent by a send, and
+  -- blocked by the rule that refused one (otp.core.budget).
+  local est = tonumber(AUDIT_CTX._est or '')
+  if est and est > 0 then
+    if event == 'refused' then
+      redis.call('HINCRBY', counter, C.blocked_spend .. (f.rule or ''), est)
+    elseif event == 'started' or event == 'resent' then
+      redis.call('HINCRBY', counter, C.spend_country .. (AUDIT_CTX.country or ''), est)
+      redis.call('HINCRBY', counter, C.spend_key .. (AUDIT_CTX._bt or ''), est)
+    end
+  end
   -- Twilio Lookup's part in a start (otp.core.line_types), once per start: not on an expiry the
   -- same step settles.
   if AUDIT_CTX.lookup and (event == 'started' or event == 'resent' or event == 'refused') then
