@@ -32,7 +32,7 @@ OPEN = policy(
     unproven_country_floor=10**6,
     unproven_tenant_floor=10**6,
     key_sends_per_minute=10**6,
-        key_checks_per_minute=10**6,
+    key_checks_per_minute=10**6,
 )
 
 

@@ -98,7 +98,8 @@ def main() -> int:
                 "OTP_SECRET_KEY": SECRET,
                 "OTP_TWILIO_ACCOUNT_SID": ACCOUNT,
                 "OTP_TWILIO_AUTH_TOKEN": TOKEN,
-                "OTP_TWILIO_FROM": "+15005550006",
+                # The stand-in has no sender queue: pace far above what the bench reaches.
+                "OTP_TWILIO_FROM": "+15005550006:long_code:100000",
                 "OTP_TWILIO_API_URL": f"http://127.0.0.1:{stub_port}",
                 "OTP_PUBLIC_URL": "http://127.0.0.1:9",
                 "OTP_LOG_LEVEL": "WARNING",

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import secrets
 import sys
 
+from otp.clock import SYSTEM
 from otp.core import apikeys
 from otp.core.audit import iso_ms
 from otp.errors import ConfigError
 from otp.settings import Settings
+from otp.storage.store import Store
 
 # The shell helpers (_connected, _require_redis, _with_local_fallbacks) are imported inside the
 # commands: otp.cli imports this module to register them.
@@ -31,6 +34,13 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke = keys_sub.add_parser("revoke", help="revoke an API key")
     revoke.add_argument("key_id", help="the key id, as `otp keys list` shows it (AC… for a --twilio key)")
     keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
+    budget = keys_sub.add_parser(
+        "budget", help="show or set an API key's daily spend budget (a /v2 key's covers all its services)"
+    )
+    budget.add_argument("key_id", help="the key id, as `otp keys list` shows it")
+    budget.add_argument("amount", nargs="?", help="the daily budget in the price table's currency, e.g. 25.00")
+    budget.add_argument("--remove", action="store_true", help="remove the key's own budget (its spend still counts)")
+    budget.add_argument("--json", action="store_true", help="print the key's figures as JSON")
     keys.set_defaults(func=cmd_keys)
 
 
@@ -119,6 +129,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
             elif args.keys_command == "list":
                 for key in await apikeys.list_keys(store):
                     print(f"{key.key_id}  {'admin' if key.admin else 'client'}  {key.name}")
+            elif args.keys_command == "budget":
+                return await _budget(store, settings, args)
             elif args.keys_command == "revoke":
                 if not await apikeys.revoke(store, args.key_id):
                     print(f"no key {args.key_id}", file=sys.stderr)
@@ -127,6 +139,35 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _budget(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    """``otp keys budget KEY [AMOUNT | --remove] [--json]``: the same operation as PUT/DELETE
+    /v1/budgets/keys/KEY."""
+    from otp.app import budget_config
+    from otp.core.budget import Budgets, parse_amount
+
+    if args.amount is not None and args.remove:
+        raise ConfigError("give an AMOUNT or --remove, not both")
+    if args.key_id not in {k.key_id for k in await apikeys.list_keys(store)}:
+        print(f"no key {args.key_id}", file=sys.stderr)
+        return 1
+    budgets = Budgets(store, budget_config(settings))
+    if args.amount is not None:
+        try:
+            await budgets.set_tenant_budget(args.key_id, parse_amount(args.amount, "AMOUNT"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    elif args.remove:
+        await budgets.set_tenant_budget(args.key_id, None)
+    status = await budgets.status([args.key_id], [], SYSTEM.now_ms())
+    row = status["scopes"][-1]
+    if args.json:
+        print(json.dumps({**row, "day": status["day"], "resets_at": status["resets_at"]}, sort_keys=True))
+    else:
+        budget = f"{row['budget']} {row['currency']}" if row["budget"] is not None else "no budget of its own"
+        print(f"{args.key_id}: {budget}; spent today {row['spent']} {row['currency']} (resets {status['resets_at']})")
+    return 0
 
 
 def cmd_safelist(args: argparse.Namespace) -> int:

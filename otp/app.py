@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,10 +18,14 @@ from starlette.routing import Route
 from otp import dashboard
 from otp.clock import SYSTEM, Clock
 from otp.core.apikeys import KeyChecker
+from otp.core.budget import BudgetConfig, Budgets
 from otp.core.codes import Argon2Params, CodeHasher
 from otp.core.keyring import Keyring
+from otp.core.line_types import LineTypes
 from otp.core.messages import parse_price_table
 from otp.core.policy import Policy
+from otp.core.senders import SenderPool, ten_dlc_warning
+from otp.core.senders import parse as parse_senders
 from otp.core.verification import Rules, Verifier
 from otp.dashboard import guard
 from otp.dashboard.headers import SecurityHeaders
@@ -34,11 +39,14 @@ from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
+from otp.web import budgets as budgets_api
 from otp.web import errors as web_errors
 from otp.web import key_webhook, metrics, openapi, webhooks
 from otp.web import stats as stats_api
 from otp.web import v1 as api
 from otp.web.verify_v2.routes import routes as verify_v2_routes
+
+log = logging.getLogger("otp")
 
 
 async def healthz(request: Request) -> Response:
@@ -68,19 +76,50 @@ async def openapi_json(request: Request) -> Response:
     return JSONResponse(openapi.spec())
 
 
+def sender_pool(settings: Settings) -> SenderPool | None:
+    """The operator's senders (OTP_TWILIO_FROM, checked by Settings), each paced at its MPS."""
+    if not settings.twilio_from:
+        return None
+    return SenderPool(parse_senders(settings.twilio_from), max_wait=settings.sender_max_wait)
+
+
 def build_sender(settings: Settings) -> SmsSender:
+    """The SMS sender of a worker; logs, once per worker, what the sender pool needs from the operator."""
     if not settings.twilio_configured:
         return ConsoleSender()
     from otp.edge.twilio_sender import TwilioSender
 
+    pool = sender_pool(settings)
+    senders = pool.senders if pool else ()
+    warning = ten_dlc_warning(senders, settings.twilio_messaging_service_sid)
+    if warning:
+        log.warning(warning)
+    numbers = [s.address for s in senders if not s.is_messaging_service]
+    services = [s.address for s in senders if s.is_messaging_service]
     return TwilioSender(
         settings.twilio_account_sid,
         settings.twilio_auth_token,
-        from_number=settings.twilio_from,
-        messaging_service_sid=settings.twilio_messaging_service_sid,
+        # Defaults for a message the worker chose no sender for (the pool's first number or service).
+        from_number=numbers[0] if numbers else "",
+        messaging_service_sid=settings.twilio_messaging_service_sid or (services[0] if services else ""),
         api_url=settings.twilio_api_url,
         timeout=settings.twilio_timeout,
     )
+
+
+def build_line_types(settings: Settings, store: Store, keyring: Keyring, clock: Clock) -> LineTypes | None:
+    """Twilio Lookup's line types where OTP_LOOKUP asks for them (None: off)."""
+    if settings.lookup.mode == "off" or not settings.twilio_configured:
+        return None
+    from otp.edge.lookup import TwilioLookup
+
+    source = TwilioLookup(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        api_url=settings.twilio_api_url,
+        timeout=settings.lookup.timeout,
+    )
+    return LineTypes(store, keyring, settings.lookup, source, clock=clock)
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -95,6 +134,18 @@ def worker_options(settings: Settings) -> WorkerOptions:
         backoff_base=settings.sms_retry_base,
         prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
         opt_out_ttl=settings.opt_out_ttl,
+        pool=sender_pool(settings),
+    )
+
+
+def budget_config(settings: Settings) -> BudgetConfig:
+    return BudgetConfig(
+        daily=settings.budget_daily,
+        countries=dict(settings.budget_country),
+        timezone=settings.budget_timezone,
+        prices=parse_price_table(settings.sms_prices) if settings.sms_prices else None,
+        app_name=settings.app_name,
+        webotp_domain=settings.webotp_domain,
     )
 
 
@@ -149,7 +200,17 @@ def create_app(
         app.state.settings = settings
         app.state.store = store
         app.state.policy = Policy(store, settings.policy)
-        app.state.verifier = Verifier(store, hasher, keyring, rules, app.state.policy, clock=clock)
+        app.state.budgets = Budgets(store, budget_config(settings))
+        app.state.verifier = Verifier(
+            store,
+            hasher,
+            keyring,
+            rules,
+            app.state.policy,
+            clock=clock,
+            line_types=build_line_types(settings, store, keyring, clock),
+            budgets=app.state.budgets,
+        )
         app.state.keys = KeyChecker(store)
         stop = asyncio.Event()
         task = None
@@ -161,6 +222,7 @@ def create_app(
                 worker_options(settings),
                 clock=clock,
                 events=EventDelivery(store, keyring, event_options(settings), clock=clock),
+                budgets=app.state.budgets,
             )
             app.state.worker = worker
             task = asyncio.create_task(worker.run(stop))
@@ -183,6 +245,7 @@ def create_app(
         *webhooks.routes,
         *key_webhook.routes,
         *admin_api.routes,
+        *budgets_api.routes,
         *stats_api.routes,
         # Starlette's trailing-slash redirect would name the client's Host header (see headers.py).
         Route(dashboard.PATH, guard.add_slash, middleware=[Middleware(SecurityHeaders)]),

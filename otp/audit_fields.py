@@ -25,6 +25,9 @@ class Event(StrEnum):
     DELIVERY = "delivery"
     ADMIN = "admin"  # safe-list changes and unblocks, with the admin key that made them
     OPTED_OUT = "opted_out"  # Twilio said 21610 (the user replied STOP): the number is marked
+    # A send's expected wait for its sender's slot is past OTP_SENDER_MAX_WAIT (settle_job.lua).
+    SENDER_QUEUED = "sender_queued"
+    BUDGET = "budget"  # a spend budget reached 80 % or 100 % today (once each per scope and day)
 
 
 EVENTS: Final[tuple[Event, ...]] = tuple(Event)
@@ -57,6 +60,24 @@ SENT_TO_PREFIX: Final = "sent@prefix:"
 APPROVED_TO_PREFIX: Final = "approved@prefix:"
 SENT_TO_COUNTRY: Final = "sent@country:"
 APPROVED_TO_COUNTRY: Final = "approved@country:"
+
+# Spend in millionths of the price table's currency (otp.core.budget): the estimates of sends per
+# destination country and per budget tenant (moved by reconciliations with the real price), and
+# the estimates of the sends each rule refused: spend:country:<CC>, spend:key:<tenant>,
+# blocked_spend:<rule>.
+SPEND_TO_COUNTRY: Final = "spend:country:"
+SPEND_BY_KEY: Final = "spend:key:"
+BLOCKED_SPEND: Final = "blocked_spend:"
+# Twilio Lookup's part in a start (otp.core.line_types), on its started, resent or refused event:
+# where the line type came from (lookup, cached, no_data, fallback, failed, phonenumbers), the type
+# the policy judged, why Lookup gave no answer, and what this start's Lookup cost (only when one
+# was paid for, in the price table's currency: the figure spend adds up). Hourly counters count
+# the starts by source: lookup:<source>.
+LOOKUP: Final = "lookup"
+LINE_TYPE: Final = "line_type"
+LOOKUP_ERROR: Final = "lookup_error"
+LOOKUP_PRICE: Final = "lookup_price"
+LOOKUP_COUNTER: Final = "lookup:"
 
 # Webhook events dropped before delivery: webhook_dropped:<reason> (queue_full: the tenant's bounded
 # event outbox pushed its oldest event out; lib.lua's emit_event).

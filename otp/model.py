@@ -22,11 +22,14 @@ class SendAttempt:
     sent_at: float | None = None
     tries: int = 0
     last_error: str | None = None
-    # The first time each of otp.delivery.TIMELINE's states was reached (epoch ms), and where
-    # the send went and from which of the operator's senders (the worker's word, at the send).
+    # The first time each of otp.delivery.TIMELINE's states was reached (epoch ms), and the
+    # destination country (the worker's word, at the send).
     timeline: dict[str, int] = field(default_factory=dict)
     country: str | None = None
+    # The pool's sender it went (or waits to go) out with, and the wait for that sender's slot the
+    # worker expected (seconds) when the sender was busy: the time the code spends queued at the sender.
     sender: str | None = None
+    queued_at_sender: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class Verification:
     approved_at: float | None = None
     send_attempts: list[SendAttempt] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # the caller's metadata (Twilio's Tags)
+    # What Twilio Lookup said the number is (otp's type name, otp.core.phone) and its carrier's
+    # name, when Lookup decided the latest start ("" otherwise).
+    line_type: str = ""
+    carrier: str = ""
 
     @property
     def attempts_left(self) -> int:
@@ -107,6 +114,12 @@ class StartArgs:
     fraud_tenant: str = ""
     # The owner has webhooks: the record is marked (ev) and its events go to the event outbox.
     events: bool = False
+    # The send's spend reservation, for its reconciliation with the real price (otp.core.budget):
+    # "estimate|day|country|scope kinds", kept on the attempt as bu:<n>; "" for none.
+    budget: str = ""
+    # ``<type>|<carrier>`` when Twilio Lookup decided the number's type (otp.core.line_types),
+    # kept on the record (lt) for the /v2 ``lookup`` field; "" none.
+    line_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +205,7 @@ class Job:
     template: str = ""  # "" the verification template
     substitutions: dict[str, str] = field(default_factory=dict)
     messaging_service_sid: str = ""  # "" the operator's sender (OTP_TWILIO_FROM / _MESSAGING_SERVICE_SID)
+    sender_slot: str = ""  # "<sender>|<slot ms>" it waited for (the worker paced it); "" none
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from otp.core.line_types import FAIL_MODES, LookupConfig
+from otp.core.line_types import MODES as LOOKUP_MODES
 from otp.core.phone import DEFAULT_BLOCKED_TYPES, NUMBER_TYPES
 from otp.core.policy import MODES, PolicyConfig
 from otp.core.validators import parse_duration
@@ -41,6 +45,16 @@ POLICY_DEFAULTS = PolicyConfig(
     known_good_days=30.0,
 )
 
+# Twilio Lookup line types (otp.core.line_types): off by default, since each Lookup is paid
+# (OTP_LOOKUP_PRICE: Twilio's list price for line_type_intelligence, USD) and the numbers
+# phonenumbers can't decide are mostly the US's and Canada's. Fail open: a Lookup outage must not
+# lock real users out (their numbers get phonenumbers' verdict, as with OTP_LOOKUP=off, and the
+# audit record says so); 2 s bounds what a slow Lookup adds to a start. Answers are kept 30 days
+# (no OTP_ variable): numbers rarely change type, and each Lookup is paid.
+LOOKUP_DEFAULTS = LookupConfig(
+    mode="off", fail_closed=False, timeout=2.0, price=Decimal("0.008"), cache_ttl=30 * 86400.0
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -72,7 +86,10 @@ class Settings:
     twilio_auth_token: str = field(default="", repr=False)
     # GET /metrics answers only "Authorization: Bearer <this>"; empty: /metrics is off (404).
     metrics_token: str = field(default="", repr=False)
+    # The sender pool (otp.core.senders: ADDRESS[:TYPE[:MPS[:COUNTRIES]]], comma-separated).
     twilio_from: str = ""
+    # An expected wait for a sender's slot past this is announced (metric, audit event).
+    sender_max_wait: float = 30.0
     twilio_messaging_service_sid: str = ""
     # The Messaging Services /v2 MessagingConfigurations may name; empty: any MG sid.
     twilio_messaging_services: frozenset[str] = frozenset()
@@ -83,6 +100,11 @@ class Settings:
     # A number that replied STOP (Twilio 21610) stays opted out this long (otp.core.optouts).
     opt_out_ttl: float = 365 * 86400.0
     sms_prices: str = ""
+    # Daily spend budgets (otp.core.budget), in the price table's currency: everything, and per
+    # destination country ("*" for every other one); None / empty: no budget. Days in this zone.
+    budget_daily: Decimal | None = None
+    budget_country: Mapping[str, Decimal] = field(default_factory=dict)
+    budget_timezone: str = "UTC"
     sms_lease: float = 30.0
     sms_retry_base: float = 1.0
     audit_maxlen: int = 1_000_000
@@ -98,6 +120,7 @@ class Settings:
     body_timeout: float = 10.0
     max_connections: int = 1000
     policy: PolicyConfig = POLICY_DEFAULTS
+    lookup: LookupConfig = LOOKUP_DEFAULTS
     log_level: str = "INFO"
     dev_mode: bool = False
 
@@ -138,6 +161,7 @@ class Settings:
             twilio_auth_token=reader.text("OTP_TWILIO_AUTH_TOKEN") or "",
             metrics_token=reader.text("OTP_METRICS_TOKEN") or "",
             twilio_from=reader.text("OTP_TWILIO_FROM") or "",
+            sender_max_wait=reader.duration("OTP_SENDER_MAX_WAIT", d.sender_max_wait, low=0.0, high=86400.0),
             twilio_messaging_service_sid=reader.text("OTP_TWILIO_MESSAGING_SERVICE_SID") or "",
             twilio_messaging_services=reader.messaging_services("OTP_TWILIO_MESSAGING_SERVICES"),
             twilio_api_url=(reader.text("OTP_TWILIO_API_URL") or "").rstrip("/"),
@@ -148,6 +172,9 @@ class Settings:
             ),
             opt_out_ttl=reader.duration("OTP_OPT_OUT_TTL", d.opt_out_ttl, low=60.0, high=10 * 365 * 86400.0),
             sms_prices=reader.text("OTP_SMS_PRICES") or "",
+            budget_daily=reader.budget_amount("OTP_BUDGET_DAILY"),
+            budget_country=reader.budget_countries("OTP_BUDGET_COUNTRY"),
+            budget_timezone=reader.timezone("OTP_BUDGET_TIMEZONE", d.budget_timezone),
             sms_lease=reader.duration("OTP_SMS_LEASE", d.sms_lease, low=0.5, high=3600.0),
             sms_retry_base=reader.duration("OTP_SMS_RETRY_BASE", d.sms_retry_base, low=0.01, high=600.0),
             audit_maxlen=reader.integer("OTP_AUDIT_MAXLEN", d.audit_maxlen, low=1000, high=1_000_000_000),
@@ -158,6 +185,7 @@ class Settings:
             body_timeout=reader.duration("OTP_BODY_TIMEOUT", d.body_timeout, low=0.1, high=300.0),
             max_connections=reader.integer("OTP_MAX_CONNECTIONS", d.max_connections, low=1, high=1_000_000),
             policy=reader.policy(),
+            lookup=reader.lookup(d.lookup),
             log_level=(reader.text("OTP_LOG_LEVEL") or d.log_level).upper(),
         )
         reader.twilio(settings)
@@ -279,11 +307,46 @@ class _Reader:
             return default
         return raw
 
+    def budget_amount(self, name: str) -> Decimal | None:
+        from otp.core.budget import parse_amount
+
+        raw = self.text(name)
+        if not raw:
+            return None
+        try:
+            return parse_amount(raw, name)
+        except ValueError as exc:
+            self.errors.append(str(exc))
+            return None
+
+    def budget_countries(self, name: str) -> dict[str, Decimal]:
+        from otp.core.budget import parse_country_budgets
+
+        try:
+            return parse_country_budgets(self.text(name) or "")
+        except ValueError as exc:
+            self.errors.append(str(exc))
+            return {}
+
+    def timezone(self, name: str, default: str) -> str:
+        raw = self.text(name) or default
+        try:
+            ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.errors.append(f"{name}={raw!r} is not an IANA time zone (e.g. UTC, Europe/London)")
+            return default
+        return raw
+
     def messaging_services(self, name: str) -> frozenset[str]:
         sids = frozenset(part.strip() for part in (self.text(name) or "").split(",") if part.strip())
         bad = sorted(s for s in sids if not re.fullmatch(r"MG[0-9a-fA-F]{32}", s))
         if bad:
-            self.errors.append(f"{name}: {', '.join(bad)} are not Messaging Service SIDs (MG and 32 hex digits)")
+            which = (
+                f"{bad[0]} is not a Messaging Service SID"
+                if len(bad) == 1
+                else f"{', '.join(bad)} are not Messaging Service SIDs"
+            )
+            self.errors.append(f"{name}: {which} (MG and 32 hex digits)")
         return sids
 
     def countries(self, name: str) -> frozenset[str]:
@@ -361,11 +424,51 @@ class _Reader:
             block_max=self.duration("OTP_PUMPING_BLOCK_MAX", d.block_max, low=1.0, high=7 * 86400.0),
         )
 
+    def lookup(self, d: LookupConfig) -> LookupConfig:
+        return LookupConfig(
+            mode=self.choice("OTP_LOOKUP", d.mode, LOOKUP_MODES),
+            fail_closed=self.choice("OTP_LOOKUP_FAIL", "closed" if d.fail_closed else "open", FAIL_MODES) == "closed",
+            timeout=self.duration("OTP_LOOKUP_TIMEOUT", d.timeout, low=0.1, high=30.0),
+            price=self.price("OTP_LOOKUP_PRICE", d.price),
+            cache_ttl=d.cache_ttl,
+        )
+
+    def price(self, name: str, default: Decimal) -> Decimal:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            self.errors.append(f"{name}={raw!r} is not a number")
+            return default
+        if not value.is_finite() or not 0 <= value <= 100:
+            self.errors.append(f"{name}={raw!r} is not a price (0..100, in the price table's currency)")
+            return default
+        return value
+
     def twilio(self, settings: Settings) -> None:
+        if settings.lookup.mode != "off" and not settings.twilio_configured:
+            self.errors.append(
+                f"OTP_LOOKUP={settings.lookup.mode} needs Twilio: set OTP_TWILIO_ACCOUNT_SID and OTP_TWILIO_AUTH_TOKEN"
+            )
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
             self.errors.append("OTP_TWILIO_ACCOUNT_SID and OTP_TWILIO_AUTH_TOKEN must be set together")
         if settings.twilio_configured and not (settings.twilio_from or settings.twilio_messaging_service_sid):
             self.errors.append("OTP_TWILIO_FROM or OTP_TWILIO_MESSAGING_SERVICE_SID must be set to send through Twilio")
+        if settings.twilio_from:
+            from otp.core.senders import parse as parse_senders
+
+            try:
+                parse_senders(settings.twilio_from)
+            except ValueError as exc:
+                self.errors.append(f"OTP_TWILIO_FROM: {exc}")
+            if settings.twilio_messaging_service_sid:
+                # Which one would carry a send was ambiguous; the pool names each sender's part.
+                self.errors.append(
+                    "OTP_TWILIO_FROM and OTP_TWILIO_MESSAGING_SERVICE_SID are both set: list the Messaging Service "
+                    "in OTP_TWILIO_FROM instead (MG…:messaging_service:<MPS>)"
+                )
         if settings.twilio_configured and not settings.public_url:
             self.errors.append("OTP_PUBLIC_URL must be set with Twilio: it is where delivery reports come back")
         if settings.sms_prices:

@@ -59,7 +59,6 @@ def _ranges(region: str, count: int, per_range: int) -> list[list[str]]:
     return found
 
 
-
 async def test_a_fast_burst_cannot_outrun_the_budgets(svc: Service) -> None:
     """Sent within ~90 s, one key and no IP: the budgets count sends in flight too (less two
     users who may still be typing), so each country gets about its budget, not its thresholds."""
@@ -75,6 +74,21 @@ async def test_a_fast_burst_cannot_outrun_the_budgets(svc: Service) -> None:
     print(dict(sent))
     for region in regions:
         assert sent[region] <= 4 + 2, (region, sent)  # the floor, and two users still typing
+
+
+async def test_a_spent_budget_says_what_it_is_and_what_widens_it(svc: Service) -> None:
+    """The refusal a brand-new tenant meets first (every prefix unproven): its message explains it,
+    rather than echoing the reason's name."""
+    rng = random.Random(7)
+    for pool in _ranges("FR", 12, 1):
+        response = await _start(svc, fs.number_in(pool[0], rng))
+        svc.clock.advance(200)  # past the ~2 minutes in which users may still be typing
+        if response.status_code != 201:
+            break
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (429, "pumping_unproven_budget"), response.text
+    assert error["rule"] == "sms_pumping_tenant_country", error
+    assert "budget of unconfirmed codes" in error["message"] and "confirm" in error["message"], error
 
 
 async def test_a_number_approved_once_does_not_pump_for_a_month(svc: Service) -> None:

@@ -50,6 +50,8 @@ def test_messaging_services_tenants_may_name_are_a_list() -> None:
     assert Settings.from_env({}).twilio_messaging_services == frozenset()
     listed = Settings.from_env({"OTP_TWILIO_MESSAGING_SERVICES": f"{one}, {two},"})
     assert listed.twilio_messaging_services == {one, two}
+    with pytest.raises(ConfigError, match="MG123 is not a Messaging Service SID"):
+        Settings.from_env({"OTP_TWILIO_MESSAGING_SERVICES": f"{one},MG123"})
 
 
 def test_secret_keys_are_a_list_newest_first() -> None:

@@ -333,6 +333,9 @@ def test_service_parameters_are_validated_in_twilios_spelling(v2: V2) -> None:
         error = refused(lambda p=params: service(client, **p))
         assert (error.status, error.code) == (400, 60200)
         assert f"`{field}`" in error.msg
+    # A malformed sid is told in words, not as a regular expression.
+    malformed = refused(lambda: service(client, default_template_sid="HJ123"))
+    assert malformed.msg.endswith("must be a sid: HJ and 32 hex digits"), malformed.msg
     missing = v2.raw("POST", "/v2/Services", auth=v2.account, data={"CodeLength": "6"})
     assert missing.json()["code"] == 60200 and "`FriendlyName`" in missing.json()["message"]
 

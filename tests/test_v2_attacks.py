@@ -464,3 +464,22 @@ def test_an_account_cannot_create_services_without_end(v2: V2, redis_url: str) -
         assert f"at most {MAX_SERVICES_PER_ACCOUNT} services" in str(exc.msg)
     else:
         raise AssertionError("a service past the cap was created")
+
+
+def test_a_spent_unproven_budget_is_twilios_fraud_block_on_v2(redis_url: str) -> None:
+    """Every pumping block is 60410 on /v2, as Twilio's Fraud Guard answers; the budget a new
+    tenant meets first included, and its message says what grows it."""
+    limits = {**NO_PUMPING, "unproven_country_floor": 2, "resend_cooldown": 0}
+    with serve(redis_url, limits=limits) as v2:
+        verify = _verifications(v2)[1]
+        numbers = iter(f"+1786555{1000 + i}" for i in range(0, 400, 37))
+        refused = None
+        for _ in range(8):
+            try:
+                verify.verifications.create(to=next(numbers), channel="sms")
+            except TwilioRestException as exc:
+                refused = exc
+                break
+        assert refused is not None, "the unproven budget never ran out"
+        assert (refused.status, refused.code) == (403, 60410), refused
+        assert "each code your users confirm adds to it" in str(refused.msg)

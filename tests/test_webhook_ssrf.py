@@ -15,6 +15,7 @@ from webhook_receiver import Receiver, receiving
 
 from otp.core import urlguard
 from otp.edge.webhook_sender import WebhookPoster
+from otp.errors import InvalidInput
 
 ATTACKS = [
     ("http://example.com/hook", "https"),  # plain http: only where the operator allows private targets
@@ -56,6 +57,21 @@ def test_each_ssrf_target_is_refused_when_a_v2_webhook_is_saved(v2: V2) -> None:
         assert (error.status, error.code) == (400, 60200), url
         assert "`WebhookUrl`" in error.msg, (url, error.msg)
     assert hooks.list() == []
+
+
+def test_a_local_receiver_refused_by_default_names_the_development_switch(v2: V2) -> None:
+    hooks = v2.client().verify.v2.services(service(v2.client()).sid).webhooks
+    for url in ("http://127.0.0.1:8081/hook", "https://localhost:8443/hook"):
+        error = refused(lambda url=url: hooks.create(friendly_name="x", event_types=["*"], webhook_url=url))
+        assert "OTP_WEBHOOK_ALLOW_PRIVATE=1" in error.msg, (url, error.msg)
+    # Where nothing would lift the refusal, the switch is not offered.
+    error = refused(lambda: hooks.create(friendly_name="x", event_types=["*"], webhook_url="ftp://example.com/"))
+    assert error.msg.endswith("must be an https URL"), error.msg
+
+
+def test_where_private_targets_are_allowed_plain_http_is_named_with_https() -> None:
+    with pytest.raises(InvalidInput, match="must be an http or https URL"):
+        urlguard.parse("ftp://example.com/hook", "url", allow_private=True)
 
 
 def test_each_ssrf_target_is_refused_when_a_v1_webhook_is_saved(v2: V2) -> None:

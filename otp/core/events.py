@@ -14,6 +14,14 @@ from otp.core import metrics
 log = logging.getLogger("otp.audit")
 
 
+def _refused(fields: dict[str, Any]) -> None:
+    rule = str(fields.get("rule", ""))
+    metrics.REFUSALS.labels(rule, str(fields.get("reason", ""))).inc()
+    if fields.get("_est"):
+        # The estimated cost of the send the rule refused (otp.core.budget): the spend it saved.
+        metrics.BLOCKED_SPEND.labels(rule).inc(int(fields["_est"]) / 1_000_000)
+
+
 def emit(event: str, now: float, /, **fields: Any) -> None:
     """Log ``event`` at ``now`` (unix seconds, from the caller's clock) and count it.
 
@@ -28,7 +36,7 @@ def emit(event: str, now: float, /, **fields: Any) -> None:
     elif event == Event.APPROVED:
         metrics.APPROVED.labels(country).inc()
     elif event == Event.REFUSED:
-        metrics.REFUSALS.labels(str(fields.get("rule", "")), str(fields.get("reason", ""))).inc()
+        _refused(fields)
     elif event == Event.CHECK_FAILED:
         metrics.FAILED_CHECKS.inc()
     elif event == Event.MAX_ATTEMPTS:

@@ -332,30 +332,31 @@ def estimate_price(country: str, segments: int, table: Mapping[str, Decimal] | N
     return str(total), PRICE_UNIT
 
 
-def parse_price_table(text: str) -> dict[str, Decimal]:
-    """Per-segment prices from ``"US=0.0079,GB=0.04,*=0.05"`` (the format of an env variable)."""
+def parse_price_table(text: str, *, what: str = "price table") -> dict[str, Decimal]:
+    """Per-segment prices from ``"US=0.0079,GB=0.04,*=0.05"`` (the format of an env variable).
+    ``what`` names the table in errors: the daily budgets per country share the format."""
     table: dict[str, Decimal] = {}
     for entry in text.split(","):
         if not entry.strip():
             continue  # tolerate "US=0.01," and an empty variable
-        country, price = _parse_price_entry(entry)
+        country, price = _parse_price_entry(entry, what)
         if country in table:
-            raise ValueError(f"price table: {country} is listed twice")
+            raise ValueError(f"{what}: {country} is listed twice")
         table[country] = price
     return table
 
 
-def _parse_price_entry(entry: str) -> tuple[str, Decimal]:
+def _parse_price_entry(entry: str, what: str) -> tuple[str, Decimal]:
     country, sep, amount = entry.partition("=")
     country, amount = country.strip().upper(), amount.strip()
     if not sep:
-        raise ValueError(f"price table: {entry.strip()!r} is not COUNTRY=PRICE (e.g. US=0.0079)")
+        raise ValueError(f"{what}: {entry.strip()!r} is not COUNTRY=PRICE (e.g. US=0.0079)")
     if not _COUNTRY.match(country):
-        raise ValueError(f"price table: {country!r} is not a two-letter country code or '*'")
+        raise ValueError(f"{what}: {country!r} is not a two-letter country code or '*'")
     try:
         price = Decimal(amount)
     except InvalidOperation:
-        raise ValueError(f"price table: {amount!r} for {country} is not a number") from None
+        raise ValueError(f"{what}: {amount!r} for {country} is not a number") from None
     if not price.is_finite() or price < 0:
-        raise ValueError(f"price table: {amount!r} for {country} is not a price (finite, not negative)")
+        raise ValueError(f"{what}: {amount!r} for {country} is not a price (finite, not negative)")
     return country, price

@@ -28,6 +28,34 @@ WEBHOOK_DROPPED = Counter(
     " audit counters (webhook_dropped:queue_full)",
     ["reason"],
 )
+SENDER_WAIT = Histogram(
+    "otp_sender_wait_seconds",
+    "Expected wait for a slot of the sender pool (senders are paced at their MPS)",
+    ["sender"],
+    buckets=(0.0, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+)
+SENDER_WAIT_EXCEEDED = Counter(
+    "otp_sender_wait_exceeded_total",
+    "Sends whose expected wait for their sender passed OTP_SENDER_MAX_WAIT",
+    ["sender"],
+)
+SENDER_QUEUE_EXPIRED = Counter(
+    "otp_sender_queue_expired_total",
+    "SMS not sent: no allowed sender had a slot before the code expired (or none serves the country)",
+    ["reason"],
+)
+# Spend budgets (otp.core.budget), in the price table's currency; scope: global, country:<CC>, key:<id>.
+BUDGET_SPENT = Gauge("otp_budget_spent_today", "Spend reserved today in a budget scope, as last seen", ["scope"])
+BUDGET_REFUSED = Counter("otp_budget_refusals_total", "Starts refused because a budget scope was spent", ["scope"])
+BLOCKED_SPEND = Counter(
+    "otp_blocked_spend_total", "Estimated cost of the sends each rule refused (price table currency)", ["rule"]
+)
+LOOKUPS = Counter(
+    "otp_lookups_total",
+    "Line types of starts Twilio Lookup was asked about, by source (lookup and no_data were paid for;"
+    " cached, fallback)",
+    ["source"],
+)
 OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
 LATENCY = Histogram(
     "otp_request_duration_seconds",

@@ -28,15 +28,61 @@ TYPE_NAMES = {
 # refused by default like premium rate, since they are a favourite of SMS pumping. Not a
 # phonenumbers type: a name in this list that an empty ``Phone.country`` stands for.
 NON_GEOGRAPHIC = "non_geographic"
+# Twilio Lookup's line types (``line_type_intelligence.type``, OTP_LOOKUP) as ours: the one table.
+# Lookup splits phonenumbers' ``voip`` in two: a fixed VoIP line is tied to a service address (a
+# cable or business phone line, the landline's successor), a non-fixed one is an app number
+# (Google Voice, TextNow) that anyone gets in seconds.
+FIXED_VOIP = "fixed_voip"
+NON_FIXED_VOIP = "non_fixed_voip"
+LOOKUP_TYPES = {
+    "landline": "fixed_line",
+    "mobile": "mobile",
+    "fixedVoip": FIXED_VOIP,
+    "nonFixedVoip": NON_FIXED_VOIP,
+    "premium": "premium_rate",
+    "sharedCost": "shared_cost",
+    "uan": "uan",
+    "voicemail": "voicemail",
+    "pager": "pager",
+    "tollFree": "toll_free",
+    "personal": "personal_number",
+    "unknown": "unknown",
+}
+# A type a broader name also refuses: ``voip`` in OTP_BLOCKED_NUMBER_TYPES refuses both of Lookup's.
+TYPE_FAMILY = {FIXED_VOIP: "voip", NON_FIXED_VOIP: "voip"}
 # The names OTP_BLOCKED_NUMBER_TYPES may hold.
-NUMBER_TYPES = frozenset(TYPE_NAMES.values()) | {NON_GEOGRAPHIC}
+NUMBER_TYPES = frozenset(TYPE_NAMES.values()) | frozenset(LOOKUP_TYPES.values()) | {NON_GEOGRAPHIC}
+# Refused by default: what can't take an SMS (fixed lines, Twilio Verify's 60205, and fixed VoIP,
+# which Lookup tells apart from them only by technology: an SMS to either is paid for and lands as
+# 30006), and what SMS pumping is paid by (premium rate, shared cost, UAN, personal and
+# non-geographic numbers; pagers and voicemail reach no person). Not non-fixed VoIP: fraud likes
+# app numbers for fake sign-ups, but they are many real users' only number, and pumping earns
+# nothing on them (no termination revenue is shared); an operator fighting fake accounts adds
+# ``non_fixed_voip`` (or ``voip``, which also refuses phonenumbers' own VoIP ranges).
 DEFAULT_BLOCKED_TYPES = frozenset(
-    {"premium_rate", "shared_cost", "uan", "voicemail", "pager", "personal_number", "fixed_line", NON_GEOGRAPHIC}
+    {
+        "premium_rate",
+        "shared_cost",
+        "uan",
+        "voicemail",
+        "pager",
+        "personal_number",
+        "fixed_line",
+        FIXED_VOIP,
+        NON_GEOGRAPHIC,
+    }
 )
 # Every country (ISO 3166 alpha-2) that has phone numbers, as phonenumbers knows them (~245).
 COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS)
-# Twilio Lookup's carrier type for ours, where it has one (the /v2 ``lookup`` field).
-CARRIER_TYPES = {"mobile": "mobile", "fixed_line": "landline", "voip": "voip"}
+# Twilio Lookup's carrier type for ours, where it has one (the /v2 ``lookup`` field: Verify's
+# ``carrier.type`` speaks Lookup v1's three types).
+CARRIER_TYPES = {
+    "mobile": "mobile",
+    "fixed_line": "landline",
+    "voip": "voip",
+    FIXED_VOIP: "voip",
+    NON_FIXED_VOIP: "voip",
+}
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from otp.core import pumping
 from otp.core.ipaddr import ip_scope
-from otp.core.phone import NON_GEOGRAPHIC, Phone
+from otp.core.phone import NON_GEOGRAPHIC, TYPE_FAMILY, Phone
 from otp.core.verification_io import Caller
 from otp.storage import audit_log, blocks, windows
 from otp.storage import keys as keyspace
@@ -38,6 +38,7 @@ LIMIT_REASONS = {"ip": ("ip_sends", "ip_hourly_limit"), "key": ("key_sends", "ke
 # The sliding-log scripts: {allowed, count, retry ms[, limit]} each.
 SLIDING_LOGS = ("limit", "buckets")
 BUCKET_REFUSAL = ("service_rate_limit", "rate_limit_bucket")
+BUDGET_RULE = "budget"
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,10 @@ class Admission:
     reservations: tuple[tuple[str, str], ...] = ()  # (key, member) of pumping reservations
     flagged: tuple[str, ...] = ()  # scopes over the pumping threshold in record_only mode
     unproven: bool = False  # to a prefix with no record of real users, and not a known-good number
+    # Spend budgets (otp.core.budget): the reservations to give back if the send isn't written,
+    # and the levels (scope label, level, spent, limit) this one reached first today.
+    budget_releases: tuple[Call, ...] = ()
+    budget_levels: tuple[tuple[str, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,8 @@ class Policy:
         allowed = self.config.allowed_countries
         if allowed and phone.country not in allowed:
             return Decision(False, "geo_permissions", "country_not_allowed", details={"country": phone.country})
-        if phone.number_type in self.config.blocked_number_types:
+        blocked = self.config.blocked_number_types
+        if phone.number_type in blocked or TYPE_FAMILY.get(phone.number_type) in blocked:
             return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": phone.number_type})
         if not phone.country and NON_GEOGRAPHIC in self.config.blocked_number_types:
             return Decision(False, "number_type", "number_type_not_allowed", details={"number_type": NON_GEOGRAPHIC})
@@ -230,10 +236,12 @@ class Policy:
         number_hash: str = "",
         custom: dict[str, str] | None = None,
         buckets: Sequence[BucketLimit] = (),
+        budget: Sequence[tuple[str, Call]] = (),
     ) -> Admission:
         """Decide and count the IP, API-key, tenant and pumping rules in one round trip (otp/core/pumping.py).
         The IP, key and pumping rules count per fraud tenant (``Caller.fraud_tenant``), the
-        caller's own RateLimits per ``caller.key_id``."""
+        caller's own RateLimits per ``caller.key_id``. ``budget``: the send's spend reservations
+        (otp.core.budget), last, so a send another rule refuses is blocked in that rule's name."""
         event = f"{now_ms}:{secrets.token_hex(6)}"
         key_id, tenant, ip = caller.key_id, caller.fraud_tenant, caller.ip
         limits = self._limit_calls(
@@ -241,8 +249,8 @@ class Policy:
         )
         found = pumping.scopes(phone, key_id=tenant, ip=ip) if risk_check else []
         checks = [(s.name, self._pumping_call(s, event, number_hash)) for s in found]
-        names = [name for name, _ in (*limits, *checks)]
-        calls = [call for _, call in (*limits, *checks)]
+        names = [name for name, _ in (*limits, *checks, *budget)]
+        calls = [call for _, call in (*limits, *checks, *budget)]
         results = await self.store.run_many(calls, now_ms)
 
         details: dict[str, Any] = {}
@@ -250,7 +258,15 @@ class Policy:
         releases: list[tuple[str, str]] = []
         counted: dict[str, pumping.Counts] = {}
         calls_by_name: dict[str, Call] = {}
+        spend = _BudgetReplies()
         for name, call, result in zip(names, calls, results, strict=True):
+            if call.script == "budget":
+                refused = spend.read(name, call, result, now_ms)
+                details[name] = spend.summaries[name]
+                if refused is not None and refusal is None:
+                    refusal = refused
+                    details[BUDGET_RULE] = name  # the scope that refused, for the refusal's answer
+                continue
             if call.script in SLIDING_LOGS:
                 allowed, count, retry_ms, *most = (int(x) for x in result)
                 details[name] = {"count": count, "limit": most[0] if most else int(call.args["limit"])}
@@ -288,9 +304,18 @@ class Policy:
                 Decision(False, refusal.rule, refusal.reason, refusal.retry_after, details),
                 releases=tuple(releases),
                 reservations=reservations,
+                budget_releases=tuple(spend.releases),
+                budget_levels=tuple(spend.levels),
             )
         return Admission(
-            Decision(True, details=details), commits, tuple(releases), reservations, tuple(flagged), unproven
+            Decision(True, details=details),
+            commits,
+            tuple(releases),
+            reservations,
+            tuple(flagged),
+            unproven,
+            tuple(spend.releases),
+            tuple(spend.levels),
         )
 
     def _pumping_verdict(self, counted: dict[str, pumping.Counts], enforce: bool) -> PumpingVerdict:
@@ -345,6 +370,7 @@ class Policy:
         """Take a send that didn't happen back from the sliding-log limits that counted it and
         the pumping reservations."""
         await windows.release(self.store, admission.releases + admission.reservations)
+        await self.store.run_many(admission.budget_releases, 0)
 
     async def commit(self, admission: Admission, now_ms: int, *, resent: bool = False) -> None:
         """Count a written send in the pumping windows. The windows count verifications: a resend
@@ -394,6 +420,26 @@ class Policy:
         chosen = [t for t in tags if _scope_of(t)["kind"] == name and _scope_of(t)["value"] == value]
         chosen.append(keyspace.scope_tag(kind, value))
         return await blocks.lift(self.store, chosen)
+
+
+class _BudgetReplies:
+    """The replies of budget.lua reservations (otp.core.budget): what to give back, which levels
+    were reached, and the refusal of a scope the send doesn't fit."""
+
+    def __init__(self) -> None:
+        self.releases: list[Call] = []
+        self.levels: list[tuple[str, int, int, int]] = []
+        self.summaries: dict[str, dict[str, int]] = {}
+
+    def read(self, name: str, call: Call, result: Sequence[Any], now_ms: int) -> Decision | None:
+        allowed, spent, most, *crossed = (int(x) for x in result)
+        self.summaries[name] = {"spent": spent, "limit": most}
+        self.levels.extend((name, level, spent, most) for level in crossed)
+        if allowed:
+            self.releases.append(replace(call, args={**call.args, "op": "adjust", "amount": -int(call.args["amount"])}))
+            return None
+        reset_ms = int(call.args["reset_ms"])
+        return Decision(False, BUDGET_RULE, "budget_exhausted", _seconds(reset_ms - now_ms), {"scope": name})
 
 
 SCOPE_NAMES = {kind: name for name, kind in pumping.KINDS.items()}

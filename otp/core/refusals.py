@@ -7,11 +7,13 @@ reasons in ``otp.web.verify_v2.errors``).
 from __future__ import annotations
 
 from otp.core.policy import Decision
-from otp.errors import Conflict, RateLimited
+from otp.errors import Conflict, Forbidden, RateLimited, Unavailable
 
 # The retry a tenant is told when the number's shared limits refuse it because of another tenant's
 # sends: a fixed value, so it says nothing about when those sends were.
 SHARED_LIMIT_RETRY = 60
+# The retry a start refused for want of a Lookup answer (OTP_LOOKUP_FAIL=closed) is told.
+LOOKUP_RETRY = 5
 
 REFUSAL_MESSAGES = {
     "country_not_allowed": "SMS to this country is not enabled (OTP_ALLOWED_COUNTRIES)",
@@ -23,11 +25,19 @@ REFUSAL_MESSAGES = {
     "ip_hourly_limit": "too many codes requested from this IP address",
     "key_minute_limit": "too many codes requested with this API key this minute",
     "prefix_blocked": "SMS to this number range is blocked for now (suspected SMS pumping)",
+    "range_blocked": "SMS to this wider number range is blocked for now (suspected SMS pumping)",
+    "ip_blocked": "SMS requested from this IP address is blocked for now (suspected SMS pumping)",
     "country_blocked": "SMS to this country is blocked for now (suspected SMS pumping)",
     "pumping_unverified_hourly": "too many unused codes to this destination this hour (suspected SMS pumping)",
     "pumping_unverified_daily": "too many unused codes to this destination today (suspected SMS pumping)",
     "pumping_in_flight": "too many codes to this destination are being sent right now; try again in a moment",
+    # A new tenant meets this one first (README: the cost of a fresh deployment), so it says what grows it.
+    "pumping_unproven_budget": (
+        "today's budget of unconfirmed codes to new destinations in this country, or in all, is spent"
+        " (suspected SMS pumping); each code your users confirm adds to it"
+    ),
     "custom_limit": "too many codes for one of this request's RateLimits values this hour",
+    "lookup_unavailable": "the number's line type can't be looked up right now (Twilio Lookup); retry shortly",
     "rate_limit_bucket": "a bucket of one of this service's Rate Limits is full for this request's RateLimits value",
 }
 
@@ -39,6 +49,25 @@ def already_approved() -> Conflict:
 
 def refusal_message(decision: Decision) -> str:
     return REFUSAL_MESSAGES.get(decision.reason, decision.reason.replace("_", " "))
+
+
+def not_permitted(decision: Decision) -> Forbidden:
+    """A permission refusal (country, number type): 403, whatever the rate limits say."""
+    return Forbidden(refusal_message(decision), code=decision.reason, field="to", details={"rule": decision.rule})
+
+
+LOOKUP_REFUSAL = Decision(False, "line_type_lookup", "lookup_unavailable", LOOKUP_RETRY)
+
+
+def lookup_unavailable() -> Unavailable:
+    """OTP_LOOKUP_FAIL=closed and Lookup gave no answer: a 503 to retry, naming the number."""
+    return Unavailable(
+        refusal_message(LOOKUP_REFUSAL),
+        code=LOOKUP_REFUSAL.reason,
+        field="to",
+        retry_after=LOOKUP_RETRY,
+        details={"rule": LOOKUP_REFUSAL.rule},
+    )
 
 
 # The request field a limit counts by: a refusal names it.

@@ -60,10 +60,12 @@ class Param:
     high: int = 0
     pattern: re.Pattern[str] | None = None
     max_length: int = 128
+    shape: str = ""  # what ``pattern`` wants, in words, for the error message
 
 
 def _sid(prefix: str) -> Param:
-    return Param("str", pattern=re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$"), max_length=34)
+    pattern = re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$")
+    return Param("str", pattern=pattern, max_length=34, shape=f"a sid: {prefix} and 32 hex digits")
 
 
 BOOL = Param("bool")
@@ -113,7 +115,7 @@ def _normalise(name: str, spec: Param, raw: str) -> str:
     if len(raw) > spec.max_length:
         raise InvalidInput(f"is longer than {spec.max_length} characters", field=name)
     if spec.pattern is not None and not spec.pattern.match(raw):
-        raise InvalidInput(f"must match {spec.pattern.pattern}", field=name)
+        raise InvalidInput(f"must be {spec.shape or spec.pattern.pattern}", field=name)
     if name == "FriendlyName":
         # Also the service's display name, refused here rather than at its first SMS.
         return messages.validate_app_name(raw, name)

@@ -22,6 +22,8 @@ from otp.errors import InvalidInput
 
 MAX_URL_LENGTH = 2048
 RESOLVE_TIMEOUT = 3.0
+# Told with the refusals it lifts: a developer pointing a webhook at a local receiver learns the switch.
+ALLOW_PRIVATE_HINT = "OTP_WEBHOOK_ALLOW_PRIVATE=1 allows it, for development only"
 # host, port → the addresses it resolves to (injectable: the tests' resolver)
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
@@ -60,9 +62,9 @@ def parse(raw: str, field: str, *, allow_private: bool) -> Target:
     except ValueError:
         raise InvalidInput("is not a valid URL", field=field) from None
     if parts.scheme not in ("https", "http"):
-        raise InvalidInput("must be an https URL", field=field)
+        raise InvalidInput("must be an http or https URL" if allow_private else "must be an https URL", field=field)
     if parts.scheme == "http" and not allow_private:
-        raise InvalidInput("must be an https URL (plain http only where the operator allows it)", field=field)
+        raise InvalidInput(f"must be an https URL (plain http: {ALLOW_PRIVATE_HINT})", field=field)
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise InvalidInput("must not carry credentials (user:password@)", field=field)
     host = parts.hostname or ""
@@ -88,7 +90,8 @@ async def check(raw: str, field: str, *, allow_private: bool, resolve: Resolve =
         raise InvalidInput(f"names a host that does not resolve ({target.host[:64]})", field=field)
     if not all(address_allowed(a, allow_private=allow_private) for a in addresses):
         raise InvalidInput(
-            "resolves to a loopback, private, link-local or reserved address, which otp does not post to",
+            "resolves to a loopback, private, link-local or reserved address, which otp does not post to"
+            + ("" if allow_private else f" ({ALLOW_PRIVATE_HINT})"),
             field=field,
         )
     return target.url

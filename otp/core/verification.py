@@ -11,18 +11,20 @@ from typing import Any
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
 from otp.clock import SYSTEM, Clock
-from otp.core import codes, events, messages, optouts, refusals, sealing, tokens, webhooks
+from otp.core import budget, codes, events, messages, metrics, optouts, refusals, sealing, tokens, webhooks
+from otp.core.budget import Budgets
 from otp.core.codes import CodeHasher
 from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
+from otp.core.line_types import FALLBACK, LineType, LineTypes
 from otp.core.phone import Phone, mask_in_record, parse_e164
-from otp.core.policy import BucketLimit, Decision, Policy, decisions_json
+from otp.core.policy import BUDGET_RULE, Admission, BucketLimit, Decision, Policy, decisions_json
 from otp.core.verification_io import Caller as Caller
 from otp.core.verification_io import CheckResult as CheckResult
 from otp.core.verification_io import Rules as Rules
 from otp.core.verification_io import StartOptions as StartOptions
 from otp.core.verification_io import StartResult as StartResult
-from otp.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from otp.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 # Re-exported (X as X): the adapters name the records through the verifier.
 from otp.model import PENDING as PENDING
@@ -62,8 +64,12 @@ class Verifier:
         policy: Policy,
         *,
         clock: Clock = SYSTEM,
+        line_types: LineTypes | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.policy = policy
+        self.budgets = budgets
+        self.line_types = line_types  # None: OTP_LOOKUP=off
         self.store = store
         self.hasher = hasher
         self.keyring = keyring
@@ -110,20 +116,27 @@ class Verifier:
             webhooks.subscribed(self.store, caller.key_id),
             optouts.opted_out(self.store, self.keyring, phone.e164, opts.messaging_service_sid),
         )
+        custom_code = opts.code is not None
+        code = opts.code or codes.generate(opts.code_length or self.rules.code_length)
+        estimate = self._estimate(phone, code, opts)
+        if estimate:
+            # Counter-only (lib.lua's audit()): what the send costs, or what its refusal saved.
+            audit.update(_est=str(estimate), _bt=caller.fraud_tenant)
         if opted_out:
-            # Before any limit counts it or any code is made: Twilio would refuse the SMS (21610).
-            # The safe list doesn't waive it: it is the user's word, not a fraud rule.
+            # Before any limit counts it or any code is hashed or queued: Twilio would refuse the
+            # SMS (21610). The safe list doesn't waive it: it is the user's word, not a fraud rule.
+            # Its estimate counts as spend blocked, as every refusal's does.
             await self._audit_refusal(partition, now_ms, audit, Decision(False, optouts.RULE, optouts.REASON))
             raise optouts.refusal()
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
             await self._audit_refusal(partition, now_ms, audit, permission)
-            raise Forbidden(
-                refusals.refusal_message(permission),
-                code=permission.reason,
-                field="to",
-                details={"rule": permission.rule},
-            )
+            raise refusals.not_permitted(permission)
+        day, reservations = (
+            self.budgets.reserve_calls(phone.country, caller.fraud_tenant, estimate, now_ms)
+            if self.budgets is not None
+            else (None, [])
+        )
         admission = await self.policy.admit_send(
             phone,
             caller=caller,
@@ -132,18 +145,22 @@ class Verifier:
             number_hash=self.keyring.number_hash(phone.e164),
             custom={n: v for n, v in opts.custom_limits.items() if n not in opts.rate_limits},
             buckets=self._bucket_limits(opts),
+            budget=reservations,
         )
+        await self._budget_levels(admission, partition, now_ms, caller)
         if not admission.decision.allowed:
             await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
-            raise refusals.rate_limited(admission.decision)
+            raise self._refusal(admission.decision)
+        # After the rate limits and pumping rules, so they bound what Lookup costs too.
+        line = LineType(phone.number_type)
+        if self.line_types is not None and not safe:
+            line = await self._line_type(self.line_types, phone, partition, now_ms, audit, admission)
         if admission.flagged:
             # record_only mode: the send goes out, and the audit says which rule would have refused it.
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
-        custom_code = opts.code is not None
-        code = opts.code or codes.generate(opts.code_length or self.rules.code_length)
         # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
         code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
         limits = self.policy.config
@@ -180,6 +197,8 @@ class Verifier:
                 ip_scope=pumping_ip(caller),
                 fraud_tenant="" if caller.fraud_tenant == caller.key_id else caller.fraud_tenant,
                 events=subscribed,
+                budget=Budgets.note(estimate, day, phone.country, reservations) if day is not None else "",
+                line_type=line.record(),
             )
             outcome = await self.store.start(partition, now_ms, start, audit)
         except Exception:
@@ -203,6 +222,75 @@ class Verifier:
         return StartResult(
             records.verification(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
+
+    def _estimate(self, phone: Phone, code: str, opts: StartOptions) -> int:
+        """The send's cost by the price table (millionths): its SMS rendered as the worker will."""
+        if self.budgets is None:
+            return 0
+        config = self.budgets.config
+        body = messages.render(
+            code,
+            locale=opts.locale,
+            country=phone.country,
+            app_name=opts.app_name or config.app_name,
+            webotp_domain=config.webotp_domain,
+            app_hash=opts.app_hash,
+            template=opts.template or messages.VERIFICATION,
+            substitutions=opts.substitutions,
+        )
+        return self.budgets.estimate(phone, body)
+
+    def _refusal(self, decision: Decision) -> Exception:
+        if decision.rule != BUDGET_RULE or self.budgets is None:
+            return refusals.rate_limited(decision)
+        scope = str(decision.details[BUDGET_RULE])
+        metrics.BUDGET_REFUSED.labels(scope).inc()
+        resets_ms = self._now_ms() + (decision.retry_after or 0) * 1000
+        return budget.exhausted(scope, decision.retry_after, resets_ms, self.budgets.config.timezone)
+
+    async def _budget_levels(self, admission: Admission, partition: int, now_ms: int, caller: Caller) -> None:
+        """Today's spend per scope as a metric, and an audit event for each level first reached."""
+        for name, figures in admission.decision.details.items():
+            if budget.is_label(name) and isinstance(figures, dict):
+                metrics.BUDGET_SPENT.labels(name).set(figures["spent"] / budget.MICRO)
+        for scope, level, spent, limit in admission.budget_levels:
+            fields = {"scope": scope, "level": level, "spent": budget.from_micro(spent)}
+            fields["budget"] = budget.from_micro(limit)
+            self._emit(Event.BUDGET, key=caller.key_id, **fields)
+            await self.store.audit_event(partition, now_ms, {"event": Event.BUDGET, "key": caller.key_id, **fields})
+
+    async def _line_type(
+        self,
+        line_types: LineTypes,
+        phone: Phone,
+        partition: int,
+        now_ms: int,
+        audit: dict[str, str],
+        admission: Admission,
+    ) -> LineType:
+        """The number's line type by Twilio Lookup where it's wanted (otp.core.line_types), judged
+        by the same number-type rule; a refusal here takes the admission back."""
+        try:
+            line = await line_types.resolve(phone)
+        except BaseException:
+            # Cancelled (the client left) or a storage failure: the start didn't happen.
+            with contextlib.suppress(Exception):
+                await self.policy.release(admission)
+            raise
+        refusal: Decision | None = None
+        if line.source == FALLBACK and line_types.config.fail_closed:
+            refusal = refusals.LOOKUP_REFUSAL
+        elif line.number_type != phone.number_type:
+            permission = self.policy.permission(replace(phone, number_type=line.number_type))
+            refusal = None if permission.allowed else permission
+        audit.update(line.audit(refused=refusal is not None))
+        if refusal is None:
+            return line
+        await self.policy.release(admission)
+        await self._audit_refusal(partition, now_ms, audit, refusal)
+        if refusal is refusals.LOOKUP_REFUSAL:
+            raise refusals.lookup_unavailable()
+        raise refusals.not_permitted(refusal)
 
     def _bucket_limits(self, opts: StartOptions) -> list[BucketLimit]:
         """The buckets each RateLimits value counts in, when the service defines its name (a rate

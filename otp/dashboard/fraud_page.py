@@ -30,6 +30,7 @@ from otp.dashboard.markup import (
     tag,
     url,
 )
+from otp.dashboard.spend import spend_section
 from otp.dashboard.widgets import figure, section, window_picker
 from otp.storage.store import Store
 from otp.web.admin import COUNTRY, SAFE_ENTRY, _audit_admin_action
@@ -216,6 +217,7 @@ async def fraud_page(request: Request, admin: Admin) -> Response:
                 ),
                 id_="unverified",
             ),
+            await spend_section(request.app.state.budgets, now),
             _conversion(found.countries, win.label),
             _safe_list(request, admin, await policy.safe_list.entries(), await policy.safe_list.numbers(), win.name),
         ]

@@ -6,7 +6,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from otp.core.phone import mask_in_record
 
@@ -21,6 +21,9 @@ class SmsMessage:
     # The Messaging Service a /v2 service's MessagingConfiguration picked for this destination; ""
     # for the operator's sender. Senders without Messaging Services (the console) ignore it.
     messaging_service_sid: str = ""
+    # The pool's sender the worker chose (OTP_TWILIO_FROM): a number or short code as From, a
+    # Messaging Service sid as MessagingServiceSid; "" the sender's own default.
+    sender: str = ""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,25 @@ class Receipt:
     price: str | None = None
     price_unit: str | None = None
     sender: str = ""  # the operator's From number or Messaging Service that sent it ("" unknown)
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """A sent message as the provider has it now: its delivery state and, once known, its price."""
+
+    status: str
+    error_code: int | None = None
+    error_message: str | None = None
+    price: str | None = None
+    price_unit: str | None = None
+
+
+@runtime_checkable
+class MessageFetcher(Protocol):
+    """A sender that can read a message's price too (Twilio fills it in after sending): the
+    worker's poll uses it to reconcile the spend budgets (otp.core.budget)."""
+
+    def fetch_message(self, message_sid: str) -> MessageState: ...
 
 
 class SendError(Exception):

@@ -19,7 +19,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from otp.delivery_errors import retry_helps
-from otp.edge.sms import Receipt, SendError, SmsMessage
+from otp.edge.sms import MessageState, Receipt, SendError, SmsMessage
 
 log = logging.getLogger("otp.twilio")
 
@@ -75,13 +75,18 @@ class TwilioSender:
 
     def send(self, message: SmsMessage) -> Receipt:
         options: dict[str, Any] = {"to": message.to, "body": message.body}
-        # The destination's Messaging Service (a /v2 MessagingConfiguration) wins over the default.
-        service = message.messaging_service_sid or self.messaging_service_sid
+        # The destination's Messaging Service (a /v2 MessagingConfiguration) wins over the pool's
+        # sender the worker chose, which wins over the default.
+        sender = message.sender
+        service = message.messaging_service_sid or (sender if sender.startswith("MG") else "")
+        if not (service or sender):
+            service = self.messaging_service_sid
         if service:
             options["messaging_service_sid"] = service
         else:
-            options["from_"] = self.from_number
-        sender = service or self.from_number
+            options["from_"] = sender or self.from_number
+        # Which of the operator's senders sent it: the per-sender delivery figures.
+        sender = service or sender or self.from_number
         if message.status_callback:
             options["status_callback"] = message.status_callback
         try:
@@ -117,16 +122,24 @@ class TwilioSender:
         for found in recent:
             created = found.date_created
             if found.body == message.body and (created is None or created >= since - timedelta(minutes=1)):
-                sender = message.messaging_service_sid or self.messaging_service_sid or self.from_number
-                return Receipt(message_sid=found.sid, status=found.status or "queued", sender=sender)
+                sender = message.messaging_service_sid or message.sender or self.messaging_service_sid
+                return Receipt(
+                    message_sid=found.sid, status=found.status or "queued", sender=sender or self.from_number
+                )
         return None
 
     def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         """(status, error code, error message) of a sent message, for the poll of unsettled sends."""
+        state = self.fetch_message(message_sid)
+        return state.status, state.error_code, state.error_message
+
+    def fetch_message(self, message_sid: str) -> MessageState:
+        """The Message resource: its state, and its price once Twilio has filled it in."""
         try:
             fetched = self.client.messages(message_sid).fetch()
         except TwilioRestException as exc:
             raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=retry_helps(None, exc.status)) from None
         except requests.RequestException as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
-        return fetched.status, fetched.error_code, fetched.error_message
+        found = fetched
+        return MessageState(found.status, found.error_code, found.error_message, found.price, found.price_unit)

@@ -21,9 +21,12 @@ from otp import delivery_errors
 from otp.audit_fields import Event
 from otp.clock import SYSTEM, Clock
 from otp.core import delivery_reports, events, messages, metrics, optouts, sealing
+from otp.core.budget import Budgets
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record
-from otp.edge.sms import Receipt, SendError, SmsMessage, SmsSender
+from otp.core.senders import SenderPool
+from otp.edge.pacer import Pacer
+from otp.edge.sms import MessageFetcher, MessageState, Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
 from otp.model import Job
 from otp.storage import workers
@@ -53,6 +56,8 @@ class WorkerOptions:
     prices: Mapping[str, Decimal] | None
     # How long a number that replied STOP (Twilio 21610) stays marked opted out (otp.core.optouts).
     opt_out_ttl: float = optouts.DEFAULT_TTL
+    # The operator's senders, each paced at its MPS (None: no pool, nothing paced).
+    pool: SenderPool | None = None
     # Tuning, no setting: how many jobs a claim takes, how many sends at once, how idle polling backs off.
     batch: int = 20
     concurrency: int = 16
@@ -105,8 +110,10 @@ class Worker:
         *,
         clock: Clock = SYSTEM,
         events: EventLoop | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.events = events
+        self.budgets = budgets
         self.store = store
         self.keyring = keyring
         self.sender = sender
@@ -118,6 +125,8 @@ class Worker:
         # threads end when the worker is garbage-collected.
         self._threads = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="otp-sms")
         self.sent = 0
+        self.pacer = Pacer(store, options.pool, clock)
+        self._next_slot_ms = 0  # the earliest slot of a job this worker paced and hasn't seen come due
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -190,7 +199,7 @@ class Worker:
         give_up = now - sent_at_ms > self.options.retention * 1000
         next_poll = -1 if give_up else now + int(self.options.poll_after * 1000)
         try:
-            status, error_code, error_message = await self._off_loop(self.sender.fetch_status, sid)
+            state = await self._fetch(sid)
         except SendError as exc:
             log.warning("status poll of %s failed: %s", sid, exc.message)
             await self.store.record_delivery(
@@ -202,13 +211,15 @@ class Worker:
                 next_poll_ms=next_poll,
             )
             return
+        # The price first: once it has reconciled the budgets, a final state ends the polls.
+        await self._reconcile(partition, vid, n, state)
         now = self._now_ms()
         update = await self.store.record_delivery(
             partition=partition,
             now_ms=now,
             verification_id=vid,
             send_number=n,
-            changes={"status": status, "error_code": error_code, "error_message": error_message},
+            changes={"status": state.status, "error_code": state.error_code, "error_message": state.error_message},
             next_poll_ms=next_poll,
         )
         await delivery_reports.after_report(
@@ -217,10 +228,25 @@ class Worker:
             update,
             partition=partition,
             verification_id=vid,
-            error_code=error_code,
+            error_code=state.error_code,
             now_ms=now,
             source="poll",
         )
+
+    async def _fetch(self, sid: str) -> MessageState:
+        if isinstance(self.sender, MessageFetcher):
+            return await self._off_loop(self.sender.fetch_message, sid)
+        status, error_code, error_message = await self._off_loop(self.sender.fetch_status, sid)
+        return MessageState(status, error_code, error_message)
+
+    async def _reconcile(self, partition: int, vid: str, n: int, state: MessageState) -> None:
+        """Twilio's real price into the day's budgets (otp.core.budget); a failed message costs nothing."""
+        if self.budgets is None:
+            return
+        price = (state.price, state.price_unit)
+        if state.price is None and state.status == "failed":
+            price = ("0", messages.PRICE_UNIT)
+        await self.budgets.reconcile(partition, self._now_ms(), vid, n, price)
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         last_beat = 0.0  # monotonic: how often to beat is a duration, not a time of day
@@ -250,8 +276,9 @@ class Worker:
                 if claimed:
                     idle = self.options.poll_interval
                     continue
-                # Idle: poll less and less often; a new job's wake-up message cuts the wait short.
-                await _first_of(wake.wait(), stop.wait(), seconds=idle)
+                # Idle: poll less and less often; a new job's wake-up message cuts the wait short,
+                # and so does the slot of a job this worker paced (its sender is free then).
+                await _first_of(wake.wait(), stop.wait(), seconds=self._idle_wait(idle))
                 idle = min(idle * 2, self.options.max_idle)
         finally:
             listener.cancel()
@@ -259,6 +286,13 @@ class Worker:
                 await listener
             if self.events is not None:
                 await self.events.aclose()
+
+    def _idle_wait(self, idle: float) -> float:
+        until = (self._next_slot_ms - self._now_ms()) / 1000
+        if until <= 0:
+            self._next_slot_ms = 0
+            return idle
+        return min(idle, until)
 
     async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has
@@ -307,17 +341,27 @@ class Worker:
             template=job.template or messages.VERIFICATION,
             substitutions=job.substitutions,
         )
-        message = SmsMessage(
-            to=job.to,
-            body=body,
-            status_callback=self.status_callback(job),
-            messaging_service_sid=job.messaging_service_sid,
-        )
         lease_ms = int(self.options.lease * 1000)
         if not await self.store.renew_lease(job, now_ms=self._now_ms(), lease_ms=lease_ms):
             # The lease ran out while the job waited for a send slot and another worker has it now.
             log.info("worker: job %s was taken over by another worker; not sending it", job.job_id)
             return
+        route = await self.pacer.route(job, country, messages.segments(body), self._now_ms())
+        if await self.pacer.hold_back(job, route, country, self._now_ms()):
+            if route.wait_ms and not route.refused:
+                self._next_slot_ms = min(self._next_slot_ms or route.slot_ms, route.slot_ms)
+            return
+        if self._now_ms() >= job.expires_ms:
+            # Claimed in time, but the code expired while the job waited here: never send a dead code.
+            await self._settle(job, "failed", {"status": "canceled", "error_message": "not sent: code expired"})
+            return
+        message = SmsMessage(
+            to=job.to,
+            body=body,
+            status_callback=self.status_callback(job),
+            messaging_service_sid=job.messaging_service_sid,
+            sender=route.sender,
+        )
         try:
             receipt: Receipt | None = None
             if job.tries > 1:
@@ -346,7 +390,11 @@ class Worker:
         )
         segments = receipt.segments or messages.segments(body)
         price, unit = receipt.price, receipt.price_unit
-        if price is None:
+        if price is not None:
+            # Twilio's create answer rarely has it yet; when it has, the budgets learn it now.
+            state = MessageState(receipt.status, price=price, price_unit=unit)
+            await self._reconcile(job.partition, job.verification_id, job.send_number, state)
+        else:
             price, unit = messages.estimate_price(country, segments, self.options.prices)
         now = self._now_ms()
         await self._settle(
@@ -362,7 +410,7 @@ class Worker:
                 "tries": job.tries,
                 # Where it went and from which sender: the per-country and per-sender delivery figures.
                 "country": country,
-                "sender": receipt.sender,
+                "sender": route.sender or receipt.sender or None,
                 "scope": job.messaging_service_sid,
             },
             poll_due_ms=now + int(self.options.poll_after * 1000),
@@ -412,6 +460,8 @@ class Worker:
                 scope=job.messaging_service_sid,
             )
             metrics.OPTED_OUT.labels("send").inc()
+        # Never sent, never billed: the day's budgets get the estimate back.
+        await self._reconcile(job.partition, job.verification_id, job.send_number, MessageState("failed"))
 
     async def _settle(
         self, job: Job, outcome: str, changes: dict[str, Any], due_ms: int = 0, poll_due_ms: int = 0

@@ -193,6 +193,12 @@ def fraud_keys(kind: str, value: str) -> list[str]:
     ]
 
 
+def line_type(number_hash: str) -> str:
+    """A string ``<at ms>|<type>|<carrier>``: Twilio Lookup's answer for a number, by its keyed
+    hash (otp.core.line_types), in a slot of its own; it expires with the cache's lifetime."""
+    return f"{scope_tag('lt', number_hash)}type"
+
+
 def safe_list() -> str:
     """The prefixes of the safe list (``/v1/safelist``, ``otp safelist``, the dashboard)."""
     return f"{PREFIX}{CONFIG_TAG}:safe"
@@ -274,6 +280,18 @@ def worker_heartbeat() -> str:
     return f"{PREFIX}{CONFIG_TAG}:worker-heartbeat"
 
 
+# The sender pool's pacing state: every sender's bucket under one hash tag, so one script picks the
+# sender whose queue frees first among several (one slot on Redis Cluster; the pool's total MPS
+# bounds the calls it takes).
+SENDER_TAG = "{snd}"
+
+
+def sender_bucket(address: str) -> str:
+    """When the sender (one of the operator's own numbers, short codes or Messaging Services, never
+    a user's number) is free for its next message, in ms; it expires once the sender is idle."""
+    return f"{PREFIX}{SENDER_TAG}:tb:{address}"
+
+
 def dashboard_session(digest: str) -> str:
     """A signed-in dashboard session, named by the SHA-256 of the id its cookie carries (a dump
     names no live session); the value is the admin key's id. Its TTL is the session's life, and
@@ -344,3 +362,23 @@ def webhooks_of(owner: str) -> str:
     its JSON record (at most a handful: otp.core.webhooks.MAX_PER_SERVICE). Configuration, no TTL;
     deleted with its service or key."""
     return f"{PREFIX}{CONFIG_TAG}:wh:{owner}"
+
+
+# -- spend budgets (budget.lua) ------------------------------------------------------------------
+# A budget scope is ``g`` (everything), ``c:<CC>`` (a destination country) or ``t:<tenant>`` (an API
+# key, or a /v2 account for all its services). Each has a slot of its own, like the other
+# cross-number scopes: a budget is one counter, and only its own script decides it.
+BUDGET_DAY_TTL_MS = 3 * 86_400_000  # a day's counter outlives the day by the latest reconciliation
+
+
+def budget_day(scope: str, day: str) -> str:
+    """A hash: one scope's spend on one day of the budget's time zone (``day`` is YYYYMMDD), in
+    millionths of the price table's currency: ``s`` spent and reserved; ``a80`` / ``a100`` once its
+    80 % / 100 % audit events were written."""
+    return f"{scope_tag('bud', scope)}d:{day}"
+
+
+def budget_limit(scope: str) -> str:
+    """A tenant's own daily budget (millionths), set by the admin API or ``otp keys budget``;
+    configuration, no TTL. Beside the scope's day counters, so the script that reserves reads it."""
+    return f"{scope_tag('bud', scope)}limit"

@@ -42,11 +42,14 @@ def verification(record: dict[str, str]) -> Verification:
         approved_at=int(record["aa"]) / 1000 if "aa" in record else None,
         send_attempts=attempts,
         tags=json.loads(record["tg"]) if "tg" in record else {},
+        line_type=record.get("lt", "").partition("|")[0],
+        carrier=record.get("lt", "").partition("|")[2],
     )
 
 
 def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> SendAttempt:
-    """Read the compact fields lib.lua keeps per send (``sa:n``, ``sid:n``, ``pr:n``, ``em:n``, ``le:n``)."""
+    """Read the compact fields lib.lua keeps per send (``sa:n``, ``sid:n``, ``pr:n``, ``em:n``, ``le:n``,
+    ``sn:n``, ``qw:n``)."""
     at, status, updated, error_code, tries, segments, sent_at = (raw.split("|") + [""] * 7)[:7]
     delivery: dict[str, Any] = {"status": status, "updated_at": created_ms + int(updated or 0)}
     if error_code:
@@ -70,7 +73,9 @@ def send_attempt(n: int, raw: str, record: dict[str, str], created_ms: int) -> S
         last_error=record.get(f"le:{n}"),
         timeline=timeline((created_ms + int(at or 0)), record.get(f"tl:{n}", "")),
         country=country or None,
-        sender=sender or None,
+        # The pool's sender (sn), else the one the send went out with (dx).
+        sender=record.get(f"sn:{n}") or sender or None,
+        queued_at_sender=int(record[f"qw:{n}"]) / 1000 if f"qw:{n}" in record else None,
     )
 
 
@@ -127,6 +132,7 @@ def job(row: Sequence[Any], partition: int) -> Job:
         template=text(row[11]) if len(row) > 11 else "",
         substitutions=json.loads(text(row[12])) if len(row) > 12 and row[12] else {},
         messaging_service_sid=text(row[13]) if len(row) > 13 else "",
+        sender_slot=text(row[14]) if len(row) > 14 else "",
     )
 
 

@@ -78,9 +78,14 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "rate_limits": ScriptSpec(("limits",)),
     "fraud": ScriptSpec(("window", "reservations", "known_good", "block", "level")),
     "signin_limit": ScriptSpec(("log",)),
+    # otp.core.budget: a spend budget's day (reserve or adjust), and a send's reconciliation.
+    "budget": ScriptSpec(("day", "limit")),
+    "budget_settle": ScriptSpec(("verification", *PARTITION_KEYS)),
     "counters": ScriptSpec(None, lib=False),
     # otp.storage.audit_log's filtered read of one partition's stream.
     "audit_scan": ScriptSpec(("stream",), lib=False),
+    # otp.storage.pacing: the next slot of the sender pool's least-busy allowed sender.
+    "sender_take": ScriptSpec(None, lib=False),
     # otp.storage.accounts: a /v2 service's MessagingConfigurations, changed while the service exists.
     "messaging_config": ScriptSpec(("service", "configs"), lib=False),
 }
@@ -123,6 +128,10 @@ COUNTER_NAMES = {
     "sender_delivery": audit_fields.SENDER_DELIVERY_COUNTER,
     "country_ttd": audit_fields.COUNTRY_TTD_COUNTER,
     "sender_ttd": audit_fields.SENDER_TTD_COUNTER,
+    "spend_country": audit_fields.SPEND_TO_COUNTRY,
+    "spend_key": audit_fields.SPEND_BY_KEY,
+    "blocked_spend": audit_fields.BLOCKED_SPEND,
+    "lookup": audit_fields.LOOKUP_COUNTER,
 }
 
 

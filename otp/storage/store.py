@@ -81,6 +81,16 @@ def _without_none(changes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class SenderWait:
+    """A send the sender pool holds back: the slot it waits for ("<sender>|<slot ms>"; "" none),
+    and whether its wait passed OTP_SENDER_MAX_WAIT (settle_job.lua then writes a sender_queued
+    audit event)."""
+
+    slot: str = ""
+    over_bound: bool = False
+
+
 class Store:
     def __init__(
         self,
@@ -256,13 +266,18 @@ class Store:
         changes: dict[str, Any],
         retry_due_ms: int = 0,
         poll_due_ms: int = 0,
+        wait: SenderWait | None = None,
     ) -> str:
+        """Outcome "paced": the job waits for ``wait.slot``, due at ``retry_due_ms``."""
+        wait = wait or SenderWait()
         fields = {
             "job_id": job_id,
             "outcome": outcome,
             "changes": _without_none(changes),
             "retry_due_ms": retry_due_ms,
             "poll_due_ms": poll_due_ms,
+            "pace": wait.slot,
+            "over_bound": wait.over_bound,
         }
         return records.text(await self._run("settle_job", partition, now_ms, fields))
 
@@ -284,6 +299,19 @@ class Store:
         }
         keys = self._verification_keys(partition, verification_id)
         return records.delivery_update(await self._run("delivery", partition, now_ms, fields, keys))
+
+    async def settle_budget(
+        self, partition: int, now_ms: int, verification_id: str, send_number: int, real: int
+    ) -> tuple[int, str, str, str, str] | None:
+        """Take a send's budget note off its attempt (budget_settle.lua), once: (real − estimate,
+        day, country, scope kinds, tenant), or None when there is none."""
+        keys = self._verification_keys(partition, verification_id)
+        fields = {"send_number": send_number, "real": real}
+        found = await self._run("budget_settle", partition, now_ms, fields, keys)
+        if not found:
+            return None
+        delta, day, country, kinds, tenant = found
+        return int(delta), records.text(day), records.text(country), records.text(kinds), records.text(tenant)
 
     async def claim_polls(
         self, *, partition: int, now_ms: int, lease_ms: int, limit: int

@@ -50,12 +50,19 @@ class Failure:
     rule: str | None = None
     # Headers the exception asked for itself (Starlette's HTTPException carries them).
     extra_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # What more a refusal names (a spent budget: its scope and when it resets), for /v1's body.
+    context: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# The details of an error that /v1 shows beside code and message.
+SHOWN_DETAILS = ("scope", "resets_at")
 
 
 def failure(exc: BaseException) -> Failure:
     if isinstance(exc, OtpError):
         rule = str(exc.details.get("rule", "")) or None
-        return Failure("otp", exc.status, exc.code, exc.message, exc.field, exc.retry_after, rule)
+        context = {k: str(exc.details[k]) for k in SHOWN_DETAILS if k in exc.details}
+        return Failure("otp", exc.status, exc.code, exc.message, exc.field, exc.retry_after, rule, context=context)
     if isinstance(exc, HTTPException):
         code = HTTP_CODES.get(exc.status_code, "http_error")
         return Failure("http", exc.status_code, code, str(exc.detail), extra_headers=dict(exc.headers or {}))
@@ -103,8 +110,10 @@ def json_response(found: Failure) -> JSONResponse:
     message = utf8_safe(found.message)
     if field_name:
         message = f"{field_name}: {message}"
+    body = error_body(found.code, message, field_name, found.retry_after, found.rule)
+    body["error"].update(found.context)
     return JSONResponse(
-        error_body(found.code, message, field_name, found.retry_after, found.rule),
+        body,
         status_code=found.status,
         headers={**found.extra_headers, **headers(found.status, found.retry_after, auth_scheme="Bearer")},
     )

@@ -151,6 +151,17 @@ class SafeEntryRequest(Request):
     entry: Annotated[str, msgspec.Meta(max_length=16, pattern=NUMBER_PREFIX, examples=["+1501712"])]
 
 
+class BudgetRequest(Request):
+    amount: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[0-9]{1,10}(\.[0-9]{1,6})?$",
+            description="the key's daily budget, in the price table's currency",
+            examples=["25.00"],
+        ),
+    ]
+
+
 # -- answers ---------------------------------------------------------------------------------------
 
 
@@ -197,9 +208,21 @@ class SendAttempt(Reply):
     price: str | None
     price_unit: str | None
     delivery: Delivery
+    sender: (
+        Annotated[str, msgspec.Meta(description="the operator's sender (From number or MG…) it went out with")] | None
+    )
+    queued_at_sender: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                description="seconds the worker expected the code to wait for its sender's slot (senders are paced "
+                "at their MPS); null when it went out at once"
+            ),
+        ]
+        | None
+    )
     timeline: Timeline | None = None
     country: str | None = None
-    sender: Annotated[str, msgspec.Meta(description="the From number or Messaging Service that sent it")] | None = None
 
 
 class Verification(Reply):
@@ -288,6 +311,23 @@ class Unblocked(Reply, kw_only=True):
     was_blocked: bool
 
 
+class BudgetScope(Reply, kw_only=True):
+    scope: Annotated[str, msgspec.Meta(examples=["country:GB"])]
+    spent: str
+    budget: str | None
+    left: str | None
+    currency: str
+
+
+class BudgetStatus(Reply, kw_only=True):
+    """Today's spend per budget scope, in the budgets' time zone."""
+
+    day: str
+    timezone: str
+    resets_at: str
+    scopes: list[BudgetScope]
+
+
 class Conversion(Reply, kw_only=True):
     country: str | None = None
     prefix: str | None = None
@@ -309,6 +349,11 @@ class ErrorDetail(Reply):
     field: str | None = None
     retry_after: int | None = None
     rule: Annotated[str, msgspec.Meta(description="the policy rule that refused the request")] | None = None
+    scope: (
+        Annotated[str, msgspec.Meta(description="the spent budget (budget_exhausted): global, country:XX or key:ID")]
+        | None
+    ) = None
+    resets_at: Annotated[str, msgspec.Meta(description="when that budget's day ends (ISO 8601, UTC)")] | None = None
 
 
 class Error(Reply):

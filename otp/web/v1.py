@@ -78,6 +78,7 @@ def send_attempt_model(attempt: SendAttempt) -> models.SendAttempt:
         timeline=timeline_model(attempt),
         country=attempt.country,
         sender=attempt.sender,
+        queued_at_sender=attempt.queued_at_sender,
     )
 
 

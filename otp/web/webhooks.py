@@ -18,6 +18,8 @@ from twilio.request_validator import RequestValidator
 from otp import delivery
 from otp.audit_fields import Event
 from otp.core import delivery_reports, events
+from otp.core.budget import Budgets
+from otp.core.messages import PRICE_UNIT
 from otp.core.validators import whole_number
 from otp.errors import Forbidden, InvalidInput
 from otp.storage import keys as keyspace
@@ -84,6 +86,7 @@ async def status_callback(request: Request) -> Response:
         send_number=send_number,
         changes={"status": status, "error_code": code, "message_sid": params.get("MessageSid") or None},
     )
+    await _reconcile(request, vid, send_number, status, params)
     events.emit(Event.DELIVERY, now, vid=vid, send=send_number, status=status, error_code=error_code, source="callback")
     # The time-to-delivered histogram, and the opt-out a 21610 marks.
     await delivery_reports.after_report(
@@ -100,6 +103,20 @@ async def status_callback(request: Request) -> Response:
     )
     # 200 even for a send we no longer know (past retention): Twilio would only retry it.
     return JSONResponse({"status": applied.status or "unknown"})
+
+
+async def _reconcile(request: Request, vid: str, send_number: int, status: str, params: dict[str, str]) -> None:
+    """The spend budgets learn the real price when a callback carries one (Twilio's usually don't:
+    the worker's poll fetches it); a failed message is never billed."""
+    budgets: Budgets | None = getattr(request.app.state, "budgets", None)
+    if budgets is None:
+        return
+    price = (params.get("Price") or None, params.get("PriceUnit") or None)
+    if price[0] is None and status == "failed":
+        price = ("0", PRICE_UNIT)
+    store: Store = request.app.state.store
+    now_ms = int(request.app.state.verifier.clock.now() * 1000)
+    await budgets.reconcile(keyspace.partition_of_id(vid, store.partitions), now_ms, vid, send_number, price)
 
 
 routes = [Route("/webhooks/twilio/status", status_callback, methods=["POST"])]

@@ -11,7 +11,10 @@ Stdlib only, apart from `twilio.request_validator` for the signature, so the sig
 drift from the validator the application uses.  Run it by hand with
 ``python -m otp.devtools.twilio_stub --port 8099 --account-sid AC... --auth-token ...``.
 
-wire: the Message resource and error documents; plans: scripted outcomes as status steps;
+It answers Lookup v2 line types too (``GET /v2/PhoneNumbers/{n}?Fields=line_type_intelligence``),
+scripted per number (``stub.lookups``).
+
+wire: the Message resource and error documents; lookups: Lookup v2; plans: scripted outcomes as status steps;
 callbacks: signed status callbacks; api: the HTTP handler; stub: `TwilioStub`, its state and
 test controls; cli: the command line.
 """

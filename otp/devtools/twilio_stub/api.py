@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _CREATE_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
 _FETCH_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$")
+# Lookup v2 (lookups.twilio.com): no account in the path, the credentials name it.
+_LOOKUP_PATH = re.compile(r"^/v2/PhoneNumbers/(?P<number>[^/]+)$")
 
 
 def invalid_create(fields: Mapping[str, str]) -> tuple[int, str] | None:
@@ -72,6 +74,10 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         try:
             path = urllib.parse.urlsplit(self.path).path
+            lookup = _LOOKUP_PATH.match(path)
+            if lookup is not None:
+                self._lookup(method, urllib.parse.unquote(lookup["number"]), path)
+                return
             create, fetch = _CREATE_PATH.match(path), _FETCH_PATH.match(path)
             match = create or fetch
             if match is None:
@@ -94,6 +100,19 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(405, error_body(20004, 405))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to answer
+
+    def _lookup(self, method: str, number: str, path: str) -> None:
+        stub = self.server.stub
+        if not self._authorized(stub.account_sid):
+            self._send(401, error_body(20003, 401), {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+            return
+        if method != "GET":
+            self._send(405, error_body(20004, 405))
+            return
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        status, document = stub.lookups.handle(number, query.get("Fields", ""), f"https://lookups.twilio.com{path}")
+        stub.say(f"GET Lookup {query.get('Fields', '')} -> {status}")
+        self._send(status, document)
 
     def _authorized(self, url_account: str) -> bool:
         scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")

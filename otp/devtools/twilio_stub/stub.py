@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -13,8 +14,16 @@ from typing import Any, Final
 
 from otp.devtools.twilio_stub.api import Server
 from otp.devtools.twilio_stub.callbacks import CALLBACK_TIMEOUT, Callbacks, Sent
+from otp.devtools.twilio_stub.lookups import Lookups
 from otp.devtools.twilio_stub.plans import Plan, Script, Step, plan
-from otp.devtools.twilio_stub.wire import SERVICE_SENDER, StubMessage, count_segments, error_body, now
+from otp.devtools.twilio_stub.wire import (
+    PRICE_PER_SEGMENT,
+    SERVICE_SENDER,
+    StubMessage,
+    count_segments,
+    error_body,
+    now,
+)
 
 # Gap between consecutive callbacks of one message: long enough that arrival order is the posting order.
 CALLBACK_GAP: Final = 0.02
@@ -41,21 +50,26 @@ class TwilioStub:
         host: str = "127.0.0.1",
         port: int = 0,
         log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.host = host
         self.port = port
         self._log = log
+        self._clock = clock
         self._lock = threading.Lock()
         self._callbacks = Callbacks(auth_token, self._lock, self.say)
         self._messages: list[StubMessage] = []
         self._by_sid: dict[str, StubMessage] = {}
         self._scripts: dict[str, Script] = {}
+        self._prices: dict[str, float] = {}
         self._failures: list[int] = []
         self._hangs: list[float] = []
         self._workers: list[threading.Thread] = []
         self._stopping = threading.Event()
+        # Lookup v2 line types: scripted answers, failures, slowness, and the calls made.
+        self.lookups = Lookups(self._stopping)
         self._server: Server | None = None
         self._serve_thread: threading.Thread | None = None
 
@@ -108,6 +122,12 @@ class TwilioStub:
         checked = Script.checked(outcome, options)
         with self._lock:
             self._scripts[to] = checked
+
+    def price(self, to: str, per_segment: float) -> None:
+        """What future messages to ``to`` are billed per segment (else `wire.PRICE_PER_SEGMENT`):
+        the stand-in fills ``price`` in on the Message resource once it is delivered or undelivered."""
+        with self._lock:
+            self._prices[to] = per_segment
 
     def fail_next(self, count: int, status: int = 500) -> None:
         """The next ``count`` creates answer ``status`` with a Twilio error body and record nothing."""
@@ -174,6 +194,8 @@ class TwilioStub:
                 num_segments=count_segments(body),
                 price=None,
                 outcome=script.outcome,
+                received_at=self._clock(),
+                price_per_segment=self._prices.get(to, PRICE_PER_SEGMENT),
             )
             self._messages.append(message)
             self._by_sid[message.sid] = message

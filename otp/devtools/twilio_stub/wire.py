@@ -80,6 +80,11 @@ class StubMessage:
     date_updated: datetime | None = None
     date_sent: datetime | None = None
     outcome: str = "delivered"
+    # When the create arrived (unix seconds, from the stub's clock: a test's injected one), so a
+    # test can check how the worker spaced each sender's messages.
+    received_at: float = 0.0
+    # What the account is billed per segment (TwilioStub.price sets it per recipient).
+    price_per_segment: float = PRICE_PER_SEGMENT
 
     def advance(self, status: str, error_code: int | None) -> None:
         """Moves to ``status``, never back: Twilio's record does not rewind when callbacks that
@@ -94,7 +99,7 @@ class StubMessage:
         if status in {"sent", "delivered", "undelivered"}:
             self.date_sent = self.date_sent or moment
         if status in {"delivered", "undelivered"}:
-            self.price = f"-{PRICE_PER_SEGMENT * self.num_segments:.5f}"
+            self.price = f"-{self.price_per_segment * self.num_segments:.5f}"
 
     def resource(self, *, fresh: bool = False) -> dict[str, Any]:
         """The `api.v2010.account.message` JSON document.  ``fresh`` is the create answer: a

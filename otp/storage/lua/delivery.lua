@@ -8,7 +8,12 @@
 local id, n, changes = A.id, A.send_number, A.changes
 local moved, status, attempt = update_attempt(id, n, changes)
 local member, next_poll = id .. ':' .. n, A.next_poll_ms
-if not status or FINAL[status] or next_poll < 0 then
+-- A final send whose price hasn't reconciled its budget note yet (bu:<n>, otp.core.budget) is
+-- polled on for the price: Twilio's callbacks don't carry it.
+local unpriced = status and FINAL[status] and next_poll >= 0 and redis.call('HEXISTS', vkey(id), 'bu:' .. n) == 1
+if unpriced then
+  if next_poll > 0 then redis.call('ZADD', K.poll, next_poll, member) end
+elseif not status or FINAL[status] or next_poll < 0 then
   redis.call('ZREM', K.poll, member)
 elseif next_poll > 0 then
   redis.call('ZADD', K.poll, next_poll, member)

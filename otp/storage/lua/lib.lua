@@ -43,6 +43,22 @@ local function audit(event, fields)
     redis.call('HINCRBY', counter, (sent and C.sent_country or C.approved_country) .. (AUDIT_CTX.country or ''), 1)
   end
   if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, C.flagged .. AUDIT_CTX.flagged, 1) end
+  -- A start's estimated cost (_est, millionths; _bt the budget tenant): spent by a send, and
+  -- blocked by the rule that refused one (otp.core.budget).
+  local est = tonumber(AUDIT_CTX._est or '')
+  if est and est > 0 then
+    if event == 'refused' then
+      redis.call('HINCRBY', counter, C.blocked_spend .. (f.rule or ''), est)
+    elseif event == 'started' or event == 'resent' then
+      redis.call('HINCRBY', counter, C.spend_country .. (AUDIT_CTX.country or ''), est)
+      redis.call('HINCRBY', counter, C.spend_key .. (AUDIT_CTX._bt or ''), est)
+    end
+  end
+  -- Twilio Lookup's part in a start (otp.core.line_types), once per start: not on an expiry the
+  -- same step settles.
+  if AUDIT_CTX.lookup and (event == 'started' or event == 'resent' or event == 'refused') then
+    redis.call('HINCRBY', counter, C.lookup .. AUDIT_CTX.lookup, 1)
+  end
   redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
 end
 
@@ -137,6 +153,7 @@ end
 --   tl:<n>  the timeline: <state>=<ms after the attempt's time>,… the first time each TIMELINE
 --           state was reached   dx:<n> <country>|<sender>|<opt-out scope> the send went to and from (the
 --           worker's; the scope is the job's Messaging Service, "" for the operator's sender)
+--   sn:<n> the pool's sender   qw:<n> the expected wait for the sender's slot (ms)
 local function split(text)
   local parts = {}
   for part in string.gmatch(text .. '|', '([^|]*)|') do parts[#parts + 1] = part end
@@ -230,6 +247,13 @@ local function update_attempt(id, n, changes)
   end
   if changes.price and changes.price ~= cjson.null then
     redis.call('HSET', key, 'pr:' .. n, changes.price .. '|' .. (changes.price_unit or ''))
+  end
+  -- The pool's sender it went (or waits to go) out with, and the expected wait for its slot.
+  if changes.sender and changes.sender ~= cjson.null then
+    redis.call('HSET', key, 'sn:' .. n, string.sub(changes.sender, 1, 64))
+  end
+  if changes.queued_ms and changes.queued_ms ~= cjson.null then
+    redis.call('HSET', key, 'qw:' .. n, changes.queued_ms)
   end
   if changes.last_error and changes.last_error ~= cjson.null then
     redis.call('HSET', key, 'le:' .. n, string.sub(changes.last_error, 1, 64))

@@ -6,7 +6,9 @@ local claimed = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', K.poll, '-inf', NOW, 'LIMIT', 0, limit)) do
   local vid, n = string.match(member, '^(VE%x+):(%d+)$')
   local attempt = read_attempt(vid, n)
-  if not attempt or not attempt.message_sid or FINAL[attempt.status] then
+  -- A final send is still polled for its price while its budget note waits (delivery.lua).
+  local unpriced = attempt and redis.call('HEXISTS', vkey(vid), 'bu:' .. n) == 1
+  if not attempt or not attempt.message_sid or (FINAL[attempt.status] and not unpriced) then
     redis.call('ZREM', K.poll, member)
   else
     redis.call('ZADD', K.poll, NOW + lease, member)

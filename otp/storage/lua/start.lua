@@ -148,7 +148,11 @@ end
 if custom then redis.call('HSET', vkey(id), 'cu', 1) end
 -- The caller's tags (JSON, bounded by the adapter): a start or resend that gives some sets them.
 if tags ~= '' then redis.call('HSET', vkey(id), 'tg', tags) end
+-- What Twilio Lookup said the number is ("<type>|<carrier>", otp.core.line_types), for /v2's lookup.
+if (A.line_type or '') ~= '' then redis.call('HSET', vkey(id), 'lt', A.line_type) end
 write_attempt(id, n, {at = NOW, status = 'queued', updated = NOW, tries = '0'})
+-- A.budget: what this send reserved in the spend budgets, until its real price reconciles it.
+if A.budget and A.budget ~= '' then redis.call('HSET', vkey(id), 'bu:' .. n, A.budget) end
 -- A.events: the owner has webhooks. Its events start here, in the same step as the record; the
 -- expiry event is scheduled for the code's expiry (a resend keeps it: the expiry doesn't move).
 if A.events then

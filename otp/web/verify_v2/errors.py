@@ -79,6 +79,11 @@ BY_CODE: Mapping[str, TwilioError] = {
     # we could find; Twilio's Messaging code for the same case is 21610, so an SDK's catch of
     # that code (and its message) tells the caller what happened.
     "recipient_opted_out": TwilioError(403, 21610, "Attempt to send to unsubscribed recipient"),
+    # Every pumping block is Twilio's 60410, as its Fraud Guard answers; only pumping_in_flight
+    # (a moment's wait, not a block) stays the generic 20429.
+    "range_blocked": BLOCKED,
+    "ip_blocked": BLOCKED,
+    "pumping_unproven_budget": BLOCKED,
     "country_not_allowed": TwilioError(403, 60605, "Verification delivery attempt blocked (geo permissions)"),
     "not_found": TwilioError(404, 20404, "The requested resource was not found"),
     "not_pending": TwilioError(404, 20404, "The requested resource was not found"),

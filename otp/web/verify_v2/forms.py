@@ -87,9 +87,13 @@ def paging(params: Mapping[str, str]) -> tuple[int, int]:
 
 def json_object(raw: str, field: str) -> dict[str, Any]:
     # Strict: a key given twice, NaN or an over-long integer is refused naming it (Tags.a).
-    value = loads_strict(raw, field)
+    try:
+        value = loads_strict(raw, field)
+    except InvalidInput as exc:
+        # The SDKs send this parameter as the string they are given: a dict's repr is the usual slip.
+        raise InvalidInput(f'{exc.message}; send a JSON object as text, like {{"key": "value"}}', field=field) from None
     if not isinstance(value, dict):
-        raise InvalidInput("must be a JSON object", field=field)
+        raise InvalidInput('must be a JSON object, like {"key": "value"}', field=field)
     return value
 
 

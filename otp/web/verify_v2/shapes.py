@@ -104,17 +104,19 @@ def bucket_json(bucket: Bucket, limit: RateLimit, service: Service, base: str) -
     }
 
 
-def lookup(service: Service, e164: str) -> dict[str, Any]:
-    """What ``phonenumbers`` knows offline; no carrier database behind it."""
+def lookup(service: Service, v: Verification) -> dict[str, Any]:
+    """The carrier and type Twilio Lookup found when it ran for the start (OTP_LOOKUP), else what
+    ``phonenumbers`` knows offline (a type, no carrier)."""
     if not service.flag("LookupEnabled"):
         return {}
+    number_type = v.line_type or parse_e164(v.to).number_type
     return {
         "carrier": {
             "error_code": None,
-            "name": None,
+            "name": v.carrier or None,
             "mobile_country_code": None,
             "mobile_network_code": None,
-            "type": CARRIER_TYPES.get(parse_e164(e164).number_type),
+            "type": CARRIER_TYPES.get(number_type),
         }
     }
 
@@ -136,7 +138,7 @@ def verification_json(v: Verification, service: Service, base: str) -> dict[str,
         **_identity(v, service),
         "status": v.status,
         "valid": v.status == APPROVED,
-        "lookup": lookup(service, v.to),
+        "lookup": lookup(service, v),
         "amount": None,
         "payee": None,
         "send_code_attempts": [
@@ -232,6 +234,8 @@ def attempt_json(attempt: Attempt, account_sid: str, base: str) -> dict[str, Any
             "locale": (v.locale or None) if v else None,
             "message_sid": send.message_sid if send else None,
             "segments": send.segments if send else None,
+            # Seconds the code was expected to wait for its sender's slot (otp paces each sender).
+            "queued_at_sender": send.queued_at_sender if send else None,
             # The start's Tags: Twilio's schema has no property for them and channel_data is free-form.
             "tags": attempt.tags,
             # otp's additions, free-form too: what the error code means and what to do (the

@@ -135,7 +135,9 @@ def _custom_code(service: Service, raw: str | None) -> str | None:
 def _risk_check(account: ApiKey, raw: str | None) -> bool:
     enabled = validators.risk_check(raw or "enable", "RiskCheck")
     if not enabled and not account.admin:
-        raise Forbidden("only admin accounts may disable the fraud checks", field="RiskCheck")
+        raise Forbidden(
+            "only admin accounts may send RiskCheck=disable (it turns the fraud checks off)", field="RiskCheck"
+        )
     return enabled
 
 
