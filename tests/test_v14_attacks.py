@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -20,9 +22,8 @@ from test_twilio_compat import V2, new_number, refused, serve, service
 from webhook_receiver import Receiver, receiving
 
 from otp.clock import SettableClock
-from otp.core import apikeys
+from otp.core import apikeys, urlguard
 from otp.core import services as service_records
-from otp.core import urlguard
 from otp.storage.store import Store
 
 QUICK: dict[str, Any] = {"webhook_allow_private": True, "webhook_retry_base": 0.01}
@@ -56,9 +57,10 @@ async def _dump(client: aioredis.Redis) -> str:
     """Every key name and every string, hash, set, sorted-set and stream value, as one text."""
     parts: list[str] = []
     async for raw in client.scan_iter("*"):
-        key = raw.decode()
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
         parts.append(key)
-        kind = (await client.type(key)).decode()
+        raw_kind = await client.type(key)
+        kind = raw_kind.decode() if isinstance(raw_kind, bytes) else str(raw_kind)
         if kind == "string":
             parts.append(str(await client.get(key)))
         elif kind == "hash":
@@ -274,7 +276,7 @@ EMBEDDED_PRIVATE = [
     "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
     "::ffff:7f00:1",  # IPv4-mapped, hex spelling
     "::",
-    "0.0.0.0",
+    "0.0.0.0",  # noqa: S104 - an address to refuse, not to bind
     "fe80::1%lo",
 ]
 
@@ -467,3 +469,35 @@ def test_no_event_is_posted_after_its_service_is_deleted_or_its_v1_key_revoked(
             time.sleep(0.02)
         assert _count(redis_url, "otp:*whe:*") == 0  # claimed when due, and dropped
         assert receiver.events() == []
+
+
+# -- one tenant's slow endpoint ------------------------------------------------------------------
+
+
+def test_a_tenants_hanging_webhook_endpoint_does_not_hold_up_another_tenants_sms(v2: V2, receiver: Receiver) -> None:
+    release = threading.Event()
+
+    def hang(handler: BaseHTTPRequestHandler) -> None:
+        release.wait(4.0)  # under the post timeout (5 s): the worst a tenant's endpoint may do
+        handler.send_response(200)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    receiver.extra["/hang"] = hang
+    try:
+        attacker = v2.client()
+        verify = attacker.verify.v2.services(service(attacker).sid)
+        verify.webhooks.create(friendly_name="slow", event_types=["*"], webhook_url=receiver.url("/hang"))
+        verify.verifications.create(to=new_number(), channel="sms")
+        deadline = time.monotonic() + 5
+        while not receiver.hits.get("/hang") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert receiver.hits.get("/hang"), "the attacker's endpoint was never posted to"
+        victim = v2.client(v2.other).verify.v2.services(service(v2.client(v2.other)).sid)
+        to = new_number()
+        asked = time.monotonic()
+        victim.verifications.create(to=to, channel="sms")
+        v2.code(to, timeout=5)
+        assert time.monotonic() - asked < 1.5, "the victim's SMS waited behind the attacker's webhook"
+    finally:
+        release.set()

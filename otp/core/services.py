@@ -181,7 +181,9 @@ async def create(store: Store, account_sid: str, params: Mapping[str, str], *, n
     record: dict[str, Any] = {"account": account_sid, "created": now_ms, "updated": now_ms}
     record.update({f"p:{name}": value for name, value in params.items()})
     # Counted and written in one step: concurrent creates can't pass the cap together.
-    if not await accounts.put_service(store, sid, account_sid, record, created_ms=now_ms, most=MAX_SERVICES_PER_ACCOUNT):
+    if not await accounts.put_service(
+        store, sid, account_sid, record, created_ms=now_ms, most=MAX_SERVICES_PER_ACCOUNT
+    ):
         raise Forbidden(
             f"an account may have at most {MAX_SERVICES_PER_ACCOUNT} services; delete one first",
             field="FriendlyName",

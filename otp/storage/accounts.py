@@ -188,6 +188,8 @@ async def service_with_rate_limits(store: Store, sid: str, names: Sequence[str])
     service, records = await store.guarded(read)
     found = {name: json.loads(_text(raw)) for name, raw in zip(names, records, strict=True) if raw is not None}
     return _fields(service), found
+
+
 # -- a service's MessagingConfigurations ---------------------------------------------------------
 
 
