@@ -105,11 +105,23 @@ async def list_all(store: Store, service_sid: str) -> list[MessagingConfiguratio
     return [_decode(service_sid, code, found[code]) for code in order]
 
 
-async def sender_for(store: Store, service_sid: str, destination_country: str) -> str:
+async def sender_for(
+    store: Store, service_sid: str, destination_country: str, allowed: frozenset[str] = frozenset()
+) -> str:
     """The Messaging Service for an SMS to ``destination_country`` ("" for a number of no single
-    country): its own configuration, else ``all``'s, else "" (the operator's sender)."""
+    country): its own configuration, else ``all``'s, else "" (the operator's sender). One the
+    operator no longer allows (``allowed``, when it lists any) is refused, not sent with: the list
+    is checked at every send, not only when the configuration was saved."""
     wanted = [destination_country, EVERY_COUNTRY] if destination_country else [EVERY_COUNTRY]
-    for value in await accounts.messaging_configuration(store, service_sid, *wanted):
-        if value is not None:
-            return value.split("|", 1)[0]
+    for code, value in zip(wanted, await accounts.messaging_configuration(store, service_sid, *wanted), strict=True):
+        if value is None:
+            continue
+        sid = value.split("|", 1)[0]
+        if allowed and sid not in allowed:
+            raise InvalidInput(
+                f"the service's MessagingConfiguration for {code} names a Messaging Service this otp's"
+                " operator no longer allows: update or delete it",
+                field="MessagingServiceSid",
+            )
+        return sid
     return ""

@@ -202,7 +202,8 @@ class Policy:
             calls.append(("ip", limit("ip", f"{tenant}:{ip_scope(ip)}", 3_600_000, c.ip_sends_per_hour)))
         calls.append(("key", limit("key", tenant, 60_000, c.key_sends_per_minute)))
         for name, value in sorted(custom.items()):
-            # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number.
+            # A tenant's own limit key (Twilio's RateLimits): sends per hour per value, like a number
+            # (the value comes keyed-hashed from the verifier: it may be a phone number).
             calls.append(
                 (f"custom:{name}", limit("rl", f"{key_id}:{name}:{value}", 3_600_000, c.number_sends_per_hour))
             )

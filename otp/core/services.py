@@ -178,17 +178,18 @@ def from_record(sid: str, fields: Mapping[str, str]) -> Service:
 
 
 async def create(store: Store, account_sid: str, params: Mapping[str, str], *, now: float) -> Service:
-    # Read, then written: concurrent creates may pass the cap together, by their number at most.
-    if await accounts.count_services(store, account_sid) >= MAX_SERVICES_PER_ACCOUNT:
-        raise Forbidden(
-            f"an account may have at most {MAX_SERVICES_PER_ACCOUNT} services; delete one first",
-            field="FriendlyName",
-        )
     sid = "VA" + secrets.token_hex(16)
     now_ms = int(now * 1000)
     record: dict[str, Any] = {"account": account_sid, "created": now_ms, "updated": now_ms}
     record.update({f"p:{name}": value for name, value in params.items()})
-    await accounts.put_service(store, sid, account_sid, record, created_ms=now_ms)
+    # Counted and written in one step: concurrent creates can't pass the cap together.
+    if not await accounts.put_service(
+        store, sid, account_sid, record, created_ms=now_ms, most=MAX_SERVICES_PER_ACCOUNT
+    ):
+        raise Forbidden(
+            f"an account may have at most {MAX_SERVICES_PER_ACCOUNT} services; delete one first",
+            field="FriendlyName",
+        )
     return Service(sid, account_sid, now_ms / 1000, now_ms / 1000, dict(params))
 
 

@@ -36,19 +36,40 @@ class Target:
     port: int
 
 
+# IPv6 ranges that carry an IPv4 address in their last 32 bits and reach it through a translator
+# (NAT64, RFC 6052 and 8215) or the host's own stack (IPv4-compatible, IPv4-translated). Python
+# calls them global whatever IPv4 address they carry: 64:ff9b::a9fe:a9fe is the cloud metadata
+# address wherever the network has NAT64.
+_EMBEDDING: tuple[ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0/96", "::ffff:0:0:0/96")
+)
+
+
+def _embedded(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address stands for (mapped, 6to4, Teredo, the ranges above)."""
+    found = [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in network for network in _EMBEDDING) and int(ip) & 0xFFFFFFFF > 1:  # not :: or ::1
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
 def address_allowed(address: str, *, allow_private: bool) -> bool:
     """Whether otp may connect to this IP address."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
     if ip.is_multicast or ip.is_unspecified:
         return False
+    if allow_private:
+        return True
     # is_global is False for every loopback, private, link-local (cloud metadata), shared (CGNAT),
-    # documentation and reserved range.
-    return allow_private or ip.is_global
+    # documentation and reserved range; an IPv6 address that stands for an IPv4 one is judged by
+    # that one too (::ffff:127.0.0.1 is 127.0.0.1).
+    embedded = _embedded(ip) if isinstance(ip, ipaddress.IPv6Address) else []
+    return ip.is_global and all(address_allowed(str(v4), allow_private=False) for v4 in embedded)
 
 
 def parse(raw: str, field: str, *, allow_private: bool) -> Target:

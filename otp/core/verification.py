@@ -143,7 +143,7 @@ class Verifier:
             risk_check=opts.risk_check and not safe,
             now_ms=now_ms,
             number_hash=self.keyring.number_hash(phone.e164),
-            custom={n: v for n, v in opts.custom_limits.items() if n not in opts.rate_limits},
+            custom=self._custom_limits(opts, caller),
             buckets=self._bucket_limits(opts),
             budget=reservations,
         )
@@ -291,6 +291,15 @@ class Verifier:
         if refusal is refusals.LOOKUP_REFUSAL:
             raise refusals.lookup_unavailable()
         raise refusals.not_permitted(refusal)
+    def _custom_limits(self, opts: StartOptions, caller: Caller) -> dict[str, str]:
+        """The RateLimits values with no service Rate Limit of their name (each gets the hourly
+        cap), keyed-hashed like a bucket's: a value is often the end user's phone number (Twilio's
+        own example), and it names a Redis key."""
+        return {
+            name: self.keyring.value_hash("rate-limit-value", f"{caller.key_id}:{name}:{value}")
+            for name, value in opts.custom_limits.items()
+            if name not in opts.rate_limits
+        }
 
     def _bucket_limits(self, opts: StartOptions) -> list[BucketLimit]:
         """The buckets each RateLimits value counts in, when the service defines its name (a rate

@@ -114,6 +114,12 @@ class Worker:
     ) -> None:
         self.events = events
         self.budgets = budgets
+        # The webhook round in flight (beside the sends, never in front of them) and what the
+        # last one finished claimed; `run` (but a burst) sets ``_wake``, so a finished round that
+        # claimed some starts the next at once.
+        self._events_round: asyncio.Task[int] | None = None
+        self._events_claimed = 0
+        self._wake: asyncio.Event | None = None
         self.store = store
         self.keyring = keyring
         self.sender = sender
@@ -169,9 +175,36 @@ class Worker:
         await asyncio.gather(
             *(self._process_guarded(job) for job in jobs), *(self._poll_guarded(*poll) for poll in polls)
         )
-        # The webhook events, after the sends: a delivery outcome recorded above goes out in this round.
-        events = await self.events.run_once() if self.events is not None else 0
+        if self._wake is None:
+            # Called on its own (or a burst run, which must not end before its events went out):
+            # the webhook round is part of this one.
+            events = await self.events.run_once() if self.events is not None else 0
+        else:
+            events = self._webhook_round()
         return len(jobs) + len(polls) + events
+
+    def _webhook_round(self) -> int:
+        """Start a round of webhook posts unless one is in flight; how many events the last
+        finished round claimed. Not awaited: a post may take its whole timeout, and a tenant's
+        slow endpoint must not hold up every tenant's SMS. A delivery outcome recorded by this
+        round's sends goes out in the next webhook round."""
+        if self.events is None or (self._events_round is not None and not self._events_round.done()):
+            return 0
+        claimed, self._events_claimed = self._events_claimed, 0
+        task = asyncio.create_task(self.events.run_once())
+        task.add_done_callback(self._webhook_round_done)
+        self._events_round = task
+        return claimed
+
+    def _webhook_round_done(self, task: asyncio.Task[int]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.warning("worker: a webhook round failed: %r", task.exception())
+            return
+        self._events_claimed = task.result()
+        if self._events_claimed and self._wake is not None:
+            self._wake.set()  # more may be due: go round again now
 
     async def claim_polls(self) -> list[tuple[int, str, int, str, int]]:
         now = self._now_ms()
@@ -252,6 +285,7 @@ class Worker:
         last_beat = 0.0  # monotonic: how often to beat is a duration, not a time of day
         idle = self.options.poll_interval
         wake = asyncio.Event()
+        self._wake = None if burst else wake
         listener = asyncio.create_task(self._listen(wake, stop))
         try:
             while not stop.is_set():
@@ -284,6 +318,12 @@ class Worker:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
+            self._wake = None
+            if self._events_round is not None:
+                # The round's events stay leased and are claimed again: at least once.
+                self._events_round.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._events_round
             if self.events is not None:
                 await self.events.aclose()
 

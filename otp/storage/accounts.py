@@ -80,28 +80,21 @@ async def count_keys(store: Store) -> int:
 # -- Verify v2 services --------------------------------------------------------------------------
 
 
-async def put_service(store: Store, sid: str, account_sid: str, record: Mapping[str, Any], *, created_ms: int) -> None:
-    """A new service's hash and its place in its account's index."""
-
-    async def write() -> None:
-        # One round trip, not a transaction (redis-py refuses MULTI on Cluster): the hash goes
-        # first, so an interruption leaves at worst a service missing from its account's list.
-        mapping: dict[Any, Any] = dict(record)  # redis-py's stubs want a Mapping of its own key union
-        async with store.client.pipeline(transaction=False) as pipe:
-            pipe.hset(keyspace.v2_service(sid), mapping=mapping)
-            pipe.zadd(keyspace.v2_services_of(account_sid), {sid: created_ms})
-            await pipe.execute()
-
-    await store.guarded(write)
+async def put_service(
+    store: Store, sid: str, account_sid: str, record: Mapping[str, Any], *, created_ms: int, most: int
+) -> bool:
+    """A new service's hash and its place in its account's index, unless the account has ``most``
+    services already (False then): counted and written in one script, so concurrent creates
+    can't pass the cap together."""
+    fields = [str(part) for name, value in record.items() for part in (name, value)]
+    argument = json.dumps({"sid": sid, "created": str(created_ms), "most": most, "fields": fields})
+    keys = {"service": keyspace.v2_service(sid), "services": keyspace.v2_services_of(account_sid)}
+    return bool(int(await store.guarded(lambda: store.scripts.run("service_create", keys, [argument]))))
 
 
 async def get_service(store: Store, sid: str) -> Fields:
     """A service's hash as stored; empty when there is none."""
     return _fields(await store.guarded(lambda: store.client.hgetall(keyspace.v2_service(sid))))
-
-
-async def count_services(store: Store, account_sid: str) -> int:
-    return int(await store.guarded(lambda: store.client.zcard(keyspace.v2_services_of(account_sid))))
 
 
 async def service_sids(store: Store, account_sid: str) -> list[str]:

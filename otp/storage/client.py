@@ -42,6 +42,7 @@ REDIS_PORT = 6379
 TIMEOUTS: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
 HEALTH_CHECK_INTERVAL = 10
 MAX_CONNECTIONS = 256  # per process, and per node on Cluster
+POOL_WAIT = 2.0  # seconds a command may wait for a free connection of a full pool (plain Redis)
 
 
 class SentinelRedis(aioredis.Redis):
@@ -225,12 +226,16 @@ def connect(url: str) -> aioredis.Redis:
     routes under the same method names, so callers need no union type."""
     target = parse(url)
     if target.kind == "plain":
-        return aioredis.Redis.from_url(
+        # Blocking: a burst past the pool's size waits its turn for a connection (up to
+        # POOL_WAIT) rather than answering 503 while Redis itself is fine.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
             health_check_interval=HEALTH_CHECK_INTERVAL,
             max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT,
             **TIMEOUTS,
         )
+        return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
     credentials: dict[str, Any] = dict(target.credentials)
     if target.kind == "sentinel":
         # redis-py leaves Sentinel's __init__ unannotated.

@@ -127,8 +127,9 @@ def event_owner_prefix(partition: int) -> str:
 
 
 def event_owner(partition: int, owner: str) -> str:
-    """A sorted set: one tenant's queued events in this partition by creation time, capped (the
-    oldest goes first) so a dead endpoint can't grow Redis without bound."""
+    """A sorted set: one fraud tenant's queued events in this partition by creation time (a /v2
+    account's, for all its services; a /v1 key's), capped (the oldest goes first) so a dead
+    endpoint can't grow Redis without bound, nor more services buy a longer queue."""
     return event_owner_prefix(partition) + owner
 
 

@@ -88,6 +88,8 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "sender_take": ScriptSpec(None, lib=False),
     # otp.storage.accounts: a /v2 service's MessagingConfigurations, changed while the service exists.
     "messaging_config": ScriptSpec(("service", "configs"), lib=False),
+    # otp.storage.accounts: a new /v2 service, under its account's cap.
+    "service_create": ScriptSpec(("service", "services"), lib=False),
 }
 # Development tools only (otp.devtools): kept apart, so the runtime never registers them.
 DEV_SCRIPTS: dict[str, ScriptSpec] = {

@@ -11,9 +11,10 @@
 local lease, limit, retention = A.lease_ms, A.limit, A.retention_ms
 local claimed = {}
 local function drop(eid, owner)
+  local queue = owner and event_queue(eid, owner)
   redis.call('DEL', eventkey(eid))
   redis.call('ZREM', K.events, eid)
-  if owner then redis.call('ZREM', eventownerkey(owner), eid) end
+  if queue then redis.call('ZREM', eventownerkey(queue), eid) end
 end
 for _, eid in ipairs(redis.call('ZRANGEBYSCORE', K.events, '-inf', NOW, 'LIMIT', 0, limit)) do
   local t, vid, n, at, owner, ec, done, tries, first =

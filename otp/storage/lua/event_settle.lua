@@ -10,7 +10,8 @@ if A.outcome == 'retry' then
   end
   return 1
 end
+local queue = event_queue(eid, owner)
 redis.call('DEL', eventkey(eid))
 redis.call('ZREM', K.events, eid)
-redis.call('ZREM', eventownerkey(owner), eid)
+redis.call('ZREM', eventownerkey(queue), eid)
 return 1

@@ -77,20 +77,27 @@ local function approvingkey(id) return K.approving .. id end
 -- for a verification whose owner had webhooks when it started (ev on the record). The event sid is
 -- derived from (verification, type, send), so emitting the same event twice stores it once and a
 -- receiver can dedupe on it. No number is stored: the sender reads it from the verification.
--- A.evcap: how many events one tenant may have queued in this partition; past it the oldest is
+-- A.evcap: how many events one fraud tenant may have queued in this partition; past it the oldest is
 -- dropped (counted), so a dead endpoint can't grow Redis without bound. A.evlife: how long an event
 -- may wait past its due time (the delivery loop's retry bound).
 -- The names keys.py spells as event() and event_owner().
 local function eventkey(eid) return K.event .. eid end
 local function eventownerkey(owner) return K.event_owner .. owner end
 
+-- The cap is the fraud tenant's (ft on the record: a /v2 account for all its services; else the
+-- owner), so an account can't multiply its queue by creating services; 'q' on the event names it.
+local function event_queue(eid, owner)
+  return redis.call('HGET', eventkey(eid), 'q') or owner
+end
+
 local function emit_event(id, etype, n, due, error_code)
-  local owner, on = unpack(redis.call('HMGET', vkey(id), 'key', 'ev'))
+  local owner, on, tenant = unpack(redis.call('HMGET', vkey(id), 'key', 'ev', 'ft'))
   if on ~= '1' or not etype or not A.evcap then return end
+  local queue = tenant or owner
   local eid = 'EV' .. string.sub(redis.sha1hex(id .. '|' .. etype .. '|' .. n), 1, 32)
   if redis.call('EXISTS', eventkey(eid)) == 1 then return end
-  while redis.call('ZCARD', eventownerkey(owner)) >= A.evcap do
-    local oldest = redis.call('ZPOPMIN', eventownerkey(owner))
+  while redis.call('ZCARD', eventownerkey(queue)) >= A.evcap do
+    local oldest = redis.call('ZPOPMIN', eventownerkey(queue))
     redis.call('DEL', eventkey(oldest[1]))
     redis.call('ZREM', K.events, oldest[1])
     redis.call('HINCRBY', K.counter, C.webhook_dropped .. 'queue_full', 1)
@@ -98,10 +105,11 @@ local function emit_event(id, etype, n, due, error_code)
   end
   local life = due - NOW + A.evlife
   redis.call('HSET', eventkey(eid), 't', etype, 'vid', id, 'n', n, 'at', NOW, 'ow', owner, 'ec', error_code or '')
+  if queue ~= owner then redis.call('HSET', eventkey(eid), 'q', queue) end
   redis.call('PEXPIRE', eventkey(eid), life)
   redis.call('ZADD', K.events, due, eid)
-  redis.call('ZADD', eventownerkey(owner), NOW, eid)
-  if redis.call('PTTL', eventownerkey(owner)) < life then redis.call('PEXPIRE', eventownerkey(owner), life) end
+  redis.call('ZADD', eventownerkey(queue), NOW, eid)
+  if redis.call('PTTL', eventownerkey(queue)) < life then redis.call('PEXPIRE', eventownerkey(queue), life) end
 end
 
 local function base36(n)

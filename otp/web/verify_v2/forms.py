@@ -91,7 +91,9 @@ def json_object(raw: str, field: str) -> dict[str, Any]:
         value = loads_strict(raw, field)
     except InvalidInput as exc:
         # The SDKs send this parameter as the string they are given: a dict's repr is the usual slip.
-        raise InvalidInput(f'{exc.message}; send a JSON object as text, like {{"key": "value"}}', field=field) from None
+        raise InvalidInput(
+            f'{exc.message}; send a JSON object as text, like {{"key": "value"}}', field=exc.field or field
+        ) from None
     if not isinstance(value, dict):
         raise InvalidInput('must be a JSON object, like {"key": "value"}', field=field)
     return value

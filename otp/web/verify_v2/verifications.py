@@ -175,7 +175,8 @@ async def create_verification(request: Request) -> Response:
     tags = _tags(form.get("Tags"))
     template, substitutions = _template(service, form)
     # The destination's Messaging Service, read now: a configuration changed later applies to the next send.
-    sender = await messaging_configs.sender_for(context.store(request), service.sid, phone.country)
+    allowed: frozenset[str] = request.app.state.settings.twilio_messaging_services
+    sender = await messaging_configs.sender_for(context.store(request), service.sid, phone.country, allowed)
     verifier = context.verifier(request)
     result = await verifier.start(
         phone,
