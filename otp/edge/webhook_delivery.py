@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from twilio.request_validator import RequestValidator
@@ -20,7 +21,7 @@ from otp.clock import SYSTEM, Clock
 from otp.core import metrics, services, webhooks
 from otp.core.keyring import Keyring
 from otp.edge.webhook_sender import PostResult, WebhookPoster
-from otp.edge.worker import backoff
+from otp.edge.worker import backoff, claim_partitions
 from otp.model import QueuedEvent
 from otp.storage.store import Store
 
@@ -61,23 +62,17 @@ class EventDelivery:
 
     async def claim(self) -> list[QueuedEvent]:
         now = self.clock.now_ms()
-        batches = await asyncio.gather(
-            *(
-                self.store.claim_events(
-                    partition=p,
-                    now_ms=now,
-                    lease_ms=int(self.options.lease * 1000),
-                    limit=self.options.batch,
-                    retention_ms=int(self.options.retention * 1000),
-                )
-                for p in range(self.store.partitions)
-            ),
-            return_exceptions=True,
-        )
-        events = [e for batch in batches if not isinstance(batch, BaseException) for e in batch]
-        for failure in (b for b in batches if isinstance(b, BaseException)):
-            log.warning("webhooks: a partition's events could not be claimed: %s", failure)
-        return events
+
+        def one(partition: int) -> Awaitable[list[QueuedEvent]]:
+            return self.store.claim_events(
+                partition=partition,
+                now_ms=now,
+                lease_ms=int(self.options.lease * 1000),
+                limit=self.options.batch,
+                retention_ms=int(self.options.retention * 1000),
+            )
+
+        return await claim_partitions(self.store, one, "webhook events")
 
     async def run_once(self) -> int:
         events = await self.claim()

@@ -75,16 +75,18 @@ async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
             task.cancel()
 
 
-def _successes(batches: list[list[Job] | BaseException]) -> list[Job]:
-    """The jobs of every partition that answered.  Jobs already claimed elsewhere must be processed
-    even when one partition failed, or they would sit leased until the lease runs out."""
-    jobs = [job for batch in batches if not isinstance(batch, BaseException) for job in batch]
+async def claim_partitions(store: Store, claim: Callable[[int], Awaitable[list[T]]], what: str) -> list[T]:
+    """What ``claim`` takes from every partition at once (SMS jobs, webhook events). What the
+    partitions that answered gave must be processed even when one failed, or it would sit leased
+    until the lease runs out; only when every partition failed is that an error."""
+    batches = await asyncio.gather(*(claim(p) for p in range(store.partitions)), return_exceptions=True)
+    found = [item for batch in batches if not isinstance(batch, BaseException) for item in batch]
     failures = [b for b in batches if isinstance(b, BaseException)]
-    if failures and not jobs:
+    if failures and not found:
         raise failures[0]
     for failure in failures:
-        log.warning("worker: a partition could not be claimed: %s", failure)
-    return jobs
+        log.warning("worker: a partition's %s could not be claimed: %s", what, failure)
+    return found
 
 
 class EventLoop(Protocol):
@@ -153,20 +155,17 @@ class Worker:
 
     async def claim(self) -> list[Job]:
         now = self._now_ms()
-        batches = await asyncio.gather(
-            *(
-                self.store.claim_jobs(
-                    partition=p,
-                    now_ms=now,
-                    lease_ms=int(self.options.lease * 1000),
-                    limit=self.options.batch,
-                    retention_ms=int(self.options.retention * 1000),
-                )
-                for p in range(self.store.partitions)
-            ),
-            return_exceptions=True,
-        )
-        return _successes(batches)
+
+        def one(partition: int) -> Awaitable[list[Job]]:
+            return self.store.claim_jobs(
+                partition=partition,
+                now_ms=now,
+                lease_ms=int(self.options.lease * 1000),
+                limit=self.options.batch,
+                retention_ms=int(self.options.retention * 1000),
+            )
+
+        return await claim_partitions(self.store, one, "jobs")
 
     async def run_once(self) -> int:
         """Claim and process every due job and status poll once; returns how many were claimed."""
