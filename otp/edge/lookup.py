@@ -14,13 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
 
 from otp.core.line_types import LookupAnswer, LookupFailed
-from otp.edge.twilio_sender import RedirectingHttpClient
+from otp.edge.twilio_sender import twilio_client
 
 FIELDS = "line_type_intelligence"
 
@@ -29,15 +26,7 @@ class TwilioLookup:
     def __init__(
         self, account_sid: str, auth_token: str, *, api_url: str = "", timeout: float = 2.0, pool_size: int = 8
     ) -> None:
-        http_client = (
-            RedirectingHttpClient(api_url, timeout)
-            if api_url
-            else TwilioHttpClient(pool_connections=True, timeout=timeout)
-        )
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-        for scheme in ("https://", "http://"):
-            http_client.session.mount(scheme, adapter)
-        self.client = Client(account_sid, auth_token, http_client=http_client)
+        self.client = twilio_client(account_sid, auth_token, api_url=api_url, timeout=timeout, pool_size=pool_size)
         self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="otp-lookup")
 
     async def line_type(self, e164: str) -> LookupAnswer:

@@ -43,6 +43,18 @@ class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]
         return super().request(method, redirect(url, self.base_url), *args, **kwargs)
 
 
+def twilio_client(account_sid: str, auth_token: str, *, api_url: str, timeout: float, pool_size: int) -> Client:
+    """The SDK's client with a connection pool of ``pool_size`` (one per concurrent call), sent to
+    ``api_url`` instead of Twilio's hosts when one is set (the stand-in)."""
+    http_client = (
+        RedirectingHttpClient(api_url, timeout) if api_url else TwilioHttpClient(pool_connections=True, timeout=timeout)
+    )
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+    for scheme in ("https://", "http://"):
+        http_client.session.mount(scheme, adapter)
+    return Client(account_sid, auth_token, http_client=http_client)
+
+
 class TwilioSender:
     name = "twilio"
 
@@ -59,17 +71,9 @@ class TwilioSender:
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("set OTP_TWILIO_FROM or OTP_TWILIO_MESSAGING_SERVICE_SID")
-        http_client = (
-            RedirectingHttpClient(api_url, timeout)
-            if api_url
-            else TwilioHttpClient(pool_connections=True, timeout=timeout)
-        )
         # One pooled connection per concurrent send (the worker's default concurrency is 16):
         # requests' default pool of 10 would drop and reopen connections under load.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
-        for scheme in ("https://", "http://"):
-            http_client.session.mount(scheme, adapter)
-        self.client = Client(account_sid, auth_token, http_client=http_client)
+        self.client = twilio_client(account_sid, auth_token, api_url=api_url, timeout=timeout, pool_size=pool_size)
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
 
