@@ -210,7 +210,8 @@ class Budgets:
             value = Decimal(amount)
         except InvalidOperation:
             return None
-        if not value.is_finite() or abs(value) > MAX_AMOUNT:
+        # copy_abs, not abs(): abs() rounds to the context and raises Overflow for 1e999999999.
+        if not value.is_finite() or value.copy_abs() > MAX_AMOUNT:
             return None
         real = to_micro(value)
         settled = await self.store.settle_budget(partition, now_ms, vid, send, real)
