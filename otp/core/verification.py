@@ -147,7 +147,10 @@ class Verifier:
             buckets=self._bucket_limits(opts),
             budget=reservations,
         )
-        await self._budget_levels(admission, partition, now_ms, caller)
+        # Best effort, like the commit: budget.lua has marked the level already, and a failure here
+        # must not leave the reservations behind (the day's budget would refuse real users early).
+        with contextlib.suppress(Unavailable):
+            await self._budget_levels(admission, partition, now_ms, caller)
         if not admission.decision.allowed:
             await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
@@ -161,10 +164,10 @@ class Verifier:
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
-        # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
-        code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
         limits = self.policy.config
         try:
+            # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
+            code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
             start = StartArgs(
                 new_id=keyspace.new_verification_id(partition, self.store.partitions),
                 to=phone.e164,
