@@ -186,6 +186,13 @@ class Budgets:
             calls.append((scope.label, _call(scope, day.name, args)))
         return day, calls
 
+    def charge_calls(self, country: str, tenant: str, price: Decimal, now_ms: int) -> list[Call]:
+        """Spend already paid (a Lookup) into today's counter of every scope of the start: counted,
+        never refused (it is spent), so a day may end a Lookup's price over its budget."""
+        day = day_of(now_ms, self.config.timezone)
+        args = {"op": "adjust", "amount": to_micro(price), "ttl_ms": keyspace.BUDGET_DAY_TTL_MS}
+        return [_call(scope, day.name, args) for scope, _ in self.scopes(country, tenant)]
+
     @staticmethod
     def note(amount: int, day: Day, country: str, calls: Sequence[tuple[str, Call]]) -> str:
         """What the send attempt keeps for its reconciliation (start.lua's ``bu:<n>``)."""
