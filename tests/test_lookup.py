@@ -114,14 +114,16 @@ def test_fixed_voip_is_refused_by_default_and_non_fixed_voip_only_when_the_opera
         assert refusal.status_code == 403 and refusal.json()["error"]["code"] == "number_type_not_allowed"
 
 
-def test_a_refusal_by_lookups_type_counts_in_no_limit_and_safe_listed_numbers_are_never_looked_up(
+def test_a_lookup_refusal_counts_in_the_limits_only_when_paid_and_safe_listed_numbers_are_never_looked_up(
     redis_url: str,
 ) -> None:
-    with serve(redis_url, limits={**RELAXED, "ip_sends_per_hour": 1}, lookup=lookup()) as v2:
+    with serve(redis_url, limits={**RELAXED, "ip_sends_per_hour": 2}, lookup=lookup()) as v2:
         landline, mobile = new_number("212"), new_number("212")
         v2.stub.lookups.answer(landline, "landline")
+        # A paid Lookup counts in the IP's (and key's) limit: else fresh landlines buy Lookups unbounded.
         assert start_v1(v2, landline, ip="203.0.113.7").status_code == 403
-        # The refused start left the IP's one send an hour unspent.
+        # Its cached answer costs nothing: that refusal leaves the IP's other send an hour unspent.
+        assert start_v1(v2, landline, ip="203.0.113.7").status_code == 403
         assert start_v1(v2, mobile, ip="203.0.113.7").status_code == 201
         assert start_v1(v2, new_number("212"), ip="203.0.113.7").status_code == 429
 

@@ -186,6 +186,13 @@ class Budgets:
             calls.append((scope.label, _call(scope, day.name, args)))
         return day, calls
 
+    def charge_calls(self, country: str, tenant: str, price: Decimal, now_ms: int) -> list[Call]:
+        """Spend already paid (a Lookup) into today's counter of every scope of the start: counted,
+        never refused (it is spent), so a day may end a Lookup's price over its budget."""
+        day = day_of(now_ms, self.config.timezone)
+        args = {"op": "adjust", "amount": to_micro(price), "ttl_ms": keyspace.BUDGET_DAY_TTL_MS}
+        return [_call(scope, day.name, args) for scope, _ in self.scopes(country, tenant)]
+
     @staticmethod
     def note(amount: int, day: Day, country: str, calls: Sequence[tuple[str, Call]]) -> str:
         """What the send attempt keeps for its reconciliation (start.lua's ``bu:<n>``)."""
@@ -196,23 +203,28 @@ class Budgets:
         self, partition: int, now_ms: int, vid: str, send: int, price: tuple[str | None, str | None]
     ) -> int | None:
         """Move the send's day by (real − estimate) once its real price is known; the delta, or
-        None when there was nothing to do (no price yet, another currency, done already).
+        None when there was nothing to do (no price yet, done already); a price in another currency
+        settles the send at its estimate.
         ``price`` is Twilio's (price, price_unit)."""
         amount, unit = price
         if not amount or unit is None:
             return None
+        real: int | None = None
         if unit.upper() != messages.PRICE_UNIT:
+            # The estimate stays, and the note goes: else the send is polled for a price until
+            # retention ends, though no price in this currency will ever reconcile it.
             log.warning(
-                "budget: a price in %s, not the price table's %s; the estimate stays", unit, messages.PRICE_UNIT
+                "budget: a price in %s, not the price table's %s; the estimate stays", unit[:8], messages.PRICE_UNIT
             )
-            return None
-        try:
-            value = Decimal(amount)
-        except InvalidOperation:
-            return None
-        if not value.is_finite() or abs(value) > MAX_AMOUNT:
-            return None
-        real = to_micro(value)
+        else:
+            try:
+                value = Decimal(amount)
+            except InvalidOperation:
+                return None
+            # copy_abs, not abs(): abs() rounds to the context and raises Overflow for 1e999999999.
+            if not value.is_finite() or value.copy_abs() > MAX_AMOUNT:
+                return None
+            real = to_micro(value)
         settled = await self.store.settle_budget(partition, now_ms, vid, send, real)
         if not settled:
             return None

@@ -367,10 +367,11 @@ class Policy:
             found.append(block)
         return found
 
-    async def release(self, admission: Admission) -> None:
-        """Take a send that didn't happen back from the sliding-log limits that counted it and
-        the pumping reservations."""
-        await windows.release(self.store, admission.releases + admission.reservations)
+    async def release(self, admission: Admission, *, keep_limits: bool = False) -> None:
+        """Take a send that didn't happen back from the sliding-log limits that counted it (unless
+        ``keep_limits``: it cost something all the same, a paid Lookup) and the pumping reservations."""
+        kept = () if keep_limits else admission.releases
+        await windows.release(self.store, kept + admission.reservations)
         await self.store.run_many(admission.budget_releases, 0)
 
     async def commit(self, admission: Admission, now_ms: int, *, resent: bool = False) -> None:

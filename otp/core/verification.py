@@ -147,7 +147,10 @@ class Verifier:
             buckets=self._bucket_limits(opts),
             budget=reservations,
         )
-        await self._budget_levels(admission, partition, now_ms, caller)
+        # Best effort, like the commit: budget.lua has marked the level already, and a failure here
+        # must not leave the reservations behind (the day's budget would refuse real users early).
+        with contextlib.suppress(Unavailable):
+            await self._budget_levels(admission, partition, now_ms, caller)
         if not admission.decision.allowed:
             await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
@@ -155,16 +158,16 @@ class Verifier:
         # After the rate limits and pumping rules, so they bound what Lookup costs too.
         line = LineType(phone.number_type)
         if self.line_types is not None and not safe:
-            line = await self._line_type(self.line_types, phone, partition, now_ms, audit, admission)
+            line = await self._line_type(self.line_types, phone, (partition, now_ms), audit, admission, caller)
         if admission.flagged:
             # record_only mode: the send goes out, and the audit says which rule would have refused it.
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
-        # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
-        code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
         limits = self.policy.config
         try:
+            # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
+            code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
             start = StartArgs(
                 new_id=keyspace.new_verification_id(partition, self.store.partitions),
                 to=phone.e164,
@@ -263,13 +266,15 @@ class Verifier:
         self,
         line_types: LineTypes,
         phone: Phone,
-        partition: int,
-        now_ms: int,
+        when: tuple[int, int],
         audit: dict[str, str],
         admission: Admission,
+        caller: Caller,
     ) -> LineType:
         """The number's line type by Twilio Lookup where it's wanted (otp.core.line_types), judged
-        by the same number-type rule; a refusal here takes the admission back."""
+        by the same number-type rule; a refusal here takes the admission back, but for the rate
+        limits when a Lookup was paid for (else starts to fresh landlines buy Lookups unbounded)."""
+        partition, now_ms = when
         try:
             line = await line_types.resolve(phone)
         except BaseException:
@@ -277,6 +282,11 @@ class Verifier:
             with contextlib.suppress(Exception):
                 await self.policy.release(admission)
             raise
+        if line.price is not None and self.budgets is not None:
+            # A paid Lookup is spend, whatever the start's fate: the day's budgets count it.
+            with contextlib.suppress(Unavailable):
+                charges = self.budgets.charge_calls(phone.country, caller.fraud_tenant, line.price, now_ms)
+                await self.store.run_many(charges, now_ms)
         refusal: Decision | None = None
         if line.source == FALLBACK and line_types.config.fail_closed:
             refusal = refusals.LOOKUP_REFUSAL
@@ -286,7 +296,7 @@ class Verifier:
         audit.update(line.audit(refused=refusal is not None))
         if refusal is None:
             return line
-        await self.policy.release(admission)
+        await self.policy.release(admission, keep_limits=line.price is not None)
         await self._audit_refusal(partition, now_ms, audit, refusal)
         if refusal is refusals.LOOKUP_REFUSAL:
             raise refusals.lookup_unavailable()

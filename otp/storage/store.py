@@ -301,7 +301,7 @@ class Store:
         return records.delivery_update(await self._run("delivery", partition, now_ms, fields, keys))
 
     async def settle_budget(
-        self, partition: int, now_ms: int, verification_id: str, send_number: int, real: int
+        self, partition: int, now_ms: int, verification_id: str, send_number: int, real: int | None
     ) -> tuple[int, str, str, str, str] | None:
         """Take a send's budget note off its attempt (budget_settle.lua), once: (real − estimate,
         day, country, scope kinds, tenant), or None when there is none."""
