@@ -268,6 +268,13 @@ def test_bad_budget_settings_are_refused_at_startup_by_name() -> None:
     text = str(caught.value)
     assert "OTP_BUDGET_DAILY: 'lots' is not a number" in text
     assert "OTP_BUDGET_COUNTRY: 'GBR' is not a two-letter country code" in text
+    for value, message in (
+        ("US=50,GB", "OTP_BUDGET_COUNTRY: 'GB' is not COUNTRY=AMOUNT (e.g. US=50,GB=20,*=5)"),
+        ("UK=20,*=5", "OTP_BUDGET_COUNTRY: 'UK' is not an ISO 3166 country code (the United Kingdom is GB)"),
+    ):
+        with pytest.raises(ConfigError) as typo:
+            Settings.from_env({"OTP_BUDGET_COUNTRY": value})
+        assert message in str(typo.value)
     assert "OTP_BUDGET_TIMEZONE='Mars/Olympus' is not an IANA time zone" in text
     good = Settings.from_env({"OTP_BUDGET_DAILY": "200", "OTP_BUDGET_COUNTRY": "us=50, *=5"})
     assert (good.budget_daily, dict(good.budget_country)) == (Decimal(200), {"US": Decimal(50), "*": Decimal(5)})
