@@ -35,7 +35,12 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke.add_argument("key_id", help="the key id, as `otp keys list` shows it (AC… for a --twilio key)")
     keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
     budget = keys_sub.add_parser(
-        "budget", help="show or set an API key's daily spend budget (a /v2 key's covers all its services)"
+        "budget",
+        help="show or set an API key's daily spend budget (a /v2 key's covers all its services)",
+        description="Without AMOUNT: the key's spend today, its budget and what is left. With AMOUNT: set its "
+        "daily budget; --remove: drop it (its spend still counts in OTP_BUDGET_DAILY and OTP_BUDGET_COUNTRY). "
+        "Amounts are in the price table's currency (OTP_SMS_PRICES, USD); days start at midnight in "
+        "OTP_BUDGET_TIMEZONE. The same as PUT / DELETE /v1/budgets/keys/{key_id}; changes are audited.",
     )
     budget.add_argument("key_id", help="the key id, as `otp keys list` shows it")
     budget.add_argument("amount", nargs="?", help="the daily budget in the price table's currency, e.g. 25.00")
@@ -54,17 +59,25 @@ def add_safelist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def add_optouts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    optouts = sub.add_parser("optouts", help="numbers that replied STOP (Twilio 21610), refused until cleared")
+    optouts = sub.add_parser(
+        "optouts",
+        help="numbers that replied STOP (Twilio 21610), refused until cleared",
+        description="A number Twilio refused with 21610 (the user replied STOP) is marked opted out for "
+        "OTP_OPT_OUT_TTL and its starts are refused (403 recipient_opted_out). check tells whether it is "
+        "(exit status 0: opted out, 1: not); clear lifts the mark once the user texted START (audited as "
+        "an admin action). The same as GET / DELETE /v1/optouts/{number}.",
+    )
     optouts_sub = optouts.add_subparsers(dest="optouts_command", metavar="ACTION", required=True)
     for action, text in (("check", "whether a number is opted out"), ("clear", "clear it (it texted START)")):
-        parser = optouts_sub.add_parser(action, help=text)
-        parser.add_argument("number", help="E.164 number, e.g. +15017122661")
+        parser = optouts_sub.add_parser(action, help=text, description=f"{text[0].upper()}{text[1:]}.")
+        parser.add_argument("number", help="the number, E.164 (+15017122661) or national in OTP_DEFAULT_REGION")
         parser.add_argument(
             "--messaging-service",
             default="",
             metavar="MG…",
             help="a STOP to a /v2 MessagingConfiguration's Messaging Service (default: the operator's sender)",
         )
+        parser.add_argument("--json", action="store_true", help="print the answer as /v1/optouts/{number} does")
     optouts.set_defaults(func=cmd_optouts)
 
 
@@ -74,38 +87,56 @@ def cmd_optouts(args: argparse.Namespace) -> int:
     from otp.core import optouts
     from otp.core.keyring import Keyring
     from otp.core.messaging_configs import MESSAGING_SERVICE_SID
-    from otp.core.phone import mask, parse
+    from otp.core.phone import mask, mask_in_record, parse
     from otp.errors import InvalidInput
 
-    try:
-        phone = parse(args.number, default_region="", field="number")
-    except InvalidInput as exc:
-        raise ConfigError(f"{args.number!r} {exc.message}") from None
     scope = args.messaging_service
     if scope and not MESSAGING_SERVICE_SID.fullmatch(scope):
         raise ConfigError(f"--messaging-service {scope!r} is not an MG… Messaging Service sid")
     from otp.cli import _connected, _require_redis, _with_local_fallbacks
 
     settings = _with_local_fallbacks(Settings.from_env())
+    try:
+        phone = parse(args.number, default_region=settings.default_region, field="number")
+    except InvalidInput as exc:
+        raise ConfigError(f"{args.number!r} {exc.message}") from None
     _require_redis(settings)
     keyring = Keyring(settings.secret_keys)
+    shown = mask(phone.e164)
+
+    def answer(text: str, fields: dict[str, object], *, ok: bool) -> int:
+        print(
+            json.dumps({"to": shown, **fields}) if args.json else text,
+            file=sys.stdout if ok or args.json else sys.stderr,
+        )
+        return 0 if ok else 1
 
     async def run() -> int:
         async with _connected(settings) as store:
             if args.optouts_command == "clear":
                 if not await optouts.clear(store, keyring, phone.e164, scope):
-                    print(f"{mask(phone.e164)} is not opted out", file=sys.stderr)
-                    return 1
-                print(f"cleared {mask(phone.e164)}")
-                return 0
+                    return answer(f"{shown} is not opted out", {"opted_out": False, "cleared": False}, ok=False)
+                await _audit_cli_action(store, "opt_out_clear", mask_in_record(phone.e164))
+                return answer(f"cleared {shown}", {"opted_out": False, "cleared": True}, ok=True)
             since = await optouts.marked_at(store, keyring, phone.e164, scope)
             if since is None:
-                print(f"{mask(phone.e164)} is not opted out")
+                print(json.dumps({"to": shown, "opted_out": False}) if args.json else f"{shown} is not opted out")
                 return 1
-            print(f"{mask(phone.e164)} opted out since {iso_ms(since)}")
-        return 0
+            return answer(
+                f"{shown} opted out since {iso_ms(since)}", {"opted_out": True, "since": iso_ms(since)}, ok=True
+            )
 
     return asyncio.run(run())
+
+
+async def _audit_cli_action(store: Store, action: str, entry: str) -> None:
+    """An admin action taken from the command line, in the audit log as the admin API writes one
+    (event ``admin``); no API key made it, so it names the command line instead."""
+    await store.audit_event(
+        0,
+        SYSTEM.now_ms(),
+        {"event": "admin", "action": action, "entry": entry, "key": "cli", "key_name": "otp (command line)"},
+    )
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -155,11 +186,14 @@ async def _budget(store: Store, settings: Settings, args: argparse.Namespace) ->
     budgets = Budgets(store, budget_config(settings))
     if args.amount is not None:
         try:
-            await budgets.set_tenant_budget(args.key_id, parse_amount(args.amount, "AMOUNT"))
+            amount = parse_amount(args.amount, "AMOUNT")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        await budgets.set_tenant_budget(args.key_id, amount)
+        await _audit_cli_action(store, "budget_set", f"{args.key_id}={amount}")
     elif args.remove:
         await budgets.set_tenant_budget(args.key_id, None)
+        await _audit_cli_action(store, "budget_remove", args.key_id)
     status = await budgets.status([args.key_id], [], SYSTEM.now_ms())
     row = status["scopes"][-1]
     if args.json:

@@ -202,6 +202,15 @@ class Settings:
         return settings
 
 
+def _span(seconds: float) -> str:
+    """A range bound as the variables are written (``3650d``, not ``3.1536e+08s``): the largest
+    unit that gives a whole number."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 class _Reader:
     """Collects every bad variable so the operator sees them all at once."""
 
@@ -250,7 +259,7 @@ class _Reader:
             self.errors.append(f"{name}: {exc}")
             return default
         if not low <= value <= high:
-            self.errors.append(f"{name}={raw!r} is out of range ({low:g}s..{high:g}s)")
+            self.errors.append(f"{name}={raw!r} is out of range ({_span(low)}..{_span(high)})")
         return value
 
     def switch(self, name: str, default: bool) -> bool:

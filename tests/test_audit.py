@@ -470,7 +470,7 @@ def test_formats() -> None:
         "ip",
         "key",
         "vid",
-        "error",
+        "delivery",
     ]
     assert table[2].startswith("2027-01-15T08:00:00.250Z  refused")
     assert table[-1] == "2 events, 1 refused: a, b ×1"
@@ -596,3 +596,18 @@ async def test_cli_follow_prints_new_events_until_ctrl_c(svc: Service, redis_url
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_table_shows_each_deliverys_status_and_error_in_its_delivery_column() -> None:
+    def delivery(status: str, code: str = "") -> audit.AuditEvent:
+        fields = {"ts": "1800000000000", "event": "delivery", "vid": "VE1", "status": status, "error_code": code}
+        return audit.AuditEvent("7-0", 0, 1_800_000_000_000, fields)
+
+    rows = audit.table_rows([delivery("sent"), delivery("undelivered", "30034"), delivery("delivered")])
+    assert [row.split("VE1", 1)[1].strip() for row in rows] == [
+        "sent",
+        "undelivered 30034 US A2P 10DLC - Message from an Unregistered Number",
+        "delivered",
+    ]
+    started = audit.AuditEvent("8-0", 0, 1_800_000_000_000, {"ts": "1800000000000", "event": "started", "vid": "VE1"})
+    assert audit.table_rows([started])[0].split()[-2:] == ["VE1", "-"]

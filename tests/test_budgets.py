@@ -183,6 +183,16 @@ def test_a_key_budget_binds_that_key_only_and_is_set_by_the_admin_api_and_the_cl
     # (The command's day is the wall clock's; the service runs on the injected one.)
     assert (shown["scope"], shown["budget"], shown["currency"]) == (f"key:{other}", "0.04", "USD")
     assert [_start(priced, other_token, new_number()).status_code for _ in range(2)] == [201, 429]
+    # Both changes are admin actions in the audit log: the API's by its key, the command's by "cli".
+    _, reader = _key(url, "audit-reader", admin=True)
+    events = httpx.get(
+        f"{priced.base}/v1/audit",
+        params={"event": "admin", "since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"},
+        headers={"Authorization": f"Bearer {reader}"},
+    ).json()["events"]
+    assert [(e["action"], e["entry"], e["key"]) for e in events if e["entry"].startswith(other)] == [
+        ("budget_set", f"{other}=0.04", "cli")
+    ]
 
     # A wrong amount is a 400 naming the field; an unknown key a 404.
     assert _set_budget(priced, capped, "-1").json()["error"]["field"] == "amount"
@@ -258,6 +268,13 @@ def test_bad_budget_settings_are_refused_at_startup_by_name() -> None:
     text = str(caught.value)
     assert "OTP_BUDGET_DAILY: 'lots' is not a number" in text
     assert "OTP_BUDGET_COUNTRY: 'GBR' is not a two-letter country code" in text
+    for value, message in (
+        ("US=50,GB", "OTP_BUDGET_COUNTRY: 'GB' is not COUNTRY=AMOUNT (e.g. US=50,GB=20,*=5)"),
+        ("UK=20,*=5", "OTP_BUDGET_COUNTRY: 'UK' is not an ISO 3166 country code (the United Kingdom is GB)"),
+    ):
+        with pytest.raises(ConfigError) as typo:
+            Settings.from_env({"OTP_BUDGET_COUNTRY": value})
+        assert message in str(typo.value)
     assert "OTP_BUDGET_TIMEZONE='Mars/Olympus' is not an IANA time zone" in text
     good = Settings.from_env({"OTP_BUDGET_DAILY": "200", "OTP_BUDGET_COUNTRY": "us=50, *=5"})
     assert (good.budget_daily, dict(good.budget_country)) == (Decimal(200), {"US": Decimal(50), "*": Decimal(5)})

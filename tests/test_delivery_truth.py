@@ -5,6 +5,7 @@ delivery rate, p50/p95 and 30034 alert -- through the real twilio SDK and the st
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from test_twilio_compat import V2, new_number, refused, serve, service
 
 from otp import delivery_errors
 from otp.core import apikeys
+from otp.core.phone import mask_in_record
 from otp.storage.store import Store
 
 SENDER = "+15005550006"  # delivery_fixtures.twilio_options' OTP_TWILIO_FROM
@@ -282,7 +284,7 @@ def _optouts_cli(redis_url: str, tmp_path: Path, *args: str) -> subprocess.Compl
 
 
 def test_otp_optouts_checks_and_clears_a_stop_from_the_command_line(
-    v2: V2, v1: httpx.Client, redis_url: str, tmp_path: Path
+    v2: V2, v1: httpx.Client, admin: httpx.Client, redis_url: str, tmp_path: Path
 ) -> None:
     to = new_number()
     v2.stub.script(to, "reject", code=21610)
@@ -290,7 +292,20 @@ def test_otp_optouts_checks_and_clears_a_stop_from_the_command_line(
     checked = _optouts_cli(redis_url, tmp_path, "check", to)
     assert checked.returncode == 0 and "opted out since" in checked.stdout, checked.stderr
     assert to not in checked.stdout  # masked
+    as_json = _optouts_cli(
+        redis_url, tmp_path, "check", to.removeprefix("+1"), "--json"
+    )  # national, OTP_DEFAULT_REGION US
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == admin.get(f"/v1/optouts/{to}").json()  # the API's answer
     assert _optouts_cli(redis_url, tmp_path, "clear", to).returncode == 0
     assert _optouts_cli(redis_url, tmp_path, "check", to).returncode == 1
-    assert _optouts_cli(redis_url, tmp_path, "clear", to).returncode == 1
+    again = _optouts_cli(redis_url, tmp_path, "clear", to, "--json")
+    assert again.returncode == 1 and json.loads(again.stdout)["cleared"] is False
     assert v1.post("/v1/verifications", json={"to": to}).status_code == 201
+    # The clear is an admin action in the audit log, as the admin API's is (masked, never the number).
+    cleared = [
+        e
+        for e in admin.get("/v1/audit", params={"event": "admin"}).json()["events"]
+        if e.get("action") == "opt_out_clear"
+    ]
+    assert [(e["entry"], e["key"]) for e in cleared] == [(mask_in_record(to), "cli")]

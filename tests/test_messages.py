@@ -313,16 +313,18 @@ def test_parsed_table_prices_an_estimate() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("US", "is not COUNTRY=PRICE"),
-        ("US:0.01", "is not COUNTRY=PRICE"),
+        ("US", "is not COUNTRY=AMOUNT"),
+        ("US:0.01", "is not COUNTRY=AMOUNT"),
         ("USA=0.01", "not a two-letter country code"),
         ("=0.01", "not a two-letter country code"),
         ("U1=0.01", "not a two-letter country code"),
+        ("UK=0.04", r"'UK' is not an ISO 3166 country code \(the United Kingdom is GB\)"),
+        ("XX=0.04", "'XX' is not an ISO 3166 country code"),
         ("US=", "is not a number"),
         ("US=cheap", "is not a number"),
-        ("US=-0.01", "not a price"),
-        ("US=NaN", "not a price"),
-        ("US=Infinity", "not a price"),
+        ("US=-0.01", "not an amount"),
+        ("US=NaN", "not an amount"),
+        ("US=Infinity", "not an amount"),
         ("US=0.01,us=0.02", "US is listed twice"),
     ],
 )

@@ -45,6 +45,20 @@ def test_a_bad_variable_is_named(name: str, value: str) -> None:
     assert name in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("OTP_OPT_OUT_TTL", "0", "OTP_OPT_OUT_TTL='0' is out of range (1m..3650d)"),
+        ("OTP_LOOKUP_TIMEOUT", "99", "OTP_LOOKUP_TIMEOUT='99' is out of range (0.1s..30s)"),
+        ("OTP_HEADER_TIMEOUT", "1h", "OTP_HEADER_TIMEOUT='1h' is out of range (0.1s..5m)"),
+    ],
+)
+def test_a_duration_out_of_range_shows_its_bounds_in_the_units_one_writes(name: str, value: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value})
+    assert shown in str(error.value)
+
+
 def test_messaging_services_tenants_may_name_are_a_list() -> None:
     one, two = "MG" + "1" * 32, "MG" + "2" * 32
     assert Settings.from_env({}).twilio_messaging_services == frozenset()

@@ -444,3 +444,51 @@ def test_main_serves_and_prints_what_it_receives() -> None:
         output, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert message.sid in output and "silent" in output
+
+
+def test_main_scripts_error_codes_and_lookup_answers_from_the_command_line() -> None:
+    port = free_port()
+    stop, unregistered, landline, app = "+15017122662", "+15017122663", "+15017122664", "+15017122665"
+    args = ["--port", str(port), "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN]
+    args += ["--script", f"{stop}=reject:21610", "--script", f"{unregistered}=failed:30034"]
+    args += ["--lookup", f"{landline}=landline", "--lookup", f"{app}=nonFixedVoip:Google"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otp.devtools.twilio_stub", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert f"http://127.0.0.1:{port}" in process.stdout.readline()
+        client = Client(ACCOUNT_SID, AUTH_TOKEN, http_client=StubHttpClient(f"http://127.0.0.1:{port}"))
+        with pytest.raises(TwilioRestException) as refused:
+            send(client, to=stop)
+        assert refused.value.code == 21610
+        failed = send(client, to=unregistered)
+        deadline = time.monotonic() + 10
+        while (fetched := client.messages(failed.sid).fetch()).status != "failed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (fetched.status, fetched.error_code) == ("failed", 30034)
+        types = {
+            n: client.lookups.v2.phone_numbers(n).fetch(fields="line_type_intelligence").line_type_intelligence
+            for n in (landline, app, TO)
+        }
+        assert types[landline]["type"] == "landline"
+        assert (types[app]["type"], types[app]["carrier_name"]) == ("nonFixedVoip", "Google")
+        assert types[TO]["type"] == "mobile"
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert "-> 400 error 21610 (reject)" in output
+
+
+def test_main_refuses_a_code_for_an_outcome_that_carries_none() -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "otp.devtools.twilio_stub", "--script", f"{TO}=delivered:30003"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert process.returncode == 2
+    assert "+NUMBER=OUTCOME[:CODE]" in process.stderr and "undelivered, failed, reject only" in process.stderr

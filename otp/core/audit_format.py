@@ -54,7 +54,7 @@ TABLE_COLUMNS = (
     ("ip", 15),
     ("key", 16),
     ("vid", 34),
-    ("error", 0),  # a delivery's Twilio error code and what it means (otp.delivery_errors)
+    ("delivery", 0),  # a delivery's status, and its Twilio error code with its title (otp.delivery_errors)
 )
 
 
@@ -74,9 +74,11 @@ def explained(event: AuditEvent) -> dict[str, str]:
 def _cell(event: AuditEvent, column: str) -> str:
     if column == "time":
         return iso_ms(event.ts)
-    if column == "error":
+    if column == "delivery":
         words = explained(event)
-        return printable(f"{event.get('error_code')} {words['error_title']}") if words else "-"
+        error = f"{event.get('error_code')} {words['error_title']}" if words else ""
+        status = event.get("status") if event.get("event") == "delivery" else ""
+        return printable(" ".join(part for part in (status, error) if part)) or "-"
     return printable(event.get(column)) or "-"
 
 

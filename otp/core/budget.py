@@ -119,7 +119,7 @@ def parse_amount(raw: str, field_name: str) -> Decimal:
 
 def parse_country_budgets(text: str) -> dict[str, Decimal]:
     """``"US=50,GB=20,*=5"``: the price table's format (`messages.parse_price_table`)."""
-    table = messages.parse_price_table(text, what="OTP_BUDGET_COUNTRY")
+    table = messages.parse_price_table(text, what="OTP_BUDGET_COUNTRY", example="US=50,GB=20,*=5")
     for country, amount in table.items():
         if amount > MAX_AMOUNT:
             raise ValueError(f"OTP_BUDGET_COUNTRY: {amount} for {country} is above {MAX_AMOUNT}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Final
 
+from otp.core.phone import COUNTRIES
 from otp.errors import InvalidInput
 
 # Code first where the language allows it: it stays visible in a truncated notification and
@@ -332,31 +333,36 @@ def estimate_price(country: str, segments: int, table: Mapping[str, Decimal] | N
     return str(total), PRICE_UNIT
 
 
-def parse_price_table(text: str, *, what: str = "price table") -> dict[str, Decimal]:
+def parse_price_table(text: str, *, what: str = "price table", example: str = "US=0.0079") -> dict[str, Decimal]:
     """Per-segment prices from ``"US=0.0079,GB=0.04,*=0.05"`` (the format of an env variable).
-    ``what`` names the table in errors: the daily budgets per country share the format."""
+    ``what`` names the table in errors and ``example`` shows its format: the daily budgets per
+    country share it."""
     table: dict[str, Decimal] = {}
     for entry in text.split(","):
         if not entry.strip():
             continue  # tolerate "US=0.01," and an empty variable
-        country, price = _parse_price_entry(entry, what)
+        country, price = _parse_price_entry(entry, what, example)
         if country in table:
             raise ValueError(f"{what}: {country} is listed twice")
         table[country] = price
     return table
 
 
-def _parse_price_entry(entry: str, what: str) -> tuple[str, Decimal]:
+def _parse_price_entry(entry: str, what: str, example: str) -> tuple[str, Decimal]:
     country, sep, amount = entry.partition("=")
     country, amount = country.strip().upper(), amount.strip()
     if not sep:
-        raise ValueError(f"{what}: {entry.strip()!r} is not COUNTRY=PRICE (e.g. US=0.0079)")
+        raise ValueError(f"{what}: {entry.strip()!r} is not COUNTRY=AMOUNT (e.g. {example})")
     if not _COUNTRY.match(country):
         raise ValueError(f"{what}: {country!r} is not a two-letter country code or '*'")
+    if country != "*" and country not in COUNTRIES:
+        # A code no number has would never apply, silently: "UK" for GB is the usual slip.
+        hint = " (the United Kingdom is GB)" if country == "UK" else ""
+        raise ValueError(f"{what}: {country!r} is not an ISO 3166 country code{hint}")
     try:
         price = Decimal(amount)
     except InvalidOperation:
         raise ValueError(f"{what}: {amount!r} for {country} is not a number") from None
     if not price.is_finite() or price < 0:
-        raise ValueError(f"{what}: {amount!r} for {country} is not a price (finite, not negative)")
+        raise ValueError(f"{what}: {amount!r} for {country} is not an amount (finite, not negative)")
     return country, price

@@ -10,15 +10,47 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from otp.devtools.twilio_stub.lookups import DEFAULT_CARRIER, LINE_TYPES
 from otp.devtools.twilio_stub.plans import OUTCOMES
 from otp.devtools.twilio_stub.stub import TwilioStub
 
+# The outcomes a Twilio error code can be given to, and the script option that carries it.
+_CODE_OPTION: dict[str, str] = {"undelivered": "error_code", "failed": "error_code", "reject": "code"}
+# Lookup's "no data" answer: no type, error 60600 (unprovisioned or out of coverage).
+_NO_DATA = "no_data"
 
-def _parse_script(text: str) -> tuple[str, str]:
-    to, sep, outcome = text.partition("=")
+
+@dataclass(frozen=True)
+class _Scripted:
+    to: str
+    outcome: str
+    options: dict[str, int]
+
+
+def _parse_script(text: str) -> _Scripted:
+    to, sep, rest = text.partition("=")
+    outcome, colon, code = rest.partition(":")
+    expected = (
+        "expected +NUMBER=OUTCOME[:CODE] with OUTCOME in "
+        f"{', '.join(sorted(OUTCOMES))} and CODE a Twilio error code (undelivered, failed, reject only)"
+    )
     if not sep or outcome not in OUTCOMES:
-        raise argparse.ArgumentTypeError(f"expected +NUMBER=OUTCOME with OUTCOME in {sorted(OUTCOMES)}")
-    return to, outcome
+        raise argparse.ArgumentTypeError(expected)
+    if not colon:
+        return _Scripted(to, outcome, {})
+    if outcome not in _CODE_OPTION or not code.isdigit() or not 10000 <= int(code) <= 99999:
+        raise argparse.ArgumentTypeError(expected)
+    return _Scripted(to, outcome, {_CODE_OPTION[outcome]: int(code)})
+
+
+def _parse_lookup(text: str) -> tuple[str, str | None, str | None]:
+    to, sep, rest = text.partition("=")
+    line_type, colon, carrier = rest.partition(":")
+    if not sep or (line_type not in LINE_TYPES and line_type != _NO_DATA):
+        raise argparse.ArgumentTypeError(
+            f"expected +NUMBER=TYPE[:CARRIER] with TYPE in {', '.join(sorted(LINE_TYPES))} or {_NO_DATA}"
+        )
+    return to, None if line_type == _NO_DATA else line_type, (carrier if colon else None)
 
 
 @dataclass
@@ -32,10 +64,11 @@ class _Interrupt:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="otp twilio-stub",
-        description="A loopback stand-in for Twilio's Messages API (create and fetch a Message) that posts "
-        "status callbacks signed with the auth token, for demos: point otp at it with "
-        "OTP_TWILIO_API_URL=http://HOST:PORT and the same OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN. "
-        "Also runs as python -m otp.devtools.twilio_stub. Stop it with Ctrl-C.",
+        description="A loopback stand-in for Twilio's Messages API (create and fetch a Message; price and "
+        "price_unit are filled in once it is final) and Lookup v2 line types, posting status callbacks signed "
+        "with the auth token, for demos: point otp at it with OTP_TWILIO_API_URL=http://HOST:PORT and the same "
+        "OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN. Also runs as python -m otp.devtools.twilio_stub. "
+        "Stop it with Ctrl-C.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8099, help="listen port (default 8099; 0 picks a free one)")
@@ -54,9 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         type=_parse_script,
         default=[],
-        metavar="+NUMBER=OUTCOME",
+        metavar="+NUMBER=OUTCOME[:CODE]",
         help="script the outcome of every message to one recipient (repeatable); OUTCOME is one of "
-        f"{', '.join(sorted(OUTCOMES))} (default delivered)",
+        f"{', '.join(sorted(OUTCOMES))} (default delivered). CODE is the Twilio error code an undelivered "
+        "(default 30003) or failed (default 30008) status callback carries, or the error a reject answers "
+        "the create with (default 21211): e.g. +14155550101=reject:21610 (the user replied STOP), "
+        "+14155550102=failed:30034 (unregistered 10DLC sender)",
+    )
+    parser.add_argument(
+        "--lookup",
+        action="append",
+        type=_parse_lookup,
+        default=[],
+        metavar="+NUMBER=TYPE[:CARRIER]",
+        help="what Lookup v2 line_type_intelligence answers for one number (repeatable; otp asks with "
+        f"OTP_LOOKUP=line_type or always); TYPE is one of {', '.join(sorted(LINE_TYPES))}, or {_NO_DATA} "
+        "(no type, error 60600); every other number is a mobile of 'Stub Wireless'. "
+        "E.g. +14155550103=landline, +14155550104=nonFixedVoip:Google",
     )
     args = parser.parse_args(argv)
 
@@ -64,8 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
 
     stub = TwilioStub(args.account_sid, args.auth_token, host=args.host, port=args.port, log=say)
-    for to, outcome in args.script:
-        stub.script(to, outcome)
+    for scripted in args.script:
+        stub.script(scripted.to, scripted.outcome, **scripted.options)
+    for to, line_type, carrier in args.lookup:
+        stub.lookups.answer(
+            to,
+            line_type,
+            carrier=DEFAULT_CARRIER if carrier is None else carrier,
+            error_code=None if line_type else 60600,
+        )
     interrupt = _Interrupt()
     try:
         signal.signal(signal.SIGTERM, interrupt)

@@ -178,6 +178,7 @@ class TwilioStub:
             if script.outcome == "reject":
                 code = int(script.options.get("code", 21211))
                 default = f"Invalid 'To' Phone Number: {to}" if code == 21211 else None
+                self.say(f"  -> 400 error {code} (reject)")
                 return error_body(code, 400, script.options.get("message", default))
             message = StubMessage(
                 sid="SM" + secrets.token_hex(16),
