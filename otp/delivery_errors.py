@@ -86,7 +86,7 @@ _ENTRIES: Final = (
         "The user replied STOP to your sender; Twilio will not message them from it.",
         False,
         "otp marks the number opted out and refuses its starts; once the user texts START to "
-        "your sender, clear it with "otp optouts clear" or DELETE /v1/optouts/{number}.",
+        "your sender, clear it with 'otp optouts clear' or DELETE /v1/optouts/{number}.",
         THIRD_PARTY,
     ),
     DeliveryError(
