@@ -129,14 +129,28 @@ _SEPARATORS = " ().\\-\\[\\]~\u00a0\u00ad\u200b\u2060\u2010-\u2015\u2212\u2053\u
 _NUMBER_IN_TEXT = re.compile(f"(?:\\+|%2[Bb]|\uff0b|\ufe62)((?:\\d[{_SEPARATORS}]*){{7,14}}\\d)")
 
 
-def mask_numbers(text: str) -> str:
+def mask_numbers(text: str, *known: str) -> str:
     """Every E.164-looking number in free text (also URL-encoded), masked like ``mask``:
-    ``+1 (501) 712-2661`` → ``+1*******2661``."""
+    ``+1 (501) 712-2661`` → ``+1*******2661``; and each of the ``known`` E.164 numbers also where
+    the text writes it without its plus (``15017122661``, ``(501) 712-2661``), as Twilio's error
+    texts about a message's ``To`` may."""
 
     def masked(match: re.Match[str]) -> str:
         return mask("+" + "".join(str(int(c)) for c in match.group(1) if c.isdecimal()))
 
-    return _NUMBER_IN_TEXT.sub(masked, text)
+    text = _NUMBER_IN_TEXT.sub(masked, text)
+    for e164 in known:
+        if not e164.startswith("+") or not e164[1:].isdigit():
+            continue
+        try:
+            national = phonenumbers.national_significant_number(phonenumbers.parse(e164))
+        except NumberParseException:
+            national = ""
+        for digits in sorted({e164[1:], national} - {""}, key=len, reverse=True):
+            # Anywhere, even inside a longer run of digits (a trunk 0 before it): masking too much
+            # is harmless here, one number too few is not.
+            text = re.sub(f"[{_SEPARATORS}]*".join(digits), mask(e164), text)
+    return text
 
 
 def parse_e164(e164: str) -> Phone:

@@ -301,6 +301,7 @@ class Verifier:
         if refusal is refusals.LOOKUP_REFUSAL:
             raise refusals.lookup_unavailable()
         raise refusals.not_permitted(refusal)
+
     def _custom_limits(self, opts: StartOptions, caller: Caller) -> dict[str, str]:
         """The RateLimits values with no service Rate Limit of their name (each gets the hourly
         cap), keyed-hashed like a bucket's: a value is often the end user's phone number (Twilio's

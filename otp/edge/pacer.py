@@ -1,7 +1,8 @@
 """Which sender of the pool a job goes out with, and when: the worker asks before every send.
 
 A job a /v2 MessagingConfiguration gave a Messaging Service keeps it (paced on its bucket when the
-pool lists that service with its MPS, else sent at once as before); every other job may use the
+pool lists that service with its MPS and countries, and refused for a country the pool's entry
+doesn't list; else sent at once as before); every other job may use the
 pool's senders that serve its destination country, and takes the slot that comes first among them
 (otp.storage.pacing, shared by every worker). A slot in the future is not waited for on a send
 thread: the job goes back to the outbox, due at its slot, with the slot reserved for it.
@@ -59,7 +60,11 @@ class Pacer:
             return None
         if job.messaging_service_sid:
             own = self.pool.find(job.messaging_service_sid)
-            return None if own is None else (own,)
+            if own is None:
+                return None
+            # The pool's countries bind the Messaging Service whoever names it: a tenant's
+            # MessagingConfiguration for another country gets no sender (the job fails, unsent).
+            return (own,) if own.serves(country) else ()
         return self.pool.for_country(country)
 
     async def route(self, job: Job, country: str, segments: int, now_ms: int) -> Route:

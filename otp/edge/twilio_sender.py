@@ -18,6 +18,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from otp.core.phone import mask_numbers
 from otp.delivery_errors import retry_helps
 from otp.edge.sms import MessageState, Receipt, SendError, SmsMessage
 
@@ -98,7 +99,9 @@ class TwilioSender:
         except TwilioRestException as exc:
             # Whether another try can help: the error catalogue's word (otp.delivery_errors), its one home.
             transient = retry_helps(exc.code, exc.status)
-            message_text = f"Twilio {exc.status}: {exc.msg}"
+            # Twilio's text may name the To number (21211, 21612: "The 'To' number +1… is …"); it
+            # becomes the attempt's stored error and a log line, which hold masked numbers only.
+            message_text = mask_numbers(f"Twilio {exc.status}: {exc.msg}", message.to)
             raise SendError(message_text, transient=transient, error_code=exc.code, sender=sender) from None
         except requests.Timeout:
             # Twilio may have accepted it: the retry (every retry) looks for it before sending again.
@@ -146,4 +149,6 @@ class TwilioSender:
         except requests.RequestException as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
         found = fetched
-        return MessageState(found.status, found.error_code, found.error_message, found.price, found.price_unit)
+        # Stored on the attempt: no full number in it (the send's error text, above, alike).
+        error_message = mask_numbers(found.error_message, found.to or "") if found.error_message else None
+        return MessageState(found.status, found.error_code, error_message, found.price, found.price_unit)

@@ -23,7 +23,7 @@ from otp.clock import SYSTEM, Clock
 from otp.core import delivery_reports, events, messages, metrics, optouts, sealing
 from otp.core.budget import Budgets
 from otp.core.keyring import Keyring
-from otp.core.phone import mask_in_record
+from otp.core.phone import mask_in_record, mask_numbers
 from otp.core.senders import SenderPool
 from otp.edge.pacer import Pacer
 from otp.edge.sms import MessageFetcher, MessageState, Receipt, SendError, SmsMessage, SmsSender
@@ -507,8 +507,10 @@ class Worker:
     ) -> None:
         for name in ("error_message", "last_error"):
             if isinstance(changes.get(name), str):
-                # Stored values stay within 64 bytes (Redis's compact hash encoding); the log has it all.
-                changes[name] = changes[name].encode()[:64].decode(errors="ignore")
+                # No full number in Redis, whichever sender wrote the text (the job's own number
+                # too, written without its plus); then within 64 bytes (Redis's compact hash encoding).
+                text = mask_numbers(changes[name], job.to)
+                changes[name] = text.encode()[:64].decode(errors="ignore")
         await self.store.settle_job(
             partition=job.partition,
             now_ms=self._now_ms(),
