@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -234,9 +235,13 @@ async def _accounts(redis_url: str) -> tuple[tuple[str, str], ...]:
 
 @contextlib.contextmanager
 def serve(url: str, *, limits: dict[str, Any] | None = None, clock: Clock = SYSTEM, **changes: Any) -> Iterator[V2]:
-    port = free_port()
+    # Bound here and handed to uvicorn: a port picked free and bound later can be taken between.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
+    with listener, TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
         options: dict[str, Any] = {
             **twilio_options(base, stub),
             "twilio_timeout": 2.0,
@@ -247,7 +252,7 @@ def serve(url: str, *, limits: dict[str, Any] | None = None, clock: Clock = SYST
         app = create_app(settings, clock=clock)
 
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
         while not server.started:
