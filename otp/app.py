@@ -14,8 +14,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
-from otp import dashboard
+from otp import dashboard, logs
 from otp.clock import SYSTEM, Clock
 from otp.core.apikeys import KeyChecker
 from otp.core.budget import BudgetConfig, Budgets
@@ -37,11 +38,11 @@ from otp.storage import workers
 from otp.storage.client import connect
 from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
+from otp.web import access_log, key_webhook, metrics, openapi, webhooks
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import budgets as budgets_api
 from otp.web import errors as web_errors
-from otp.web import key_webhook, metrics, openapi, webhooks
 from otp.web import stats as stats_api
 from otp.web import v1 as api
 from otp.web.verify_v2.routes import routes as verify_v2_routes
@@ -166,6 +167,15 @@ def build_store(client: Any, settings: Settings) -> Store:
     )
 
 
+class App(Starlette):
+    """Starlette with the request-id and access-log middleware outside all of its own: its
+    ServerErrorMiddleware, always outermost in ``middleware=[…]``, answers a 500 itself, and that
+    answer and its error line must carry the request id too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return access_log.AccessLog(super().build_middleware_stack(), keeps=logs.shows_no_number)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -252,7 +262,7 @@ def create_app(
         dashboard.mount(),
         *verify_v2_routes,
     ]
-    app = Starlette(
+    app = App(
         routes=routes,
         exception_handlers=web_errors.HANDLERS,
         lifespan=lifespan,

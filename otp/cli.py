@@ -6,18 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 import signal
 import sys
-import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from urllib.parse import quote, unquote
 
-from otp import __version__, admin_cli, audit_cli
+from otp import __version__, admin_cli, audit_cli, logs
 from otp.core import apikeys
-from otp.core.phone import MASK, mask, mask_numbers
 from otp.edge.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
 from otp.settings import Settings
@@ -27,117 +23,6 @@ log = logging.getLogger("otp")
 
 DEV_KEY_FILE = "dev-api-key"
 SECRET_FILE = "secret-key"  # noqa: S105  (a file name, not a secret)
-
-
-class MaskNumbers(logging.Filter):
-    """Access-log lines carry request targets, and a target may hold a number (/v1/safelist/+1…,
-    /v1/audit?number=…), written any way a person types one.
-
-    The record keeps its shape: uvicorn's AccessFormatter unpacks ``record.args`` as the tuple
-    (client, method, path, http version, status), so each string argument is masked in place
-    rather than the message being pre-formatted (``args = None`` made every request log a
-    ``--- Logging error ---`` traceback instead of its line). The target goes through
-    ``mask_target``; in other lines an argument that is a path does too (``storage error on GET
-    /v2/…/Verifications/501-712-2661``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == ACCESS_ARGS:
-            record.args = tuple(
-                mask_target(arg) if index == ACCESS_TARGET and isinstance(arg, str) else _masked(arg)
-                for index, arg in enumerate(record.args)
-            )
-        elif isinstance(record.args, tuple):
-            record.args = tuple(_masked(arg) for arg in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {name: _masked(arg) for name, arg in record.args.items()}
-        # getMessage() takes str(msg) in any case; arguments that aren't strings are left as they
-        # are (their format, %d or %r, is the message's business).
-        record.msg = mask_numbers(str(record.msg))
-        return True
-
-
-def _masked(arg: object) -> object:
-    if not isinstance(arg, str):
-        return arg
-    if arg.startswith("/"):
-        return mask_target(arg)
-    return _BARE_NUMBER.sub(lambda m: MASK + m.group()[-VISIBLE:], mask_numbers(arg))
-
-
-ACCESS_ARGS = 5  # uvicorn's access record: (client, method, path?query, http version, status)
-ACCESS_TARGET = 2
-VISIBLE = 4  # digits of a masked number left in a log line, as otp.core.phone.mask leaves
-# A national number (no "+") in another field, e.g. a method: a bare run of 8-15 digits.
-_BARE_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{8,15}(?![0-9A-Za-z])")
-# Digits with what people type between them: spaces, ( ) . - + and the other punctuation
-# phonenumbers reads as separators that NFKC leaves as they are (‐ ‑ ‒ – — ― − ー, [ ], soft
-# hyphens...); any decimal digit, as NFKC leaves some non-ASCII ones.
-_SEPARATORS = " ().+-[]~\u00ad\u200b\u2060\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2053\u223c\u30fc"
-# From a digit to a digit, so that matching is linear: a long stretch of separators can't be the
-# start of a match (and backtracked from each of its characters).
-_DIGIT_RUN = re.compile(f"\\d(?:[\\d{re.escape(_SEPARATORS)}]*\\d)?")
-MIN_DIGITS = 7  # a run of this many digits or more is masked as a number
-# Kept as they are when a masked path is quoted again for the line (never "%", "?", space or a
-# control character, so decoding can't forge a line or a query).
-_PATH_SAFE = "/+*()!$&',;=:@"
-_DECODINGS = 4  # "%252B1…" decodes to "%2B1…", then "+1…": decoded until stable, at most this often
-HIDDEN = "…"  # what an access line shows of a query value
-
-
-def mask_target(text: str) -> str:
-    """An access line's request target (uvicorn's: the path decoded and quoted again, then the
-    query as sent). No query value is shown at all (``?number=…&since=…``); the path and the
-    parameters' names are percent-decoded (repeatedly), NFKC-normalised (so a fullwidth ``＋``
-    is a plus) and quoted again, with each run of 7 or more digits masked, however separated
-    (spaces, ``( ) . - +``, the other ``_SEPARATORS``): ``+1 (501) 712-2661`` → ``+1*******2661``,
-    ``501-712-2661`` → ``*******2661``. Digits glued to a letter are part of an id
-    (``VE0123456789abcdef…``) and stay, unless a ``+`` comes before them."""
-    path, mark, query = text.partition("?")
-    if not mark:
-        return _mask_part(path)
-    names = []
-    for parameter in query.split("&"):
-        name, equals, _value = parameter.partition("=")
-        names.append(_mask_part(name.replace("+", " ")) + (f"={HIDDEN}" if equals else ""))
-    return _mask_part(path) + "?" + "&".join(names)
-
-
-def _mask_part(text: str) -> str:
-    for _ in range(_DECODINGS):
-        decoded = unquote(text)
-        if decoded == text:
-            break
-        text = decoded
-    text = unicodedata.normalize("NFKC", text)
-    return quote(_DIGIT_RUN.sub(lambda m: _masked_run(m, text), text), safe=_PATH_SAFE)
-
-
-def _masked_run(match: re.Match[str], text: str) -> str:
-    run = match.group()
-    digits = "".join(str(unicodedata.digit(c)) for c in run if c.isdecimal())
-    if len(digits) < MIN_DIGITS:
-        return run
-    # A "+" among the separators just before it makes it a number with its calling code (the
-    # "+" stays where it is); each separator is looked at once, by the run that follows it.
-    at = match.start() - 1
-    while at >= 0 and text[at] in _SEPARATORS and text[at] != "+":
-        at -= 1
-    if at >= 0 and text[at] == "+":
-        return mask("+" + digits)[1:]
-    before = text[match.start() - 1] if match.start() > 0 else ""
-    after = text[match.end()] if match.end() < len(text) else ""
-    if before.isalpha() or after.isalpha():
-        return run  # part of an id
-    return MASK + digits[-VISIBLE:]
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    logging.getLogger("uvicorn.access").addFilter(MaskNumbers())
-    # Every other line too (e.g. "storage error on GET /v2/Services/VA…/Verifications/+1…"):
-    # uvicorn's access lines have their own handler; all else reaches the root's.
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskNumbers())
 
 
 def _dev_secret(data_dir: Path) -> str:
@@ -211,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.with_changes(host=args.host)
     if args.port is not None:
         settings = settings.with_changes(port=args.port)
-    _setup_logging(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
         embedded = EmbeddedRedis(settings.data_dir)
@@ -238,6 +123,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level.lower(),
+            # uvicorn's lines go through otp's handler (otp/logs.py: JSON or text, masked) instead
+            # of its own; otp's access log (otp/web/access_log.py) replaces uvicorn's, which
+            # would show the raw target, with one line per request naming the route's template.
+            log_config=None,
+            access_log=False,
             workers=None,
             # Slow clients: read deadlines uvicorn lacks (otp/serving.py) and a cap on open
             # connections, above which uvicorn answers 503.
@@ -258,7 +148,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from otp.storage.client import connect
 
     settings = _with_local_fallbacks(Settings.from_env())
-    _setup_logging(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
     url = _require_redis(settings)
     if not settings.secret_keys:
         raise ConfigError("OTP_SECRET_KEY is required: the worker unseals queued codes with it")

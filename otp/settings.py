@@ -45,6 +45,9 @@ POLICY_DEFAULTS = PolicyConfig(
     known_good_days=30.0,
 )
 
+# OTP_LOG_FORMAT: one JSON object per line, or a readable line (otp/logs.py).
+LOG_FORMATS = ("json", "text")
+
 # Twilio Lookup line types (otp.core.line_types): off by default, since each Lookup is paid
 # (OTP_LOOKUP_PRICE: Twilio's list price for line_type_intelligence, USD) and the numbers
 # phonenumbers can't decide are mostly the US's and Canada's. Fail open: a Lookup outage must not
@@ -123,6 +126,9 @@ class Settings:
     lookup: LookupConfig = LOOKUP_DEFAULTS
     log_level: str = "INFO"
     dev_mode: bool = False
+    # One of LOG_FORMATS; "" (unset): the shell picks, text at a terminal and JSON otherwise
+    # (otp/logs.py), so the default depends on where stderr goes, not on this file.
+    log_format: str = ""
 
     @property
     def twilio_configured(self) -> bool:
@@ -187,6 +193,7 @@ class Settings:
             policy=reader.policy(),
             lookup=reader.lookup(d.lookup),
             log_level=(reader.text("OTP_LOG_LEVEL") or d.log_level).upper(),
+            log_format=reader.choice("OTP_LOG_FORMAT", "json", LOG_FORMATS) if reader.text("OTP_LOG_FORMAT") else "",
         )
         reader.twilio(settings)
         if settings.metrics_token and len(settings.metrics_token) < 32:

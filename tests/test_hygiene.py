@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
@@ -22,6 +23,7 @@ from conftest import (
 )
 
 from otp.core.keyring import Keyring
+from otp.logs import fields_of
 
 OPEN = policy(
     resend_cooldown=0,
@@ -64,7 +66,8 @@ async def test_no_code_in_logs_and_no_code_or_pepper_in_redis(redis_url: str, ca
         for secret in (*codes, SECRET):
             assert secret.encode() not in blob
         assert pepper not in blob and pepper.hex().encode() not in blob
-        logged = "\n".join(record.getMessage() for record in caplog.records)
+        # The messages and the fields beside them (the audit line's, the access lines').
+        logged = "\n".join(r.getMessage() + json.dumps(fields_of(r), default=str) for r in caplog.records)
         for code in codes:
             assert code not in logged
         assert "+15017122661" not in logged

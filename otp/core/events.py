@@ -1,10 +1,10 @@
-"""Audit events as they happen in this process: one JSON line on the ``otp.audit`` log, and the
-matching Prometheus counters.  (The durable record is the Redis audit stream, written by the same
-Lua step as the change itself; this is its live mirror for log pipelines.)"""
+"""Audit events as they happen in this process: one line on the ``otp.audit`` log, its fields
+under ``audit`` (a JSON object in the JSON log, otp/logs.py), and the matching Prometheus
+counters.  (The durable record is the Redis audit stream, written by the same Lua step as the
+change itself; this is its live mirror for log pipelines.)"""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -27,7 +27,10 @@ def emit(event: str, now: float, /, **fields: Any) -> None:
 
     ``now`` is positional-only so that no event field can be mistaken for it."""
     record = {"ts": round(now, 3), "event": str(event), **recorded(fields)}
-    log.info(json.dumps(record, separators=(",", ":"), sort_keys=True, default=str))
+    # Nested, not spread over the line: an event's field can't collide with the record's own
+    # attributes (logging refuses an extra named "name" or "message") or with another line's
+    # field of another type (the access line's "status" is a number, a delivery's a word).
+    log.info("audit", extra={"audit": record})
     country = str(fields.get("country") or "unknown")
     if event == Event.STARTED:
         metrics.STARTED.labels(country).inc()
