@@ -47,6 +47,7 @@ POLICY_DEFAULTS = PolicyConfig(
 
 # OTP_LOG_FORMAT: one JSON object per line, or a readable line (otp/logs.py).
 LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 # Twilio Lookup line types (otp.core.line_types): off by default, since each Lookup is paid
 # (OTP_LOOKUP_PRICE: Twilio's list price for line_type_intelligence, USD) and the numbers
@@ -192,7 +193,7 @@ class Settings:
             max_connections=reader.integer("OTP_MAX_CONNECTIONS", d.max_connections, low=1, high=1_000_000),
             policy=reader.policy(),
             lookup=reader.lookup(d.lookup),
-            log_level=(reader.text("OTP_LOG_LEVEL") or d.log_level).upper(),
+            log_level=reader.choice("OTP_LOG_LEVEL", d.log_level.lower(), LOG_LEVELS).upper(),
             log_format=reader.choice("OTP_LOG_FORMAT", "json", LOG_FORMATS) if reader.text("OTP_LOG_FORMAT") else "",
         )
         reader.twilio(settings)

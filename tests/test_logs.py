@@ -26,6 +26,7 @@ from test_serve import clean_env, otp_command, wait_until_ready
 
 from otp.app import App
 from otp.edge.embedded_redis import free_port
+from otp.errors import ConfigError
 from otp.logs import RequestIds
 from otp.settings import Settings
 from otp.web import errors as web_errors
@@ -307,3 +308,9 @@ async def test_unknown_paths_share_one_unmatched_series_in_the_metrics(redis_url
         for path in paths:
             assert path.split("/")[1] not in text
         assert "+1202555" not in text
+
+
+def test_an_unknown_log_level_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTP_LOG_LEVEL", "loud")
+    with pytest.raises(ConfigError, match=r"OTP_LOG_LEVEL='loud' must be one of: debug, info"):
+        Settings.from_env()
