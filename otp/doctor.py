@@ -182,7 +182,6 @@ def _twilio(settings: Settings) -> list[Finding]:
         timeout=settings.twilio_timeout,
     )
     setup = TwilioSetup(
-        account_sid=settings.twilio_account_sid,
         senders=parse_senders(settings.twilio_from) if settings.twilio_from else (),
         messaging_service_sid=settings.twilio_messaging_service_sid,
         allowed_services=settings.twilio_messaging_services,

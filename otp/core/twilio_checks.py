@@ -66,7 +66,6 @@ class TwilioAccountSource(Protocol):
 
 @dataclass(frozen=True)
 class TwilioSetup:
-    account_sid: str
     senders: tuple[Sender, ...]  # OTP_TWILIO_FROM
     messaging_service_sid: str = ""  # OTP_TWILIO_MESSAGING_SERVICE_SID
     allowed_services: frozenset[str] = frozenset()  # OTP_TWILIO_MESSAGING_SERVICES
