@@ -1,4 +1,4 @@
-"""The ``otp`` command: serve, worker, keys, audit, safelist, twilio-stub."""
+"""The ``otp`` command: serve, worker, keys, audit, safelist, doctor, twilio-stub."""
 
 from __future__ import annotations
 
@@ -200,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.add_parser(sub)
     admin_cli.add_safelist_parser(sub)
     admin_cli.add_optouts_parser(sub)
+
+    from otp import doctor
+
+    check = sub.add_parser(
+        "doctor", help="check this deployment (settings, Redis, clock, secrets, Twilio, senders): pass/warn/fail"
+    )
+    check.add_argument("--json", action="store_true", help="print the findings as a JSON array")
+    check.set_defaults(func=doctor.command)
 
     stub = sub.add_parser(
         "twilio-stub",

@@ -10,6 +10,7 @@ import cluster_fixtures
 import pytest
 import redis
 
+from otp.clock import SYSTEM
 from otp.core.deployment import Level, failures, redis_findings
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 from otp.storage import server_config
@@ -80,11 +81,15 @@ async def test_every_cluster_primary_is_read_and_one_evicting_primary_fails(
     try:
         configs = await server_config.read(client)
         answered = await server_config.ping_primaries(client)
+        offsets = await server_config.clock_offsets(client, SYSTEM)
     finally:
         await client.aclose()
         redis_cluster.node(evicting).config_set("maxmemory-policy", "noeviction")
     assert sorted(c.node for c in configs) == sorted(f"127.0.0.1:{p}" for p in redis_cluster.ports)
     assert sorted(answered) == sorted(c.node for c in configs)
+    # Every primary's clock (TIME), for `otp doctor`'s skew check: the same host's here.
+    assert sorted(o.node for o in offsets) == sorted(c.node for c in configs)
+    assert all(abs(o.offset) < 1.0 for o in offsets)
     assert {c.cluster_state for c in configs} == {"ok"}
     failed = failures(redis_findings(configs))
     assert [f.check for f in failed] == [f"redis eviction policy (127.0.0.1:{evicting})"]

@@ -1,4 +1,5 @@
-"""What each Redis primary the service writes to is configured with, and whether each answers.
+"""What each Redis primary the service writes to is configured with, whether each answers, and how
+far its clock is from the service's.
 
 Standalone and Sentinel have one primary (the client's); a Cluster has one per slot range, and a
 guarantee broken on any of them (eviction, no AOF) is broken for the verifications in its slots,
@@ -102,3 +103,22 @@ async def ping_primaries(client: aioredis.Redis) -> list[str]:
                 raise redis_errors.ConnectionError(f"Redis Cluster node {node} reports the cluster down")
         answered.append(node)
     return answered
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    node: str
+    offset: float  # the primary's TIME minus this host's clock halfway through the call, seconds
+    round_trip: float  # how long the call took: the offset is known to within half of it
+
+
+async def clock_offsets(client: aioredis.Redis, now: Callable[[], float]) -> list[ClockOffset]:
+    """How far each primary's clock (``TIME``) is from ``now`` (the service's clock)."""
+    found = []
+    for node, run in await _primaries(client):
+        before = now()
+        seconds, micros = await run("TIME")  # redis-py answers (seconds, microseconds)
+        after = now()
+        server = int(seconds) + int(micros) / 1_000_000
+        found.append(ClockOffset(node, server - (before + after) / 2, after - before))
+    return found

@@ -12,9 +12,12 @@ drift from the validator the application uses.  Run it by hand with
 ``python -m otp.devtools.twilio_stub --port 8099 --account-sid AC... --auth-token ...``.
 
 It answers Lookup v2 line types too (``GET /v2/PhoneNumbers/{n}?Fields=line_type_intelligence``),
-scripted per number (``stub.lookups``).
+scripted per number (``stub.lookups``), and the account's own resources `otp doctor` reads (the
+Account's status, its IncomingPhoneNumbers with their capabilities, ShortCodes, Messaging v1
+Services; ``stub.account``).
 
-wire: the Message resource and error documents; lookups: Lookup v2; plans: scripted outcomes as status steps;
+wire: the Message resource and error documents; lookups: Lookup v2; account: the account's resources;
+plans: scripted outcomes as status steps;
 callbacks: signed status callbacks; api: the HTTP handler; stub: `TwilioStub`, its state and
 test controls; cli: the command line.
 """

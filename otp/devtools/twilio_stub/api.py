@@ -25,6 +25,14 @@ _CREATE_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.j
 _FETCH_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$")
 # Lookup v2 (lookups.twilio.com): no account in the path, the credentials name it.
 _LOOKUP_PATH = re.compile(r"^/v2/PhoneNumbers/(?P<number>[^/]+)$")
+# The account's own resources (`otp doctor` reads them): the Account, its numbers and short codes,
+# and Messaging v1's Services (messaging.twilio.com: no account in the path either).
+_ACCOUNT_PATHS = {
+    "account": re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)\.json$"),
+    "numbers": re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers\.json$"),
+    "short_codes": re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/SMS/ShortCodes\.json$"),
+}
+_SERVICE_PATH = re.compile(r"^/v1/Services/(?P<sid>[^/]+)$")
 
 
 def invalid_create(fields: Mapping[str, str]) -> tuple[int, str] | None:
@@ -40,6 +48,18 @@ def invalid_create(fields: Mapping[str, str]) -> tuple[int, str] | None:
         return 21602, ERROR_MESSAGES[21602]
     if callback is not None and not valid_callback(callback):
         return 21609, f"Invalid StatusCallback url: {callback}"
+    return None
+
+
+def _account_route(path: str) -> tuple[str, str] | None:
+    """(which resource, the account or Messaging Service sid the path names), if it names one."""
+    service = _SERVICE_PATH.match(path)
+    if service is not None:
+        return "service", urllib.parse.unquote(service["sid"])
+    for kind, pattern in _ACCOUNT_PATHS.items():
+        found = pattern.match(path)
+        if found is not None:
+            return kind, found["account"]
     return None
 
 
@@ -78,17 +98,15 @@ class Handler(BaseHTTPRequestHandler):
             if lookup is not None:
                 self._lookup(method, urllib.parse.unquote(lookup["number"]), path)
                 return
+            if self._account_resource(method, path):
+                return
             create, fetch = _CREATE_PATH.match(path), _FETCH_PATH.match(path)
             match = create or fetch
             if match is None:
                 self._send(404, error_body(20404, 404, f"The requested resource {path} was not found"))
                 return
             if not self._authorized(match["account"]):
-                self._send(
-                    401,
-                    {**error_body(20003, 401), "detail": "Your AccountSid or AuthToken was incorrect."},
-                    {"WWW-Authenticate": 'Basic realm="Twilio API"'},
-                )
+                self._refuse()
                 return
             if create and method == "POST":
                 self._create()
@@ -113,6 +131,45 @@ class Handler(BaseHTTPRequestHandler):
         status, document = stub.lookups.handle(number, query.get("Fields", ""), f"https://lookups.twilio.com{path}")
         stub.say(f"GET Lookup {query.get('Fields', '')} -> {status}")
         self._send(status, document)
+
+    def _account_resource(self, method: str, path: str) -> bool:
+        """Answers a request for the account's own resources; False: the path names none."""
+        route = _account_route(path)
+        if route is None:
+            return False
+        kind, name = route
+        stub = self.server.stub
+        if not self._authorized(stub.account_sid if kind == "service" else name):
+            self._refuse()
+            return True
+        if method != "GET":
+            self._send(405, error_body(20004, 405))
+            return True
+        status, document = self._account_document(kind, name, urllib.parse.urlsplit(self.path).query)
+        stub.say(f"GET {path} -> {status}")
+        self._send(status, document)
+        return True
+
+    def _account_document(self, kind: str, name: str, query: str) -> tuple[int, dict[str, Any]]:
+        account = self.server.stub.account
+        fields = dict(urllib.parse.parse_qsl(query))
+        if kind == "account":
+            return 200, account.document(self.server.stub.auth_token)
+        if kind == "numbers":
+            return 200, account.numbers_page(fields.get("PhoneNumber", ""), query)
+        if kind == "short_codes":
+            return 200, account.short_codes_page(fields.get("ShortCode", ""), query)
+        service = account.service(name)
+        if service is None:
+            return 404, error_body(20404, 404, f"The requested resource /Services/{name} was not found")
+        return 200, service
+
+    def _refuse(self) -> None:
+        self._send(
+            401,
+            {**error_body(20003, 401), "detail": "Your AccountSid or AuthToken was incorrect."},
+            {"WWW-Authenticate": 'Basic realm="Twilio API"'},
+        )
 
     def _authorized(self, url_account: str) -> bool:
         scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")

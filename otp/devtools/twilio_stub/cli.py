@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from otp.devtools.twilio_stub.account import CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_NUMBER, STATUSES, TYPES
 from otp.devtools.twilio_stub.lookups import DEFAULT_CARRIER, LINE_TYPES
 from otp.devtools.twilio_stub.plans import OUTCOMES
 from otp.devtools.twilio_stub.stub import TwilioStub
@@ -53,6 +54,47 @@ def _parse_lookup(text: str) -> tuple[str, str | None, str | None]:
     return to, None if line_type == _NO_DATA else line_type, (carrier if colon else None)
 
 
+def _parse_number(text: str) -> tuple[str, frozenset[str]]:
+    number, colon, rest = text.partition(":")
+    capabilities = frozenset(c.strip().lower() for c in rest.split("/") if c.strip())
+    if not number.startswith("+") or not number[1:].isdigit() or (colon and not capabilities <= set(CAPABILITIES)):
+        raise argparse.ArgumentTypeError(
+            f"expected +NUMBER[:CAPABILITIES] with CAPABILITIES some of {'/'.join(CAPABILITIES)} (e.g. sms/mms)"
+        )
+    return number, capabilities if colon else DEFAULT_CAPABILITIES
+
+
+def _parse_service(text: str) -> tuple[str, str]:
+    sid, _, name = text.partition(":")
+    if not (sid.startswith("MG") and len(sid) == 34):
+        raise argparse.ArgumentTypeError("expected MG…[:FRIENDLY_NAME] (MG and 32 hex digits)")
+    return sid, name or "Stub service"
+
+
+def _add_account_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--number",
+        action="append",
+        type=_parse_number,
+        default=[],
+        metavar="+NUMBER[:CAPABILITIES]",
+        help=f"a phone number the account owns (repeatable; the account always has {DEFAULT_NUMBER}, which "
+        "this can change); CAPABILITIES are some of voice/sms/mms/fax, default voice/sms/mms: e.g. "
+        "+14155550100:sms, +14155550101:voice (not SMS-capable)",
+    )
+    parser.add_argument("--short-code", action="append", default=[], metavar="CODE", help="a short code it owns")
+    parser.add_argument(
+        "--messaging-service",
+        action="append",
+        type=_parse_service,
+        default=[],
+        metavar="MG…[:NAME]",
+        help="a Messaging Service it has (repeatable); any other MG sid is 404",
+    )
+    parser.add_argument("--account-status", choices=STATUSES, default="active", help="the account's status")
+    parser.add_argument("--account-type", choices=TYPES, default="Full", help="Trial or Full (default Full)")
+
+
 @dataclass
 class _Interrupt:
     event: threading.Event = field(default_factory=threading.Event)
@@ -65,9 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="otp twilio-stub",
         description="A loopback stand-in for Twilio's Messages API (create and fetch a Message; price and "
-        "price_unit are filled in once it is final) and Lookup v2 line types, posting status callbacks signed "
-        "with the auth token, for demos: point otp at it with OTP_TWILIO_API_URL=http://HOST:PORT and the same "
-        "OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN. Also runs as python -m otp.devtools.twilio_stub. "
+        "price_unit are filled in once it is final), Lookup v2 line types and the account's own resources "
+        "(status, phone numbers, short codes, Messaging Services: what `otp doctor` checks), posting status "
+        "callbacks signed with the auth token, for demos: point otp at it with OTP_TWILIO_API_URL=http://HOST:PORT "
+        "and the same OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN. Also runs as python -m otp.devtools.twilio_stub. "
         "Stop it with Ctrl-C.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
@@ -105,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(no type, error 60600); every other number is a mobile of 'Stub Wireless'. "
         "E.g. +14155550103=landline, +14155550104=nonFixedVoip:Google",
     )
+    _add_account_options(parser)
     args = parser.parse_args(argv)
 
     def say(line: str) -> None:
@@ -120,6 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             carrier=DEFAULT_CARRIER if carrier is None else carrier,
             error_code=None if line_type else 60600,
         )
+    stub.account.set_status(args.account_status, args.account_type)
+    for number, capabilities in args.number:
+        stub.account.add_number(number, capabilities)
+    for code in args.short_code:
+        stub.account.add_short_code(code)
+    for sid, name in args.messaging_service:
+        stub.account.add_messaging_service(sid, name)
     interrupt = _Interrupt()
     try:
         signal.signal(signal.SIGTERM, interrupt)

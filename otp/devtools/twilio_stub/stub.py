@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
+from otp.devtools.twilio_stub.account import Account
 from otp.devtools.twilio_stub.api import Server
 from otp.devtools.twilio_stub.callbacks import CALLBACK_TIMEOUT, Callbacks, Sent
 from otp.devtools.twilio_stub.lookups import Lookups
@@ -70,6 +71,8 @@ class TwilioStub:
         self._stopping = threading.Event()
         # Lookup v2 line types: scripted answers, failures, slowness, and the calls made.
         self.lookups = Lookups(self._stopping)
+        # The account's status, numbers, short codes and Messaging Services (what `otp doctor` reads).
+        self.account = Account(account_sid)
         self._server: Server | None = None
         self._serve_thread: threading.Thread | None = None
 

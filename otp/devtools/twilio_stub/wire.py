@@ -52,7 +52,7 @@ def error_body(code: int, status: int, message: str | None = None) -> dict[str, 
     }
 
 
-def _rfc2822(moment: datetime | None) -> str | None:
+def rfc2822(moment: datetime | None) -> str | None:
     return None if moment is None else format_datetime(moment.astimezone(UTC))
 
 
@@ -110,9 +110,9 @@ class StubMessage:
             "account_sid": self.account_sid,
             "api_version": API_VERSION,
             "body": self.body,
-            "date_created": _rfc2822(self.date_created),
-            "date_sent": _rfc2822(self.date_sent),
-            "date_updated": _rfc2822(self.date_updated or self.date_created),
+            "date_created": rfc2822(self.date_created),
+            "date_sent": rfc2822(self.date_sent),
+            "date_updated": rfc2822(self.date_updated or self.date_created),
             "direction": "outbound-api",
             "error_code": self.error_code,
             "error_message": self.error_message,
