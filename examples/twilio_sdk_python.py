@@ -1,21 +1,36 @@
+#!/usr/bin/env python3
 """Start and check a verification with Twilio's official Python SDK, pointed at otp's /v2 API.
 
     .venv/bin/otp keys create my-app --twilio          # prints an account SID (AC…) and an auth token
     .venv/bin/python examples/twilio_sdk_python.py --url http://127.0.0.1:8000 \\
         --account-sid AC… --auth-token … +15017122661
 
-Without --service a Verify service named "otp example" is created first (its sid is printed: pass
-it next time). Code written for Twilio Verify needs one change to run on otp: the base URL.
-With a development `otp serve`, the code is in its log.
+It needs the twilio package, which `scripts/bootstrap` installs into .venv (hence .venv/bin/python;
+with the venv activated, `examples/twilio_sdk_python.py …` runs it too). Without --service a Verify
+service named "otp example" is created first (its sid is printed: pass it next time). Code written
+for Twilio Verify needs one change to run on otp: the base URL. With a development `otp serve`, the
+code is in its log. A refused start prints Twilio's error code and, for a limit (20429, 60203), the
+Retry-After seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+
+
+class RetryAfter:
+    """A response hook that keeps the last answer's Retry-After: Twilio's error body has no such field."""
+
+    seconds: str | None = None
+
+    def __call__(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self.seconds = response.headers.get("Retry-After")
 
 
 def arguments() -> argparse.Namespace:
@@ -33,7 +48,10 @@ def arguments() -> argparse.Namespace:
 
 def main() -> int:
     args = arguments()
-    client = Client(args.account_sid, args.auth_token)
+    retry_after = RetryAfter()
+    client = Client(
+        args.account_sid, args.auth_token, http_client=TwilioHttpClient(request_hooks={"response": [retry_after]})
+    )
     # The one line that differs from code written for Twilio: the Verify API's base URL.
     client.verify.base_url = args.url.rstrip("/")
     service_sid = args.service or client.verify.v2.services.create(friendly_name="otp example").sid
@@ -44,6 +62,8 @@ def main() -> int:
         verification = verify.verifications.create(to=args.number, channel="sms")
     except TwilioRestException as exc:
         print(f"start refused: {exc.code} {exc.msg}")
+        if retry_after.seconds:  # a limit: 20429, or 60203 for too many sends
+            print(f"retry_after: {retry_after.seconds} s")
         return 1
     print(f"sent a code to {verification.to} (verification {verification.sid})", flush=True)
     while True:

@@ -2,37 +2,41 @@
 service, starts a verification and checks the code the user got, unchanged but for its base URL.
 
 Needs ``node`` and ``npm`` on PATH and the npm registry reachable; skips, saying which, otherwise.
+The example's package-lock.json is committed: `npm ci` installs exactly the versions it names.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import repo_root
+from conftest import NO_PUMPING, repo_root
 from test_twilio_compat import new_number, serve
 
 EXAMPLE = repo_root() / "examples" / "twilio_sdk_node"
 NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH")
 
 
-def installed_example(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are needed for the Node.js SDK example (apt-get install nodejs npm)")
-    folder = tmp_path / "twilio_sdk_node"
-    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("node_modules", "package-lock.json"))
+    folder = tmp_path_factory.mktemp("node") / "twilio_sdk_node"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("node_modules"))
     try:
         result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=folder,
             capture_output=True,
             text=True,
             timeout=45,
         )
     except subprocess.TimeoutExpired:
-        pytest.skip("npm install took over 45 s (is the npm registry reachable?)")
+        pytest.skip("npm ci took over 45 s (is the npm registry reachable?)")
     output = result.stdout + result.stderr
     if result.returncode != 0 and any(code in output for code in NETWORK_ERRORS):
         pytest.skip(f"the npm registry is unreachable: {output.strip().splitlines()[-1]}")
@@ -40,8 +44,8 @@ def installed_example(tmp_path: Path) -> Path:
     return folder
 
 
-def test_node_sdk_example_creates_a_service_starts_and_checks(redis_url: str, tmp_path: Path) -> None:
-    folder = installed_example(tmp_path)
+def test_node_sdk_example_creates_a_service_starts_and_checks(redis_url: str, installed_example: Path) -> None:
+    folder = installed_example
     with serve(redis_url) as v2:
         to = new_number()
         example = subprocess.Popen(
@@ -61,3 +65,24 @@ def test_node_sdk_example_creates_a_service_starts_and_checks(redis_url: str, tm
                 example.wait()
     assert example.returncode == 0, out
     assert "created service VA" in out and "sent a code to " + to in out and "approved" in out
+
+
+def test_node_sdk_example_prints_retry_after_when_a_start_is_refused(redis_url: str, installed_example: Path) -> None:
+    # One send an hour per number: the example's start comes after another tenant's (/v1) one.
+    with serve(redis_url, limits={"resend_cooldown": 0, "number_sends_per_hour": 1, **NO_PUMPING}) as v2:
+        to = new_number()
+        first = httpx.post(
+            f"{v2.base}/v1/verifications", json={"to": to}, headers={"Authorization": f"Bearer {v2.v1_key}"}
+        )
+        assert first.status_code == 201, first.text
+        result = subprocess.run(
+            ["node", "index.js", "--url", v2.base, "--account-sid", v2.account[0], "--auth-token", v2.account[1], to],
+            cwd=installed_example,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "start refused: 20429 " in result.stdout
+    assert re.search(r"^retry_after: \d+ s$", result.stdout, re.M), result.stdout

@@ -1,9 +1,12 @@
+#!/usr/bin/env node
 // Start and check a verification with Twilio's official Node.js SDK, pointed at otp's /v2 API.
 //
+//   npm ci      # once, in this folder: the twilio package at the version package-lock.json pins
 //   node index.js --url http://127.0.0.1:8000 --account-sid AC… --auth-token … [--service VA…] +15017122661
 //
 // Without --service a Verify service named "otp example" is created first (its sid is printed).
-// Code written for Twilio Verify needs one change to run on otp: the Verify base URL.
+// Code written for Twilio Verify needs one change to run on otp: the Verify base URL. A refused
+// start prints Twilio's error code and, for a limit (20429, 60203), the Retry-After seconds.
 "use strict";
 
 const readline = require("node:readline/promises");
@@ -45,6 +48,9 @@ async function main() {
     verification = await verify.verifications.create({ to: opts.number, channel: "sms" });
   } catch (err) {
     console.log(`start refused: ${err.code} ${err.message}`);
+    // Twilio's error body has no retry field: a limit says when in its Retry-After header.
+    const retryAfter = client.httpClient.lastResponse?.headers?.["retry-after"];
+    if (retryAfter) console.log(`retry_after: ${retryAfter} s`);
     return 1;
   }
   console.log(`sent a code to ${verification.to} (verification ${verification.sid})`);
