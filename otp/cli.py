@@ -176,11 +176,13 @@ def _require_redis(settings: Settings) -> str:
 @contextlib.asynccontextmanager
 async def _connected(settings: Settings) -> AsyncIterator[Store]:
     """The store on OTP_REDIS_URL for one command; its connections close with it."""
+    from otp.app import build_store
     from otp.storage.client import connect
 
     client = connect(_require_redis(settings))
     try:
-        yield Store(client, partitions=settings.partitions)
+        # The service's audit caps: a command's audit event must not trim the log by other ones.
+        yield build_store(client, settings)
     finally:
         await client.aclose()
 

@@ -123,6 +123,9 @@ class Settings:
     lookup: LookupConfig = LOOKUP_DEFAULTS
     log_level: str = "INFO"
     dev_mode: bool = False
+    # Audit events older than this are trimmed as new ones are written (OTP_AUDIT_MAXLEN still caps
+    # their number): lib.lua's audit().
+    audit_retention: float = 30 * 86400.0
 
     @property
     def twilio_configured(self) -> bool:
@@ -187,6 +190,9 @@ class Settings:
             policy=reader.policy(),
             lookup=reader.lookup(d.lookup),
             log_level=(reader.text("OTP_LOG_LEVEL") or d.log_level).upper(),
+            audit_retention=reader.duration(
+                "OTP_AUDIT_RETENTION", d.audit_retention, low=3600.0, high=10 * 365 * 86400.0
+            ),
         )
         reader.twilio(settings)
         if settings.metrics_token and len(settings.metrics_token) < 32:
