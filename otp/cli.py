@@ -191,7 +191,11 @@ async def _ensure_dev_key(settings: Settings) -> None:
     async with _connected(settings) as store:
         if await apikeys.count(store):
             return
-        _key, token = await apikeys.create(store, "dev", admin=True)
+        key, token = await apikeys.create(store, "dev", admin=True)
+        from otp.core.admin_audit import Actor, AdminAction, record
+
+        details = {"label": key.name, "role": "admin"}
+        await record(store, AdminAction.KEY_CREATE, actor=Actor.command_line(), target=key.key_id, details=details)
     path = Path(settings.data_dir) / DEV_KEY_FILE
     path.write_text(token + "\n")
     path.chmod(0o600)
