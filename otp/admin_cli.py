@@ -10,8 +10,9 @@ import json
 import secrets
 import sys
 
+from otp.audit_fields import AdminAction
 from otp.clock import SYSTEM
-from otp.core import apikeys
+from otp.core import admin_audit, apikeys
 from otp.core.audit import iso_ms
 from otp.errors import ConfigError
 from otp.settings import Settings
@@ -87,7 +88,7 @@ def cmd_optouts(args: argparse.Namespace) -> int:
     from otp.core import optouts
     from otp.core.keyring import Keyring
     from otp.core.messaging_configs import MESSAGING_SERVICE_SID
-    from otp.core.phone import mask, mask_in_record, parse
+    from otp.core.phone import mask, parse
     from otp.errors import InvalidInput
 
     scope = args.messaging_service
@@ -116,7 +117,7 @@ def cmd_optouts(args: argparse.Namespace) -> int:
             if args.optouts_command == "clear":
                 if not await optouts.clear(store, keyring, phone.e164, scope):
                     return answer(f"{shown} is not opted out", {"opted_out": False, "cleared": False}, ok=False)
-                await _audit_cli_action(store, "opt_out_clear", mask_in_record(phone.e164))
+                await _audit_cli_action(store, AdminAction.OPT_OUT_CLEAR, phone.e164)
                 return answer(f"cleared {shown}", {"opted_out": False, "cleared": True}, ok=True)
             since = await optouts.marked_at(store, keyring, phone.e164, scope)
             if since is None:
@@ -129,14 +130,10 @@ def cmd_optouts(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-async def _audit_cli_action(store: Store, action: str, entry: str) -> None:
-    """An admin action taken from the command line, in the audit log as the admin API writes one
-    (event ``admin``); no API key made it, so it names the command line instead."""
-    await store.audit_event(
-        0,
-        SYSTEM.now_ms(),
-        {"event": "admin", "action": action, "entry": entry, "key": "cli", "key_name": "otp (command line)"},
-    )
+async def _audit_cli_action(store: Store, action: AdminAction, entry: str, **details: str) -> None:
+    """An admin action taken from the command line, through the one writer of admin events
+    (otp.core.admin_audit): no API key made it, so it names the command line and the OS user."""
+    await admin_audit.record(store, action, actor=admin_audit.Actor.command_line(), target=entry, details=details)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -152,6 +149,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         async with _connected(settings) as store:
             if args.keys_command == "create":
                 key, token = await apikeys.create(store, args.name, admin=args.admin, twilio=args.twilio)
+                # Audited before the token is shown: no usable key exists without its record.
+                role = "admin" if key.admin else "client"
+                await _audit_cli_action(store, AdminAction.KEY_CREATE, key.key_id, label=key.name, role=role)
                 print(f"created {'admin ' if key.admin else ''}key {key.key_id} ({key.name}); shown once:")
                 if args.twilio:
                     _, account_sid, auth_token = token.split("_")
@@ -166,6 +166,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 if not await apikeys.revoke(store, args.key_id):
                     print(f"no key {args.key_id}", file=sys.stderr)
                     return 1
+                await _audit_cli_action(store, AdminAction.KEY_REVOKE, args.key_id)
                 print(f"revoked {args.key_id}")
         return 0
 
@@ -190,10 +191,10 @@ async def _budget(store: Store, settings: Settings, args: argparse.Namespace) ->
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         await budgets.set_tenant_budget(args.key_id, amount)
-        await _audit_cli_action(store, "budget_set", f"{args.key_id}={amount}")
+        await _audit_cli_action(store, AdminAction.BUDGET_SET, f"{args.key_id}={amount}")
     elif args.remove:
         await budgets.set_tenant_budget(args.key_id, None)
-        await _audit_cli_action(store, "budget_remove", args.key_id)
+        await _audit_cli_action(store, AdminAction.BUDGET_REMOVE, args.key_id)
     status = await budgets.status([args.key_id], [], SYSTEM.now_ms())
     row = status["scopes"][-1]
     if args.json:
@@ -221,11 +222,13 @@ def cmd_safelist(args: argparse.Namespace) -> int:
             safe_list = SafeList(store)
             if args.safelist_command == "add":
                 await safe_list.add(args.entry)
+                await _audit_cli_action(store, AdminAction.SAFELIST_ADD, args.entry)
                 print(f"added {args.entry}")
             elif args.safelist_command == "remove":
                 if not await safe_list.remove(args.entry):
                     print(f"{args.entry} is not on the safe list", file=sys.stderr)
                     return 1
+                await _audit_cli_action(store, AdminAction.SAFELIST_REMOVE, args.entry)
                 print(f"removed {args.entry}")
             else:
                 for entry in sorted(await safe_list.entries()):

@@ -164,6 +164,7 @@ def build_store(client: Any, settings: Settings) -> Store:
         partitions=settings.partitions,
         audit_maxlen=settings.audit_maxlen,
         webhook_queue_cap=settings.webhook_queue_cap,
+        audit_retention_ms=int(settings.audit_retention * 1000),
     )
 
 

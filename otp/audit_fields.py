@@ -23,11 +23,28 @@ class Event(StrEnum):
     EXPIRED = "expired"
     CANCELED = "canceled"
     DELIVERY = "delivery"
-    ADMIN = "admin"  # safe-list changes and unblocks, with the admin key that made them
+    ADMIN = "admin"  # an admin action (AdminAction), with who took it: otp.core.admin_audit
     OPTED_OUT = "opted_out"  # Twilio said 21610 (the user replied STOP): the number is marked
     # A send's expected wait for its sender's slot is past OTP_SENDER_MAX_WAIT (settle_job.lua).
     SENDER_QUEUED = "sender_queued"
     BUDGET = "budget"  # a spend budget reached 80 % or 100 % today (once each per scope and day)
+
+
+class AdminAction(StrEnum):
+    """An ``admin`` event's ``action``: every change an operator makes to who may do what, written
+    by otp.core.admin_audit.record from the admin API, the dashboard and the command line alike."""
+
+    SAFELIST_ADD = "safelist_add"
+    SAFELIST_REMOVE = "safelist_remove"
+    UNBLOCK = "unblock"  # a pumping block lifted (a prefix or a country)
+    OPT_OUT_CLEAR = "opt_out_clear"
+    BUDGET_SET = "budget_set"
+    BUDGET_REMOVE = "budget_remove"
+    KEY_CREATE = "key_create"
+    KEY_REVOKE = "key_revoke"
+    DASHBOARD_SIGN_IN = "dashboard_sign_in"
+    DASHBOARD_SIGN_IN_FAILED = "dashboard_sign_in_failed"
+    DASHBOARD_SIGN_OUT = "dashboard_sign_out"
 
 
 EVENTS: Final[tuple[Event, ...]] = tuple(Event)

@@ -61,11 +61,13 @@ def _require_redis(settings: Settings) -> str:
 @contextlib.asynccontextmanager
 async def _connected(settings: Settings) -> AsyncIterator[Store]:
     """The store on OTP_REDIS_URL for one command; its connections close with it."""
+    from otp.app import build_store
     from otp.storage.client import connect
 
     client = connect(_require_redis(settings))
     try:
-        yield Store(client, partitions=settings.partitions)
+        # The service's audit caps: a command's audit event must not trim the log by other ones.
+        yield build_store(client, settings)
     finally:
         await client.aclose()
 
@@ -74,7 +76,11 @@ async def _ensure_dev_key(settings: Settings) -> None:
     async with _connected(settings) as store:
         if await apikeys.count(store):
             return
-        _key, token = await apikeys.create(store, "dev", admin=True)
+        key, token = await apikeys.create(store, "dev", admin=True)
+        from otp.core.admin_audit import Actor, AdminAction, record
+
+        details = {"label": key.name, "role": "admin"}
+        await record(store, AdminAction.KEY_CREATE, actor=Actor.command_line(), target=key.key_id, details=details)
     path = Path(settings.data_dir) / DEV_KEY_FILE
     path.write_text(token + "\n")
     path.chmod(0o600)

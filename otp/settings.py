@@ -130,6 +130,9 @@ class Settings:
     # One of LOG_FORMATS; "" (unset): the shell picks, text at a terminal and JSON otherwise
     # (otp/logs.py), so the default depends on where stderr goes, not on this file.
     log_format: str = ""
+    # Audit events older than this are trimmed as new ones are written (OTP_AUDIT_MAXLEN still caps
+    # their number): lib.lua's audit().
+    audit_retention: float = 30 * 86400.0
 
     @property
     def twilio_configured(self) -> bool:
@@ -195,6 +198,9 @@ class Settings:
             lookup=reader.lookup(d.lookup),
             log_level=reader.choice("OTP_LOG_LEVEL", d.log_level.lower(), LOG_LEVELS).upper(),
             log_format=reader.choice("OTP_LOG_FORMAT", "json", LOG_FORMATS) if reader.text("OTP_LOG_FORMAT") else "",
+            audit_retention=reader.duration(
+                "OTP_AUDIT_RETENTION", d.audit_retention, low=3600.0, high=10 * 365 * 86400.0
+            ),
         )
         reader.twilio(settings)
         if settings.metrics_token and len(settings.metrics_token) < 32:

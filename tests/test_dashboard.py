@@ -416,7 +416,8 @@ async def test_blocked_prefix_shows_and_unblock_is_audited(budgets_off: Service)
 
     events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(event="admin"))
     assert [(e.get("action"), e.get("entry"), e.get("key_name")) for e in events] == [
-        ("unblock", "+1415555", "test-admin")
+        ("unblock", "+1415555", "test-admin"),
+        ("dashboard_sign_in", "", "test-admin"),  # newest first: the sign-in that made it
     ]
     assert events[0].get("key") == svc.admin_key.split("_")[1]
 
@@ -431,7 +432,8 @@ async def test_add_to_safe_list_is_validated_and_audited(svc: Service) -> None:
     assert "<code>+1415555</code>" in (await svc.http.get("/admin/fraud")).text
     events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(event="admin"))
     assert [(e.get("action"), e.get("entry"), e.get("key_name")) for e in events] == [
-        ("safelist_add", "+1415555", "test-admin")
+        ("safelist_add", "+1415555", "test-admin"),
+        ("dashboard_sign_in", "", "test-admin"),
     ]
     # A country can be unblocked but not safe-listed.
     assert (await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "US"})).status_code == 400
@@ -456,7 +458,7 @@ async def test_audit_page_filters_pages_and_exports(svc: Service) -> None:
         seen += re.findall(r"<tr><th scope=\"row\">.*?</tr>", page.split('id="events"', 1)[1])
         nxt = re.search(r'<a href="([^"]+)" rel="next">', page)
         url = nxt.group(1).replace("&amp;", "&") if nxt else None
-    assert len(seen) == len(set(seen)) == 160
+    assert len(seen) == len(set(seen)) == 160 + 1  # and the sign-in's own admin event
 
     refused = (await svc.http.get("/admin/audit?event=refused&decision=refused")).text
     body = refused.split('id="events"', 1)[1]

@@ -100,7 +100,11 @@ def _form(request: Request, params: Mapping[str, str]) -> Html:
 def _detail(event: audit.AuditEvent) -> str:
     kind = event.get("event")
     if kind == "admin":
-        return f"{event.get('action')} {event.get('entry')} by {event.get('key_name') or event.get('key')}"
+        # otp.core.admin_audit's fields; a sign-in names no entry, a failed one maybe no key.
+        who = event.get("key_name") or event.get("key") or event.get("client_ip") or "unknown"
+        user, reason = event.get("user"), event.get("reason")
+        parts = [event.get("action"), event.get("entry"), "by", who + (f" ({user})" if user else "")]
+        return " ".join(p for p in parts if p) + (f": {reason}" if reason else "")
     if kind == "delivery":
         code = event.get("error_code")
         found = delivery_errors.lookup(code or None)

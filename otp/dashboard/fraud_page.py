@@ -8,8 +8,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from otp.audit_fields import AdminAction
 from otp.core import stats as aggregates
 from otp.core import validators
+from otp.core.admin_audit import VIA_DASHBOARD
 from otp.core.policy import Policy
 from otp.dashboard.charts import hbar_chart
 from otp.dashboard.guard import Admin, now_ms
@@ -245,8 +247,8 @@ async def unblock(request: Request, admin: Admin, form: dict[str, str]) -> Respo
     else:
         return _invalid(request, admin, "Give a prefix like +1415555 or a two-letter country code.")
     removed = await _policy(request).unblock(scope, value)
-    # The same audit record as DELETE /v1/blocks: event admin, action unblock, the key and its name.
-    await _audit_admin_action(request, admin.key, "unblock", value)
+    # The same audit record as DELETE /v1/blocks (event admin, action unblock, the session's key), via dashboard.
+    await _audit_admin_action(request, admin.key, AdminAction.UNBLOCK, value, via=VIA_DASHBOARD)
     return _back(request, form.get("since", ""), "unblock" if removed else "not_blocked", value)
 
 
@@ -255,5 +257,5 @@ async def add_to_safe_list(request: Request, admin: Admin, form: dict[str, str])
     if not SAFE_ENTRY.match(entry) or len(entry) > 16:
         return _invalid(request, admin, "The safe list takes E.164 numbers or prefixes of them, like +1415555.")
     await _policy(request).safe_list.add(entry)
-    await _audit_admin_action(request, admin.key, "safelist_add", entry)
+    await _audit_admin_action(request, admin.key, AdminAction.SAFELIST_ADD, entry, via=VIA_DASHBOARD)
     return _back(request, form.get("since", ""), "safelist", entry)

@@ -1,4 +1,5 @@
-"""Sign-in with an admin API key, and sign-out; failed sign-ins are throttled per client address."""
+"""Sign-in with an admin API key, and sign-out; failed sign-ins are throttled per client address.
+Sign-ins, sign-outs and counted failures are admin events in the audit log (otp.core.admin_audit)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from otp.audit_fields import AdminAction
+from otp.core.admin_audit import VIA_DASHBOARD
 from otp.core.apikeys import ApiKey
 from otp.core.ipaddr import ip_scope
 from otp.dashboard import session
@@ -16,6 +19,7 @@ from otp.dashboard.markup import Html, duration, esc, layout, notice, page, url
 from otp.errors import Unauthorized
 from otp.storage import keys as keyspace
 from otp.storage.store import Call, Store
+from otp.web.admin import _audit_admin_action
 
 # Why the sign-in page is shown: fixed texts, so nothing from the query string is echoed.
 MESSAGES = {
@@ -93,6 +97,10 @@ def _too_many(request: Request, retry_after: int) -> Response:
     return response
 
 
+async def _audit(request: Request, action: AdminAction, key: ApiKey | None, **details: str) -> None:
+    await _audit_admin_action(request, key, action, "", via=VIA_DASHBOARD, **details)
+
+
 async def submit(request: Request) -> Response:
     form = await read_form(request)
     if not session.csrf_ok(request, form.get("csrf")):
@@ -107,12 +115,18 @@ async def submit(request: Request) -> Response:
     retry_after = await _throttled(request, failed=key is None or not key.admin)
     if retry_after:
         return _too_many(request, retry_after)
+    if key is None or not key.admin:
+        # Counted failures only: the throttle above bounds how many one address can write. The key
+        # is named when it is real (not an admin key); the token typed, never.
+        reason = "unknown_key" if key is None else "not_admin"
+        await _audit(request, AdminAction.DASHBOARD_SIGN_IN_FAILED, key, reason=reason)
     if key is None:
         return page(_form(request, notice("Unknown or revoked API key.", "error")), status=401)
     if not key.admin:
         text = "That key is not an admin key. The dashboard needs one made with otp keys create NAME --admin."
         return page(_form(request, notice(text, "error")), status=403)
     await session.sign_in(request, key)
+    await _audit(request, AdminAction.DASHBOARD_SIGN_IN, key)
     return RedirectResponse(url(request, "/"), status_code=303)
 
 
@@ -120,7 +134,11 @@ async def sign_out(request: Request) -> Response:
     form = await read_form(request)
     if not session.csrf_ok(request, form.get("csrf")):
         return csrf_refused(request)
+    # Whose session ends, read before it does: a session already expired or revoked ends unrecorded.
+    key, _ = await session.signed_in(request)
     await session.sign_out(request)
+    if key is not None:
+        await _audit(request, AdminAction.DASHBOARD_SIGN_OUT, key)
     return to_sign_in(request, "signed_out")
 
 

@@ -99,10 +99,15 @@ class Store:
         partitions: int,
         audit_maxlen: int = 1_000_000,
         webhook_queue_cap: int = WEBHOOK_QUEUE_CAP,
+        audit_retention_ms: int | None = None,
     ) -> None:
+        """``audit_retention_ms``: audit entries older than this are trimmed as events are written
+        (lib.lua's ``audit()``); None keeps them until ``audit_maxlen`` pushes them out, so a store
+        built without the settings (a read-only tool) never trims what the service keeps."""
         self.client = client
         self.partitions = partitions
         self.audit_maxlen_per_partition = max(1, audit_maxlen // partitions)
+        self.audit_retention_ms = audit_retention_ms
         self.webhook_cap_per_partition = max(1, webhook_queue_cap // partitions)
         self.scripts = Registry(client)
         self.cluster = isinstance(client, RedisCluster)
@@ -124,6 +129,8 @@ class Store:
             "evcap": self.webhook_cap_per_partition,
             "evlife": WEBHOOK_EVENT_LIFE_MS,
         }
+        if self.audit_retention_ms is not None:
+            header["cap_ms"] = self.audit_retention_ms
         return json.dumps({**fields, **header}, separators=(",", ":"))
 
     async def _run(

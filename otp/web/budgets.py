@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from otp.audit_fields import AdminAction
 from otp.core import apikeys
 from otp.core.budget import Budgets, parse_amount
 from otp.errors import InvalidInput, NotFound
@@ -49,10 +50,10 @@ async def key_budget(request: Request) -> Response:
         except ValueError as exc:
             raise InvalidInput(str(exc).removeprefix("amount: "), field="amount") from None
         await _budgets(request).set_tenant_budget(key_id, amount)
-        await _audit_admin_action(request, key, "budget_set", f"{key_id}={amount}")
+        await _audit_admin_action(request, key, AdminAction.BUDGET_SET, f"{key_id}={amount}")
     else:
         await _budgets(request).set_tenant_budget(key_id, None)
-        await _audit_admin_action(request, key, "budget_remove", key_id)
+        await _audit_admin_action(request, key, AdminAction.BUDGET_REMOVE, key_id)
     status = await _status(request, [key_id])
     return render(status.scopes[-1])
 

@@ -3,13 +3,15 @@
 -- FINAL) and the audit counters' lifetime from keys.py (AUDIT_COUNTER_TTL_MS).
 -- ARGV[1] is one JSON object (A) with named fields; every script gets
 --   A.now (ms, injected so tests control time), and scripts that write the audit log
---   A.cap (the audit stream cap for this partition), A.audit (context: masked number, ip, key…).
+--   A.cap (the audit stream cap for this partition), A.cap_ms (how long its entries are kept, ms;
+--   absent: no age limit), A.audit (context: masked number, ip, key…).
 -- The partition's keys (scripts.PARTITION_KEYS, built by keys.partition_script_keys) include
 -- prefixes (K.verifications, K.numbers, K.failed, K.approving, K.jobs) to which a script appends
 -- an id it read: every name comes from keys.py, and all of them name one cluster slot.
 local A = cjson.decode(ARGV[1])
 local NOW = tonumber(A.now)
 local AUDIT_MAXLEN = A.cap
+local AUDIT_RETENTION_MS = tonumber(A.cap_ms)
 local AUDIT_CTX = A.audit or {}
 
 -- Context names starting with "_" feed the counters only and are never written to the entry
@@ -28,7 +30,18 @@ local function audit(event, fields)
       entry[#entry + 1] = tostring(v)
     end
   end
-  redis.call('XADD', K.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*', unpack(entry))
+  local id = redis.call('XADD', K.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*', unpack(entry))
+  -- Kept by age too (OTP_AUDIT_RETENTION). XADD takes one of MAXLEN and MINID, so the age goes in
+  -- an XTRIM. MINID compares stream ids, which Redis stamps from its own clock, not from A.now
+  -- (the service's, which tests set weeks ahead): the cut is the new entry's id time minus the
+  -- retention, so a service clock running ahead can't empty the log. '~' drops whole stream nodes
+  -- only (up to 100 entries each), and one call at most 100 × stream-node-max-entries entries
+  -- (10,000: Redis's default LIMIT with '~'): a backlog (a retention just lowered) drains a bounded
+  -- step per event (measured ~0.3 ms), and otherwise the call only looks at the first node.
+  if AUDIT_RETENTION_MS then
+    local id_ms = tonumber(string.match(id, '^(%d+)'))
+    redis.call('XTRIM', K.audit, 'MINID', '~', string.format('%d', id_ms - AUDIT_RETENTION_MS))
+  end
   -- Hourly counters beside the stream, so dashboards add up hours instead of scanning events.
   local counter = K.counter
   local f = fields or {}

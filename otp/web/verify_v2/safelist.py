@@ -18,6 +18,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from otp.audit_fields import AdminAction
 from otp.core import validators
 from otp.core.apikeys import ApiKey
 from otp.core.phone import parse
@@ -76,7 +77,7 @@ async def create_safelist(request: Request) -> Response:
     number = _new_number(forms.required(await forms.form(request), FIELD))
     if not await _safe_list(request).add(number, exact=True):
         raise InvalidInput(f"{number} is already on the safe list", field=FIELD, code=ALREADY_SAFE_LISTED)
-    await _audit_admin_action(request, account, "safelist_add", number)
+    await _audit_admin_action(request, account, AdminAction.SAFELIST_ADD, number)
     return _answer(request, number, status_code=201)
 
 
@@ -97,5 +98,5 @@ async def delete_safelist(request: Request) -> Response:
     entry = _entry(request)
     if not await _safe_list(request).remove(entry):
         raise NotFound(f"{entry} is not on the safe list", field=FIELD)
-    await _audit_admin_action(request, account, "safelist_remove", entry)
+    await _audit_admin_action(request, account, AdminAction.SAFELIST_REMOVE, entry)
     return Response(status_code=204)
