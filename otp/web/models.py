@@ -149,6 +149,13 @@ class WebhookRequest(Request):
 
 class SafeEntryRequest(Request):
     entry: Annotated[str, msgspec.Meta(max_length=16, pattern=NUMBER_PREFIX, examples=["+1501712"])]
+    country: Annotated[
+        bool,
+        msgspec.Meta(
+            description="true to safe-list a whole country calling code (+44, +1): refused without it, since "
+            "it exempts every number of those countries from the fraud rules"
+        ),
+    ] = False
 
 
 class BudgetRequest(Request):
