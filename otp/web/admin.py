@@ -60,7 +60,7 @@ async def list_safe(request: Request) -> Response:
 async def add_safe(request: Request) -> Response:
     key = await admin(request)
     body = await read_model(request, models.SafeEntryRequest)
-    entry = validators.safe_entry(body.entry, "entry", whole_country=body.country, confirm='send "country": true')
+    entry = validators.safe_entry(body.entry, "entry", whole_country=bool(body.country), confirm='send "country": true')
     await _policy(request).safe_list.add(entry)
     await _audit_admin_action(request, key, "safelist_add", entry)
     return render(models.SafeEntry(entry=entry), status_code=201)
