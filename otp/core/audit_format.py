@@ -38,7 +38,8 @@ def format_summary(totals: Mapping[str, Any]) -> str:
     line = f"{totals['events']} event{'' if totals['events'] == 1 else 's'}, {totals['refused']} refused"
     reasons = totals.get("refused_by_reason") or {}
     if reasons:
-        line += ": " + ", ".join(f"{printable(str(reason))} ×{n}" for reason, n in reasons.items())
+        # The table's last line: its values are cleaned as the rows' are.
+        line += ": " + ", ".join(f"{terminal_text.clean(str(reason))} ×{n}" for reason, n in reasons.items())
     return line
 
 
