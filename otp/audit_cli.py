@@ -209,7 +209,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from otp.storage.errors import STORAGE_ERRORS
 
     if args.json and args.format == "csv":
-        raise ConfigError("otp audit: --json is --format jsonl: give one of --json and --format csv")
+        raise ConfigError("--json is --format jsonl: give --json or --format csv, not both")
     settings = _with_local_fallbacks(Settings.from_env())
     if args.number and not settings.secret_keys:
         raise ConfigError("OTP_SECRET_KEY is required for --number: the log holds keyed hashes of numbers")

@@ -32,6 +32,7 @@ from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN
 from otp import cli
 from otp.app import build_sender, create_app, worker_options
 from otp.core import apikeys, audit, terminal_text
+from otp.core.keyring import Keyring
 from otp.devtools.twilio_stub import OUTCOMES, TwilioStub
 from otp.devtools.twilio_stub.cli import build_parser
 from otp.edge.worker import Worker
@@ -205,7 +206,10 @@ def test_safelist_reads_a_national_number_as_audit_number_does(
     assert added.code == 0, added.err
     assert added.out == "added +15017122661\n"
     assert otp(capsys, "safelist", "remove", "(501) 712-2661").out == "removed +15017122661\n"
-    # The same reading as `otp audit --number` (otp.core.phone.parse, in OTP_DEFAULT_REGION).
+    # The number `otp audit --number 5017122661` searches for (otp.core.phone.parse, OTP_DEFAULT_REGION).
+    keyring = Keyring((SECRET,))
+    searched = audit.filter_from_params({"number": "5017122661"}, now=0, default_region="US", keyring=keyring)
+    assert searched.number_hash == keyring.number_hash("+15017122661")
     assert otp(capsys, "audit", "--number", "5017122661", *SINCE).code == 0
     monkeypatch.setenv("OTP_DEFAULT_REGION", "GB")
     assert otp(capsys, "safelist", "add", "07911 123456").out == "added +447911123456\n"
@@ -407,7 +411,7 @@ async def test_no_control_character_of_any_stored_value_reaches_the_printed_tabl
     assert [e["key_name"] for e in events if e["event"] == "admin"] == [HOSTILE]
 
 
-def test_audit_json_is_json_lines_and_is_not_csv(otp_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_refuses_json_together_with_csv(otp_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert otp(capsys, "safelist", "add", "+1501712").code == 0
     both = otp(capsys, "audit", *SINCE, "--json", "--format", "csv")
     assert both.code == 2 and "--json" in both.err
