@@ -180,3 +180,15 @@ def parse(raw: object, *, default_region: str, field: str = "to") -> Phone:
         national=str(number.national_number),
         number_type=TYPE_NAMES.get(phonenumbers.number_type(number), "unknown"),
     )
+
+
+def calling_codes_within(prefix: str) -> dict[int, tuple[str, ...]]:
+    """The country calling codes a number prefix covers whole, each with its regions (``001`` for
+    a non-geographic one): ``+44`` → {44: GB, GG, IM, JE}; ``+4`` → every code from 40 to 49;
+    ``+441`` → none (it is a part of +44)."""
+    digits = prefix.removeprefix("+")
+    return {
+        code: tuple(regions)
+        for code, regions in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items())
+        if digits and str(code).startswith(digits)
+    }

@@ -147,8 +147,18 @@ class WebhookRequest(Request):
     event_types: Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=len(webhook_rules.EVENT_TYPES))]
 
 
+WholeCountry = Annotated[
+    bool,
+    msgspec.Meta(
+        description="true to safe-list a whole country calling code (+44, +1): refused without it, since it "
+        "exempts every number of those countries from the fraud rules"
+    ),
+]
+
+
 class SafeEntryRequest(Request):
     entry: Annotated[str, msgspec.Meta(max_length=16, pattern=NUMBER_PREFIX, examples=["+1501712"])]
+    country: WholeCountry | None = None
 
 
 class BudgetRequest(Request):
