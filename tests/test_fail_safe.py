@@ -187,6 +187,7 @@ TWILIO: dict[str, Any] = {
         ({}, "127.0.0.1", "console"),  # the pure development setup
         ({}, "::1", "console"),
         ({}, "localhost", "console"),
+        ({}, None, "console"),  # `otp worker` beside a development `otp serve` (its socket and secret)
         ({"dev": True}, "0.0.0.0", "console"),  # noqa: S104
         ({"sms": "console", "redis_url": "redis://r/0", "secret_keys": (SECRET,)}, "0.0.0.0", "console"),  # noqa: S104
         ({**TWILIO, "redis_url": "redis://r/0", "secret_keys": (SECRET,)}, "0.0.0.0", "twilio"),  # noqa: S104
@@ -199,7 +200,7 @@ TWILIO: dict[str, Any] = {
     ],
 )
 def test_the_console_sender_runs_only_when_chosen_or_in_the_pure_development_setup(
-    given: dict[str, Any], bind: str, expected: str
+    given: dict[str, Any], bind: str | None, expected: str
 ) -> None:
     settings = Settings(**given)
     try:
@@ -213,3 +214,8 @@ def test_build_sender_never_falls_back_to_the_console_on_its_own(redis_url: str)
     with pytest.raises(ConfigError, match="OTP_TWILIO_ACCOUNT_SID"):
         build_sender(make_settings(redis_url))
     assert build_sender(make_settings(redis_url, sms="console")).name == "console"
+
+
+def test_an_unknown_otp_sms_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ConfigError, match="OTP_SMS='email' must be one of: auto, twilio, console"):
+        Settings.from_env({"OTP_SMS": "email"})

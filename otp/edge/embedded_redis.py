@@ -146,6 +146,9 @@ class EmbeddedRedis:
                 return
             time.sleep(0.02)
         if not self._stopping.is_set():
+            # Not left running beside the next attempt (or orphaned by a failed start).
+            process.kill()
+            process.wait()
             raise ConfigError(f"embedded redis-server did not answer within {timeout:g} s")
 
     def _answers(self) -> bool:
