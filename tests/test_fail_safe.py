@@ -168,7 +168,7 @@ def test_allowing_eviction_starts_serve_with_a_warning_on_every_start(lru_redis:
         assert httpx.get(f"{base}/readyz").json()["checks"] == {"redis": "ok", "redis_config": "ok"}
         log = log_of(process)
     warning = next(line for line in log.splitlines() if "redis eviction policy" in line)
-    assert " WARNING " in warning and "allkeys-lru" in warning and "OTP_REDIS_ALLOW_EVICTION" in warning
+    assert "WARNING" in warning and "allkeys-lru" in warning and "OTP_REDIS_ALLOW_EVICTION" in warning
 
 
 # -- the decision itself, in one place (otp.startup.sms_choice) --------------------------------------
