@@ -21,6 +21,7 @@ from dataclasses import replace
 from itertools import zip_longest
 from urllib.parse import unquote, urlsplit
 
+from otp import startup
 from otp.clock import SYSTEM
 from otp.core.deployment import Finding, Level, failures, redis_findings
 from otp.core.phone import mask_numbers
@@ -55,18 +56,26 @@ def command(args: argparse.Namespace) -> int:
 
 def production_looking(settings: Settings) -> bool:
     """Redis and a secret of its own: a development behaviour here is a failure (DESIGN §2).
-    An explicit development flag (OTP_DEV, where the settings have one) says otherwise."""
-    declared_development = bool(getattr(settings, "dev", False))
+    An explicit development flag (OTP_DEV) says otherwise."""
+    declared_development = settings.dev
     return bool(settings.redis_url and settings.secret_keys) and not declared_development
 
 
 def sms_sender(settings: Settings) -> str:
-    """What the worker would send with: OTP_SMS (console | twilio) where the settings have it,
-    else as otp.app.build_sender chooses, Twilio exactly when its credentials are set."""
-    chosen = str(getattr(settings, "sms", "") or "")
-    if chosen:
-        return chosen
-    return "twilio" if settings.twilio_configured else "console"
+    """What the worker would send with ("twilio" or "console"), as `otp serve` and `otp worker`
+    decide it (otp.startup.sms_choice, the one place); raises ConfigError where they would refuse
+    to start instead."""
+    return startup.sms_choice(settings, dev_setup=startup.is_dev_setup(settings, bind=settings.host))
+
+
+def _sms(settings: Settings, production: bool) -> tuple[str, Finding]:
+    """The sender and its finding; "" and a failure naming what is missing where there is none."""
+    try:
+        sender = sms_sender(settings)
+    except ConfigError as exc:
+        fix = f"set {', '.join(startup.missing_twilio(settings))}, or OTP_SMS=console for the console on purpose"
+        return "", Finding("sms sender", Level.FAIL, str(exc), fix)
+    return sender, sms_finding(sender, production=production)
 
 
 def _settings_failures(error: ConfigError) -> list[Finding]:
@@ -95,7 +104,8 @@ async def examine(environ: Mapping[str, str]) -> list[Finding]:
     except ConfigError as exc:
         return scrub(_settings_failures(exc), _env_secrets(environ))
     production = production_looking(settings)
-    found = [_settings_finding(settings, production), sms_finding(sms_sender(settings), production=production)]
+    sender, sms = _sms(settings, production)
+    found = [_settings_finding(settings, production), sms]
     found += secret_findings(
         settings.secret_keys,
         required=bool(settings.redis_url),
@@ -109,7 +119,7 @@ async def examine(environ: Mapping[str, str]) -> list[Finding]:
         webhook_allow_private=settings.webhook_allow_private,
         production=production,
     )
-    if sms_sender(settings) == "twilio" and settings.twilio_configured:
+    if sender == "twilio" and settings.twilio_configured:
         found += await asyncio.to_thread(_twilio, settings)
     return scrub(found, _secrets(settings))
 
@@ -163,8 +173,8 @@ async def _redis(settings: Settings) -> list[Finding]:
     finally:
         if client is not None:
             await client.aclose()
-    # OTP_REDIS_ALLOW_EVICTION, where the settings have it: the operator accepts losing state.
-    allow_eviction = bool(getattr(settings, "redis_allow_eviction", False))
+    # OTP_REDIS_ALLOW_EVICTION: the operator accepts losing state.
+    allow_eviction = settings.redis_allow_eviction
     answered = "1 primary" if len(configs) == 1 else f"{len(configs)} primaries"
     connected = Finding("redis connection", Level.PASS, f"{where}: {answered} answered")
     return [connected, *redis_findings(configs, allow_eviction=allow_eviction), *clock_findings(offsets)]

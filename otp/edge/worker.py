@@ -1,5 +1,6 @@
 """The SMS worker: claim due jobs under a lease, send through the `SmsSender` on a thread, record
-the Message SID (or retry with backoff, or fail visibly), and beat a heartbeat for /readyz."""
+the Message SID (or retry with backoff, or fail visibly), and beat a heartbeat (the
+``otp_worker_last_seen_seconds`` gauge)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from otp.storage.store import Store
 
 log = logging.getLogger("otp.worker")
 
+# A worker beats every third of this; a stopping worker is given this long to finish.
 HEARTBEAT_TTL_MS = 15_000
 
 T = TypeVar("T")
@@ -151,7 +153,7 @@ class Worker:
         return f"{self.options.public_url}/webhooks/twilio/status?v={job.verification_id}&n={job.send_number}"
 
     async def beat(self) -> None:
-        await workers.beat(self.store, self._now_ms(), HEARTBEAT_TTL_MS)
+        await workers.beat(self.store, self._now_ms())
 
     async def claim(self) -> list[Job]:
         now = self._now_ms()

@@ -274,11 +274,17 @@ def _others() -> dict[str, Any]:
             }
         },
         "/healthz": {
-            "get": {"summary": "Process alive", "security": [], "responses": {"200": {"description": "ok", **health}}}
+            "get": {
+                "summary": "Process alive (under `otp serve`'s embedded Redis, that Redis too: checks.embedded_redis)",
+                "security": [],
+                "responses": {"200": {"description": "ok", **health}, "503": {"description": "not alive", **health}},
+            }
         },
         "/readyz": {
             "get": {
-                "summary": "Redis reachable and a worker heartbeat fresh",
+                "summary": "Every Redis primary answers (Cluster: each one, cluster ok) and its configuration keeps "
+                "otp's guarantees (checks.redis, checks.redis_config); workers are not part of it "
+                "(otp_worker_last_seen_seconds in /metrics)",
                 "security": [],
                 "responses": {"200": {"description": "ready", **health}, "503": {"description": "not ready", **health}},
             }

@@ -1,0 +1,58 @@
+"""Readiness (``GET /readyz``): can this process serve requests now? Every Redis primary answers
+(on a Cluster each one, with the cluster ``ok``), and their configuration keeps otp's guarantees
+(``otp.core.deployment``'s verdict, the same rules as at startup, so a Redis that someone turns
+to ``allkeys-lru`` while otp runs makes it unready).
+
+The verdict is kept ``ttl`` seconds: a probe every second must not run ``INFO`` on every primary
+each time. Workers are not part of it: an API process serves without them (their liveness is the
+``otp_worker_last_seen_seconds`` gauge)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from otp.core.deployment import Finding, failures, redis_findings
+from otp.storage import server_config
+from otp.storage.errors import STORAGE_ERRORS
+
+OK = "ok"
+UNAVAILABLE = "unavailable"
+UNKNOWN = "unknown"
+VERDICT_TTL = 5.0  # seconds a configuration verdict is reused
+
+
+class Readiness:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        allow_eviction: bool,
+        clock: Callable[[], float],
+        ttl: float = VERDICT_TTL,
+    ) -> None:
+        self.client = client
+        self.allow_eviction = allow_eviction
+        self.clock = clock
+        self.ttl = ttl
+        self._verdict: tuple[float, list[Finding]] | None = None  # (read at, failures)
+
+    async def checks(self) -> dict[str, str]:
+        """``{"redis": …, "redis_config": …}``; ready when both are ``ok``. A failed configuration
+        names its checks (``failed: redis eviction policy (primary)``)."""
+        try:
+            await server_config.ping_primaries(self.client)
+            failed = await self._failures()
+        except STORAGE_ERRORS:
+            return {"redis": UNAVAILABLE, "redis_config": UNKNOWN}
+        config = OK if not failed else "failed: " + ", ".join(f.check for f in failed)
+        return {"redis": OK, "redis_config": config}
+
+    async def _failures(self) -> list[Finding]:
+        now = self.clock()
+        if self._verdict is not None and 0 <= now - self._verdict[0] < self.ttl:
+            return self._verdict[1]
+        configs = await server_config.read(self.client)
+        failed = failures(redis_findings(configs, allow_eviction=self.allow_eviction))
+        self._verdict = (now, failed)
+        return failed
