@@ -33,6 +33,7 @@ from otp.core.setup_checks import (
     secret_findings,
     sms_finding,
 )
+from otp.core.terminal_text import clean as printable
 from otp.errors import ConfigError
 from otp.settings import Settings
 
@@ -267,8 +268,10 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def _wrapped(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
+    # A finding may quote Twilio's or Redis's error text: no escape sequence or control character
+    # of it reaches the terminal (otp.core.terminal_text).
     columns = [
-        textwrap.wrap(cell, w, break_long_words=True, break_on_hyphens=False) or [""]
+        textwrap.wrap(printable(cell), w, break_long_words=True, break_on_hyphens=False) or [""]
         for cell, w in zip(cells, widths, strict=True)
     ]
     return [_row([c or "" for c in line], widths) for line in zip_longest(*columns, fillvalue="")]

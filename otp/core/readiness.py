@@ -4,11 +4,13 @@
 to ``allkeys-lru`` while otp runs makes it unready).
 
 The verdict is kept ``ttl`` seconds: a probe every second must not run ``INFO`` on every primary
-each time. Workers are not part of it: an API process serves without them (their liveness is the
-``otp_worker_last_seen_seconds`` gauge)."""
+each time, nor a burst of concurrent probes when the verdict runs out (the first reads it, the
+others wait for that read: /readyz is unauthenticated). Workers are not part of it: an API
+process serves without them (their liveness is the ``otp_worker_last_seen_seconds`` gauge)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,7 @@ class Readiness:
         self.clock = clock
         self.ttl = ttl
         self._verdict: tuple[float, list[Finding]] | None = None  # (read at, failures)
+        self._reading = asyncio.Lock()  # one configuration read at a time
 
     async def checks(self) -> dict[str, str]:
         """``{"redis": …, "redis_config": …}``; ready when both are ``ok``. A failed configuration
@@ -48,11 +51,21 @@ class Readiness:
         config = OK if not failed else "failed: " + ", ".join(f.check for f in failed)
         return {"redis": OK, "redis_config": config}
 
-    async def _failures(self) -> list[Finding]:
+    def _fresh(self) -> list[Finding] | None:
         now = self.clock()
         if self._verdict is not None and 0 <= now - self._verdict[0] < self.ttl:
             return self._verdict[1]
-        configs = await server_config.read(self.client)
-        failed = failures(redis_findings(configs, allow_eviction=self.allow_eviction))
-        self._verdict = (now, failed)
-        return failed
+        return None
+
+    async def _failures(self) -> list[Finding]:
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
+        async with self._reading:
+            fresh = self._fresh()  # read by the probe this one waited for
+            if fresh is not None:
+                return fresh
+            configs = await server_config.read(self.client)
+            failed = failures(redis_findings(configs, allow_eviction=self.allow_eviction))
+            self._verdict = (self.clock(), failed)
+            return failed

@@ -117,8 +117,11 @@ def safe_entry(
 
     An entry that covers a whole country calling code (``+44``, ``+1``, or ``+4``: every +4x
     country) would exempt every number there from the fraud rules, so it is refused unless
-    ``whole_country`` says that is meant; the refusal names the entry, what it covers, and how to
-    say so (``confirm``: ``pass --country``, ``send "country": true``)."""
+    ``whole_country`` says that is meant; so is one that covers a whole range of a country that
+    shares its calling code (``+1876``: Jamaica; ``+18``: Jamaica, the Dominican Republic…;
+    ``+77``: Kazakhstan; ``+3906698``: the Vatican; ``otp.core.phone.ranges_within``). The
+    refusal names the entry, what it covers, and how to say so (``confirm``: ``pass --country``,
+    ``send "country": true``)."""
     entry = raw
     if not NUMBER_PREFIX.match(raw):
         if default_region is None:
@@ -130,10 +133,11 @@ def safe_entry(
                 f"must be {SAFE_ENTRY_FORMAT}, or a whole number in national format ({default_region})", field=field
             ) from None
     covered = phone.calling_codes_within(entry)
-    if covered and not whole_country:
+    ranges = {} if covered else phone.ranges_within(entry)
+    if (covered or ranges) and not whole_country:
+        what = _countries(entry, covered) if covered else _ranges(ranges)
         raise InvalidInput(
-            f"{_countries(entry, covered)}: it would exempt every number there from {SAFE_LIST_EXEMPTS}; "
-            f"{confirm} if that is what you mean",
+            f"{what}: it would exempt every number there from {SAFE_LIST_EXEMPTS}; {confirm} if that is what you mean",
             field=field,
         )
     return entry
@@ -155,6 +159,13 @@ def _countries(entry: str, covered: dict[int, tuple[str, ...]]) -> str:
     codes = [f"+{code} ({regions(names)})" for code, names in list(covered.items())[:_LISTED_CODES]]
     more = f", … ({len(covered)} in all)" if len(covered) > _LISTED_CODES else ""
     return f"covers the country calling codes {', '.join(codes)}{more}"
+
+
+def _ranges(ranges: dict[str, tuple[str, ...]]) -> str:
+    """``covers the whole number range of JM (+1876)``, or of several countries."""
+    shown = [f"{region} ({', '.join(prefixes)})" for region, prefixes in list(ranges.items())[:_LISTED_CODES]]
+    more = f", … ({len(ranges)} countries)" if len(ranges) > _LISTED_CODES else ""
+    return f"covers the whole number range of {', '.join(shown)}{more}"
 
 
 # ASCII: \d would take "٣h" or "５d" (and float() converts them), \s any Unicode space.
