@@ -4,6 +4,7 @@ owns its rule."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from conftest import Service
@@ -81,3 +82,22 @@ def test_doctor_table_prints_no_control_characters_from_a_finding() -> None:
     printed = table([hostile])
     assert "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed and "\r" not in printed
     assert "forged" in printed
+
+
+@pytest.mark.parametrize("cause", ["storage", "internal"])
+def test_an_error_line_names_the_route_template_not_the_method_or_path_a_client_sent(
+    cause: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A method token is whatever a client sends: "1-415-555-2661" isn't masked as a number (its
+    # runs are short), so the line itself must not carry it, nor a number in the path.
+    from starlette.requests import Request
+
+    from otp.web import errors as web_errors
+
+    scope = {"type": "http", "method": "1-415-555-2661", "path": "/v1/verifications/+14155552661", "headers": []}
+    found = web_errors.Failure(cause, 503, "unavailable", "storage unavailable")  # type: ignore[arg-type]
+    with caplog.at_level("WARNING"):
+        web_errors.note(Request(scope), ConnectionError("down"), found, logging.getLogger("otp.test"))
+    line = caplog.records[-1].getMessage()
+    assert "OTHER unmatched" in line
+    assert "415" not in line and "2661" not in line
