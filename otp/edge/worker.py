@@ -26,6 +26,7 @@ from otp.core.budget import Budgets
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record, mask_numbers
 from otp.core.senders import SenderPool
+from otp.delivery import FINAL
 from otp.edge.pacer import Pacer
 from otp.edge.sms import MessageFetcher, MessageState, Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
@@ -39,6 +40,12 @@ log = logging.getLogger("otp.worker")
 HEARTBEAT_TTL_MS = 15_000
 
 T = TypeVar("T")
+
+
+# A final send is polled for its price (Twilio's callbacks carry none) until the price shows, or
+# for this long after it was sent: Twilio prices a message within minutes, and a send it never
+# prices would otherwise be fetched every OTP_DELIVERY_POLL_AFTER until retention ends.
+PRICE_WAIT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -245,6 +252,8 @@ class Worker:
                 next_poll_ms=next_poll,
             )
             return
+        if state.status in FINAL and state.price is None and now - sent_at_ms > PRICE_WAIT * 1000:
+            next_poll = -1  # no price within the wait: the estimate stands (a final state, so nothing else is due)
         # The price first: once it has reconciled the budgets, a final state ends the polls.
         await self._reconcile(partition, vid, n, state)
         now = self._now_ms()
