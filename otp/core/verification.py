@@ -75,6 +75,7 @@ class Verifier:
         self.keyring = keyring
         self.rules = rules
         self.clock = clock
+        self.tokens = tokens.Tokens(keyring.secrets, issuer=rules.token_issuer, lifetime=rules.token_max_age)
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -450,7 +451,7 @@ class Verifier:
         approval = tokens.Approval(
             record["id"], self.keyring.number_hash(record["to"]), approved_at=int(record["aa"]) // 1000
         )
-        return tokens.issue(approval, self.keyring.secrets, key_id=caller.key_id)
+        return self.tokens.issue(approval, key_id=caller.key_id)
 
     async def _repeat_approval(self, found: AttemptOutcome, code: str, caller: Caller) -> CheckResult:
         """A check of an approved verification: 409, unless it is the right code again shortly
