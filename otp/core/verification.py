@@ -27,6 +27,10 @@ from otp.core.verification_io import StartResult as StartResult
 from otp.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 # Re-exported (X as X): the adapters name the records through the verifier.
+from otp.model import APPROVED as APPROVED
+from otp.model import CANCELED as CANCELED
+from otp.model import EXPIRED as EXPIRED
+from otp.model import MAX_ATTEMPTS as MAX_ATTEMPTS
 from otp.model import PENDING as PENDING
 from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, NumberLimits, StartArgs
 from otp.model import SendAttempt as SendAttempt
@@ -34,12 +38,6 @@ from otp.model import Verification as Verification
 from otp.storage import keys as keyspace
 from otp.storage import records
 from otp.storage.store import Store
-
-APPROVED = "approved"
-CANCELED = "canceled"
-EXPIRED = "expired"
-MAX_ATTEMPTS = "max_attempts_reached"
-
 
 MIN_CHECKS_PER_PARTITION = 20
 
