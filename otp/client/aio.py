@@ -131,8 +131,10 @@ class AsyncClient:
     async def safe_list(self) -> models.SafeList:
         return await self._call(ep.SAFE_LIST)
 
-    async def add_to_safe_list(self, entry: str) -> models.SafeEntry:
-        return await self._call(ep.ADD_TO_SAFE_LIST, body=models.SafeEntryRequest(entry=entry))
+    async def add_to_safe_list(self, entry: str, *, country: bool | None = None) -> models.SafeEntry:
+        """Exempt a number or prefix from the fraud rules; a whole country calling code (``+44``)
+        needs ``country=True``."""
+        return await self._call(ep.ADD_TO_SAFE_LIST, body=models.SafeEntryRequest(entry=entry, country=country))
 
     async def remove_from_safe_list(self, entry: str) -> models.SafeRemoved:
         return await self._call(ep.REMOVE_FROM_SAFE_LIST, {"entry": entry})

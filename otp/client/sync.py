@@ -130,8 +130,10 @@ class Client:
     def safe_list(self) -> models.SafeList:
         return self._call(ep.SAFE_LIST)
 
-    def add_to_safe_list(self, entry: str) -> models.SafeEntry:
-        return self._call(ep.ADD_TO_SAFE_LIST, body=models.SafeEntryRequest(entry=entry))
+    def add_to_safe_list(self, entry: str, *, country: bool | None = None) -> models.SafeEntry:
+        """Exempt a number or prefix from the fraud rules; a whole country calling code (``+44``)
+        needs ``country=True``."""
+        return self._call(ep.ADD_TO_SAFE_LIST, body=models.SafeEntryRequest(entry=entry, country=country))
 
     def remove_from_safe_list(self, entry: str) -> models.SafeRemoved:
         return self._call(ep.REMOVE_FROM_SAFE_LIST, {"entry": entry})
