@@ -28,6 +28,7 @@ from otp.core.policy import Policy
 from otp.core.readiness import Readiness
 from otp.core.senders import SenderPool, ten_dlc_warning
 from otp.core.senders import parse as parse_senders
+from otp.core.tokens import DEFAULT_ISSUER
 from otp.core.verification import Rules, Verifier
 from otp.dashboard import guard
 from otp.dashboard.headers import SecurityHeaders
@@ -188,6 +189,7 @@ def create_app(
             token_max_age=settings.token_max_age,
             approval_replay=settings.approval_replay,
             approval_replays=settings.approval_replays,
+            token_issuer=settings.public_url or DEFAULT_ISSUER,
         )
         app.state.settings = settings
         app.state.store = store

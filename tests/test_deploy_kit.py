@@ -290,9 +290,10 @@ def pins() -> dict[str, str]:
 
 
 def declared() -> set[str]:
-    """Every distribution pyproject names, the service's and the tests', extras included."""
+    """Every distribution pyproject names: the service's and every extra's (test, client), and
+    the extras they name in brackets."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    specs = [*project["dependencies"], *(spec for group in project["optional-dependencies"].values() for spec in group)]
     names: set[str] = set()
     for spec in specs:
         match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[([^\]]+)\])?", spec)

@@ -26,45 +26,16 @@ from otp import audit_fields
 from otp import delivery_errors as catalogue
 from otp.audit_fields import DELIVERY_COUNTER, FLAGGED_COUNTER, REFUSED_COUNTER, Event
 from otp.core.audit import iso_ms
+from otp.core.report_windows import DEFAULT_WINDOW as DEFAULT_WINDOW
+from otp.core.report_windows import WINDOWS as WINDOWS
+from otp.core.report_windows import Window as Window
+from otp.core.report_windows import window as window
 from otp.delivery import COUNTED, FAILED, FUNNEL, TIME_TO_DELIVERED_BUCKETS
-from otp.errors import InvalidInput
 from otp.storage.store import COUNTER_HOURS_PER_CALL, Store
 
 HOUR_MS = 3_600_000
 # Events a verification goes through, in the order the overview lists them.
 VERIFICATION_EVENTS = audit_fields.VERIFICATION_EVENTS
-
-
-@dataclass(frozen=True)
-class Window:
-    """A reporting window and how its chart is drawn."""
-
-    name: str
-    hours: int
-    chart_hours: int  # hours the chart shows, ending with the current one
-    bucket_hours: int  # hours per bar or point
-
-    @property
-    def label(self) -> str:
-        return {"1h": "this hour", "24h": "last 24 hours", "7d": "last 7 days"}[self.name]
-
-
-# The counters are hourly, so "1h" is one bucket: its chart shows the 12 hours around it for
-# context, with the window's bucket highlighted. A week is drawn in 6-hour bars (28 of them).
-WINDOWS: dict[str, Window] = {
-    "1h": Window("1h", 1, 12, 1),
-    "24h": Window("24h", 24, 24, 1),
-    "7d": Window("7d", 168, 168, 6),
-}
-DEFAULT_WINDOW = "24h"
-
-
-def window(name: str | None, default: str = DEFAULT_WINDOW) -> Window:
-    """The window named by a ``since`` parameter; InvalidInput for anything else."""
-    chosen = (name or "").strip() or default
-    if chosen not in WINDOWS:
-        raise InvalidInput(f"must be one of: {', '.join(WINDOWS)}", field="since")
-    return WINDOWS[chosen]
 
 
 # -- reading the counters ------------------------------------------------------------------------

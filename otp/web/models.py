@@ -12,16 +12,17 @@ TypeError where the Struct is made. The stats and audit pages are figures the co
 Structs describe those shapes for the document.
 """
 
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
-from starlette.responses import Response
 
 from otp import audit_fields, delivery
-from otp.core import audit, messages, stats, validators
-from otp.core import webhooks as webhook_rules
-from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
+from otp.core import messages, report_windows, validators
+from otp.model import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
 from otp.storage import keys as keyspace
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
 
 # The id format's home is the keys module (ids pick the partition); here unanchored, for URL
 # convertors and schemas.
@@ -132,7 +133,7 @@ class CancelRequest(Request):
     """No fields: the body may be empty or ``{}``."""
 
 
-WebhookEvent = Annotated[str, msgspec.Meta(max_length=64), _enum(*webhook_rules.EVENT_TYPES)]
+WebhookEvent = Annotated[str, msgspec.Meta(max_length=64), _enum(*audit_fields.WEBHOOK_EVENT_TYPES)]
 
 
 class WebhookRequest(Request):
@@ -144,7 +145,9 @@ class WebhookRequest(Request):
             examples=["https://example.com/otp-events"],
         ),
     ]
-    event_types: Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=len(webhook_rules.EVENT_TYPES))]
+    event_types: Annotated[
+        list[WebhookEvent], msgspec.Meta(min_length=1, max_length=len(audit_fields.WEBHOOK_EVENT_TYPES))
+    ]
 
 
 WholeCountry = Annotated[
@@ -390,7 +393,7 @@ def _rows(name: str, *columns: str) -> Any:
     return list[row]  # type: ignore[valid-type]
 
 
-Window = Annotated[str, _enum(*stats.WINDOWS)]
+Window = Annotated[str, _enum(*report_windows.WINDOWS)]
 Totals = msgspec.defstruct("Totals", _TOTALS, bases=(Reply,))
 
 
@@ -471,7 +474,7 @@ class OptOutQuery(Request):
 
 
 class OverviewQuery(Request):
-    since: Annotated[str, _enum(*stats.WINDOWS, default=stats.DEFAULT_WINDOW)] | None = None
+    since: Annotated[str, _enum(*report_windows.WINDOWS, default=report_windows.DEFAULT_WINDOW)] | None = None
 
 
 Country = Annotated[
@@ -509,11 +512,14 @@ class AuditQuery(Request):
     ip: Annotated[str, _about("end-user IP")] | None = None
     key: Annotated[str, _about("API key id")] | None = None
     decision: Annotated[str, _about("allowed or refused")] | None = None
-    event: Annotated[str, _about(", ".join(audit.EVENTS))] | None = None
+    event: Annotated[str, _about(", ".join(audit_fields.EVENTS))] | None = None
     cursor: Annotated[str, _about("next_cursor of the previous page")] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
-def render(reply: Reply, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def render(reply: Reply, status_code: int = 200, headers: dict[str, str] | None = None) -> "Response":
     """``reply`` as JSON, encoded by msgspec (compact, UTF-8, like Starlette's JSONResponse)."""
+    # Imported here: otp.client decodes with these models and must not load the web framework.
+    from starlette.responses import Response
+
     return Response(msgspec.json.encode(reply), status_code, headers, media_type="application/json")

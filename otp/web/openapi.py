@@ -292,7 +292,43 @@ def _others() -> dict[str, Any]:
         "/openapi.json": {
             "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "ok"}}}
         },
+        "/.well-known/jwks.json": {"get": JWKS},
     }
+
+
+# The approval tokens' public keys (otp.core.tokens.Tokens.jwks): Ed25519 JWKs, the newest first.
+JWKS = {
+    "summary": "The public keys approval tokens (EdDSA JWTs) are signed with, to verify them offline",
+    "security": [],
+    "responses": {
+        "200": {
+            "description": "a JWK Set (RFC 7517); Cache-Control: public, max-age=300",
+            **_json(
+                {
+                    "type": "object",
+                    "required": ["keys"],
+                    "properties": {
+                        "keys": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["kty", "crv", "x", "kid", "alg", "use"],
+                                "properties": {
+                                    "kty": {"const": "OKP"},
+                                    "crv": {"const": "Ed25519"},
+                                    "x": {"type": "string", "description": "the public key, base64url"},
+                                    "kid": {"type": "string", "description": "RFC 7638 thumbprint"},
+                                    "alg": {"const": "EdDSA"},
+                                    "use": {"const": "sig"},
+                                },
+                            },
+                        }
+                    },
+                }
+            ),
+        }
+    },
+}
 
 
 def spec() -> dict[str, Any]:
