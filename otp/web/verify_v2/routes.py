@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from otp.errors import NotFound, OtpError
+from otp.errors import MethodNotAllowed, NotFound
 from otp.web.verify_v2 import (
     attempts,
     checks,
@@ -95,7 +95,7 @@ async def _unrouted(request: Request) -> Response:
     if refusal is not None:
         raise NotFound(refusal)
     if any(route.matches(request.scope)[0] == Match.PARTIAL for route in routes):
-        raise OtpError(f"{request.method} is not allowed here", code="method_not_allowed")
+        raise MethodNotAllowed(f"{request.method} is not allowed here")
     raise NotFound(f"no resource at {request.url.path}")
 
 
