@@ -100,14 +100,22 @@ class ErrorCode:
 
     status: int
     meaning: str
+    kind: str = "error"
 
 
-def _codes(status: int, meanings: Mapping[str, str]) -> dict[str, ErrorCode]:
-    return {code: ErrorCode(status, meaning) for code, meaning in meanings.items()}
+# What a client sees of a code: an error answer of /v1 (its ``code``) and of /v2 (Twilio's code for
+# it, otp.web.verify_v2.errors); one of /v2 only (raised by the /v2 adapter's rules); or no error
+# at all, the ``reason`` of a 200 from POST /v1/tokens/verify.
+ERROR, V2_ONLY, TOKEN_REASON = "error", "v2", "token"
 
 
-# By status, then roughly by how often a client meets them. The refusals of the send rules are
-# worded for the end user in otp.core.refusals.REFUSAL_MESSAGES; these say what the code is.
+def _codes(status: int, meanings: Mapping[str, str], kind: str = ERROR) -> dict[str, ErrorCode]:
+    return {code: ErrorCode(status, meaning, kind) for code, meaning in meanings.items()}
+
+
+# By status (each status's /v2-only codes after its others), then roughly by how often a client meets them.
+# The refusals of the send rules are worded for the end user in otp.core.refusals.REFUSAL_MESSAGES;
+# these say what the code is.
 CODES: Mapping[str, ErrorCode] = {
     **_codes(
         400,
@@ -118,18 +126,30 @@ CODES: Mapping[str, ErrorCode] = {
             "wrong_type": "a JSON field has the wrong type (a number for a string, ...)",
             "malformed_json": "the body is not valid JSON (or nests too deeply, repeats a key, holds a lone surrogate)",
             "unsupported_channel": "a channel other than sms",
-            "token_invalid": "the approval token is not one otp signed for this key",
-            "token_expired": "the approval token is older than its max_age",
-            "token_used": "the approval token was already consumed",
-            "template_not_found": "no such template (/v2 TemplateSid)",
-            "unique_name_invalid": "a /v2 Rate Limit's UniqueName has the wrong format",
-            "rate_limit_exists": "a /v2 Rate Limit with that UniqueName exists in the service",
-            "too_many_rate_limits": "the /v2 service has all the Rate Limits it may have",
-            "too_many_buckets": "the /v2 Rate Limit has all the Buckets it may have",
-            "bucket_interval_exists": "the /v2 Rate Limit has a Bucket with that Interval",
-            "already_safe_listed": "the number is already on the safe list (/v2 SafeList)",
             "http_error": "another HTTP-level refusal of the framework (otp's own refusals carry their codes)",
         },
+    ),
+    **_codes(
+        400,
+        {
+            "template_not_found": "no such template (TemplateSid)",
+            "unique_name_invalid": "a Rate Limit's UniqueName has the wrong format",
+            "rate_limit_exists": "a Rate Limit with that UniqueName exists in the service",
+            "too_many_rate_limits": "the service has all the Rate Limits it may have",
+            "too_many_buckets": "the Rate Limit has all the Buckets it may have",
+            "bucket_interval_exists": "the Rate Limit has a Bucket with that Interval",
+            "already_safe_listed": "the number is already on the Safe List",
+        },
+        V2_ONLY,
+    ),
+    **_codes(
+        400,
+        {
+            "token_invalid": "not a token otp signed, or one another API key earned (admin keys verify any)",
+            "token_expired": "the token is older than max_age",
+            "token_used": "the token was consumed already",
+        },
+        TOKEN_REASON,
     ),
     **_codes(401, {"unauthorized": "no credentials, malformed ones, or an unknown or revoked key"}),
     **_codes(
@@ -139,10 +159,10 @@ CODES: Mapping[str, ErrorCode] = {
             "country_not_allowed": "SMS to the number's country is not enabled (OTP_ALLOWED_COUNTRIES)",
             "number_type_not_allowed": "the number's line type can't receive codes (a landline, a non-geographic one)",
             "recipient_opted_out": "the number replied STOP; an admin clears it after it texts START",
-            "custom_code_not_enabled": "/v2 CustomCode on a service without CustomCodeEnabled",
             "bad_signature": "a Twilio callback without a valid X-Twilio-Signature",
         },
     ),
+    **_codes(403, {"custom_code_not_enabled": "CustomCode on a service without CustomCodeEnabled"}, V2_ONLY),
     **_codes(
         404,
         {
@@ -157,9 +177,9 @@ CODES: Mapping[str, ErrorCode] = {
         {
             "not_pending": "the verification is no longer pending (approved, canceled, expired or out of attempts)",
             "already_approved": "the verification was already approved: a code approves once",
-            "conflict": "the resource exists already (a /v2 MessagingConfiguration for that country)",
         },
     ),
+    **_codes(409, {"conflict": "the resource exists already (a MessagingConfiguration for that country)"}, V2_ONLY),
     **_codes(413, {"payload_too_large": "the body is over 16 KiB"}),
     **_codes(415, {"unsupported_media_type": "the body's Content-Type is not the operation's"}),
     **_codes(
@@ -172,11 +192,8 @@ CODES: Mapping[str, ErrorCode] = {
             "number_daily_limit": "the number's sends today are used up",
             "ip_hourly_limit": "the `ip`'s sends this hour are used up",
             "key_minute_limit": "the API key's sends this minute are used up",
-            "custom_limit": "a /v2 RateLimits value's sends this hour are used up",
-            "rate_limit_bucket": "a Bucket of one of the /v2 service's Rate Limits is full",
             "too_many_checks": "the API key's checks this minute are used up",
             "too_many_failed_checks": "too many wrong codes for this number; wait `retry_after` seconds",
-            "max_check_attempts_reached": "the /v2 verification has had all its check attempts",
             "budget_exhausted": "a daily SMS budget is spent; `scope` names it, `resets_at` says when it resets",
             "prefix_blocked": "SMS pumping suspected: the number's prefix is blocked for a while",
             "range_blocked": "SMS pumping suspected: the number's wider range is blocked for a while",
@@ -187,6 +204,15 @@ CODES: Mapping[str, ErrorCode] = {
             "pumping_in_flight": "too many codes to this destination are being sent right now; retry in a moment",
             "pumping_unproven_budget": "the day's budget of unconfirmed codes to new destinations is spent",
         },
+    ),
+    **_codes(
+        429,
+        {
+            "custom_limit": "a RateLimits value's sends this hour are used up",
+            "rate_limit_bucket": "a Bucket of one of the service's Rate Limits is full",
+            "max_check_attempts_reached": "the verification has had all its check attempts",
+        },
+        V2_ONLY,
     ),
     **_codes(500, {"internal": "a bug: the details are in otp's log, never in the answer"}),
     **_codes(
