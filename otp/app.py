@@ -38,7 +38,7 @@ from otp.storage import workers
 from otp.storage.client import connect
 from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
-from otp.web import access_log, key_webhook, metrics, openapi, webhooks
+from otp.web import access_log, docs, key_webhook, metrics, openapi, webhooks
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import budgets as budgets_api
@@ -74,7 +74,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.spec())
+    return Response(openapi.encoded(), media_type="application/json")
 
 
 def sender_pool(settings: Settings) -> SenderPool | None:
@@ -250,6 +250,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *docs.routes,
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *api.routes,
         *audit_api.routes,
