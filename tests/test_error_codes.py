@@ -59,7 +59,7 @@ def _resolve(node: ast.expr, namespace: dict[str, Any]) -> Any:
 # the send rules (policy.py's decisions and start.lua's, worded in REFUSAL_MESSAGES) and the JSON
 # parser's refusals (body._Refused).
 _REFUSED_CODES = {
-    node.args[2].value
+    str(node.args[2].value)
     for node in ast.walk(ast.parse(Path(body.__file__).read_text()))
     if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "_Refused" and len(node.args) == 3
     if isinstance(node.args[2], ast.Constant)
