@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -38,7 +38,7 @@ from otp.edge.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
 from otp.settings import Settings
 from otp.storage.client import connect
 from otp.storage.store import Store
-from otp.web import access_log, health, key_webhook, metrics, openapi, webhooks
+from otp.web import access_log, docs, health, key_webhook, metrics, openapi, webhooks
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import budgets as budgets_api
@@ -52,7 +52,7 @@ log = logging.getLogger("otp")
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.spec())
+    return Response(openapi.encoded(), media_type="application/json")
 
 
 def sender_pool(settings: Settings) -> SenderPool | None:
@@ -234,6 +234,7 @@ def create_app(
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *docs.routes,
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *api.routes,
         *audit_api.routes,

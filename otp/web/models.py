@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 
-from otp import audit_fields, delivery
+from otp import audit_fields, delivery, errors
 from otp.core import messages, report_windows, validators
 from otp.model import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
 from otp.storage import keys as keyspace
@@ -49,7 +49,8 @@ VerificationStatus = Annotated[str, _enum(PENDING, APPROVED, CANCELED, EXPIRED, 
 DeliveryStatus = Annotated[str, _enum(*delivery.STATES)]
 Channel = Annotated[str, _enum("sms")]
 VerificationId = Annotated[str, msgspec.Meta(max_length=64, pattern=_whole(VERIFICATION_ID))]
-NUMBER_PREFIX = _whole(validators.NUMBER_PREFIX.pattern.removesuffix("\\Z"))
+_PREFIX = validators.NUMBER_PREFIX.pattern.removesuffix("\\Z")
+NUMBER_PREFIX = _whole(_PREFIX)
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
@@ -266,9 +267,7 @@ class CheckResult(Reply):
 TokenRefusal = Annotated[
     str,
     _enum(
-        "token_expired",
-        "token_invalid",
-        "token_used",
+        *(code for code, found in errors.CODES.items() if found.kind == errors.TOKEN_REASON),
         description="token_invalid also for a token another API key earned (admin keys verify any)",
     ),
 ]
@@ -356,8 +355,13 @@ class AuditPage(Reply):
     summary: dict[str, Any]
 
 
+# The codes of /v1's error answers (otp.errors.CODES, its /v2-only ones and token reasons aside).
+V1_CODES: Final = tuple(code for code, found in errors.CODES.items() if found.kind == errors.ERROR)
+
+
 class ErrorDetail(Reply):
-    code: Annotated[str, msgspec.Meta(examples=["invalid_parameter"])]
+    # Its description, the table of codes, is the document's (otp.web.openapi_errors).
+    code: Annotated[str, _enum(*V1_CODES)]
     message: str
     field: str | None = None
     retry_after: int | None = None
@@ -464,9 +468,9 @@ class OptOutQuery(Request):
         Annotated[
             str,
             msgspec.Meta(
-                pattern="^MG[0-9a-fA-F]{32}$",
+                pattern="^(?:MG[0-9a-fA-F]{32})?$",
                 description="the Messaging Service of a /v2 MessagingConfiguration the STOP was sent to; "
-                "none for the operator's own sender",
+                "none (or empty) for the operator's own sender",
             ),
         ]
         | None
@@ -477,10 +481,15 @@ class OverviewQuery(Request):
     since: Annotated[str, _enum(*report_windows.WINDOWS, default=report_windows.DEFAULT_WINDOW)] | None = None
 
 
+# Empty is as absent (the handler reads ``?prefix=`` as no prefix), so the schema takes it too.
 Country = Annotated[
-    str, msgspec.Meta(pattern=_whole(validators.COUNTRY.pattern), description="ISO country code", examples=["US"])
+    str,
+    msgspec.Meta(pattern=_whole(f"(?:{validators.COUNTRY.pattern})?"), description="ISO country code", examples=["US"]),
 ]
-Prefix = Annotated[str, msgspec.Meta(pattern=NUMBER_PREFIX, examples=["+1415555"])]
+Prefix = Annotated[
+    str,
+    msgspec.Meta(pattern=_whole(f"(?:{_PREFIX})?"), examples=["+1415555"]),
+]
 
 
 class ScopeQuery(Request):
