@@ -41,7 +41,7 @@ from otp.client import (
 )
 from otp.edge.embedded_redis import free_port
 from otp.web import models as server_models
-from otp.web import openapi
+from otp.web import openapi_v1
 
 KINDS = ("sync", "async")
 
@@ -376,7 +376,7 @@ def test_every_request_field_is_a_parameter_of_its_client_method() -> None:
     """A field added to a request model fails here until the client sends it."""
     for endpoint in endpoints.ENDPOINTS:
         operation = next(
-            op for op in openapi.OPERATIONS if (op.method.upper(), op.path) == (endpoint.method, endpoint.path)
+            op for op in openapi_v1.OPERATIONS if (op.method.upper(), op.path) == (endpoint.method, endpoint.path)
         )
         parameters = inspect.signature(getattr(Client, endpoint.name)).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
@@ -387,7 +387,7 @@ def test_every_request_field_is_a_parameter_of_its_client_method() -> None:
 
 
 def test_the_endpoint_table_answers_with_the_models_the_openapi_document_names() -> None:
-    documented = {(op.method.upper(), op.path): op.reply for op in openapi.OPERATIONS if op.path.startswith("/v1/")}
+    documented = {(op.method.upper(), op.path): op.reply for op in openapi_v1.OPERATIONS if op.path.startswith("/v1/")}
     assert documented == {(e.method, e.path): e.reply for e in endpoints.ENDPOINTS}
 
 

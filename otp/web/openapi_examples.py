@@ -27,7 +27,14 @@ NOW: Final = 1_768_469_400.0
 NUMBER: Final = "+15017122661"
 KEY_ID: Final = "3f1c9a7be2d04a65"
 NUMBER_HASH: Final = "e7f0adc0610bbd90"
-APPROVAL: Final = ".eJwNyjEOwzAIAMC_MGeA2ICdvV_IDgYrVaVOVZeqf4_X0_3g-ww44HzUpD15ei1olF4buoV7SWuNZA.aw-xcQ.xspaqoPc-8wLI"
+# An EdDSA JWT of otp.core.tokens' shape (iss, aud, sub, vid, iat, exp, jti; kid in the header),
+# signed by a throwaway key: verifying it against a real JWKS fails, as it should.
+APPROVAL: Final = (
+    "eyJhbGciOiJFZERTQSIsImtpZCI6ImtQcktfcW14VldhWVZBOXd3QkY2SXVvM3ZWeno3VHhIQ1R3WEJ5Z3JTNGsiLCJ0eXAiOiJKV1QifQ"
+    ".eyJpc3MiOiJodHRwczovL290cC5leGFtcGxlLmNvbSIsImF1ZCI6ImszSmQ5YVEyIiwic3ViIjoiaDFhMmIzYzRkNWU2ZjcwOCIsInZpZCI6"
+    "IlZFMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYiLCJpYXQiOjE3Njg0NjQwMDAsImV4cCI6MTc2ODQ2NDMwMCwianRpIjoiWXAzeD"
+    "BkRzlyWlc0dGFXUSJ9.y0enXPJoziEqzjVaQW5qu3f0IAFaL54YN6raijfNjramJR39uJ3oEm7txJ9z-Q1AgXD4bvWtMhDumJIR-ZaKCg"
+)
 SEND = SendAttempt(
     number=1,
     at=NOW,
