@@ -275,7 +275,8 @@ def _others() -> dict[str, Any]:
         },
         "/healthz": {
             "get": {
-                "summary": "Process alive (under `otp serve`'s embedded Redis, that Redis too: checks.embedded_redis)",
+                "summary": "Process alive (under `otp serve`'s embedded Redis, that Redis too: checks.embedded_redis; "
+                "otherwise checks is {})",
                 "security": [],
                 "responses": {"200": {"description": "ok", **health}, "503": {"description": "not alive", **health}},
             }
