@@ -66,7 +66,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "numbers, so it is hashed with OTP_SECRET_KEY to search, and never sent or stored as given",
     )
     parser.add_argument("--ip", help="end user's IP address, as the client passed it")
-    parser.add_argument("--key", help="API key id (as `otp keys list` shows it)")
+    parser.add_argument(
+        "--key", help="API key id (as `otp keys list` shows it); /v2 activity: its Verify service SID (VA…)"
+    )
     parser.add_argument("--decision", choices=audit.DECISIONS, help="allowed or refused sends only")
     parser.add_argument("--event", choices=audit.EVENTS, help="one kind of event")
     parser.add_argument(

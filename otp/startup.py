@@ -112,11 +112,17 @@ def resolve_sms(settings: Settings, *, dev_setup: bool) -> Settings:
     choice = sms_choice(settings, dev_setup=dev_setup)
     if choice == CONSOLE:
         why = "OTP_SMS=console" if settings.sms == CONSOLE else "development setup, no Twilio settings"
+        # With Twilio configured, OTP_SMS=console is the only thing between otp and real SMS.
+        fix = (
+            "unset OTP_SMS (or set it to auto or twilio) for real SMS"
+            if settings.twilio_configured
+            else f"for real SMS set {TWILIO_VARIABLES}"
+        )
         log.warning(
             "SMS go to the console sender (%s): every code is written to this log and nothing is sent. "
-            "DEVELOPMENT ONLY: for real SMS set %s",
+            "DEVELOPMENT ONLY: %s",
             why,
-            TWILIO_VARIABLES,
+            fix,
         )
     return settings.with_changes(sms=choice)
 

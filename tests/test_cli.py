@@ -429,6 +429,18 @@ def test_terminal_text_cuts_wide_characters_by_the_columns_they_take() -> None:
 # -- otp twilio-stub ---------------------------------------------------------------------------------------
 
 
+PASTED = re.compile(r"\s*export OTP_[A-Z_]+=\S+")
+
+
+def pasted_into_a_shell(lines: list[str]) -> dict[str, str]:
+    """What a program started after ``lines`` were pasted into ``sh`` sees of them: the OTP_ variables
+    of its environment (a bare NAME=value would be a shell variable, not among them)."""
+    script = "\n".join([*lines, f"exec {sys.executable} -c 'import json, os; print(json.dumps(dict(os.environ)))'"])
+    shown = subprocess.run(["sh", "-c", script], env={"PATH": os.defpath}, capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    return {name: value for name, value in json.loads(shown.stdout).items() if name.startswith("OTP_")}
+
+
 def test_twilio_stub_help_documents_every_option_and_the_settings_to_paste(capsys: pytest.CaptureFixture[str]) -> None:
     shown = otp(capsys, "twilio-stub", "--help")
     assert shown.code == 0
@@ -439,15 +451,18 @@ def test_twilio_stub_help_documents_every_option_and_the_settings_to_paste(capsy
         assert action.help and action.help != argparse.SUPPRESS
     for outcome in OUTCOMES:
         assert f"  {outcome} " in shown.out, outcome  # each --script outcome explained
-    pasted = [line.strip() for line in shown.out.splitlines() if re.fullmatch(r"\s*OTP_[A-Z_]+=\S+", line)]
-    assert pasted[0] == "OTP_TWILIO_API_URL=http://127.0.0.1:8099"
-    assert "OTP_TWILIO_ACCOUNT_SID=AC00000000000000000000000000000000" in pasted
-    assert "OTP_TWILIO_AUTH_TOKEN=stub-auth-token" in pasted
+    pasted = [line.strip() for line in shown.out.splitlines() if PASTED.fullmatch(line)]
+    assert pasted[0] == "export OTP_TWILIO_API_URL=http://127.0.0.1:8099"
     assert "OTP_TWILIO_API_URL" in flat
-    # What it says to paste is what otp reads: a Twilio setup that passes its checks.
-    settings = Settings.from_env(dict(line.split("=", 1) for line in pasted))
+    # What it says to paste reaches the otp started next from that shell: a Twilio setup that passes
+    # its checks (so otp sends through the stand-in rather than stay on the console sender).
+    environment = pasted_into_a_shell(pasted)
+    assert environment["OTP_TWILIO_ACCOUNT_SID"] == "AC00000000000000000000000000000000"
+    assert environment["OTP_TWILIO_AUTH_TOKEN"] == "stub-auth-token"
+    settings = Settings.from_env(environment)
     assert settings.twilio_configured and settings.twilio_api_url == "http://127.0.0.1:8099"
-    assert {name for name in (line.split("=")[0] for line in pasted)} >= {
+    assert settings.twilio_from and settings.public_url
+    assert set(environment) >= {
         "OTP_TWILIO_API_URL",
         "OTP_TWILIO_ACCOUNT_SID",
         "OTP_TWILIO_AUTH_TOKEN",
@@ -467,13 +482,12 @@ def test_twilio_stub_prints_the_settings_for_its_actual_port_at_startup() -> Non
         first = process.stdout.readline()
         url = first.split(" listening on ")[1].split()[0]
         lines: list[str] = []
-        while len(lines) < 10 and not (lines and lines[-1].startswith("OTP_PUBLIC_URL=")):
+        while len(lines) < 10 and not (lines and lines[-1].startswith("export OTP_PUBLIC_URL=")):
             lines.append(process.stdout.readline().strip())
     finally:
         process.terminate()
         process.communicate(timeout=10)
     assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
-    assert f"OTP_TWILIO_API_URL={url}" in lines
-    assert "OTP_TWILIO_AUTH_TOKEN=demo-token" in lines
-    settings = Settings.from_env(dict(line.split("=", 1) for line in lines if line.startswith("OTP_")))
+    assert f"export OTP_TWILIO_API_URL={url}" in lines
+    settings = Settings.from_env(pasted_into_a_shell([line for line in lines if PASTED.fullmatch(line)]))
     assert settings.twilio_api_url == url and settings.twilio_auth_token == "demo-token"

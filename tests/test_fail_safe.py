@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -219,3 +220,22 @@ def test_build_sender_never_falls_back_to_the_console_on_its_own(redis_url: str)
 def test_an_unknown_otp_sms_is_refused_naming_the_choices() -> None:
     with pytest.raises(ConfigError, match="OTP_SMS='email' must be one of: auto, twilio, console"):
         Settings.from_env({"OTP_SMS": "email"})
+
+
+def test_the_console_warning_with_twilio_configured_says_to_unset_otp_sms(caplog: pytest.LogCaptureFixture) -> None:
+    """Every Twilio setting given and OTP_SMS=console: naming the Twilio variables again would not
+    help; OTP_SMS is what keeps the codes in the log."""
+    twilio = Settings(
+        sms="console",
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="token",
+        twilio_from="+15005550006",
+        public_url="https://otp.example.com",
+    )
+    with caplog.at_level(logging.WARNING, logger="otp"):
+        assert startup.resolve_sms(twilio, dev_setup=False).sms == "console"
+        startup.resolve_sms(Settings(sms="console"), dev_setup=False)
+    with_twilio, without = (r.getMessage() for r in caplog.records)
+    assert "unset OTP_SMS (or set it to auto or twilio) for real SMS" in with_twilio
+    assert "OTP_TWILIO_ACCOUNT_SID" not in with_twilio
+    assert "for real SMS set OTP_TWILIO_ACCOUNT_SID" in without

@@ -5,6 +5,7 @@ Redis primary answers with a configuration that keeps otp's guarantees; workers 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -228,6 +229,45 @@ async def test_readyz_turns_503_when_redis_is_set_to_evict_while_otp_runs(redis_
     finally:
         admin.config_set("maxmemory-policy", "noeviction")
         admin.close()
+
+
+async def test_a_redis_turned_to_evict_at_run_time_is_logged_once_and_so_is_its_recovery(
+    redis_url: str, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/readyz going 503 says why in the log (the load balancer only sees the status): one WARNING
+    naming the failed check and its fix, however many probes follow, and one INFO once it is fixed."""
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        async with metered(redis_url, clock) as service:
+            with caplog.at_level(logging.INFO, logger="otp.readiness"):
+                assert (await service.http.get("/readyz")).status_code == 200
+                admin.config_set("maxmemory-policy", "allkeys-lru")
+                for _ in range(3):
+                    clock.advance(VERDICT_TTL)
+                    assert (await service.http.get("/readyz")).status_code == 503
+                admin.config_set("maxmemory-policy", "noeviction")
+                for _ in range(2):
+                    clock.advance(VERDICT_TTL)
+                    assert (await service.http.get("/readyz")).status_code == 200
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.close()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "otp.readiness"]
+    assert [level for level, _ in said] == [logging.WARNING, logging.INFO], said
+    warning = said[0][1]
+    assert "/readyz answers 503" in warning and "redis eviction policy (primary)" in warning
+    assert "allkeys-lru" in warning and "fix: set `maxmemory-policy noeviction`" in warning
+    assert "again" in said[1][1]
+
+
+async def test_healthz_answers_status_and_checks_even_with_nothing_to_check(redis_url: str, clock: Clock) -> None:
+    """Without an embedded Redis to watch, /healthz has the shape /readyz has: ``checks`` is {}."""
+    async with metered(redis_url, clock) as service:
+        answer = await service.http.get("/healthz")
+        assert answer.status_code == 200
+        assert answer.json() == {"status": "ok", "checks": {}}
+        schema = (await service.http.get("/openapi.json")).json()["components"]["schemas"]["Health"]
+        assert set(schema["required"]) == {"status", "checks"}
 
 
 async def test_readyz_is_503_while_redis_does_not_answer(clock: Clock) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 log = logging.getLogger("login_app")
 
-DEMO_PHONE = "+15017122661"
+DEMO_PHONE = "+15017122666"
 MIN_SECRET = 32
 
 

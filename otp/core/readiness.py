@@ -6,11 +6,16 @@ to ``allkeys-lru`` while otp runs makes it unready).
 The verdict is kept ``ttl`` seconds: a probe every second must not run ``INFO`` on every primary
 each time, nor a burst of concurrent probes when the verdict runs out (the first reads it, the
 others wait for that read: /readyz is unauthenticated). Workers are not part of it: an API
-process serves without them (their liveness is the ``otp_worker_last_seen_seconds`` gauge)."""
+process serves without them (their liveness is the ``otp_worker_last_seen_seconds`` gauge).
+
+A verdict that turns to failed is logged once (WARNING, each failed check with its fix: the
+operator learns why the load balancer took the process out), and its recovery too (INFO); a
+probe that reads the same verdict again logs nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +27,8 @@ OK = "ok"
 UNAVAILABLE = "unavailable"
 UNKNOWN = "unknown"
 VERDICT_TTL = 5.0  # seconds a configuration verdict is reused
+
+log = logging.getLogger("otp.readiness")
 
 
 class Readiness:
@@ -39,6 +46,8 @@ class Readiness:
         self.ttl = ttl
         self._verdict: tuple[float, list[Finding]] | None = None  # (read at, failures)
         self._reading = asyncio.Lock()  # one configuration read at a time
+        # The failed checks last logged; startup refused a bad configuration, so none to begin with.
+        self._logged: frozenset[str] = frozenset()
 
     async def checks(self) -> dict[str, str]:
         """``{"redis": …, "redis_config": …}``; ready when both are ``ok``. A failed configuration
@@ -68,4 +77,20 @@ class Readiness:
             configs = await server_config.read(self.client)
             failed = failures(redis_findings(configs, allow_eviction=self.allow_eviction))
             self._verdict = (self.clock(), failed)
+            self._log_change(failed)
             return failed
+
+    def _log_change(self, failed: list[Finding]) -> None:
+        """Says so when the set of failed checks changes: a WARNING for a new failure, an INFO when
+        none is left."""
+        now = frozenset(f.check for f in failed)
+        if now == self._logged:
+            return
+        if now:
+            log.warning(
+                "Redis configuration no longer keeps otp's guarantees, so /readyz answers 503: %s",
+                "; ".join(f"{f.check}: {f.detail} (fix: {f.fix})" for f in failed),
+            )
+        else:
+            log.info("Redis configuration keeps otp's guarantees again: /readyz is ready")
+        self._logged = now

@@ -378,8 +378,11 @@ class Error(Reply):
 
 
 class Health(Reply):
-    status: str
-    checks: dict[str, Any] | None = None
+    status: Annotated[str, msgspec.Meta(description="ok, or unavailable (with a 503)")]
+    checks: Annotated[
+        dict[str, str],
+        msgspec.Meta(description="each check's name → ok or what is wrong; {} when /healthz has none to run"),
+    ]
 
 
 # -- GET /v1/stats/overview: the figures otp/core/stats.py shapes (``Overview.as_dict``) ---------------

@@ -109,7 +109,8 @@ def _others() -> dict[str, Any]:
         ),
         "/healthz": _get(
             "getHealth",
-            "Process alive (under `otp serve`'s embedded Redis, that Redis too: checks.embedded_redis)",
+            "Process alive (under `otp serve`'s embedded Redis, that Redis too: checks.embedded_redis; otherwise "
+            "checks is {})",
             {
                 "200": {"description": "ok", **json_content(health, {"status": "ok", "checks": {}})},
                 "503": {

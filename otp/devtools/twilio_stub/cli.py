@@ -4,6 +4,7 @@ for demos and the benchmarks, until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import textwrap
 import threading
@@ -128,16 +129,19 @@ _OUTCOME_HELP = {
 
 
 def env_lines(url: str, account_sid: str, auth_token: str) -> list[str]:
-    """The settings that point otp at the stand-in at ``url``, as lines to paste into its
-    environment (otp/settings.py reads each; OTP_PUBLIC_URL is where the signed status callbacks
-    come back, which otp requires beside Twilio credentials)."""
-    return [
-        f"OTP_TWILIO_API_URL={url}",
-        f"OTP_TWILIO_ACCOUNT_SID={account_sid}",
-        f"OTP_TWILIO_AUTH_TOKEN={auth_token}",
-        f"OTP_TWILIO_FROM={DEMO_FROM}",
-        f"OTP_PUBLIC_URL={OTP_URL}",
-    ]
+    """The settings that point otp at the stand-in at ``url``, as lines to paste into the shell that
+    then runs `otp serve` (otp/settings.py reads each; OTP_PUBLIC_URL is where the signed status
+    callbacks come back, which otp requires beside Twilio credentials). Each is an ``export``: a bare
+    ``NAME=value`` pasted into a shell sets a shell variable otp never sees, and otp would stay on
+    the console sender without a word. Values are quoted for sh (a --auth-token may hold anything)."""
+    settings = {
+        "OTP_TWILIO_API_URL": url,
+        "OTP_TWILIO_ACCOUNT_SID": account_sid,
+        "OTP_TWILIO_AUTH_TOKEN": auth_token,
+        "OTP_TWILIO_FROM": DEMO_FROM,
+        "OTP_PUBLIC_URL": OTP_URL,
+    }
+    return [f"export {name}={shlex.quote(value)}" for name, value in settings.items()]
 
 
 def _epilog() -> str:
@@ -147,8 +151,9 @@ def _epilog() -> str:
     )
     return (
         f"--script outcomes (every callback is signed with the auth token, as Twilio signs them):\n{outcomes}\n\n"
-        "Point otp at it with these settings (printed again at startup with the actual port; change\n"
-        "OTP_PUBLIC_URL if otp listens elsewhere: the status callbacks are posted there):\n"
+        "Point otp at it: paste these lines into the shell that then runs `otp serve` (printed again at\n"
+        "startup with the actual port; change OTP_PUBLIC_URL if otp listens elsewhere: the status\n"
+        "callbacks are posted there):\n"
         f"{lines}\n\n"
         "Examples:\n"
         "  otp twilio-stub --script +14155550101=undelivered:30034 --script +14155550102=reject:21610\n"
@@ -246,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stub:
         say(f"Twilio stub listening on {stub.url} for account {args.account_sid}")
         say(f"  point the SDK's https://api.twilio.com at {stub.url}; callbacks are signed with the auth token")
-        say("  otp's settings for it (OTP_PUBLIC_URL: where otp listens, for the status callbacks):")
+        say("  otp's settings for it, to paste into the shell that then runs `otp serve` (OTP_PUBLIC_URL:")
+        say("  where otp listens, for the status callbacks):")
         for line in env_lines(stub.url, args.account_sid, args.auth_token):
             say(line)
         try:
