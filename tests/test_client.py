@@ -415,5 +415,5 @@ def test_the_readme_example_runs_as_it_is(dev: DevServer) -> None:
     assert len(block.strip().splitlines()) <= 10
     assert '"http://127.0.0.1:8000"' in block
     script = block.replace('"http://127.0.0.1:8000"', repr(dev.base))
-    out = answer_at_the_prompt(dev, [sys.executable, "-c", script], "+15017122661", env=clean_env())
+    out = answer_at_the_prompt(dev, [sys.executable, "-c", script], "+15017122667", env=clean_env())
     assert "approved; token:" in out
