@@ -89,11 +89,12 @@ def note(request: Request, exc: BaseException, found: Failure, logger: logging.L
     """Log what the client isn't told: storage failures by type, anything unexpected in full. The
     request is named by its route template and a known method, as the access line names it: the
     method and path a client sent could carry anything, a number included."""
-    method, route = method_of(request.scope), route_of(request.scope)
     if found.cause == "storage":
-        logger.warning("storage error on %s %s: %s", method, route, type(exc).__name__)
+        logger.warning(
+            "storage error on %s %s: %s", method_of(request.scope), route_of(request.scope), type(exc).__name__
+        )
     elif found.cause == "internal":
-        logger.exception("unhandled error on %s %s", method, route, exc_info=exc)
+        logger.exception("unhandled error on %s %s", method_of(request.scope), route_of(request.scope), exc_info=exc)
 
 
 def error_body(
