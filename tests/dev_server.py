@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from processes import stop
+from test_serve import clean_env, otp_command
 
 # The console sender's line: the masked number (its visible last digits) and the code.
 CONSOLE_SMS = re.compile(r"console SMS.*? to \+\d+\*+(\d+)\b.*?(?<!\d)(\d{4,10}) is your")
@@ -73,10 +75,15 @@ def running(
             time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         reader.join(timeout=5)
+
+
+def otp_beside(server: DevServer, *args: str) -> str:
+    """`otp ARGS` run in the server's folder, as a user runs it beside the server (on its .otp/);
+    what it printed.  It must exit 0."""
+    result = subprocess.run(
+        otp_command(*args), env=clean_env(), cwd=server.folder, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 from conftest import SECRET
+from processes import stop
 from test_serve import clean_env, otp_command
 
 from otp.core import apikeys
@@ -70,12 +71,7 @@ def serving(redis_url: str, tmp_path: Path, **env: str) -> Iterator[tuple[str, s
             time.sleep(0.05)
         yield base, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def read_log_until(process: subprocess.Popen[str], needle: str, timeout: float = 10.0) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ import jsonschema
 import pytest
 from conftest import make_settings, repo_root
 from delivery_fixtures import serving
+from node_packages import npm_installed
 from openapi_spec_validator import validate
 from starlette.routing import Mount, Route
 
@@ -34,7 +34,6 @@ NODE_TOOLS = repo_root() / "tests" / "node_tools"
 METHODS = ("get", "put", "post", "delete", "patch")
 # Operations that answer no 4xx (the redocly rule operation-4xx-response is off for them alone).
 NO_4XX = {"getHealth", "getReadiness", "getOpenApi", "getDocs", "getJwks"}
-NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH")
 
 
 @pytest.fixture
@@ -173,25 +172,7 @@ async def test_openapi_spec_validator_accepts_the_served_document(served: tuple[
 @pytest.fixture(scope="module")
 def redocly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """@redocly/cli at the version tests/node_tools/package-lock.json pins, installed with npm ci."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for redocly lint (apt-get install nodejs npm)")
-    folder = tmp_path_factory.mktemp("node_tools")
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(NODE_TOOLS / name, folder / name)
-    try:
-        result = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("npm ci took over 90 s (is the npm registry reachable?)")
-    output = result.stdout + result.stderr
-    if result.returncode != 0 and any(code in output for code in NETWORK_ERRORS):
-        pytest.skip(f"the npm registry is unreachable: {output.strip().splitlines()[-1]}")
-    assert result.returncode == 0, output
+    folder = npm_installed(NODE_TOOLS, tmp_path_factory, "redocly lint", timeout=90)
     return folder / "node_modules" / "@redocly" / "cli" / "bin" / "cli.js"
 
 

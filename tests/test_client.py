@@ -15,7 +15,7 @@ from typing import Any, cast
 import httpx
 import pytest
 from conftest import make_settings, repo_root
-from dev_server import DevServer, running
+from dev_server import DevServer, otp_beside, running
 from starlette.routing import BaseRoute, Mount, Route
 from test_examples import answer_at_the_prompt, readme_section
 from test_serve import clean_env, otp_command
@@ -70,16 +70,7 @@ def admin_key(dev: DevServer) -> str:
 @pytest.fixture(scope="module")
 def tenant_key(dev: DevServer) -> str:
     """A key that is not an admin's, from `otp keys create`, run beside the server."""
-    created = subprocess.run(
-        otp_command("keys", "create", "checkout-app"),
-        env=clean_env(),
-        cwd=dev.folder,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert created.returncode == 0, created.stderr
-    return created.stdout.strip().splitlines()[-1]
+    return otp_beside(dev, "keys", "create", "checkout-app").strip().splitlines()[-1]
 
 
 class Awaiting:

@@ -20,6 +20,7 @@ import pytest
 from cluster_fixtures import LocalCluster, distinct_free_ports, running_service_at
 from conftest import NO_PUMPING, SECRET, Clock, RecordingSender, Service, make_settings, policy
 from delivery_fixtures import live_service
+from processes import stop
 from redis.asyncio.cluster import RedisCluster
 
 from otp.app import create_app
@@ -387,15 +388,7 @@ def processes(commands: list[tuple[list[str], dict[str, str]]], cwd: Path) -> It
             )
         yield started
     finally:
-        for process in started:
-            if process.poll() is None:
-                process.terminate()
-        for process in started:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(*started)
 
 
 async def wait_healthy(base: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import repo_root
-from dev_server import DevServer, running
+from dev_server import DevServer, otp_beside, running
 from test_serve import clean_env, otp_command
 
 from otp.edge.embedded_redis import free_port
@@ -43,17 +43,9 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
 @pytest.fixture(scope="module")
 def twilio_account(dev: DevServer) -> tuple[str, str]:
     """An account SID and auth token from `otp keys create my-app --twilio`, run beside the server."""
-    created = subprocess.run(
-        otp_command("keys", "create", "my-app", "--twilio"),
-        env=clean_env(),
-        cwd=dev.folder,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert created.returncode == 0, created.stderr
-    found = re.search(r"account SID (AC\w+), auth token (\w+)", created.stdout)
-    assert found, created.stdout
+    created = otp_beside(dev, "keys", "create", "my-app", "--twilio")
+    found = re.search(r"account SID (AC\w+), auth token (\w+)", created)
+    assert found, created
     return found.group(1), found.group(2)
 
 

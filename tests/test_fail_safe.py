@@ -17,6 +17,7 @@ import httpx
 import pytest
 import test_redis_requirements
 from conftest import SECRET, make_settings
+from processes import stop
 from test_serve import clean_env, otp_command, wait_until_ready
 
 from otp import startup
@@ -62,12 +63,7 @@ def serving(tmp_path: Path, host: str = "127.0.0.1", **env: str) -> Iterator[tup
         wait_until_ready(base, process)
         yield base, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def log_of(process: subprocess.Popen[str]) -> str:

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from conftest import SECRET, Service, make_settings, repo_root, running_service
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from itsdangerous import URLSafeTimedSerializer
+from node_packages import npm_installed
 from test_twilio_compat import new_number, serve
 
 from otp.clock import SettableClock
@@ -273,19 +273,7 @@ def test_a_served_token_verifies_with_pyjwt_fetching_the_jwks_url(redis_url: str
 @pytest.fixture(scope="module")
 def jose(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/node_jose installed (``npm ci``: exactly the committed lock) in a temporary copy."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are needed to verify a token with jose (scripts/bootstrap test installs them)")
-    folder = tmp_path_factory.mktemp("jose") / "node_jose"
-    shutil.copytree(JOSE, folder, ignore=shutil.ignore_patterns("node_modules"))
-    result = subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"npm ci of tests/node_jose failed (is the npm registry reachable?):\n{result}"
-    return folder
+    return npm_installed(JOSE, tmp_path_factory, "verifying a token with jose", timeout=60)
 
 
 def jose_verify(folder: Path, url: str, issuer: str, audience: str, token: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import pytest
 from conftest import repo_root
 from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN
 from dev_server import running
+from processes import stop
 from test_dashboard_e2e import CHROMIUM_ARGS, chromium, screenshots_dir
 from test_serve import clean_env, otp_command
 
@@ -131,8 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             try:
                 yield Stack(base, otp.base, stub, (folder / ".otp" / "dev-api-key").read_text().strip())
             finally:
-                app.terminate()
-                app.wait(timeout=15)
+                stop(app)
 
 
 class Browser:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import SECRET, Clock, RecordingSender, make_settings, running_service
+from processes import stop as stop_process
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -66,12 +67,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
         wait_until_ready(base, process)
         yield base, tmp_path / "data", process
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)  # a test may have stopped it already: then this only reaps it
 
 
 def stop(process: subprocess.Popen[str], already: str) -> str:

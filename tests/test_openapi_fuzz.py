@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 from conftest import SECRET
+from processes import stop
 from test_serve import clean_env, wait_until_ready
 
 from otp.edge.embedded_redis import free_port
@@ -56,8 +57,7 @@ def served(redis_url: str) -> Iterator[str]:
         wait_until_ready(f"http://127.0.0.1:{port}", server)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        stop(server)
         sync_redis.Redis.from_url(redis_url).flushall()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from processes import stop
 
 from otp.edge.embedded_redis import free_port
 
@@ -53,11 +54,7 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
         wait_until_ready(base, process)
         yield base, tmp_path / "data", process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_serve_with_nothing_configured_runs_a_full_start_and_check(served) -> None:  # type: ignore[no-untyped-def]

@@ -8,40 +8,21 @@ The example's package-lock.json is committed: `npm ci` installs exactly the vers
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import NO_PUMPING, repo_root
+from node_packages import npm_installed
 from test_twilio_compat import new_number, serve
 
 EXAMPLE = repo_root() / "examples" / "twilio_sdk_node"
-NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH")
 
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the Node.js SDK example (apt-get install nodejs npm)")
-    folder = tmp_path_factory.mktemp("node") / "twilio_sdk_node"
-    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("node_modules"))
-    try:
-        result = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=45,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("npm ci took over 45 s (is the npm registry reachable?)")
-    output = result.stdout + result.stderr
-    if result.returncode != 0 and any(code in output for code in NETWORK_ERRORS):
-        pytest.skip(f"the npm registry is unreachable: {output.strip().splitlines()[-1]}")
-    assert result.returncode == 0, output
-    return folder
+    return npm_installed(EXAMPLE, tmp_path_factory, "the Node.js SDK example", timeout=45)
 
 
 def test_node_sdk_example_creates_a_service_starts_and_checks(redis_url: str, installed_example: Path) -> None:

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -423,9 +424,19 @@ def test_long_unicode_body_reports_its_segments(stub: TwilioStub) -> None:
     assert message.num_segments == "2"
 
 
-def test_main_serves_and_prints_what_it_receives() -> None:
-    port = free_port()
-    args = ["--port", str(port), "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN, "--script", f"{TO}=silent"]
+@dataclass
+class StubMain:
+    """`python -m otp.devtools.twilio_stub` running: the line it printed first; once stopped, its
+    exit status and the rest of what it printed."""
+
+    first: str
+    returncode: int | None = None
+    output: str = ""
+
+
+@contextmanager
+def stub_main(*args: str) -> Iterator[StubMain]:
+    """The stand-in's command line run with ``args``, stopped (SIGTERM) after."""
     process = subprocess.Popen(
         [sys.executable, "-m", "otp.devtools.twilio_stub", *args],
         stdout=subprocess.PIPE,
@@ -434,16 +445,25 @@ def test_main_serves_and_prints_what_it_receives() -> None:
     )
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()
+        ran = StubMain(process.stdout.readline())
+        yield ran
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    ran.output, ran.returncode = output, process.returncode
+
+
+def test_main_serves_and_prints_what_it_receives() -> None:
+    port = free_port()
+    args = ["--port", str(port), "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN, "--script", f"{TO}=silent"]
+    with stub_main(*args) as process:
+        first = process.first
         assert f"http://127.0.0.1:{port}" in first, first
         http = StubHttpClient(f"http://127.0.0.1:{port}")
         message = send(Client(ACCOUNT_SID, AUTH_TOKEN, http_client=http))
         assert Client(ACCOUNT_SID, AUTH_TOKEN, http_client=http).messages(message.sid).fetch().status == "delivered"
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=10)
     assert process.returncode == 0
-    assert message.sid in output and "silent" in output
+    assert message.sid in process.output and "silent" in process.output
 
 
 def test_main_scripts_error_codes_and_lookup_answers_from_the_command_line() -> None:
@@ -452,15 +472,8 @@ def test_main_scripts_error_codes_and_lookup_answers_from_the_command_line() -> 
     args = ["--port", str(port), "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN]
     args += ["--script", f"{stop}=reject:21610", "--script", f"{unregistered}=failed:30034"]
     args += ["--lookup", f"{landline}=landline", "--lookup", f"{app}=nonFixedVoip:Google"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otp.devtools.twilio_stub", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert f"http://127.0.0.1:{port}" in process.stdout.readline()
+    with stub_main(*args) as process:
+        assert f"http://127.0.0.1:{port}" in process.first
         client = Client(ACCOUNT_SID, AUTH_TOKEN, http_client=StubHttpClient(f"http://127.0.0.1:{port}"))
         with pytest.raises(TwilioRestException) as refused:
             send(client, to=stop)
@@ -477,10 +490,7 @@ def test_main_scripts_error_codes_and_lookup_answers_from_the_command_line() -> 
         assert types[landline]["type"] == "landline"
         assert (types[app]["type"], types[app]["carrier_name"]) == ("nonFixedVoip", "Google")
         assert types[TO]["type"] == "mobile"
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=10)
-    assert "-> 400 error 21610 (reject)" in output
+    assert "-> 400 error 21610 (reject)" in process.output
 
 
 def test_main_refuses_a_code_for_an_outcome_that_carries_none() -> None:

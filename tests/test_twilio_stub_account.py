@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import requests
 from conftest import repo_root
+from test_twilio_stub import stub_main
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
@@ -153,24 +154,14 @@ def test_main_takes_the_account_from_the_command_line() -> None:
     args = ["--port", str(port), "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN]
     args += ["--number", "+14155550100:sms", "--number", f"{DEFAULT_NUMBER}:voice", "--short-code", "12345"]
     args += ["--messaging-service", f"{SERVICE_SID}:Login codes", "--account-status", "suspended"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "otp.devtools.twilio_stub", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert f"http://127.0.0.1:{port}" in process.stdout.readline()
+    with stub_main(*args) as process:
+        assert f"http://127.0.0.1:{port}" in process.first
         client = sdk(f"http://127.0.0.1:{port}")
         assert client.api.v2010.accounts(ACCOUNT_SID).fetch().status == "suspended"
         sms = {n.phone_number: n.capabilities["sms"] for n in client.incoming_phone_numbers.list()}
         assert sms == {DEFAULT_NUMBER: False, "+14155550100": True}
         assert [c.short_code for c in client.short_codes.list()] == ["12345"]
         assert client.messaging.v1.services(SERVICE_SID).fetch().friendly_name == "Login codes"
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
 
 
 def test_main_refuses_a_number_with_an_unknown_capability() -> None:
