@@ -49,13 +49,53 @@ local function audit(event, fields)
   if event == 'refused' then name = C.refused .. (f.rule or '') .. ':' .. (f.reason or '')
   elseif event == 'delivery' then name = C.delivery .. (f.status or '') .. ':' .. (f.error_code or '') end
   redis.call('HINCRBY', counter, name, 1)
+  -- The same count per minute, for the dashboard's short windows (keys.MINUTE_COUNTER_TTL_MS).
+  redis.call('HINCRBY', K.minute, name, 1)
   -- Verifications and approvals per destination, to rank prefixes and countries by unused codes.
   if (event == 'started' or event == 'approved') and AUDIT_CTX._prefix then
     local sent = event == 'started'
-    redis.call('HINCRBY', counter, (sent and C.sent_prefix or C.approved_prefix) .. AUDIT_CTX._prefix, 1)
-    redis.call('HINCRBY', counter, (sent and C.sent_country or C.approved_country) .. (AUDIT_CTX.country or ''), 1)
+    local by_prefix = (sent and C.sent_prefix or C.approved_prefix) .. AUDIT_CTX._prefix
+    local by_country = (sent and C.sent_country or C.approved_country) .. (AUDIT_CTX.country or '')
+    redis.call('HINCRBY', counter, by_prefix, 1)
+    redis.call('HINCRBY', counter, by_country, 1)
+    redis.call('HINCRBY', K.minute, by_prefix, 1)
+    redis.call('HINCRBY', K.minute, by_country, 1)
   end
-  if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, C.flagged .. AUDIT_CTX.flagged, 1) end
+  -- … and per source (the end user's IP, the API key or /v2 service), in their own hourly hash.
+  if event == 'started' or event == 'approved' then
+    local sent = event == 'started'
+    local ip, key = f.ip or AUDIT_CTX.ip, f.key or AUDIT_CTX.key
+    local names = {}
+    if ip and ip ~= '' then names[#names + 1] = (sent and C.sent_ip or C.approved_ip) .. ip end
+    if key and key ~= '' then names[#names + 1] = (sent and C.sent_key or C.approved_key) .. key end
+    for _, tally in ipairs(names) do
+      redis.call('HINCRBY', K.sources, tally, 1)
+      redis.call('HINCRBY', K.minute, tally, 1)
+    end
+    if #names > 0 then redis.call('PEXPIRE', K.sources, AUDIT_COUNTER_TTL_MS) end
+  end
+  -- Refused attempts by destination, source and rule, for the Incidents view: an hourly hash of
+  -- their own (small unless something is under attack) and the minute counters.
+  if event == 'refused' then
+    local ip, key = f.ip or AUDIT_CTX.ip, f.key or AUDIT_CTX.key
+    local names = {C.refused_rule .. (f.rule or '')}
+    if AUDIT_CTX._prefix then
+      names[#names + 1] = C.refused_prefix .. AUDIT_CTX._prefix
+      names[#names + 1] = C.refused_country .. (AUDIT_CTX.country or '')
+    end
+    if ip and ip ~= '' then names[#names + 1] = C.refused_ip .. ip end
+    if key and key ~= '' then names[#names + 1] = C.refused_key .. key end
+    for _, tally in ipairs(names) do
+      redis.call('HINCRBY', K.refusals, tally, 1)
+      redis.call('HINCRBY', K.minute, tally, 1)
+    end
+    redis.call('PEXPIRE', K.refusals, AUDIT_COUNTER_TTL_MS)
+  end
+  if AUDIT_CTX.flagged then
+    redis.call('HINCRBY', counter, C.flagged .. AUDIT_CTX.flagged, 1)
+    redis.call('HINCRBY', K.minute, C.flagged .. AUDIT_CTX.flagged, 1)
+  end
+  redis.call('PEXPIRE', K.minute, MINUTE_COUNTER_TTL_MS)
   -- A start's estimated cost (_est, millionths; _bt the budget tenant): spent by a send, and
   -- blocked by the rule that refused one (otp.core.budget).
   local est = tonumber(AUDIT_CTX._est or '')
