@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from conftest import Service, hash_fields
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX
+from otp.core import apikeys, audit
 from otp.storage import keys as keyspace
 
 MINUTE = 60_000
@@ -123,3 +125,56 @@ async def test_a_minute_of_traffic_costs_a_few_hundred_bytes(service: Service) -
     used = await svc.redis.memory_usage(keyspace.audit_minute_counter_of(0, at // MINUTE))
     assert used is not None and used < 1_500, used
     print(f"minute hash: {used} bytes")
+
+
+# -- ip on checks ----------------------------------------------------------------------------------
+
+
+async def audit_events(svc: Service, **flt: Any) -> list[Any]:
+    events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(**flt))
+    return events
+
+
+async def test_v1_checks_take_ip_and_their_events_record_it(no_cooldown: Service) -> None:
+    svc = no_cooldown
+    vid = (await svc.start("+15017122661", ip="203.0.113.5")).json()["id"]
+    assert (await svc.check("000000", id=vid, ip="198.51.100.7")).status_code == 200
+    bad = await svc.check("000000", id=vid, ip="not-an-ip")
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "ip"
+    for _ in range(4):  # the default 5 attempts: the fifth wrong one locks it
+        await svc.check("000000", id=vid, ip="2001:DB8::1")
+    failed = await audit_events(svc, event="check_failed")
+    assert {e.get("ip") for e in failed} == {"198.51.100.7", "2001:db8::1"}  # canonical, as stored
+    locked = await audit_events(svc, event="max_attempts")
+    assert [e.get("ip") for e in locked] == ["2001:db8::1"]
+    vid = (await svc.start("+15017122662")).json()["id"]
+    code = await svc.last_code("+15017122662")
+    assert (await svc.check(code, id=vid, ip="198.51.100.8")).json()["approved"]
+    assert [e.get("ip") for e in await audit_events(svc, event="approved")] == ["198.51.100.8"]
+
+
+async def test_v2_checks_take_device_ip(service: Service) -> None:
+    svc = service
+    _, secret = await apikeys.create(svc.app.state.store, "acme", twilio=True)
+    sid, token = secret.split("_")[1], secret.split("_")[2]
+    auth = httpx.BasicAuth(sid, token)
+    created = await svc.http.post("/v2/Services", data={"FriendlyName": "Acme"}, auth=auth)
+    va = created.json()["sid"]
+    start = await svc.http.post(
+        f"/v2/Services/{va}/Verifications", data={"To": "+15017122661", "Channel": "sms"}, auth=auth
+    )
+    assert start.status_code == 201, start.text
+    check = await svc.http.post(
+        f"/v2/Services/{va}/VerificationCheck",
+        data={"To": "+15017122661", "Code": "000000", "DeviceIp": "198.51.100.7"},
+        auth=auth,
+    )
+    assert check.status_code == 200, check.text
+    bad = await svc.http.post(
+        f"/v2/Services/{va}/VerificationCheck",
+        data={"To": "+15017122661", "Code": "000000", "DeviceIp": "nope"},
+        auth=auth,
+    )
+    assert bad.status_code == 400 and "DeviceIp" in bad.text
+    [failed] = await audit_events(svc, event="check_failed")
+    assert failed.get("ip") == "198.51.100.7" and failed.get("key") == va

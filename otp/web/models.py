@@ -120,6 +120,8 @@ class CheckRequest(Request, kw_only=True):
     id: VerificationId | None = None
     to: Annotated[str, msgspec.Meta(max_length=64, description="give id or to")] | None = None
     code: Code
+    # The IP of the user typing the code: recorded on the check's audit events (brute force shows its IPs).
+    ip: Ip | None = None
 
 
 class TokenVerifyRequest(Request):
