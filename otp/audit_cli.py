@@ -62,6 +62,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     parser.add_argument("--ip", help="end user's IP address, as the client passed it")
     parser.add_argument("--key", help="API key id (as `otp keys list` shows it)")
+    parser.add_argument("--prefix", help="destination prefix, e.g. +1415555 (matched through its keyed hash)")
+    parser.add_argument("--service", help="/v2 service sid (VA…): its verifications")
     parser.add_argument("--decision", choices=audit.DECISIONS, help="allowed or refused sends only")
     parser.add_argument("--event", choices=audit.EVENTS, help="one kind of event")
     parser.add_argument(

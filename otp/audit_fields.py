@@ -137,6 +137,9 @@ WEBHOOK_ANY: Final = "*"
 # For the hourly counters only, never written: the destination prefix beside the masked number's
 # last digits would spell the whole number.
 COUNTER_ONLY_PREFIX = "_prefix"
+# … so a record carries the prefix's keyed hash instead (Keyring.prefix_hash): the audit log's
+# prefix filter matches it.
+PREFIX_HASH = "ph"
 
 
 def recorded(fields: dict[str, Any]) -> dict[str, Any]:

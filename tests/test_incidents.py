@@ -5,13 +5,15 @@ before any change, and one ``window`` parameter across the pages."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 from conftest import Service, hash_fields
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX
-from otp.core import apikeys, audit
+from otp.core import apikeys, audit, incidents
+from otp.core import stats as aggregates
 from otp.storage import keys as keyspace
 
 MINUTE = 60_000
@@ -178,3 +180,120 @@ async def test_v2_checks_take_device_ip(service: Service) -> None:
     assert bad.status_code == 400 and "DeviceIp" in bad.text
     [failed] = await audit_events(svc, event="check_failed")
     assert failed.get("ip") == "198.51.100.7" and failed.get("key") == va
+
+
+# -- the Incidents view ------------------------------------------------------------------------------
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def sign_in(svc: Service) -> str:
+    form = await svc.http.get("/admin/signin")
+    csrf = CSRF.search(form.text)
+    assert csrf
+    response = await svc.http.post("/admin/signin", data={"csrf": csrf.group(1), "key": svc.admin_key})
+    assert response.status_code == 303
+    found = CSRF.search((await svc.http.get("/admin/")).text)
+    assert found
+    return found.group(1)
+
+
+def table_of(page: str, id_: str) -> str:
+    return page.split(f'id="{id_}"', 1)[1].split("</table>", 1)[0]
+
+
+async def burst(svc: Service, at: int) -> None:
+    """A pumping burst as the counters see it: refusals to +1415555 from two IPs through one key,
+    a few starts let through, and quiet traffic elsewhere."""
+    attack = [send_to("+1415555", "US", ip, "k-attacker") for ip in ("203.0.113.7", "203.0.113.8")]
+    for n in range(6):
+        await write(svc, n % 16, at + n * MINUTE, "started", **attack[n % 2])
+    for n in range(30):
+        await write(
+            svc,
+            n % 16,
+            at + (6 + n // 3) * MINUTE,
+            "refused",
+            rule="sms_pumping_prefix",
+            reason="prefix_blocked",
+            decision="refused",
+            **attack[n % 2],
+        )
+    quiet = send_to("+4420794", "GB", "198.51.100.1", "k-quiet")
+    await write(svc, 5, at, "started", **quiet)
+    await write(svc, 5, at + MINUTE, "approved", **quiet)
+    await write(svc, 5, at + MINUTE, "refused", rule="resend_cooldown", reason="resend_too_soon", **quiet)
+
+
+async def test_incidents_rank_by_refused_with_first_and_last_seen(service: Service) -> None:
+    svc = service
+    now = now_ms(svc)
+    start = now - 30 * MINUTE
+    await burst(svc, start)
+    for name in ("1h", "6h", "24h", "7d"):
+        found = await incidents.incidents(svc.app.state.store, aggregates.WINDOWS[name], now)
+        prefix, quiet = found.tables["prefix"]
+        assert (prefix.value, prefix.refused, prefix.allowed, prefix.approved) == ("+1415555", 30, 6, 0), name
+        assert (quiet.value, quiet.refused, quiet.allowed, quiet.conversion) == ("+4420794", 1, 1, 1.0)
+        assert [(r.value, r.refused, r.allowed) for r in found.tables["ip"]] == [
+            ("203.0.113.7", 15, 3),
+            ("203.0.113.8", 15, 3),
+            ("198.51.100.1", 1, 1),
+        ]
+        assert [(r.value, r.refused) for r in found.tables["key"]] == [("k-attacker", 30), ("k-quiet", 1)]
+        assert [(r.value, r.refused, r.allowed) for r in found.tables["rule"]] == [
+            ("sms_pumping_prefix", 30, None),
+            ("resend_cooldown", 1, None),
+        ]
+        # To the minute: the burst's first start, its last refusal (minute 6 + 29 // 3).
+        assert prefix.first == incidents.Seen(start, True) and prefix.last == incidents.Seen(start + 15 * MINUTE, True)
+        assert sum(prefix.series) == 30 and len(prefix.series) == {"1h": 60, "6h": 360, "24h": 24, "7d": 168}[name]
+    one = await incidents.incidents(svc.app.state.store, aggregates.WINDOWS["1h"], now)
+    assert max(one.tables["prefix"][0].series) == 3
+
+
+async def test_first_seen_before_the_minute_counters_is_to_the_hour(service: Service) -> None:
+    svc = service
+    now = now_ms(svc)
+    early = now - 10 * HOUR + 20 * MINUTE  # outside the 6 hours of minute counters
+    ctx = send_to("+1415555", "US", "203.0.113.7", "k1")
+    await write(svc, 1, early, "refused", rule="ip_sends", reason="ip_hourly_limit", **ctx)
+    await write(svc, 1, now - 5 * MINUTE, "refused", rule="ip_sends", reason="ip_hourly_limit", **ctx)
+    found = await incidents.incidents(svc.app.state.store, aggregates.WINDOWS["24h"], now)
+    [row] = found.tables["ip"]
+    assert row.first == incidents.Seen(early // HOUR * HOUR, False)
+    assert row.last == incidents.Seen((now - 5 * MINUTE) // MINUTE * MINUTE, True)
+
+
+async def test_services_rank_apart_from_keys(service: Service) -> None:
+    svc = service
+    va = "VA" + "ab" * 16
+    ctx = send_to("+1415555", "US", "203.0.113.7", va)
+    await write(svc, 2, now_ms(svc), "refused", rule="ip_sends", reason="ip_hourly_limit", **ctx)
+    found = await incidents.incidents(svc.app.state.store, aggregates.WINDOWS["1h"], now_ms(svc))
+    assert found.tables["key"] == [] and [r.value for r in found.tables["service"]] == [va]
+    assert found.tables["service"][0].audit_filter() == {"service": va}
+
+
+async def test_incidents_page_links_each_row_to_the_audit_log_filtered_on_it(no_cooldown: Service) -> None:
+    svc = no_cooldown
+    await sign_in(svc)
+    # Real traffic: a start from an IP, then its number's hourly cap refuses more (the counters of real events).
+    for _ in range(12):
+        await svc.start("+15017122661", ip="203.0.113.9")
+    page = (await svc.http.get("/admin/incidents?window=1h")).text
+    ip_table = table_of(page, "incidents-ip")
+    assert "203.0.113.9" in ip_table and "<svg" in ip_table
+    link = re.search(r'href="(/admin/audit\?[^"]*ip=203.0.113.9[^"]*)"', ip_table)
+    assert link
+    audit_page = (await svc.http.get(link.group(1).replace("&amp;", "&"))).text
+    events = table_of(audit_page, "events")
+    assert events.count("203.0.113.9") >= 12 and "refused" in events
+    prefix_table = table_of(page, "incidents-prefix")
+    assert "+1501712" in prefix_table
+    prefix_link = re.search(r'href="(/admin/audit\?[^"]*prefix=[^"]*)"', prefix_table)
+    assert prefix_link
+    by_prefix = (await svc.http.get(prefix_link.group(1).replace("&amp;", "&"))).text
+    assert table_of(by_prefix, "events").count("+1*********61") >= 12
+    other = (await svc.http.get("/admin/audit?prefix=%2B1415555")).text
+    assert "No matching events." in table_of(other, "events")

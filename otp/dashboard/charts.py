@@ -197,3 +197,30 @@ def hbar_chart(
     if not items:
         parts.append(f'<text class="axis" x="{label_w}" y="18">Nothing in this window.</text>')
     return _svg(chart_id, title, desc, Html("".join(parts)), height=height)
+
+
+SPARK_W, SPARK_H = 160, 28
+
+
+def sparkline(chart_id: str, title: str, values: Sequence[int], labels: tuple[str, str]) -> Html:
+    """A small line of ``values`` (one per minute or hour, oldest first) for a table cell: an area
+    under a polyline, the peak marked, and a title naming the span and the peak for tooltips and
+    screen readers. ``labels``: the first and last slot's times."""
+    n = len(values)
+    peak = max(values, default=0)
+    top = max(1, peak)
+    step = (SPARK_W - 2) / max(1, n - 1)
+    points = [f"{1 + i * step:.1f},{SPARK_H - 2 - (SPARK_H - 4) * v / top:.1f}" for i, v in enumerate(values)]
+    if n == 1:
+        points.append(f"{SPARK_W - 1:.1f},{points[0].split(',')[1]}")
+    line = " ".join(points)
+    area = f"1,{SPARK_H - 2} {line} {SPARK_W - 1},{SPARK_H - 2}"
+    desc = f"{labels[0]} to {labels[1]}: peak {peak:,}, total {sum(values):,}"
+    peak_at = values.index(peak) if peak else -1
+    mark = f'<circle class="peak" cx="{1 + peak_at * step:.1f}" cy="2" r="2"/>' if peak_at >= 0 else ""
+    return Html(
+        f'<svg class="spark" viewBox="0 0 {SPARK_W} {SPARK_H}" role="img" '
+        f'aria-labelledby="{esc(chart_id)}-t" id="{esc(chart_id)}">'
+        f"{tag('title', f'{title}. {desc}', id=chart_id + '-t')}"
+        f'<polygon class="area" points="{area}"/><polyline class="line" points="{line}"/>{mark}</svg>'
+    )

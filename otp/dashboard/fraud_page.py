@@ -33,7 +33,7 @@ from otp.dashboard.markup import (
     url,
 )
 from otp.dashboard.spend import spend_section
-from otp.dashboard.widgets import figure, section, window_picker
+from otp.dashboard.widgets import chosen_window, figure, section, window_picker
 from otp.storage.store import Store
 from otp.web.admin import COUNTRY, SAFE_ENTRY, _audit_admin_action
 
@@ -74,7 +74,7 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
             post_form(
                 url(request, "/fraud/unblock"),
                 admin.csrf,
-                {"kind": kind, "value": value, "since": since},
+                {"kind": kind, "value": value, aggregates.WINDOW_PARAM: since},
                 "Unblock",
                 label=f"Unblock {value}",
             )
@@ -84,7 +84,7 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
                 post_form(
                     url(request, "/fraud/safelist"),
                     admin.csrf,
-                    {"entry": value, "since": since},
+                    {"entry": value, aggregates.WINDOW_PARAM: since},
                     "Add to safe list",
                     label=f"Add {value} to the safe list",
                 )
@@ -174,7 +174,7 @@ def _safe_list(request: Request, admin: Admin, prefixes: frozenset[str], numbers
     )
     form = Html(
         f'<form method="post" action="{esc(url(request, "/fraud/safelist"))}" class="row">'
-        f"{hidden('csrf', admin.csrf)}{hidden('since', since)}"
+        f"{hidden('csrf', admin.csrf)}{hidden(aggregates.WINDOW_PARAM, since)}"
         '<label for="entry">Number or prefix</label>'
         '<input id="entry" name="entry" required maxlength="16" pattern="\\+[1-9][0-9]{0,14}" placeholder="+1415555" '
         'aria-describedby="entry-help">'
@@ -188,8 +188,7 @@ def _safe_list(request: Request, admin: Admin, prefixes: frozenset[str], numbers
 async def fraud_page(request: Request, admin: Admin) -> Response:
     store: Store = request.app.state.store
     now = now_ms(request)
-    since = request.query_params.get("since")
-    found = await aggregates.destinations(store, since, now)
+    found = await aggregates.destinations_of(chosen_window(request), now, store)
     win = found.window
     policy = _policy(request)
     blocks = await policy.blocked(now)
@@ -228,8 +227,13 @@ async def fraud_page(request: Request, admin: Admin) -> Response:
 
 
 def _back(request: Request, since: str, done: str, entry: str) -> RedirectResponse:
-    params = {"since": since if since in aggregates.WINDOWS else "", "done": done, "entry": entry}
+    params = {aggregates.WINDOW_PARAM: since if since in aggregates.WINDOWS else "", "done": done, "entry": entry}
     return RedirectResponse(url(request, "/fraud", params), status_code=303)
+
+
+def _window(form: dict[str, str]) -> str:
+    """The window the page was showing (its forms carry it; older ones named it since)."""
+    return form.get(aggregates.WINDOW_PARAM) or form.get(aggregates.OLD_WINDOW_PARAM, "")
 
 
 def _invalid(request: Request, admin: Admin, text: str) -> Response:
@@ -249,7 +253,7 @@ async def unblock(request: Request, admin: Admin, form: dict[str, str]) -> Respo
     removed = await _policy(request).unblock(scope, value)
     # The same audit record as DELETE /v1/blocks (event admin, action unblock, the session's key), via dashboard.
     await _audit_admin_action(request, admin.key, AdminAction.UNBLOCK, value, via=VIA_DASHBOARD)
-    return _back(request, form.get("since", ""), "unblock" if removed else "not_blocked", value)
+    return _back(request, _window(form), "unblock" if removed else "not_blocked", value)
 
 
 async def add_to_safe_list(request: Request, admin: Admin, form: dict[str, str]) -> Response:
@@ -258,4 +262,4 @@ async def add_to_safe_list(request: Request, admin: Admin, form: dict[str, str])
         return _invalid(request, admin, "The safe list takes E.164 numbers or prefixes of them, like +1415555.")
     await _policy(request).safe_list.add(entry)
     await _audit_admin_action(request, admin.key, AdminAction.SAFELIST_ADD, entry, via=VIA_DASHBOARD)
-    return _back(request, form.get("since", ""), "safelist", entry)
+    return _back(request, _window(form), "safelist", entry)

@@ -87,6 +87,8 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "budget": ScriptSpec(("day", "limit")),
     "budget_settle": ScriptSpec(("verification", *PARTITION_KEYS)),
     "counters": ScriptSpec(None, lib=False),
+    # otp.core.incidents: refusals ranked, and the top rows' counts per minute or hour.
+    "incidents": ScriptSpec(None, lib=False),
     # otp.storage.audit_log's filtered read of one partition's stream.
     "audit_scan": ScriptSpec(("stream",), lib=False),
     # otp.storage.pacing: the next slot of the sender pool's least-busy allowed sender.

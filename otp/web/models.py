@@ -423,16 +423,37 @@ class Alert(Reply):
     message: str
 
 
+_BUCKET_MINUTES = Annotated[int, msgspec.Meta(description="1 or 5 in the 1h and 6h windows (minute counters)")]
 Bucket = msgspec.defstruct(
-    "Bucket", [("start", DateTime), ("hours", int), ("in_window", bool), *_FUNNEL, *_TOTALS], bases=(Reply,)
+    "Bucket",
+    [
+        ("start", DateTime),
+        ("hours", Annotated[int, msgspec.Meta(description="whole hours; 0 for a bucket of minutes")]),
+        ("minutes", _BUCKET_MINUTES),
+        ("in_window", bool),
+        *_FUNNEL,
+        *_TOTALS,
+    ],
+    bases=(Reply,),
 )
-Series = msgspec.defstruct("Series", [("bucket_hours", int), ("buckets", list[Bucket])], bases=(Reply,))  # type: ignore[valid-type]
+Series = msgspec.defstruct(
+    "Series",
+    [
+        ("bucket_hours", Annotated[int, msgspec.Meta(description="0 in the 1h and 6h windows")]),
+        ("bucket_minutes", _BUCKET_MINUTES),
+        ("buckets", list[Bucket]),  # type: ignore[valid-type]
+    ],
+    bases=(Reply,),
+)
 Overview = msgspec.defstruct(
     "Overview",
     [
         ("since", Window),
         ("window_hours", int),
-        ("from", Annotated[DateTime, msgspec.Meta(description="start of the window's first hour")]),
+        (
+            "from",
+            Annotated[DateTime, msgspec.Meta(description="start of the window's first minute (1h, 6h) or hour")],
+        ),
         ("until", DateTime),
         ("totals", Totals),
         ("delivery", DeliveryFigures),
@@ -463,7 +484,18 @@ class OptOutQuery(Request):
 
 
 class OverviewQuery(Request):
-    since: Annotated[str, _enum(*stats.WINDOWS, default=stats.DEFAULT_WINDOW)] | None = None
+    window: (
+        Annotated[
+            str,
+            _enum(
+                *stats.WINDOWS,
+                default=stats.DEFAULT_WINDOW,
+                description="1h and 6h: the last 60 or 360 minutes; 24h and 7d: whole clock hours",
+            ),
+        ]
+        | None
+    ) = None
+    since: Annotated[str, _enum(*stats.WINDOWS, description="the older name of window")] | None = None
 
 
 Country = Annotated[
@@ -500,6 +532,8 @@ class AuditQuery(Request):
     number: Annotated[str, _about("a phone number; matched through its keyed hash")] | None = None
     ip: Annotated[str, _about("end-user IP")] | None = None
     key: Annotated[str, _about("API key id")] | None = None
+    prefix: Annotated[str, _about("destination prefix, e.g. +1415555; matched through its keyed hash")] | None = None
+    service: Annotated[str, _about("/v2 service sid (VA…); give key or service")] | None = None
     decision: Annotated[str, _about("allowed or refused")] | None = None
     event: Annotated[str, _about(", ".join(audit.EVENTS))] | None = None
     cursor: Annotated[str, _about("next_cursor of the previous page")] | None = None
