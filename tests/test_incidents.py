@@ -12,7 +12,7 @@ import httpx
 from conftest import Service, hash_fields
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX
-from otp.core import apikeys, audit, incidents
+from otp.core import apikeys, audit, bruteforce, incidents
 from otp.core import stats as aggregates
 from otp.storage import keys as keyspace
 
@@ -297,3 +297,58 @@ async def test_incidents_page_links_each_row_to_the_audit_log_filtered_on_it(no_
     assert table_of(by_prefix, "events").count("+1*********61") >= 12
     other = (await svc.http.get("/admin/audit?prefix=%2B1415555")).text
     assert "No matching events." in table_of(other, "events")
+
+
+# -- brute force -------------------------------------------------------------------------------------
+
+
+async def brute_force(svc: Service, to: str, ips: list[str]) -> list[str]:
+    """Wrong codes until the number locks: two verifications' five attempts each (both locked),
+    then a third verification whose check is refused (10 failed checks an hour per key)."""
+    vids = []
+    for round_ in range(3):
+        vid = (await svc.start(to)).json()["id"]
+        vids.append(vid)
+        for n in range(5 if round_ < 2 else 1):
+            response = await svc.check("000000", id=vid, ip=ips[n % len(ips)])
+            assert response.status_code == (200 if round_ < 2 else 429), response.text
+    return vids
+
+
+async def test_bruteforce_lists_locked_verifications_and_numbers_with_their_ips(no_cooldown: Service) -> None:
+    svc = no_cooldown
+    await sign_in(svc)
+    vids = await brute_force(svc, "+15017122661", ["203.0.113.20", "203.0.113.21"])
+    verifications, numbers = await bruteforce.locks_since(
+        svc.app.state.store, svc.app.state.verifier.keyring, now_ms(svc) - HOUR
+    )
+    assert sorted(v.verifications[0] for v in verifications) == sorted(vids[:2])
+    assert all(v.to == "+1*********61" and v.count == 5 for v in verifications)
+    assert all(sorted(v.ips) == ["203.0.113.20", "203.0.113.21"] for v in verifications)
+    [number] = numbers
+    assert (number.to, number.country, number.count, number.verifications) == ("+1*********61", "US", 1, vids[2:])
+    assert sorted(number.ips) == ["203.0.113.20", "203.0.113.21"]  # from the failed verifications
+    key_id = svc.key.split("_")[1]
+    assert number.key == key_id and number.keys == [key_id] and number.locked_now(now_ms(svc))
+    # A refused check of another verification of the same number, from a third IP, joins the row.
+    svc.clock.advance(60)
+    await svc.http.post(f"/v1/verifications/{vids[2]}/cancel", headers=svc.auth())
+    fourth = (await svc.start("+15017122661")).json()["id"]
+    assert fourth != vids[2]
+    assert (await svc.check("000000", id=fourth, ip="203.0.113.22")).status_code == 429
+    _, numbers = await bruteforce.locks_since(svc.app.state.store, svc.app.state.verifier.keyring, now_ms(svc) - HOUR)
+    [number] = numbers
+    assert number.count == 2 and len(number.verifications) == 2 and "203.0.113.22" in number.ips
+    assert number.last_ms - number.first_ms == 60_000
+
+    page = (await svc.http.get("/admin/bruteforce?window=1h")).text
+    locked = table_of(page, "locked-numbers")
+    assert "+1*********61" in locked and "203.0.113.22" in locked and "until" in locked
+    assert table_of(page, "locked-verifications").count("<tr>") == 3  # header and two rows
+    link = re.search(r'href="(/admin/audit\?ip=203.0.113.20[^"]*)"', locked)
+    assert link
+    events = table_of((await svc.http.get(link.group(1).replace("&amp;", "&"))).text, "events")
+    assert "check_failed" in events and "max_attempts" in events and "203.0.113.21" not in events
+    # Out of the window: nothing.
+    svc.clock.advance(2 * 3600)
+    assert "No number was locked" in (await svc.http.get("/admin/bruteforce?window=1h")).text

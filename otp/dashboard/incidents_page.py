@@ -53,6 +53,10 @@ def seen(at: reader.Seen | None) -> Html:
     return tag("time", text, datetime=audit.iso_ms(at.ms))
 
 
+def seen_ms(ms: int) -> Html:
+    return seen(reader.Seen(ms, True)) if ms else Html("–")
+
+
 def slot_label(slot: int, slot_ms: int) -> str:
     return datetime.fromtimestamp(slot * slot_ms / 1000, UTC).strftime("%d %b %H:%M")
 

@@ -115,6 +115,46 @@ local function audit(event, fields)
   redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
 end
 
+-- ``item`` added to a comma-separated list of distinct items, while it fits ``max_bytes`` (a
+-- verification's hash keeps every value within 64 bytes, its compact encoding).
+local function add_listed(list, item, max_bytes)
+  if not item or item == '' then return list or '' end
+  list = list or ''
+  if string.find(',' .. list .. ',', ',' .. item .. ',', 1, true) then return list end
+  local longer = list == '' and item or list .. ',' .. item
+  if #longer > max_bytes then return list end
+  return longer
+end
+
+-- Brute force, for the dashboard (otp/storage/locks.py): a lock seen now, by its member of
+-- K.locks (keys.lock_index: 'v:<id>' a verification locked by its attempts, 'n:<id>' a check of
+-- verification id refused because its number is locked by failed checks), with its details in
+-- K.lock_details as JSON: first and last seen, how many times, the verification, the owner key, the
+-- keys and IPs that checked (comma-separated, a few), and for a number until when it is locked.
+-- Bounded: the newest LOCKS_KEPT per partition, none older than LOCKS_KEPT_MS.
+local LOCKS_KEPT, LOCKS_KEPT_MS = 500, 8 * 86400000
+local function note_lock(member, fields, ips, keys)
+  local raw = redis.call('HGET', K.lock_details, member)
+  local d = raw and cjson.decode(raw) or {first = NOW, n = 0, ips = '', keys = ''}
+  d.last, d.n = NOW, d.n + 1
+  for _, ip in ipairs(ips) do d.ips = add_listed(d.ips, ip, 200) end
+  for _, key in ipairs(keys) do d.keys = add_listed(d.keys, key, 200) end
+  for k, v in pairs(fields) do d[k] = v end
+  redis.call('HSET', K.lock_details, member, cjson.encode(d))
+  redis.call('ZADD', K.locks, NOW, member)
+  local gone = redis.call('ZRANGEBYSCORE', K.locks, '-inf', NOW - LOCKS_KEPT_MS, 'LIMIT', 0, 100)
+  local extra = redis.call('ZCARD', K.locks) - #gone - LOCKS_KEPT
+  if extra > 0 then
+    for _, m in ipairs(redis.call('ZRANGE', K.locks, #gone, #gone + extra - 1)) do gone[#gone + 1] = m end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', K.locks, unpack(gone))
+    redis.call('HDEL', K.lock_details, unpack(gone))
+  end
+  redis.call('PEXPIRE', K.locks, LOCKS_KEPT_MS)
+  redis.call('PEXPIRE', K.lock_details, LOCKS_KEPT_MS)
+end
+
 -- The names keys.py spells as verification(), number_state(), failed_checks(), approving_code().
 local function vkey(id) return K.verifications .. id end
 -- A number's state: per API key its pending verification (two tenants never resend each other's
