@@ -257,7 +257,7 @@ async def test_actions_need_a_valid_csrf_token(svc: Service) -> None:
     assert (await svc.http.post("/admin/signout", data={})).status_code == 403
     assert (await svc.http.get("/admin/")).status_code == 200  # still signed in
     # The right token goes through.
-    ok = await svc.http.post("/admin/fraud/safelist", data={"entry": "+1415555", "csrf": csrf})
+    ok = await svc.http.post("/admin/fraud/safelist", data={"entry": "+1415555", "csrf": csrf, "confirm": "yes"})
     assert ok.status_code == 303
 
 
@@ -412,7 +412,8 @@ async def test_blocked_prefix_shows_and_unblock_is_audited(budgets_off: Service)
     assert "+1415555" in ranking
 
     response = await svc.http.post(
-        "/admin/fraud/unblock", data={"csrf": csrf, "kind": "prefix", "value": "+1415555", "since": "24h"}
+        "/admin/fraud/unblock",
+        data={"csrf": csrf, "kind": "prefix", "value": "+1415555", "since": "24h", "confirm": "yes"},
     )
     assert response.status_code == 303
     assert response.headers["location"] == "/admin/fraud?window=24h&done=unblock&entry=%2B1415555"
@@ -433,7 +434,7 @@ async def test_add_to_safe_list_is_validated_and_audited(svc: Service) -> None:
     csrf = await sign_in(svc)
     bad = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "1415555<b>"})
     assert bad.status_code == 400 and "<b>" not in bad.text
-    response = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555"})
+    response = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555", "confirm": "yes"})
     assert response.status_code == 303
     assert await svc.app.state.policy.safe_list.entries() == frozenset({"+1415555"})
     assert "<code>+1415555</code>" in (await svc.http.get("/admin/fraud")).text
@@ -444,7 +445,9 @@ async def test_add_to_safe_list_is_validated_and_audited(svc: Service) -> None:
     ]
     # A country can be unblocked but not safe-listed.
     assert (await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "US"})).status_code == 400
-    unblock = await svc.http.post("/admin/fraud/unblock", data={"csrf": csrf, "kind": "country", "value": "us"})
+    unblock = await svc.http.post(
+        "/admin/fraud/unblock", data={"csrf": csrf, "kind": "country", "value": "us", "confirm": "yes"}
+    )
     assert unblock.headers["location"].endswith("done=not_blocked&entry=US")
 
 

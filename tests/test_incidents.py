@@ -6,10 +6,12 @@ before any change, and one ``window`` parameter across the pages."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from conftest import Service, hash_fields
+import pytest
+from conftest import Clock, RecordingSender, Service, hash_fields, make_settings, policy, running_service
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.core import apikeys, audit, bruteforce, incidents
@@ -352,3 +354,64 @@ async def test_bruteforce_lists_locked_verifications_and_numbers_with_their_ips(
     # Out of the window: nothing.
     svc.clock.advance(2 * 3600)
     assert "No number was locked" in (await svc.http.get("/admin/bruteforce?window=1h")).text
+
+
+# -- blocks and confirmations ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def budgets_off(redis_url: str, clock: Clock, sender: RecordingSender) -> AsyncIterator[Service]:
+    settings = make_settings(redis_url, policy=policy(unproven_country_floor=1000, unproven_tenant_floor=1000))
+    async with running_service(settings, clock, sender) as svc:
+        yield svc
+
+
+async def test_blocks_say_since_when_why_and_their_level(budgets_off: Service) -> None:
+    svc = budgets_off
+    await sign_in(svc)
+    blocked_at = now_ms(svc)
+    statuses = [(await svc.start(f"+1415555{n:04d}")).status_code for n in range(100, 108)]
+    assert statuses[:6] == [201] * 6 and statuses[6] in (403, 429)
+    [block] = await svc.app.state.policy.blocked(now_ms(svc))
+    assert (block["value"], block["level"], block["reason"]) == ("+1415555", 1, "unverified_hourly")
+    assert (block["since_ms"], block["sends"], block["approvals"], block["unverified"]) == (blocked_at, 6, 0, 6)
+    assert block["threshold"] == 6.0  # the hourly floor, with no approval to add to it
+    blocked = table_of((await svc.http.get("/admin/fraud")).text, "blocked")
+    assert "6 unverified verifications in the last hour: 6 sent, 0 approved (threshold 6)" in blocked
+    assert "2027-01-15 08:00 UTC" in blocked  # since (the clock's start)
+
+
+async def test_unblock_and_safe_list_change_nothing_before_confirmation(budgets_off: Service) -> None:
+    svc = budgets_off
+    csrf = await sign_in(svc)
+    for n in range(100, 108):
+        await svc.start(f"+1415555{n:04d}")
+    policy_ = svc.app.state.policy
+    assert len(await policy_.blocked(now_ms(svc))) == 1
+    ask = await svc.http.post(
+        "/admin/fraud/unblock", data={"csrf": csrf, "kind": "prefix", "value": "+1415555", "window": "6h"}
+    )
+    assert ask.status_code == 200 and "Unblock +1415555?" in ask.text and "It exempts nothing" in ask.text
+    assert len(await policy_.blocked(now_ms(svc))) == 1  # still blocked
+    form = ask.text.split('class="confirm"', 1)[1].split("</form>", 1)[0]
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form))
+    assert fields == {"csrf": csrf, "kind": "prefix", "value": "+1415555", "window": "6h", "confirm": "yes"}
+    assert 'href="/admin/fraud?window=6h">Cancel' in ask.text
+    # The second step is a form like any other: without the session's CSRF token it changes nothing.
+    forged = await svc.http.post("/admin/fraud/unblock", data={**fields, "csrf": "x" * 43})
+    assert forged.status_code == 403 and len(await policy_.blocked(now_ms(svc))) == 1
+    done = await svc.http.post("/admin/fraud/unblock", data=fields)
+    assert done.status_code == 303 and await policy_.blocked(now_ms(svc)) == []
+
+    ask = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555"})
+    assert ask.status_code == 200 and "Add +1415555 to the safe list?" in ask.text
+    for words in ("SMS-pumping rules", "send limits", "Still applied: the per-IP and per-API-key rate limits"):
+        assert words in ask.text
+    assert await policy_.safe_list.entries() == frozenset()
+    events, _ = await audit.read(svc.app.state.store, audit.AuditFilter(event="admin"))
+    assert [e.get("action") for e in events] == ["unblock", "dashboard_sign_in"]  # no safelist_add yet
+    done = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555", "confirm": "yes"})
+    assert done.status_code == 303 and await policy_.safe_list.entries() == frozenset({"+1415555"})
+    # Bad input is refused at the first step, with nothing to confirm.
+    bad = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "1415555<b>"})
+    assert bad.status_code == 400 and "confirm" not in bad.text.lower().split("</header>", 1)[1]

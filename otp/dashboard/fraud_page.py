@@ -33,7 +33,7 @@ from otp.dashboard.markup import (
     url,
 )
 from otp.dashboard.spend import spend_section
-from otp.dashboard.widgets import chosen_window, figure, section, window_picker
+from otp.dashboard.widgets import chosen_window, figure, section, utc, window_picker
 from otp.storage.store import Store
 from otp.web.admin import COUNTRY, SAFE_ENTRY, _audit_admin_action
 
@@ -89,17 +89,25 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
                     label=f"Add {value} to the safe list",
                 )
             )
-        why = WHY.get(block.get("reason", ""), "")
-        if why:
-            why = f"{block.get('unverified', 0)} {why}"
-        rows.append((value, kind, why, block["level"], duration(block["seconds_left"]), join(actions, " ")))
-    return table(
+        rows.append(
+            (
+                value,
+                kind + (f" (key {block['tenant']})" if block.get("tenant") else ""),
+                _why(block),
+                block["level"],
+                utc(block["since_ms"]) if block.get("since_ms") else "–",
+                duration(block["seconds_left"]),
+                join(actions, " "),
+            )
+        )
+    table_html = table(
         "Blocked now (pumping rule)",
         [
             Column("Destination"),
             Column("Kind"),
             Column("Why"),
             Column("Level", numeric=True),
+            Column("Since"),
             Column("Time left"),
             Column("Actions"),
         ],
@@ -107,6 +115,29 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
         empty="No prefix or country is blocked.",
         id_="blocked",
     )
+    help_text = tag(
+        "p",
+        "Level: how many blocks in a row (each one lasts twice the last; a level drops after 6 hours without "
+        "a new block). Unblock and Add to safe list each ask for confirmation first.",
+        class_="help",
+    )
+    return join(
+        [Html(f'<div class="scroll" tabindex="0" role="region" aria-label="Blocks">{table_html}</div>'), help_text]
+    )
+
+
+def _why(block: dict[str, Any]) -> str:
+    """``6 unverified verifications in the last hour: 6 sent, 0 approved (threshold 6)``."""
+    why = WHY.get(block.get("reason", ""), "")
+    if not why:
+        return ""
+    text = f"{block.get('unverified', 0)} {why}"
+    if block.get("sends") is not None:
+        threshold = block.get("threshold")
+        text += f": {block['sends']} sent, {block['approvals']} approved"
+        if threshold is not None:
+            text += f" (threshold {threshold:g})"
+    return text
 
 
 def _ranking(caption: str, first: str, rows: list[aggregates.Destination], blocked: set[str], id_: str) -> Html:
