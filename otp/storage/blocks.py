@@ -61,8 +61,8 @@ def _decode(raw: str) -> BlockState | None:
             threshold = float(parts[7])
         except ValueError:
             threshold = None
-        numbers = [int(p) for p in parts[3:7]]
-        return BlockState(int(parts[0]), int(parts[1]), parts[2], *numbers, threshold)
+        unverified, since, sends, approvals = (int(p) for p in parts[3:7])
+        return BlockState(int(parts[0]), int(parts[1]), parts[2], unverified, since, sends, approvals, threshold)
     if len(parts) >= 4 and parts[3].isdigit():
         return BlockState(int(parts[0]), int(parts[1]), parts[2], int(parts[3]))
     return BlockState(int(parts[0]), int(parts[1]))
