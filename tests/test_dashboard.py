@@ -197,7 +197,18 @@ async def test_stats_api_is_for_admin_keys_and_checks_its_parameters(svc: Servic
 # -- sign-in, session, CSRF ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/admin/", "/admin/fraud", "/admin/audit", "/admin/audit.csv", "/admin/audit.jsonl"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/",
+        "/admin/fraud",
+        "/admin/audit",
+        "/admin/audit.csv",
+        "/admin/audit.jsonl",
+        "/admin/incidents",
+        "/admin/bruteforce",
+    ],
+)
 async def test_no_session_redirects_to_sign_in(svc: Service, path: str) -> None:
     response = await svc.http.get(path)
     assert response.status_code == 303 and response.headers["location"] == "/admin/signin"
@@ -315,9 +326,17 @@ async def all_pages(svc: Service) -> list[httpx.Response]:
     paths = ["/admin/", "/admin/?since=1h", "/admin/?since=7d", "/admin/fraud", "/admin/fraud?since=7d"]
     paths += ["/admin/audit", "/admin/audit?event=started", "/admin/static/dashboard.css", "/admin/audit.csv"]
     paths += ["/admin/nope", "/admin/audit?since=yesterday", "/admin/?since=2h"]
+    paths += [
+        "/admin/incidents",
+        "/admin/incidents?window=6h",
+        "/admin/bruteforce?window=7d",
+        "/admin/incidents?window=2h",
+    ]
     responses = [await svc.http.get(p) for p in paths]
     responses.append(await svc.http.post("/admin/fraud/unblock", data={"csrf": "wrong"}))
     responses.append(await svc.http.post("/admin/fraud/unblock", data={"csrf": csrf, "kind": "prefix", "value": "x"}))
+    # A confirmation page, for the same headers.
+    responses.append(await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555"}))
     responses.append(await svc.http.put("/admin/signin"))
     svc.http.cookies.clear()
     responses += [await svc.http.get("/admin/"), await svc.http.get("/admin/signin")]

@@ -415,3 +415,36 @@ async def test_unblock_and_safe_list_change_nothing_before_confirmation(budgets_
     # Bad input is refused at the first step, with nothing to confirm.
     bad = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "1415555<b>"})
     assert bad.status_code == 400 and "confirm" not in bad.text.lower().split("</header>", 1)[1]
+
+
+# -- one window parameter ----------------------------------------------------------------------------
+
+PAGES = ["/admin/", "/admin/incidents", "/admin/bruteforce", "/admin/fraud"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_every_page_takes_one_window_parameter(service: Service, path: str) -> None:
+    svc = service
+    await sign_in(svc)
+    for name in ("1h", "6h", "24h", "7d"):
+        response = await svc.http.get(path, params={"window": name})
+        assert response.status_code == 200, (path, name)
+        assert f'aria-current="page">{name}</a>' in response.text  # the picker marks it
+        assert f"window={name}" in response.text
+    refused = await svc.http.get(path, params={"window": "2h"})
+    assert refused.status_code == 400 and "window: must be one of: 1h, 6h, 24h, 7d" in refused.text
+    # The older name still works, and says its own name when wrong.
+    assert 'aria-current="page">6h</a>' in (await svc.http.get(path, params={"since": "6h"})).text
+    old = await svc.http.get(path, params={"since": "2h"})
+    assert old.status_code == 400 and "since: must be one of" in old.text
+
+
+async def test_stats_api_takes_window_too(service: Service) -> None:
+    svc = service
+    admin = svc.auth(svc.admin_key)
+    six = (await svc.http.get("/v1/stats/overview", params={"window": "6h"}, headers=admin)).json()
+    assert six["since"] == "6h" and six["window_hours"] == 6
+    assert six["series"]["bucket_minutes"] == 5 and len(six["series"]["buckets"]) == 72
+    bad = await svc.http.get("/v1/stats/overview", params={"window": "2h"}, headers=admin)
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "window"
+    assert (await svc.http.get("/v1/stats/overview", params={"since": "7d"}, headers=admin)).json()["since"] == "7d"

@@ -68,7 +68,8 @@ async def bruteforce_page(request: Request, admin: Admin) -> Response:
             window_picker(request, "/bruteforce", win),
             tag(
                 "p",
-                f"{win.label}: {utc(first)} to {utc(now)}. Guessing codes shows up here: a verification is locked "
+                f"{win.label.capitalize()}: {utc(first)} to {utc(now)}. Guessing codes shows up here: "
+                "a verification is locked "
                 "once its check attempts run out (the user starts a new one), and a number is locked for an API "
                 "key once it has had too many failed checks in an hour, across verifications (its later checks are "
                 "refused until the failures age out). IPs are those the clients passed on checks (ip, DeviceIp).",

@@ -99,7 +99,8 @@ async def incidents_page(request: Request, admin: Admin) -> Response:
     resolution = "per minute" if win.minutes else "per hour"
     intro = tag(
         "p",
-        f"{win.label}: {utc(found.first_ms)} to {utc(found.now_ms)}. The top {reader.TOP} of each kind by refused "
+        f"{win.label.capitalize()}: {utc(found.first_ms)} to {utc(found.now_ms)}. "
+        f"The top {reader.TOP} of each kind by refused "
         f"attempts, sparklines {resolution}. Allowed counts the starts let through, conversion the share of them "
         "approved; first and last seen are the first and last start or refusal in the window, to the minute within "
         "the last 6 hours and to the hour before. Each name opens the audit log filtered on it.",
@@ -107,7 +108,7 @@ async def incidents_page(request: Request, admin: Admin) -> Response:
     )
     headline = stats(
         [
-            (f"top_{kind.name}", f"Top {kind.name}", rows[0].value or "(none)")
+            (f"top_{kind.name}", f"Top {FIRST_COLUMN[kind.name].replace('API key', 'key')}", rows[0].value or "(none)")
             for kind in reader.KINDS
             if (rows := found.tables[kind.name])
         ]

@@ -252,7 +252,7 @@ async def overview_page(request: Request, admin: Admin) -> Response:
     labels = [bucket_label(b.start_ms, win.bucket_hours, win.bucket_minutes) for b in overview.buckets]
     highlight = [b["in_window"] for b in buckets]
     per = per_bucket(win.bucket_hours, win.bucket_minutes)
-    span = f"{win.label}: {utc(overview.first_ms)} to {utc(overview.now_ms)}"
+    span = f"{win.label.capitalize()}: {utc(overview.first_ms)} to {utc(overview.now_ms)}"
     how = (
         "Figures come from minute counters: the window is the last "
         f"{win.minutes} whole minutes (delivery by country and sender: the clock hours it touches)."
