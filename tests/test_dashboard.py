@@ -538,6 +538,7 @@ async def test_pages_load_fast_with_50k_events(big_log: Service) -> None:
     paths = ["/admin/?since=1h", "/admin/?since=24h", "/admin/?since=7d", "/admin/fraud?since=24h"]
     paths += ["/admin/fraud?since=7d", "/admin/audit", cursor.group(1).replace("&amp;", "&")]
     paths += ["/admin/audit?event=refused&rule=ip_sends", "/admin/audit?country=NG&event=approved"]
+    paths += ["/admin/incidents?window=6h", "/admin/incidents?window=7d", "/admin/bruteforce?window=7d"]
     for path in paths:
         timings = []
         for _ in range(3):

@@ -14,6 +14,7 @@ rank``), the second reads only the top rows' fields, per time slot (``series``).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,11 +150,13 @@ async def _rank(store: Store, lists: Sequence[Sequence[str]], by_minute: bool) -
 
 
 async def _series(
-    store: Store, lists: Sequence[Sequence[str]], per_slot: int, wanted: Sequence[str], by_minute: bool
+    store: Store, lists: Sequence[Sequence[str]], wanted: Sequence[Sequence[str]], by_minute: bool
 ) -> list[Counter[str]]:
-    """Per slot, the wanted fields summed over the partitions."""
+    """Per slot, the wanted fields summed over the partitions; ``wanted``: the fields of each of a
+    slot's hashes (its keys come in that order)."""
     merged: list[Counter[str]] = []
-    replies = await store.counter_script("incidents", lists, ["series", str(per_slot), *wanted], by_minute=by_minute)
+    args = ["series", str(len(wanted)), json.dumps([list(fields) for fields in wanted])]
+    replies = await store.counter_script("incidents", lists, args, by_minute=by_minute)
     for reply in replies:
         for i, row in enumerate(reply if isinstance(reply, list) else []):
             while len(merged) <= i:
@@ -171,6 +174,17 @@ HOURLY_KEYS = {
     "aggs": keyspace.audit_source_counter_of_hour,
     "aggr": keyspace.audit_refusal_counter_of_hour,
 }
+
+
+def _held_by(wanted: Sequence[str], hourly: str) -> list[str]:
+    """The wanted fields an hourly hash holds: refusals in ``aggr``, the sources' starts and
+    approvals in ``aggs``, the destinations' in ``agg``."""
+    refusal = [f for f in wanted if f.startswith(REFUSED)]
+    if hourly == "aggr":
+        return refusal
+    sources = {k.allowed for k in KINDS if k.hourly == "aggs"} | {k.approved for k in KINDS if k.hourly == "aggs"}
+    held = [f for f in wanted if f not in refusal and any(f.startswith(str(name)) for name in sources)]
+    return held if hourly == "aggs" else [f for f in wanted if f not in refusal and f not in held]
 
 
 def _fields(kind: Kind, value: str) -> list[str]:
@@ -233,15 +247,15 @@ async def incidents(store: Store, win: Window, now_ms: int, *, top: int = TOP) -
     if not wanted:
         per_slot: list[Counter[str]] = [Counter() for _ in slots]
     elif by_minute:
-        per_slot = await _series(store, rank_lists, 1, wanted, True)
+        per_slot = await _series(store, rank_lists, [wanted], True)
     else:
-        # Slot by slot, the hour's destination, source and refusal hashes.
+        # Slot by slot, the hour's destination, source and refusal hashes, each asked for its own.
         order = ("agg", "aggs", "aggr")
         lists = [[HOURLY_KEYS[h](p, hour) for hour in slots for h in order] for p in range(store.partitions)]
-        per_slot = await _series(store, lists, len(order), wanted, False)
+        per_slot = await _series(store, lists, [_held_by(wanted, h) for h in order], False)
         last_minute = now_ms // MINUTE_MS
         minutes = list(range(last_minute - FINE_MINUTES + 1, last_minute + 1))
-        fine = dict(zip(minutes, await _series(store, _minute_keys(store, minutes), 1, wanted, True), strict=False))
+        fine = dict(zip(minutes, await _series(store, _minute_keys(store, minutes), [wanted], True), strict=False))
     per_slot += [Counter() for _ in range(len(slots) - len(per_slot))]
 
     totals: Counter[str] = Counter()

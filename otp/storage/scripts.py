@@ -100,7 +100,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
 }
 # Development tools only (otp.devtools): kept apart, so the runtime never registers them.
 DEV_SCRIPTS: dict[str, ScriptSpec] = {
-    "dev_fill_audit": ScriptSpec(("stream", "counters"), lib=False),
+    "dev_fill_audit": ScriptSpec(("stream", "counters", "refusals", "sources", "minutes"), lib=False),
 }
 SCRIPT_NAMES = tuple(SCRIPTS)
 

@@ -5,8 +5,9 @@
 -- KEYS    the hashes, in time order
 -- ARGV[1] 'rank'   → ARGV[2] a field-name prefix (C.refused_… share 'refused@'): JSON {field: sum}
 --                    of the fields starting with it, summed over the keys
---         'series' → ARGV[2] keys per time slot (n: KEYS come slot by slot, n each), ARGV[3..] the
---                    wanted fields: JSON array, per slot {field: sum over the slot's keys}, non-zero only
+--         'series' → ARGV[2] keys per time slot (n: KEYS come slot by slot, n each), ARGV[3] a JSON
+--                    array of n arrays: the fields wanted from the slot's 1st … nth hash. JSON array,
+--                    per slot {field: sum over the slot's keys}, non-zero only
 local mode = ARGV[1]
 
 if mode == 'rank' then
@@ -28,21 +29,22 @@ end
 
 if mode == 'series' then
   local per_slot = tonumber(ARGV[2])
-  local wanted = {}
-  for i = 3, #ARGV do wanted[ARGV[i]] = true end
+  -- The fields to read from the hash at each position of a slot: a slot's hashes hold different
+  -- tallies (destinations, sources, refusals), so each is asked for its own.
+  local fields = cjson.decode(ARGV[3])
   local slots = {}
   for i, key in ipairs(KEYS) do
-    local slot = math.floor((i - 1) / per_slot) + 1
-    local row = slots[slot]
-    if not row then
-      row = {}
+    local slot, position = math.floor((i - 1) / per_slot) + 1, (i - 1) % per_slot + 1
+    local wanted = fields[position]
+    if #wanted > 0 then
+      -- HMGET of the few top rows' fields: a lookup in C, where HGETALL would copy a whole busy
+      -- hour (every prefix of it) into Lua.
+      local values = redis.call('HMGET', key, unpack(wanted))
+      local row = slots[slot] or {}
+      for j, value in ipairs(wanted) do
+        if values[j] then row[value] = (row[value] or 0) + tonumber(values[j]) end
+      end
       slots[slot] = row
-    end
-    -- HGETALL and a lookup rather than HMGET: in a small (listpack) hash each HMGET field is a
-    -- linear search.
-    local flat = redis.call('HGETALL', key)
-    for j = 1, #flat, 2 do
-      if wanted[flat[j]] then row[flat[j]] = (row[flat[j]] or 0) + tonumber(flat[j + 1]) end
     end
   end
   -- A JSON array even where slots are empty objects (cjson writes {} for both).
