@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/dashboard_load.py [--events 1000000] [--runs 5] [--browser]
 
-Starts its own redis-server on a free loopback port, fills the audit streams and the hourly
-counters (hourly, refusal and source tallies, and the last hours' minute counters) with synthetic
-traffic spread over the last 7 days (``otp.devtools.synthetic``: one Lua call per 5,000 entries), serves the app with the dashboard under uvicorn, signs in, and times every
-page over real HTTP: min / median / max of ``--runs`` loads. ``--browser`` also times full page
-loads (HTML, stylesheet, layout) in headless Chromium (/usr/bin/chromium, via Playwright).
+Starts its own redis-server on a free loopback port, fills the audit streams and the counters
+beside them (hourly, refusal and source tallies, and the last hours' minute counters) with
+synthetic traffic spread over the last 7 days (``otp.devtools.synthetic``: one Lua call per 5,000
+entries), serves the app with the dashboard under uvicorn, signs in, and times every page over real
+HTTP: min / median / max of ``--runs`` loads. ``--browser`` also times full page loads (HTML,
+stylesheet, layout) in headless Chromium (/usr/bin/chromium, via Playwright).
 Not a test: it asserts nothing and prints a Markdown table.
 """
 
