@@ -37,12 +37,27 @@ if mode == 'series' then
     local slot, position = math.floor((i - 1) / per_slot) + 1, (i - 1) % per_slot + 1
     local wanted = fields[position]
     if #wanted > 0 then
-      -- HMGET of the few top rows' fields: a lookup in C, where HGETALL would copy a whole busy
-      -- hour (every prefix of it) into Lua.
-      local values = redis.call('HMGET', key, unpack(wanted))
       local row = slots[slot] or {}
-      for j, value in ipairs(wanted) do
-        if values[j] then row[value] = (row[value] or 0) + tonumber(values[j]) end
+      if redis.call('HLEN', key) > #wanted then
+        -- HMGET of the top rows' fields: a lookup in C, where HGETALL would copy a whole busy
+        -- hour (every prefix of it) into Lua.
+        local values = redis.call('HMGET', key, unpack(wanted))
+        for j, name in ipairs(wanted) do
+          if values[j] then row[name] = (row[name] or 0) + tonumber(values[j]) end
+        end
+      else
+        -- A hash smaller than the list (a minute's): each HMGET field would be a linear search
+        -- of it, so read it whole and look the fields up.
+        local set = fields[-position]
+        if not set then
+          set = {}
+          for _, name in ipairs(wanted) do set[name] = true end
+          fields[-position] = set
+        end
+        local flat = redis.call('HGETALL', key)
+        for j = 1, #flat, 2 do
+          if set[flat[j]] then row[flat[j]] = (row[flat[j]] or 0) + tonumber(flat[j + 1]) end
+        end
       end
       slots[slot] = row
     end
