@@ -5,13 +5,16 @@ before any change, and one ``window`` parameter across the pages."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import Clock, RecordingSender, Service, hash_fields, make_settings, policy, running_service
+from test_audit import run_cli
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.core import apikeys, audit, bruteforce, incidents
@@ -448,3 +451,26 @@ async def test_stats_api_takes_window_too(service: Service) -> None:
     bad = await svc.http.get("/v1/stats/overview", params={"window": "2h"}, headers=admin)
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "window"
     assert (await svc.http.get("/v1/stats/overview", params={"since": "7d"}, headers=admin)).json()["since"] == "7d"
+
+
+# -- the audit filters the rows link to ------------------------------------------------------------
+
+
+async def test_audit_filters_by_prefix_and_service_in_the_api_and_the_cli(
+    service: Service, redis_url: str, tmp_path: Path
+) -> None:
+    svc = service
+    await svc.start("+15017122661")
+    await svc.start("+442079460000")
+    admin = svc.auth(svc.admin_key)
+    found = (await svc.http.get("/v1/audit", params={"prefix": "+1501712"}, headers=admin)).json()["events"]
+    assert [e["to"] for e in found] == ["+1*********61"] and "+1501712" not in str(found)
+    bad = await svc.http.get("/v1/audit", params={"service": "nope"}, headers=admin)
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "service"
+    both = await svc.http.get("/v1/audit", params={"service": "VA" + "0" * 32, "key": "k"}, headers=admin)
+    assert both.status_code == 400 and both.json()["error"]["field"] == "service"
+    cli = run_cli(redis_url, tmp_path, "--since", "2027-01-15T07:00:00Z", "--prefix", "+44207946", "--format", "jsonl")
+    assert cli.returncode == 0, cli.stderr
+    assert [json.loads(line)["country"] for line in cli.stdout.splitlines()] == ["GB"]
+    refused = run_cli(redis_url, tmp_path, "--service", "VA123")
+    assert refused.returncode == 2 and "--service" in refused.stderr

@@ -532,7 +532,16 @@ class AuditQuery(Request):
     number: Annotated[str, _about("a phone number; matched through its keyed hash")] | None = None
     ip: Annotated[str, _about("end-user IP")] | None = None
     key: Annotated[str, _about("API key id")] | None = None
-    prefix: Annotated[str, _about("destination prefix, e.g. +1415555; matched through its keyed hash")] | None = None
+    prefix: (
+        Annotated[
+            str,
+            _about(
+                "destination prefix (the number without its last 4 digits, as the dashboard lists it), "
+                "e.g. +1415555; matched through its keyed hash"
+            ),
+        ]
+        | None
+    ) = None
     service: Annotated[str, _about("/v2 service sid (VA…); give key or service")] | None = None
     decision: Annotated[str, _about("allowed or refused")] | None = None
     event: Annotated[str, _about(", ".join(audit.EVENTS))] | None = None
