@@ -19,6 +19,7 @@ from test_audit import run_cli
 from otp.audit_fields import COUNTER_ONLY_PREFIX
 from otp.core import apikeys, audit, bruteforce, incidents
 from otp.core import stats as aggregates
+from otp.dashboard.charts import sparkline
 from otp.storage import keys as keyspace
 
 MINUTE = 60_000
@@ -474,3 +475,12 @@ async def test_audit_filters_by_prefix_and_service_in_the_api_and_the_cli(
     assert [json.loads(line)["country"] for line in cli.stdout.splitlines()] == ["GB"]
     refused = run_cli(redis_url, tmp_path, "--service", "VA123")
     assert refused.returncode == 2 and "--service" in refused.stderr
+
+
+def test_a_sparkline_draws_a_burst_in_a_few_points_and_names_its_peak() -> None:
+    values = [0] * 200 + [3, 7, 2] + [0] * 157  # six hours of minutes, a burst in them
+    svg = sparkline("s", "Refusals of +1415555 per minute", values, ("15 Jan 02:01", "15 Jan 08:00"))
+    points = re.search(r'<polyline class="line" points="([^"]+)"', svg)
+    assert points and len(points.group(1).split()) == 7  # both ends, the burst and the run ends beside it
+    assert 'viewBox="0 0 359 100"' in svg and 'role="img"' in svg
+    assert "15 Jan 02:01 to 15 Jan 08:00: peak 7, total 12" in svg
