@@ -37,6 +37,14 @@ EMPTY = {
 }
 FIRST_COLUMN = {"prefix": "Prefix", "country": "Country", "ip": "IP", "key": "API key", "service": "/v2 service"}
 FIRST_COLUMN["rule"] = "Rule"
+TOP_LABEL = {
+    "prefix": "prefix",
+    "country": "country",
+    "ip": "IP",
+    "key": "key",
+    "service": "/v2 service",
+    "rule": "rule",
+}
 SECTIONS = (
     ("Destinations", "destinations", ("prefix", "country")),
     ("Sources", "sources", ("ip", "key", "service")),
@@ -108,10 +116,11 @@ async def incidents_page(request: Request, admin: Admin) -> Response:
     )
     headline = stats(
         [
-            (f"top_{kind.name}", f"Top {FIRST_COLUMN[kind.name].replace('API key', 'key')}", rows[0].value or "(none)")
+            (f"top_{kind.name}", f"Top {TOP_LABEL[kind.name]}", rows[0].value or "(none)")
             for kind in reader.KINDS
             if (rows := found.tables[kind.name])
-        ]
+        ],
+        names=True,
     )
     parts = [window_picker(request, "/incidents", win), intro, headline]
     for title, id_, kinds in SECTIONS:

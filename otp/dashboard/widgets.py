@@ -31,13 +31,14 @@ def chosen_window(request: Request) -> Window:
     return window_of(request.query_params)
 
 
-def stats(items: Sequence[tuple[str, str, str]]) -> Html:
+def stats(items: Sequence[tuple[str, str, str]], *, names: bool = False) -> Html:
     """A row of headline figures: (metric id, label, formatted value); the id lands in
     ``data-metric`` so tests and scripts can read a figure without parsing the layout."""
     cells = join(
         Html(f"<div>{tag('dt', label)}{tag('dd', value, data_metric=metric)}</div>") for metric, label, value in items
     )
-    return tag("dl", cells, class_="stats")
+    # names: the figures are names (a prefix, an IP, a rule), given room to stay on one line.
+    return tag("dl", cells, class_="stats names" if names else "stats")
 
 
 def bucket_label(start_ms: int, bucket_hours: int, bucket_minutes: int = 0) -> str:
