@@ -1,7 +1,8 @@
 # otp: the service, as a non-root user.  Configure it with OTP_* variables (README, "Configuration";
 # every variable production needs: deploy/otp.env.example; Redis, API and worker together: compose.yaml).
 # It listens on 0.0.0.0, so `otp serve` refuses the development setup (embedded Redis, console SMS)
-# unless told it is one: `docker run -e OTP_DEV=1 -p 8000:8000 otp` (mount /data to keep its data).
+# unless told it is one: `docker run -e OTP_DEV=1 -v otp-dev:/data -p 8000:8000 otp` (/data keeps its
+# data and its admin key, /data/dev-api-key).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \

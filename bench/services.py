@@ -178,7 +178,7 @@ async def wait_for_port(port: int, proc: Proc, limit_s: float = 20.0) -> None:
 
 
 async def wait_ready(http: httpx.AsyncClient, url: str, proc: Proc, limit_s: float = 30.0) -> None:
-    """GET /readyz until 200: Redis reachable and a worker heartbeat present."""
+    """GET /readyz until 200: every Redis primary reachable, with a configuration otp accepts."""
     deadline = time.monotonic() + limit_s
     last = ""
     while time.monotonic() < deadline:

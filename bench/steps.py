@@ -175,7 +175,7 @@ async def start_pass(bench: Bench, argon2: str) -> Pass:
     # Twilio's status callbacks go to the first API process (one OTP_PUBLIC_URL, no balancer).
     worker = start_worker(bench.fleet, config, ports[0])
     for url, proc in zip(urls, apis, strict=True):
-        await wait_ready(bench.http, url, proc)  # /readyz wants the worker's heartbeat
+        await wait_ready(bench.http, url, proc)
     run = Pass(argon2, config, apis, urls, worker, argon2_ms=argon2_ms_per_hash(argon2))
     await warm_up(bench, urls)
     return run

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Start a verification and check a code with curl.
-#   examples/curl.sh +15017122661            (then type the code from the SMS / the dev log)
+#   examples/curl.sh +15017122662            (then type the code from the SMS / the dev log)
 # Needs curl and python3 (scripts/bootstrap test installs curl; or: apt-get install curl).
 # OTP_URL (default http://127.0.0.1:8000) and OTP_API_KEY (default: the development key in
 # .otp/dev-api-key) say where and as whom. A refused start or check prints otp's error body (and
@@ -8,7 +8,7 @@
 set -eu
 URL=${OTP_URL:-http://127.0.0.1:8000}
 KEY=${OTP_API_KEY:-$(cat "${OTP_DATA_DIR:-.otp}/dev-api-key")}
-TO=${1:?usage: examples/curl.sh +15017122661}
+TO=${1:?usage: examples/curl.sh +15017122662}
 
 # post PATH JSON: the answer's body, then its HTTP status on a line of its own.
 post() {

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Start a verification, read the code the user typed, check it: the whole login step in one script.
 
-    examples/python_client.py +15017122661
-    OTP_URL=https://otp.example.com OTP_API_KEY=otpk_... examples/python_client.py +15017122661
+    examples/python_client.py +15017122663
+    OTP_URL=https://otp.example.com OTP_API_KEY=otpk_... examples/python_client.py +15017122663
 
 Python's standard library only: any python3 runs it (3.8 or newer), no install needed.
 OTP_URL defaults to http://127.0.0.1:8000. With a development `otp serve` (started in this

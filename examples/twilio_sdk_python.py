@@ -3,7 +3,7 @@
 
     .venv/bin/otp keys create my-app --twilio          # prints an account SID (AC…) and an auth token
     .venv/bin/python examples/twilio_sdk_python.py --url http://127.0.0.1:8000 \\
-        --account-sid AC… --auth-token … +15017122661
+        --account-sid AC… --auth-token … +15017122664
 
 It needs the twilio package, which `scripts/bootstrap` installs into .venv (hence .venv/bin/python;
 with the venv activated, `examples/twilio_sdk_python.py …` runs it too). Without --service a Verify
@@ -39,7 +39,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--account-sid", default=os.environ.get("TWILIO_ACCOUNT_SID"), help="AC… from otp keys create")
     parser.add_argument("--auth-token", default=os.environ.get("TWILIO_AUTH_TOKEN"), help="its auth token")
     parser.add_argument("--service", default=os.environ.get("TWILIO_VERIFY_SERVICE_SID"), help="VA… (else one is made)")
-    parser.add_argument("number", help="the phone number to verify, E.164 (+15017122661)")
+    parser.add_argument("number", help="the phone number to verify, E.164 (+15017122664)")
     args = parser.parse_args()
     if not args.account_sid or not args.auth_token:
         parser.error("give --account-sid and --auth-token (create them with: otp keys create NAME --twilio)")

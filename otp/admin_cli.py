@@ -10,9 +10,10 @@ import json
 import secrets
 import sys
 
+from otp import cli_output
 from otp.audit_fields import AdminAction
 from otp.clock import SYSTEM
-from otp.core import admin_audit, apikeys
+from otp.core import admin_audit, apikeys, terminal_text, validators
 from otp.core.audit import iso_ms
 from otp.errors import ConfigError
 from otp.settings import Settings
@@ -31,9 +32,17 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument(
         "--twilio", action="store_true", help="mint an account SID / auth token pair for Twilio's SDKs (/v2 API)"
     )
-    keys_sub.add_parser("list", help="list API keys (ids and names, never secrets)")
+    cli_output.add_json_option(create, 'print {"id", "name", "admin", "twilio", "key"} (and the SID / token) as JSON')
+    listing = keys_sub.add_parser(
+        "list",
+        help="list API keys (ids and names, never secrets)",
+        description="One row per key: its id, role (admin or client), credentials (bearer: an otpk_… token; "
+        "twilio: an account SID / auth token pair) and name.",
+    )
+    cli_output.add_json_option(listing)
     revoke = keys_sub.add_parser("revoke", help="revoke an API key")
     revoke.add_argument("key_id", help="the key id, as `otp keys list` shows it (AC… for a --twilio key)")
+    cli_output.add_json_option(revoke, 'print {"id", "revoked"} as JSON')
     keys_sub.add_parser("secret", help="print a new random value for OTP_SECRET_KEY")
     budget = keys_sub.add_parser(
         "budget",
@@ -53,9 +62,30 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def add_safelist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     safelist = sub.add_parser("safelist", help="numbers and prefixes that bypass the fraud rules")
     safelist_sub = safelist.add_subparsers(dest="safelist_command", metavar="ACTION", required=True)
-    for action, text in (("add", "add a number or prefix (E.164, e.g. +1501712)"), ("remove", "remove one")):
-        safelist_sub.add_parser(action, help=text).add_argument("entry", help="E.164 number or prefix, e.g. +1501712")
-    safelist_sub.add_parser("list", help="list the entries")
+    entry_help = "E.164 number or prefix (+1501712), or a whole number in national format in OTP_DEFAULT_REGION"
+    add = safelist_sub.add_parser(
+        "add",
+        help="add a number or prefix (E.164, e.g. +1501712)",
+        description="Add a number or prefix: every number it starts bypasses the fraud rules (pumping, send "
+        "limits and cooldowns, country and number-type permissions). A number in national format (5017122661) "
+        "is read in OTP_DEFAULT_REGION, as `otp audit --number` reads it. An entry that covers a whole country "
+        "calling code (+44, +1) is refused (exit status 2) unless --country is given.",
+    )
+    add.add_argument("entry", help=entry_help)
+    add.add_argument(
+        "--country", action="store_true", help="allow an entry that exempts whole countries (+44: every UK number)"
+    )
+    cli_output.add_json_option(add, 'print {"entry"} as JSON, as POST /v1/safelist answers')
+    remove = safelist_sub.add_parser("remove", help="remove one")
+    remove.add_argument("entry", help=entry_help)
+    cli_output.add_json_option(remove, 'print {"entry", "removed"} as JSON')
+    listing = safelist_sub.add_parser(
+        "list",
+        help="list the entries",
+        description="One row per entry: prefix (covers every number that starts with it) or exact "
+        "(a whole number from /v2/SafeList/Numbers: covers itself only).",
+    )
+    cli_output.add_json_option(listing)
     safelist.set_defaults(func=cmd_safelist)
 
 
@@ -152,25 +182,59 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 # Audited before the token is shown: no usable key exists without its record.
                 role = "admin" if key.admin else "client"
                 await _audit_cli_action(store, AdminAction.KEY_CREATE, key.key_id, label=key.name, role=role)
-                print(f"created {'admin ' if key.admin else ''}key {key.key_id} ({key.name}); shown once:")
-                if args.twilio:
-                    _, account_sid, auth_token = token.split("_")
-                    print(f"  Twilio SDK credentials: account SID {account_sid}, auth token {auth_token}")
-                print(token)
+                _print_created(key, token, twilio=args.twilio, as_json=args.json)
             elif args.keys_command == "list":
-                for key in await apikeys.list_keys(store):
-                    print(f"{key.key_id}  {'admin' if key.admin else 'client'}  {key.name}")
+                keys = await apikeys.list_keys(store)
+                if args.json:
+                    cli_output.print_json([_key_fields(key) for key in keys])
+                else:
+                    rows = [(k.key_id, _role(k), "twilio" if _is_twilio(k) else "bearer", k.name) for k in keys]
+                    cli_output.print_table(("id", "role", "credentials", "name"), rows)
             elif args.keys_command == "budget":
                 return await _budget(store, settings, args)
             elif args.keys_command == "revoke":
                 if not await apikeys.revoke(store, args.key_id):
+                    if args.json:
+                        cli_output.print_json({"id": args.key_id, "revoked": False})
                     print(f"no key {args.key_id}", file=sys.stderr)
                     return 1
                 await _audit_cli_action(store, AdminAction.KEY_REVOKE, args.key_id)
-                print(f"revoked {args.key_id}")
+                cli_output.print_result(
+                    {"id": args.key_id, "revoked": True}, f"revoked {args.key_id}", as_json=args.json
+                )
         return 0
 
     return asyncio.run(run())
+
+
+def _role(key: apikeys.ApiKey) -> str:
+    return "admin" if key.admin else "client"
+
+
+def _is_twilio(key: apikeys.ApiKey) -> bool:
+    from otp.web.verify_v2.context import ACCOUNT_SID  # a --twilio key's id is its account SID
+
+    return bool(ACCOUNT_SID.match(key.key_id))
+
+
+def _key_fields(key: apikeys.ApiKey) -> dict[str, object]:
+    return {"id": key.key_id, "name": key.name, "admin": key.admin, "twilio": _is_twilio(key)}
+
+
+def _print_created(key: apikeys.ApiKey, token: str, *, twilio: bool, as_json: bool) -> None:
+    """The new key, once: as text (the token alone on the last line, for scripts that take it with
+    ``tail -1``) or as one JSON object."""
+    fields: dict[str, object] = {**_key_fields(key), "key": token}
+    if twilio:
+        _, account_sid, auth_token = token.split("_")
+        fields |= {"account_sid": account_sid, "auth_token": auth_token}
+    if as_json:
+        cli_output.print_json(fields)
+        return
+    print(f"created {'admin ' if key.admin else ''}key {key.key_id} ({terminal_text.clean(key.name)}); shown once:")
+    if twilio:
+        print(f"  Twilio SDK credentials: account SID {fields['account_sid']}, auth token {fields['auth_token']}")
+    print(token)
 
 
 async def _budget(store: Store, settings: Settings, args: argparse.Namespace) -> int:
@@ -207,35 +271,51 @@ async def _budget(store: Store, settings: Settings, args: argparse.Namespace) ->
 
 def cmd_safelist(args: argparse.Namespace) -> int:
     """The safe list from the command line; the admin API (/v1/safelist) edits the same Redis set."""
-    from otp.storage.safelist import SafeList
-    from otp.web.admin import SAFE_ENTRY
-
-    if args.safelist_command in ("add", "remove") and not SAFE_ENTRY.match(args.entry):
-        raise ConfigError(f"{args.entry!r} is not an E.164 number or prefix like +1501712")
     from otp.cli import _connected, _require_redis, _with_local_fallbacks
+    from otp.errors import InvalidInput
+    from otp.storage.safelist import SafeList
 
     settings = _with_local_fallbacks(Settings.from_env())
+    entry = ""
+    if args.safelist_command in ("add", "remove"):
+        # The API's rule (otp.core.validators.safe_entry), with national numbers read as --number is.
+        whole_country = args.safelist_command == "remove" or args.country
+        try:
+            entry = validators.safe_entry(
+                args.entry,
+                "entry",
+                whole_country=whole_country,
+                default_region=settings.default_region,
+                confirm="pass --country",
+            )
+        except InvalidInput as exc:
+            raise ConfigError(f"safelist entry {args.entry!r} {exc.message}") from None
     _require_redis(settings)
 
     async def run() -> int:
         async with _connected(settings) as store:
             safe_list = SafeList(store)
             if args.safelist_command == "add":
-                await safe_list.add(args.entry)
-                await _audit_cli_action(store, AdminAction.SAFELIST_ADD, args.entry)
-                print(f"added {args.entry}")
+                await safe_list.add(entry)
+                await _audit_cli_action(store, AdminAction.SAFELIST_ADD, entry)
+                cli_output.print_result({"entry": entry}, f"added {entry}", as_json=args.json)
             elif args.safelist_command == "remove":
-                if not await safe_list.remove(args.entry):
-                    print(f"{args.entry} is not on the safe list", file=sys.stderr)
+                if not await safe_list.remove(entry):
+                    if args.json:
+                        cli_output.print_json({"entry": entry, "removed": False})
+                    print(f"{entry} is not on the safe list", file=sys.stderr)
                     return 1
-                await _audit_cli_action(store, AdminAction.SAFELIST_REMOVE, args.entry)
-                print(f"removed {args.entry}")
+                await _audit_cli_action(store, AdminAction.SAFELIST_REMOVE, entry)
+                cli_output.print_result({"entry": entry, "removed": True}, f"removed {entry}", as_json=args.json)
             else:
-                for entry in sorted(await safe_list.entries()):
-                    print(entry)
-                # /v2's whole numbers, marked: each covers itself, not the numbers after it.
-                for number in sorted(await safe_list.numbers()):
-                    print(f"{number}\texact")
+                # /v1's prefixes, then /v2's whole numbers: each of those covers itself, not the
+                # numbers after it.
+                rows = [(e, "prefix") for e in sorted(await safe_list.entries())]
+                rows += [(n, "exact") for n in sorted(await safe_list.numbers())]
+                if args.json:
+                    cli_output.print_json([{"entry": e, "matches": matches} for e, matches in rows])
+                else:
+                    cli_output.print_table(("entry", "matches"), rows)
         return 0
 
     return asyncio.run(run())

@@ -12,11 +12,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from otp import dashboard, logs
+from otp import dashboard, logs, startup
 from otp.clock import SYSTEM, Clock
 from otp.core.apikeys import KeyChecker
 from otp.core.budget import BudgetConfig, Budgets
@@ -25,8 +25,10 @@ from otp.core.keyring import Keyring
 from otp.core.line_types import LineTypes
 from otp.core.messages import parse_price_table
 from otp.core.policy import Policy
+from otp.core.readiness import Readiness
 from otp.core.senders import SenderPool, ten_dlc_warning
 from otp.core.senders import parse as parse_senders
+from otp.core.tokens import DEFAULT_ISSUER
 from otp.core.verification import Rules, Verifier
 from otp.dashboard import guard
 from otp.dashboard.headers import SecurityHeaders
@@ -34,47 +36,23 @@ from otp.edge.sms import ConsoleSender, SmsSender
 from otp.edge.webhook_delivery import EventDelivery, EventOptions
 from otp.edge.worker import HEARTBEAT_TTL_MS, Worker, WorkerOptions
 from otp.settings import Settings
-from otp.storage import workers
 from otp.storage.client import connect
-from otp.storage.errors import STORAGE_ERRORS
 from otp.storage.store import Store
-from otp.web import access_log, key_webhook, metrics, openapi, webhooks
+from otp.web import access_log, docs, health, key_webhook, metrics, openapi, webhooks
 from otp.web import admin as admin_api
 from otp.web import audit as audit_api
 from otp.web import budgets as budgets_api
 from otp.web import errors as web_errors
 from otp.web import stats as stats_api
 from otp.web import v1 as api
+from otp.web.health import HealthChecks
 from otp.web.verify_v2.routes import routes as verify_v2_routes
 
 log = logging.getLogger("otp")
 
 
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    store: Store = request.app.state.store
-    checks: dict[str, str] = {}
-    try:
-        await store.ping()
-        checks["redis"] = "ok"
-        checks["worker"] = "ok" if await workers.alive(store) else "stale"
-    except STORAGE_ERRORS:
-        checks["redis"] = "unavailable"
-    ready = all(v == "ok" for v in checks.values())
-    status = 200 if ready else 503
-    return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
-        status_code=status,
-        # A 503 promises a retry: the one rule (otp.web.errors.headers) gives it its Retry-After.
-        headers=web_errors.headers(status, None),
-    )
-
-
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.spec())
+    return Response(openapi.encoded(), media_type="application/json")
 
 
 def sender_pool(settings: Settings) -> SenderPool | None:
@@ -85,8 +63,9 @@ def sender_pool(settings: Settings) -> SenderPool | None:
 
 
 def build_sender(settings: Settings) -> SmsSender:
-    """The SMS sender of a worker; logs, once per worker, what the sender pool needs from the operator."""
-    if not settings.twilio_configured:
+    """The SMS sender of a worker; logs, once per worker, what the sender pool needs from the operator.
+    Which one is ``otp.startup.sms_choice``'s call (it raises rather than fall back to the console)."""
+    if startup.sms_choice(settings) == startup.CONSOLE:
         return ConsoleSender()
     from otp.edge.twilio_sender import TwilioSender
 
@@ -182,7 +161,10 @@ def create_app(
     *,
     clock: Clock = SYSTEM,
     sender: SmsSender | None = None,
+    health_checks: HealthChecks | None = None,
 ) -> Starlette:
+    """``health_checks``: what /healthz asks besides "the process answers" (name → a callable
+    answering "ok" or what is wrong), e.g. `otp serve`'s embedded Redis."""
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (otp serve starts an embedded Redis)")
     if not settings.secret_keys:
@@ -207,6 +189,7 @@ def create_app(
             token_max_age=settings.token_max_age,
             approval_replay=settings.approval_replay,
             approval_replays=settings.approval_replays,
+            token_issuer=settings.public_url or DEFAULT_ISSUER,
         )
         app.state.settings = settings
         app.state.store = store
@@ -223,6 +206,7 @@ def create_app(
             budgets=app.state.budgets,
         )
         app.state.keys = KeyChecker(store)
+        app.state.readiness = Readiness(client, allow_eviction=settings.redis_allow_eviction, clock=clock)
         stop = asyncio.Event()
         task = None
         if settings.worker:
@@ -247,9 +231,10 @@ def create_app(
             await client.aclose()
 
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *docs.routes,
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *api.routes,
         *audit_api.routes,
@@ -272,4 +257,5 @@ def create_app(
     # Starlette would answer /v1/verifications/ with a redirect built from the client's Host
     # header (Host: evil.example → http://evil.example/…); a wrong path is a 404 instead.
     app.router.redirect_slashes = False
+    app.state.health_checks = dict(health_checks or {})
     return app

@@ -1,13 +1,18 @@
 """``otp audit``: print the audit log, filtered, as a table, JSON lines or CSV; ``--follow`` tails it.
 
+The table fits 120 columns (``audit.TABLE_COLUMNS``: long values cut with ``…``) and says each
+event's particulars in its ``detail`` column (a refusal's reason and rule, a delivery's status and
+error, an admin action); ``--wide`` adds the decision, rule, reason, IP and verification id, uncut.
+``--json`` is ``--format jsonl``: one JSON object per line, so that ``--follow`` can stream.
+
 Output is oldest first, like a log file: the newest ``--limit`` matches, ending at the most recent
 one, and with ``--follow`` new events print below as they arrive.
 
 Redis is shared by every tenant, so the log is read in pages of bounded work (``audit.read_page``:
 at most ``audit.DEFAULT_SCAN_LIMIT`` entries each, in round trips of a few milliseconds) however
 long the window: a rare filter over a full log takes longer, never holds Redis up. Stored fields are
-printed through ``audit.printable`` (table, CSV) or JSON escapes: no control character reaches the
-terminal.
+printed without control characters or escape sequences (table: ``terminal_text.clean``), as visible
+escapes (CSV: ``audit.printable``) or JSON escapes: none reaches the terminal.
 """
 
 from __future__ import annotations
@@ -61,19 +66,32 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "numbers, so it is hashed with OTP_SECRET_KEY to search, and never sent or stored as given",
     )
     parser.add_argument("--ip", help="end user's IP address, as the client passed it")
-    parser.add_argument("--key", help="API key id (as `otp keys list` shows it)")
+    parser.add_argument(
+        "--key", help="API key id (as `otp keys list` shows it); /v2 activity: its Verify service SID (VA…)"
+    )
     parser.add_argument(
         "--prefix",
         help="destination prefix as the dashboard lists it (the number without its last 4 digits), "
         "e.g. +1415555; matched through its keyed hash",
     )
-    parser.add_argument("--service", help="/v2 service sid (VA…): its verifications")
+    parser.add_argument("--service", help="/v2 service sid (VA…): its verifications (as --key VA…)")
     parser.add_argument("--decision", choices=audit.DECISIONS, help="allowed or refused sends only")
     parser.add_argument("--event", choices=audit.EVENTS, help="one kind of event")
     parser.add_argument(
         "--limit", type=_positive, default=1000, help="print at most this many (the newest; default 1000)"
     )
-    parser.add_argument("--format", choices=("table", "jsonl", "csv"), default="table", help="default table")
+    parser.add_argument(
+        "--format",
+        choices=("table", "jsonl", "csv"),
+        default="table",
+        help="table (default: fits 120 columns), jsonl (one JSON object per event and line) or csv (every field)",
+    )
+    parser.add_argument("--json", action="store_true", help="the same as --format jsonl")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="the table with every column (decision, rule, reason, ip, vid too), values uncut",
+    )
     parser.add_argument(
         "--follow", action="store_true", help="keep printing new events as they arrive (every second) until Ctrl-C"
     )
@@ -83,14 +101,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 class _Printer:
     """Prints in one format, the header once; counts what it printed for the table's last line."""
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, *, wide: bool = False) -> None:
         self.fmt = fmt
+        self.wide = wide
         self.by_event: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
 
     def header(self) -> None:
         if self.fmt == "table":
-            _emit(audit.table_header())
+            _emit(audit.table_header(wide=self.wide))
         elif self.fmt == "csv":
             _emit(audit.csv_header())
 
@@ -98,7 +117,7 @@ class _Printer:
         if not events:
             return
         if self.fmt == "table":
-            _emit("\n".join(audit.table_rows(events)))
+            _emit("\n".join(audit.table_rows(events, wide=self.wide)))
         elif self.fmt == "csv":
             _emit(audit.csv_rows(events))
         else:
@@ -174,7 +193,7 @@ async def _run(args: argparse.Namespace, url: str, partitions: int, flt: audit.A
 
     client = connect(url)
     store = Store(client, partitions=partitions)
-    printer = _Printer(args.format)
+    printer = _Printer("jsonl" if args.json else args.format, wide=args.wide)
     try:
         # Taken before the first page, so an event written meanwhile is followed, not lost.
         positions = await audit.latest_positions(store) if args.follow else {}
@@ -197,6 +216,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from otp.core.keyring import Keyring
     from otp.storage.errors import STORAGE_ERRORS
 
+    if args.json and args.format == "csv":
+        raise ConfigError("--json is --format jsonl: give --json or --format csv, not both")
     settings = _with_local_fallbacks(Settings.from_env())
     if (args.number or args.prefix) and not settings.secret_keys:
         flag = "--number" if args.number else "--prefix"

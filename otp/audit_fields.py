@@ -133,6 +133,8 @@ WEBHOOK_EVENTS: Final[tuple[str, ...]] = (
 )
 # An EventTypes entry that subscribes to every event, as at Twilio.
 WEBHOOK_ANY: Final = "*"
+# What an EventTypes list may name.
+WEBHOOK_EVENT_TYPES: Final[tuple[str, ...]] = (WEBHOOK_ANY, *WEBHOOK_EVENTS)
 
 # For the hourly counters only, never written: the destination prefix beside the masked number's
 # last digits would spell the whole number.

@@ -92,10 +92,7 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from otp import serving
-    from otp.app import create_app
+    from otp import startup
 
     settings = Settings.from_env()
     if args.host:
@@ -103,81 +100,105 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         settings = settings.with_changes(port=args.port)
     logs.setup(settings.log_level, settings.log_format)
+    # Decided on what the operator set, before the embedded Redis and the generated secret fill
+    # the gaps: nothing is started when the setup is refused.
+    startup.refuse_dev_setup_on_network(settings)
+    if settings.worker:
+        settings = startup.resolve_sms(settings, dev_setup=startup.is_dev_setup(settings, bind=settings.host))
+    watch = startup.RedisWatch()
+    # uvicorn re-raises SIGTERM once it has shut down, through the handler it found: make that
+    # one exit normally, so the embedded Redis below is stopped instead of orphaned. Installed
+    # before the embedded Redis starts: its supervisor signals this process when it gives up.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
         embedded = EmbeddedRedis(settings.data_dir)
         embedded.start()
+        embedded.supervise(watch.give_up)
         log.warning("OTP_REDIS_URL is not set: started an embedded Redis (data and AOF in %s/)", settings.data_dir)
         secret_keys = settings.secret_keys or (_dev_secret(Path(settings.data_dir)),)
         settings = settings.with_changes(redis_url=embedded.url, secret_keys=secret_keys, dev_mode=True)
     try:
-        if not settings.secret_keys:
-            raise ConfigError("OTP_SECRET_KEY is required when OTP_REDIS_URL is set (make one: otp keys secret)")
-        if settings.dev_mode:
-            asyncio.run(_ensure_dev_key(settings))
-        if not settings.twilio_configured:
-            log.warning(
-                "no Twilio credentials (OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN): SMS go to the "
-                "console sender, DEVELOPMENT ONLY"
-            )
-        app = create_app(settings)
-        # uvicorn re-raises SIGTERM once it has shut down, through the handler it found: make that
-        # one exit normally, so the embedded Redis below is stopped instead of orphaned.
-        signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            # uvicorn's lines go through otp's handler (otp/logs.py: JSON or text, masked) instead
-            # of its own; otp's access log (otp/web/access_log.py) replaces uvicorn's, which
-            # would show the raw target, with one line per request naming the route's template.
-            log_config=None,
-            access_log=False,
-            workers=None,
-            # Slow clients: read deadlines uvicorn lacks (otp/serving.py) and a cap on open
-            # connections, above which uvicorn answers 503.
-            http=serving.http_protocol(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout),
-            limit_concurrency=settings.max_connections,
-        )
+        _serve(settings, embedded)
+    except SystemExit:
+        if not watch.lost:
+            raise
     finally:
         if embedded:
             embedded.stop()
+    if watch.lost:
+        log.error("otp serve exits: %s", watch.lost)
+        return startup.EXIT_REDIS_LOST
     return 0
 
 
+def _serve(settings: Settings, embedded: EmbeddedRedis | None) -> None:
+    import uvicorn
+
+    from otp import serving, startup
+    from otp.app import create_app
+
+    if not settings.secret_keys:
+        raise ConfigError("OTP_SECRET_KEY is required when OTP_REDIS_URL is set (make one: otp keys secret)")
+    asyncio.run(startup.check_redis_at(_require_redis(settings), settings))
+    if settings.dev_mode:
+        asyncio.run(_ensure_dev_key(settings))
+    checks = {"embedded_redis": embedded.health} if embedded else {}
+    app = create_app(settings, health_checks=checks)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # uvicorn's lines go through otp's handler (otp/logs.py: JSON or text, masked) instead
+        # of its own; otp's access log (otp/web/access_log.py) replaces uvicorn's, which
+        # would show the raw target, with one line per request naming the route's template.
+        log_config=None,
+        access_log=False,
+        workers=None,
+        # Slow clients: read deadlines uvicorn lacks (otp/serving.py) and a cap on open
+        # connections, above which uvicorn answers 503.
+        http=serving.http_protocol(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout),
+        limit_concurrency=settings.max_connections,
+    )
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    from otp import startup
     from otp.app import build_sender, build_store, event_options, worker_options
     from otp.core.keyring import Keyring
     from otp.edge.webhook_delivery import EventDelivery
     from otp.edge.worker import Worker
     from otp.storage.client import connect
 
-    settings = _with_local_fallbacks(Settings.from_env())
+    given = Settings.from_env()
+    settings = _with_local_fallbacks(given)
     logs.setup(settings.log_level, settings.log_format)
     url = _require_redis(settings)
     if not settings.secret_keys:
         raise ConfigError("OTP_SECRET_KEY is required: the worker unseals queued codes with it")
+    settings = startup.resolve_sms(settings, dev_setup=startup.is_dev_setup(given, bind=None))
 
     async def run() -> int:
         client = connect(url)
-        store, keyring = build_store(client, settings), Keyring(settings.secret_keys)
-        worker = Worker(
-            store,
-            keyring,
-            build_sender(settings),
-            worker_options(settings),
-            events=EventDelivery(store, keyring, event_options(settings)),
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
+            await startup.check_redis(client, settings)
+            store, keyring = build_store(client, settings), Keyring(settings.secret_keys)
+            worker = Worker(
+                store,
+                keyring,
+                build_sender(settings),
+                worker_options(settings),
+                events=EventDelivery(store, keyring, event_options(settings)),
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
             await worker.run(stop, burst=args.burst)
+            log.info("worker stopped after sending %d SMS", worker.sent)
         finally:
             await client.aclose()
-        log.info("worker stopped after sending %d SMS", worker.sent)
         return 0
 
     return asyncio.run(run())

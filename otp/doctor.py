@@ -21,6 +21,7 @@ from dataclasses import replace
 from itertools import zip_longest
 from urllib.parse import unquote, urlsplit
 
+from otp import startup
 from otp.clock import SYSTEM
 from otp.core.deployment import Finding, Level, failures, redis_findings
 from otp.core.phone import mask_numbers
@@ -32,6 +33,7 @@ from otp.core.setup_checks import (
     secret_findings,
     sms_finding,
 )
+from otp.core.terminal_text import clean as printable
 from otp.errors import ConfigError
 from otp.settings import Settings
 
@@ -55,18 +57,26 @@ def command(args: argparse.Namespace) -> int:
 
 def production_looking(settings: Settings) -> bool:
     """Redis and a secret of its own: a development behaviour here is a failure (DESIGN §2).
-    An explicit development flag (OTP_DEV, where the settings have one) says otherwise."""
-    declared_development = bool(getattr(settings, "dev", False))
+    An explicit development flag (OTP_DEV) says otherwise."""
+    declared_development = settings.dev
     return bool(settings.redis_url and settings.secret_keys) and not declared_development
 
 
 def sms_sender(settings: Settings) -> str:
-    """What the worker would send with: OTP_SMS (console | twilio) where the settings have it,
-    else as otp.app.build_sender chooses, Twilio exactly when its credentials are set."""
-    chosen = str(getattr(settings, "sms", "") or "")
-    if chosen:
-        return chosen
-    return "twilio" if settings.twilio_configured else "console"
+    """What the worker would send with ("twilio" or "console"), as `otp serve` and `otp worker`
+    decide it (otp.startup.sms_choice, the one place); raises ConfigError where they would refuse
+    to start instead."""
+    return startup.sms_choice(settings, dev_setup=startup.is_dev_setup(settings, bind=settings.host))
+
+
+def _sms(settings: Settings, production: bool) -> tuple[str, Finding]:
+    """The sender and its finding; "" and a failure naming what is missing where there is none."""
+    try:
+        sender = sms_sender(settings)
+    except ConfigError as exc:
+        fix = f"set {', '.join(startup.missing_twilio(settings))}, or OTP_SMS=console for the console on purpose"
+        return "", Finding("sms sender", Level.FAIL, str(exc), fix)
+    return sender, sms_finding(sender, production=production)
 
 
 def _settings_failures(error: ConfigError) -> list[Finding]:
@@ -95,7 +105,8 @@ async def examine(environ: Mapping[str, str]) -> list[Finding]:
     except ConfigError as exc:
         return scrub(_settings_failures(exc), _env_secrets(environ))
     production = production_looking(settings)
-    found = [_settings_finding(settings, production), sms_finding(sms_sender(settings), production=production)]
+    sender, sms = _sms(settings, production)
+    found = [_settings_finding(settings, production), sms]
     found += secret_findings(
         settings.secret_keys,
         required=bool(settings.redis_url),
@@ -109,7 +120,7 @@ async def examine(environ: Mapping[str, str]) -> list[Finding]:
         webhook_allow_private=settings.webhook_allow_private,
         production=production,
     )
-    if sms_sender(settings) == "twilio" and settings.twilio_configured:
+    if sender == "twilio" and settings.twilio_configured:
         found += await asyncio.to_thread(_twilio, settings)
     return scrub(found, _secrets(settings))
 
@@ -163,8 +174,8 @@ async def _redis(settings: Settings) -> list[Finding]:
     finally:
         if client is not None:
             await client.aclose()
-    # OTP_REDIS_ALLOW_EVICTION, where the settings have it: the operator accepts losing state.
-    allow_eviction = bool(getattr(settings, "redis_allow_eviction", False))
+    # OTP_REDIS_ALLOW_EVICTION: the operator accepts losing state.
+    allow_eviction = settings.redis_allow_eviction
     answered = "1 primary" if len(configs) == 1 else f"{len(configs)} primaries"
     connected = Finding("redis connection", Level.PASS, f"{where}: {answered} answered")
     return [connected, *redis_findings(configs, allow_eviction=allow_eviction), *clock_findings(offsets)]
@@ -257,8 +268,10 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def _wrapped(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
+    # A finding may quote Twilio's or Redis's error text: no escape sequence or control character
+    # of it reaches the terminal (otp.core.terminal_text).
     columns = [
-        textwrap.wrap(cell, w, break_long_words=True, break_on_hyphens=False) or [""]
+        textwrap.wrap(printable(cell), w, break_long_words=True, break_on_hyphens=False) or [""]
         for cell, w in zip(cells, widths, strict=True)
     ]
     return [_row([c or "" for c in line], widths) for line in zip_longest(*columns, fillvalue="")]

@@ -6,7 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# A verification's statuses: the core decides them, the adapters and the /v1 models name them.
 PENDING = "pending"
+APPROVED = "approved"
+CANCELED = "canceled"
+EXPIRED = "expired"
+MAX_ATTEMPTS = "max_attempts_reached"
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ LOOKUP_DEFAULTS = LookupConfig(
     mode="off", fail_closed=False, timeout=2.0, price=Decimal("0.008"), cache_ttl=30 * 86400.0
 )
 
+SMS_MODES = ("auto", "twilio", "console")  # OTP_SMS
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -133,6 +135,14 @@ class Settings:
     # Audit events older than this are trimmed as new ones are written (OTP_AUDIT_MAXLEN still caps
     # their number): lib.lua's audit().
     audit_retention: float = 30 * 86400.0
+    # Which SMS sender a worker runs (otp.startup.sms_choice, the one place that decides): "auto"
+    # is Twilio, or the console sender in the pure development setup only; "console" writes every
+    # code to the log, on purpose.
+    sms: str = "auto"
+    # OTP_DEV=1: the development setup (embedded Redis, console SMS) may bind a non-loopback address.
+    dev: bool = False
+    # OTP_REDIS_ALLOW_EVICTION=1: a Redis that may evict keys is a warning instead of a refusal.
+    redis_allow_eviction: bool = False
 
     @property
     def twilio_configured(self) -> bool:
@@ -201,6 +211,9 @@ class Settings:
             audit_retention=reader.duration(
                 "OTP_AUDIT_RETENTION", d.audit_retention, low=3600.0, high=10 * 365 * 86400.0
             ),
+            sms=reader.choice("OTP_SMS", d.sms, SMS_MODES),
+            dev=reader.switch("OTP_DEV", d.dev),
+            redis_allow_eviction=reader.switch("OTP_REDIS_ALLOW_EVICTION", d.redis_allow_eviction),
         )
         reader.twilio(settings)
         if settings.metrics_token and len(settings.metrics_token) < 32:

@@ -128,6 +128,24 @@ def test_access_lines_are_written_without_numbers_or_logging_errors(redis_url: s
     assert all(len(line) < 400 for line in log.splitlines()), "one short line per request, not a traceback each"
 
 
+def test_x_forwarded_for_is_believed_only_from_the_addresses_in_forwarded_allow_ips(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """README "Docker": otp passes nothing of its own to uvicorn, whose FORWARDED_ALLOW_IPS (default
+    127.0.0.1 and ::1) says whose X-Forwarded-For to believe. Behind Docker's published port the
+    proxy connects from the bridge gateway, so that address must be named; 127.0.0.2 stands for it
+    here, and 127.0.0.1 for any other client (no longer trusted once the variable is set)."""
+    forwarded = {"X-Forwarded-For": "203.0.113.9"}
+    with serving(redis_url, tmp_path, FORWARDED_ALLOW_IPS="127.0.0.2") as (base, process):
+        # The same server, reached from another source address (any 127/8 one binds on Linux).
+        via_gateway = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        with via_gateway, httpx.Client() as direct:
+            assert via_gateway.get(f"{base}/v1/audit", headers=forwarded).status_code == 401
+            assert direct.get(f"{base}/last-one", headers=forwarded).status_code == 404
+        lines = access_lines(read_log_until(process, LAST))
+    assert [(line["route"], line["client"]) for line in lines] == [("/v1/audit", "203.0.113.9"), (LAST, "127.0.0.1")]
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_other_log_lines_of_otp_serve_mask_numbers_in_their_arguments(tmp_path: Path, fmt: str) -> None:
     """A path with a number in an error line (/v2 fetches a verification by its To) is masked

@@ -459,7 +459,10 @@ def test_formats() -> None:
         ),
     ]
     table = audit.format_table(events).splitlines()
-    assert table[0].split() == [
+    assert table[0].split() == ["time", "event", "to", "country", "key", "detail"]
+    assert table[2].startswith("2027-01-15T08:00:00.250Z  refused")
+    wide = audit.format_table(events, wide=True).splitlines()
+    assert wide[0].split() == [
         "time",
         "event",
         "decision",
@@ -470,9 +473,9 @@ def test_formats() -> None:
         "ip",
         "key",
         "vid",
-        "delivery",
+        "detail",
     ]
-    assert table[2].startswith("2027-01-15T08:00:00.250Z  refused")
+    assert wide[2].startswith("2027-01-15T08:00:00.250Z  refused")
     assert table[-1] == "2 events, 1 refused: a, b ×1"
     rows = list(csv.reader(io.StringIO(audit.format_csv(events))))
     assert rows[0] == list(audit.CSV_COLUMNS)
@@ -531,7 +534,7 @@ async def test_cli_prints_jsonl_table_and_csv(svc: Service, redis_url: str, tmp_
     table = run_cli(redis_url, tmp_path, *SINCE, "--number", "(501) 712-2661")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:3] == ["time", "event", "decision"]
+    assert lines[0].split()[:3] == ["time", "event", "to"]
     assert len(lines) == 8
     assert lines[-1] == "6 events, 1 refused: resend_too_soon ×1"
     assert GB_MASKED not in table.stdout
@@ -598,16 +601,25 @@ async def test_cli_follow_prints_new_events_until_ctrl_c(svc: Service, redis_url
             process.wait()
 
 
-def test_the_table_shows_each_deliverys_status_and_error_in_its_delivery_column() -> None:
+def test_the_table_shows_each_deliverys_status_and_error_in_its_detail_column() -> None:
     def delivery(status: str, code: str = "") -> audit.AuditEvent:
         fields = {"ts": "1800000000000", "event": "delivery", "vid": "VE1", "status": status, "error_code": code}
         return audit.AuditEvent("7-0", 0, 1_800_000_000_000, fields)
 
-    rows = audit.table_rows([delivery("sent"), delivery("undelivered", "30034"), delivery("delivered")])
+    events = [delivery("sent"), delivery("undelivered", "30034"), delivery("delivered")]
+    rows = audit.table_rows(events, wide=True)
     assert [row.split("VE1", 1)[1].strip() for row in rows] == [
         "sent",
         "undelivered 30034 US A2P 10DLC - Message from an Unregistered Number",
         "delivered",
     ]
+    # The default table cuts it to its detail column, within 120 columns.
+    narrow = audit.table_rows(events)
+    assert [row.split("  ")[-1].strip() for row in narrow] == [
+        "sent",
+        "undelivered 30034 US A2P 10DLC -…",
+        "delivered",
+    ]
+    assert max(len(row) for row in narrow) <= audit.TABLE_WIDTH
     started = audit.AuditEvent("8-0", 0, 1_800_000_000_000, {"ts": "1800000000000", "event": "started", "vid": "VE1"})
-    assert audit.table_rows([started])[0].split()[-2:] == ["VE1", "-"]
+    assert audit.table_rows([started], wide=True)[0].split()[-2:] == ["VE1", "-"]

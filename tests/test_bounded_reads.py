@@ -485,8 +485,9 @@ async def test_cli_never_prints_control_characters_from_stored_fields(service: S
     )
     url = service.app.state.settings.redis_url
     since = ("--since", "2027-01-15T07:00:00Z")
-    for fmt in ("table", "csv", "jsonl"):
-        result = run_cli(url, tmp_path, *since, "--format", fmt)
+    for fmt in ("table", "wide", "csv", "jsonl"):
+        options = ("--wide",) if fmt == "wide" else ("--format", fmt)
+        result = run_cli(url, tmp_path, *since, *options)
         assert result.returncode == 0, result.stderr
         out = result.stdout
         bad = [c for c in out if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F or c == "\u202e"]
@@ -494,7 +495,11 @@ async def test_cli_never_prints_control_characters_from_stored_fields(service: S
         lines = out.splitlines()
         if fmt == "table":
             assert len(lines) == 3  # header, the one row, the summary: the newline forged nothing
-            assert "\\x1b[31m\\x0aforged,row" in lines[1]
+            # The table drops escape sequences and control characters (each run: one U+FFFD).
+            assert "a\ufffdb (r\ufffd)" in lines[1] and "pwned" not in out
+        elif fmt == "wide":
+            assert len(lines) == 3
+            assert "fe80::1%1\ufffdforged,row" in lines[1] and "[31m" not in out
         elif fmt == "csv":
             [row] = list(csv.DictReader(io.StringIO(out)))
             assert row["ip"] == "fe80::1%1\\x1b[31m\\x0aforged,row"

@@ -25,6 +25,7 @@ import yaml
 from conftest import repo_root
 from dev_server import running
 
+from otp.cli import DEV_KEY_FILE
 from otp.edge.embedded_redis import free_port
 from otp.settings import Settings
 
@@ -102,6 +103,17 @@ def test_hadolint_finds_nothing_in_the_dockerfile(tmp_path: Path) -> None:
 def test_the_image_runs_as_a_numeric_non_root_user() -> None:
     user = only("USER")
     assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user), f"USER {user}: a numeric uid:gid, not root"
+
+
+def test_the_readme_development_run_keeps_its_data_folder_and_says_where_the_key_is() -> None:
+    """`docker run --rm -e OTP_DEV=1 …` without /data mounted throws the development key away with
+    the container: the README's run mounts a volume there and names the file the key is in."""
+    readme = (ROOT / "README.md").read_text()
+    docker = readme[readme.index("\n## Docker\n") : readme.index("\n## ", readme.index("\n## Docker\n") + 1)]
+    [run] = [line for line in docker.splitlines() if "docker run" in line and "OTP_DEV=1" in line]
+    assert "OTP_DATA_DIR=/data" in only("ENV")
+    assert re.search(r" -v [\w.-]+:/data ", run), run
+    assert f"/data/{DEV_KEY_FILE}" in docker
 
 
 def test_the_image_installs_the_pinned_versions() -> None:
@@ -187,6 +199,12 @@ def test_compose_redis_keeps_every_write_and_never_evicts() -> None:
     assert option(argv, "--appendonly") == "yes"
     assert option(argv, "--appendfsync") == "everysec"
     assert option(argv, "--maxmemory-policy") == "noeviction"
+    # A cap for noeviction to act at (without one Redis grows until the kernel kills it), sized by
+    # the README section the comment names.
+    cap = option(argv, "--maxmemory")
+    assert cap and re.fullmatch(r"[1-9]\d*(kb|mb|gb)", cap), cap
+    assert 'README "Sizing Redis memory"' in (ROOT / "compose.yaml").read_text()
+    assert "\n### Sizing Redis memory\n" in (ROOT / "README.md").read_text()
     volume, _, mount = str(redis["volumes"][0]).partition(":")
     assert mount == "/data" and volume in spec["volumes"], "the AOF lives in a named volume"
     assert redis["healthcheck"]["test"][:2] == ["CMD", "redis-cli"]
@@ -290,9 +308,10 @@ def pins() -> dict[str, str]:
 
 
 def declared() -> set[str]:
-    """Every distribution pyproject names, the service's and the tests', extras included."""
+    """Every distribution pyproject names: the service's and every extra's (test, client), and
+    the extras they name in brackets."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    specs = [*project["dependencies"], *(spec for group in project["optional-dependencies"].values() for spec in group)]
     names: set[str] = set()
     for spec in specs:
         match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[([^\]]+)\])?", spec)

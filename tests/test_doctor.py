@@ -253,6 +253,24 @@ def test_a_development_setup_warns_instead_of_failing(
     assert {found[c]["level"] for c in ("sms sender", "secret keys", "redis", "public url")} == {"warn"}
 
 
+def test_twilio_without_a_public_url_fails_as_startup_would(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], redis_url: str, stub: TwilioStub
+) -> None:
+    """README's table: unset with Twilio is a failure (`otp serve` refuses it), not the warning an
+    unset OTP_PUBLIC_URL is without Twilio."""
+    env = {k: v for k, v in ready(redis_url, stub).items() if k != "OTP_PUBLIC_URL"}
+    status, out = doctor(monkeypatch, capsys, env, "--json")
+    assert status == 1
+    assert json.loads(out) == [
+        {
+            "check": "settings",
+            "level": "fail",
+            "detail": "OTP_PUBLIC_URL must be set with Twilio: it is where delivery reports come back",
+            "fix": "fix OTP_PUBLIC_URL (README, Configuration)",
+        }
+    ]
+
+
 def test_a_bad_setting_fails_naming_the_variable_without_the_numbers_in_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], durable_redis: str, stub: TwilioStub
 ) -> None:
@@ -284,7 +302,7 @@ def test_clock_skew_warns_past_a_second_and_fails_past_thirty() -> None:
         ("a" * 40, "one character repeated"),
         ("Tr0ub4dor&3" * 4, "block repeated"),
         ("abcdefghijklmnopqrstuvwxyz0123456789", "consecutive characters"),
-        ("our-production-otp-secret-" + secrets.token_hex(4), "placeholder word"),
+        ("our-production-otp-secret-38bef31c", "placeholder word"),
     ],
 )
 def test_an_obviously_guessable_secret_key_fails_and_is_never_shown(key: str, why: str) -> None:

@@ -165,6 +165,29 @@ def test_node_modules_stays_out_of_git_and_the_lock_is_committed() -> None:
     assert '"node_modules/twilio"' in lock.read_text()
 
 
+E164 = re.compile(r"\+\d{11}")
+
+
+def test_each_example_and_the_walk_through_have_a_sample_number_of_their_own() -> None:
+    """A new user runs the walk-through, then each example as its usage line says: one number for
+    all would meet the per-number cooldown (429 resend_too_soon) by the third."""
+    examples = readme_section("Examples")
+    walk_through = set(E164.findall(readme_section("Walk-through with curl")))
+    assert walk_through == {README_NUMBER}
+    seen = {README_NUMBER: "the walk-through"}
+    for name in SCRIPTS:
+        text = (EXAMPLES / name).read_text()  # its header's usage lines, and its own usage message
+        if name.endswith("index.js"):
+            text += (EXAMPLES / "twilio_sdk_node" / "README.md").read_text()
+        numbers = set(E164.findall(text))
+        assert len(numbers) == 1, (name, numbers)
+        number = numbers.pop()
+        assert number not in seen, f"examples/{name} and {seen[number]} both use {number}"
+        seen[number] = f"examples/{name}"
+        row = next((line for line in examples.splitlines() if line.startswith("|") and name.split("/")[0] in line), "")
+        assert number in row or "README.md" in row, (name, row)
+
+
 # -- run against a development otp serve ------------------------------------------------------------
 
 

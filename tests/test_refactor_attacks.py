@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import Service
+from conftest import Service, make_settings
 
+from otp.app import create_app
 from otp.core import apikeys, audit
+from otp.edge.embedded_redis import free_port
 from otp.storage.store import Store
 
 TO = "+15017122661"
@@ -209,10 +211,14 @@ async def test_a_long_non_ascii_delivery_error_from_a_status_poll_still_reads_ba
     assert delivery["error_message"].startswith("xé")
 
 
-async def test_readyz_answers_its_503_with_a_retry_after(service: Service) -> None:
+async def test_readyz_answers_its_503_with_a_retry_after() -> None:
     """Every 503 carries Retry-After (otp.web.errors.headers); /readyz built its own answer without
-    it. (Here no worker has beaten, so the service is not ready.)"""
-    response = await service.http.get("/readyz")
+    it. (Here Redis does not answer, so the service is not ready.)"""
+    app = create_app(make_settings(f"redis://127.0.0.1:{free_port()}/0"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://otp.test") as http:
+            response = await http.get("/readyz")
     assert response.status_code == 503, response.text
     assert response.headers.get("Retry-After") == "1"
 

@@ -143,8 +143,8 @@ def test_safelist_cli_adds_lists_and_removes(redis_url: str, tmp_path: Path) -> 
         return subprocess.run(otp_command(*args), env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
 
     assert otp("safelist", "add", "+1501712").returncode == 0
-    assert otp("safelist", "list").stdout.split() == ["+1501712"]
+    assert otp("safelist", "list").stdout.split() == ["entry", "matches", "+1501712", "prefix"]
     assert otp("safelist", "remove", "+1501712").returncode == 0
-    assert otp("safelist", "list").stdout.split() == []
+    assert otp("safelist", "list").stdout.split() == ["entry", "matches"]
     bad = otp("safelist", "add", "not-a-number")
     assert bad.returncode == 2 and "E.164" in bad.stderr

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 import uvicorn
 from conftest import NO_PUMPING, make_settings, policy, repo_root
 from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, twilio_options
+from test_audit import run_cli
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -682,6 +683,27 @@ def test_attempts_list_fetch_and_summary(v2: V2) -> None:
     empty = client.verify.v2.verification_attempts_summary().fetch(verify_service_sid=foreign.sid)
     assert (empty.total_attempts, empty.conversion_rate_percentage) == (0, None)
     assert contract().checked > 20
+
+
+def test_v2_activity_is_audited_under_the_verify_service_sid(v2: V2, tmp_path: Path) -> None:
+    """A /v2 call acts as its service: the audit log's ``key`` is the VA… sid (README: filter with
+    `otp audit --key VA…`), not the AC… account the SDK signs in with."""
+    client = v2.client()
+    svc = service(client)
+    verify = client.verify.v2.services(svc.sid)
+    to = new_number()
+    verify.verifications.create(to=to, channel="sms")
+    assert verify.verification_checks.create(to=to, code=v2.code(to)).status == "approved"
+
+    def audited(key: str) -> list[dict[str, Any]]:
+        shown = run_cli(v2.settings.redis_url or "", tmp_path, "--key", key, "--json")
+        assert shown.returncode == 0, shown.stderr
+        return [json.loads(line) for line in shown.stdout.splitlines()]
+
+    by_service = audited(svc.sid)
+    assert {"started", "approved"} <= {e["event"] for e in by_service}
+    assert {e["key"] for e in by_service} == {svc.sid}
+    assert audited(v2.account[0]) == []
 
 
 # -- the example ----------------------------------------------------------------------------------

@@ -15,7 +15,16 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from conftest import NO_PUMPING, Clock, RecordingSender, Service, make_settings, policy, running_service
+from conftest import (
+    NO_PUMPING,
+    Clock,
+    RecordingSender,
+    Service,
+    default_worker_options,
+    make_settings,
+    policy,
+    running_service,
+)
 from test_twilio_compat import RELAXED, V2, new_number, serve
 from twilio.request_validator import RequestValidator
 
@@ -153,6 +162,34 @@ async def test_a_price_in_another_currency_ends_the_price_polls(budgeted: Servic
     budgeted.clock.advance(3600)
     polls = await store.claim_polls(partition=partition, now_ms=budgeted.clock.now_ms(), lease_ms=1000, limit=10)
     assert [p for p in polls if p[0] == vid] == []
+
+
+async def test_a_send_twilio_never_prices_is_polled_for_its_price_an_hour_and_no_longer(budgeted: Service) -> None:
+    """Delivered, but the Message resource never shows a price (the recording sender has none):
+    the send was polled every OTP_DELIVERY_POLL_AFTER until retention ended, 288 fetches a day at
+    Twilio for each such send. After PRICE_WAIT the estimate stands and the polls stop."""
+    from otp.edge.worker import PRICE_WAIT
+
+    vid = await started(budgeted, new_number())
+    await budgeted.deliver()
+    store = budgeted.app.state.store
+    partition = keyspace.partition_of_id(vid, store.partitions)
+    poll_after = default_worker_options().poll_after
+
+    async def polled() -> bool:
+        budgeted.clock.advance(poll_after)
+        due = await store.claim_polls(partition=partition, now_ms=budgeted.clock.now_ms(), lease_ms=1, limit=10)
+        budgeted.clock.advance(0.01)  # past the claim's lease: the delivery below takes it again
+        await budgeted.deliver()
+        return any(p[0] == vid for p in due)
+
+    assert await polled()  # delivered, unpriced: polled again for the price
+    rounds = 1
+    while await polled():
+        rounds += 1
+        assert rounds * poll_after <= PRICE_WAIT + poll_after, "still polled past the price wait"
+    assert rounds * poll_after >= PRICE_WAIT - poll_after
+    assert await spent(budgeted) == "0.01"  # the estimate stands
 
 
 async def test_budget_figures_and_routes_are_for_admins_only(budgeted: Service) -> None:

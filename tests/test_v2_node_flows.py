@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from test_twilio_compat import new_number, serve
-from test_twilio_sdk_node import installed_example
+from test_twilio_sdk_node import installed_example as installed_example  # the module-scoped npm ci
 
 FLOW = """
 "use strict";
@@ -40,8 +40,10 @@ const [url, sid, token, to] = process.argv.slice(2);
 """
 
 
-def test_node_sdk_resends_at_once_then_fetches_and_cancels_by_phone_number(redis_url: str, tmp_path: Path) -> None:
-    folder = installed_example(tmp_path)
+def test_node_sdk_resends_at_once_then_fetches_and_cancels_by_phone_number(
+    redis_url: str, installed_example: Path
+) -> None:
+    folder = installed_example
     (folder / "flow.js").write_text(FLOW)
     with serve(redis_url) as v2:
         to = new_number()
@@ -84,10 +86,10 @@ console.log(JSON.stringify(twilio.validateRequest(token, signature, url, JSON.pa
 """
 
 
-def test_node_sdk_creates_a_webhook_and_validates_otps_signed_event(redis_url: str, tmp_path: Path) -> None:
+def test_node_sdk_creates_a_webhook_and_validates_otps_signed_event(redis_url: str, installed_example: Path) -> None:
     from webhook_receiver import receiving
 
-    folder = installed_example(tmp_path)
+    folder = installed_example
     (folder / "hook.js").write_text(WEBHOOK_FLOW)
     (folder / "validate.js").write_text(VALIDATE)
 

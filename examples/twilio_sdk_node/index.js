@@ -2,7 +2,7 @@
 // Start and check a verification with Twilio's official Node.js SDK, pointed at otp's /v2 API.
 //
 //   npm ci      # once, in this folder: the twilio package at the version package-lock.json pins
-//   node index.js --url http://127.0.0.1:8000 --account-sid AC… --auth-token … [--service VA…] +15017122661
+//   node index.js --url http://127.0.0.1:8000 --account-sid AC… --auth-token … [--service VA…] +15017122665
 //
 // Without --service a Verify service named "otp example" is created first (its sid is printed).
 // Code written for Twilio Verify needs one change to run on otp: the Verify base URL. A refused
@@ -24,7 +24,7 @@ function options() {
     allowPositionals: true,
   });
   if (!values["account-sid"] || !values["auth-token"] || positionals.length !== 1) {
-    console.error("usage: node index.js --url URL --account-sid AC… --auth-token TOKEN [--service VA…] +15017122661");
+    console.error("usage: node index.js --url URL --account-sid AC… --auth-token TOKEN [--service VA…] +15017122665");
     process.exit(2);
   }
   return { ...values, number: positionals[0] };

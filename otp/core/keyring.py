@@ -2,17 +2,37 @@
 
 Each purpose gets its own HMAC-derived key, so a leak of one use (say, a log's number hashes)
 says nothing about another (the code pepper).  Nothing derived here is ever written to Redis.
+The one asymmetric key, the approval tokens' Ed25519 signing key (`signing_key`), is derived here
+too, and only its public half ever leaves the process (the JWKS).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+# HKDF's info label: the seed it yields is the token signing key of a secret and nothing else.
+SIGNING_KEY_LABEL = b"otp/approval-token-signing-key/ed25519"
+
 
 def derive(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), f"otp/{purpose}".encode(), hashlib.sha256).digest()
+
+
+@functools.lru_cache(maxsize=16)
+def signing_key(secret: str) -> Ed25519PrivateKey:
+    """The Ed25519 key approval tokens are signed with under ``secret``: HKDF-SHA256 of the secret
+    with a fixed label, as the 32-byte seed. One key pair per entry of ``OTP_SECRET_KEY``, so
+    rotating the secrets rotates the token keys with no setting of their own; every process
+    derives the same pair. Cached: the list is fixed for a process's life."""
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SIGNING_KEY_LABEL).derive(secret.encode())
+    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def key_id(secret: str) -> str:

@@ -57,6 +57,11 @@ LOOKUPS = Counter(
     ["source"],
 )
 OUTBOX = Gauge("otp_outbox_depth", "SMS jobs queued or leased, all partitions")
+# Computed at scrape time from the workers' heartbeat in Redis (otp.storage.workers): alert on it
+# instead of taking API processes out of service when workers stop. +Inf: no beat is known.
+WORKER_LAST_SEEN = Gauge(
+    "otp_worker_last_seen_seconds", "Seconds since some SMS worker last beat (+Inf: none within the heartbeat's keep)"
+)
 LATENCY = Histogram(
     "otp_request_duration_seconds",
     "HTTP request latency",

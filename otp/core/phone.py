@@ -180,3 +180,102 @@ def parse(raw: object, *, default_region: str, field: str = "to") -> Phone:
         national=str(number.national_number),
         number_type=TYPE_NAMES.get(phonenumbers.number_type(number), "unknown"),
     )
+
+
+def ranges_within(prefix: str) -> dict[str, tuple[str, ...]]:
+    """The countries sharing a calling code (+1: the US, Canada, Jamaica…; +7: Russia, Kazakhstan;
+    +39: Italy, the Vatican) one of whose whole number ranges a prefix covers, each with those
+    ranges (``phonenumbers``' leading digits): ``+1876`` → {JM: (+1876,)}; ``+18`` → JM, DO, TT…;
+    ``+77`` → {KZ: (+77,)}; ``+1876555`` → none (it is a part of Jamaica's +1876)."""
+    digits = prefix.removeprefix("+")
+    found: dict[str, tuple[str, ...]] = {}
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        if not digits.startswith(str(code)):
+            continue  # calling codes are prefix-free: at most one is the start of the prefix
+        rest = digits[len(str(code)) :]
+        for region in regions:
+            covered = tuple(f"+{code}{lead}" for lead in _leading_digits(region) if lead.startswith(rest))
+            if covered:
+                found[region] = covered
+    return found
+
+
+_LEADING_CAP = 1000  # strings a region's leading-digits pattern may expand to (they are a few)
+
+
+def _leading_digits(region: str) -> tuple[str, ...]:
+    """Every digit string a region's leading-digits pattern matches (``658|876``, ``8[024]9``,
+    ``(?:16|7[56])24``); none for a region without one (the main country of its code) or with a
+    pattern this doesn't read."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    pattern = metadata.leading_digits if metadata else None
+    if not pattern:
+        return ()
+    if pattern not in _LEADING:
+        try:
+            strings, end = _alternatives(pattern, 0)
+            _LEADING[pattern] = tuple(sorted(set(strings))) if end == len(pattern) else ()
+        except ValueError:
+            _LEADING[pattern] = ()
+    return _LEADING[pattern]
+
+
+_LEADING: dict[str, tuple[str, ...]] = {}
+
+
+def _alternatives(pattern: str, at: int) -> tuple[list[str], int]:
+    """``a|b|…`` from ``at`` up to a ``)`` or the end: the strings, and where it stopped."""
+    strings, at = _sequence(pattern, at)
+    while at < len(pattern) and pattern[at] == "|":
+        more, at = _sequence(pattern, at + 1)
+        strings += more
+    return strings, at
+
+
+def _sequence(pattern: str, at: int) -> tuple[list[str], int]:
+    strings = [""]
+    while at < len(pattern) and pattern[at] not in "|)":
+        char = pattern[at]
+        if char.isdigit():
+            options, at = [char], at + 1
+        elif char == "[":
+            end = pattern.index("]", at)
+            options, at = _digit_class(pattern[at + 1 : end]), end + 1
+        elif char == "(":
+            start = at + 3 if pattern.startswith("(?:", at) else at + 1
+            options, at = _alternatives(pattern, start)
+            if at >= len(pattern) or pattern[at] != ")":
+                raise ValueError(pattern)
+            at += 1
+        else:
+            raise ValueError(pattern)  # a quantifier, \d…: not in today's metadata
+        strings = [s + o for s in strings for o in options]
+        if len(strings) > _LEADING_CAP:
+            raise ValueError(pattern)
+    return strings, at
+
+
+def _digit_class(text: str) -> list[str]:
+    out, at = [], 0
+    while at < len(text):
+        if at + 2 < len(text) and text[at + 1] == "-":
+            out += [str(d) for d in range(int(text[at]), int(text[at + 2]) + 1)]
+            at += 3
+        elif text[at].isdigit():
+            out.append(text[at])
+            at += 1
+        else:
+            raise ValueError(text)
+    return out
+
+
+def calling_codes_within(prefix: str) -> dict[int, tuple[str, ...]]:
+    """The country calling codes a number prefix covers whole, each with its regions (``001`` for
+    a non-geographic one): ``+44`` → {44: GB, GG, IM, JE}; ``+4`` → every code from 40 to 49;
+    ``+441`` → none (it is a part of +44)."""
+    digits = prefix.removeprefix("+")
+    return {
+        code: tuple(regions)
+        for code, regions in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items())
+        if digits and str(code).startswith(digits)
+    }

@@ -18,7 +18,7 @@ disagree.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,74 +26,21 @@ from otp import audit_fields
 from otp import delivery_errors as catalogue
 from otp.audit_fields import DELIVERY_COUNTER, FLAGGED_COUNTER, REFUSED_COUNTER, Event
 from otp.core.audit import iso_ms
+from otp.core.report_windows import DEFAULT_WINDOW as DEFAULT_WINDOW
+from otp.core.report_windows import MINUTE_MS as MINUTE_MS
+from otp.core.report_windows import OLD_WINDOW_PARAM as OLD_WINDOW_PARAM
+from otp.core.report_windows import WINDOW_PARAM as WINDOW_PARAM
+from otp.core.report_windows import WINDOWS as WINDOWS
+from otp.core.report_windows import Window as Window
+from otp.core.report_windows import window as window
+from otp.core.report_windows import window_of as window_of
+from otp.core.report_windows import window_slots as window_slots
 from otp.delivery import COUNTED, FAILED, FUNNEL, TIME_TO_DELIVERED_BUCKETS
-from otp.errors import InvalidInput
 from otp.storage.store import COUNTER_HOURS_PER_CALL, MINUTES_PER_CALL, Store
 
 HOUR_MS = 3_600_000
 # Events a verification goes through, in the order the overview lists them.
 VERIFICATION_EVENTS = audit_fields.VERIFICATION_EVENTS
-
-
-@dataclass(frozen=True)
-class Window:
-    """A reporting window and how its chart is drawn. A short window (``minutes``) slides: the
-    last ``minutes`` whole minutes of the minute counters, charted per ``bucket_minutes``; a long
-    one is a run of whole clock hours ending with the current one, charted per ``bucket_hours``."""
-
-    name: str
-    hours: int
-    chart_hours: int  # hours the chart shows, ending with the current one
-    bucket_hours: int  # hours per bar or point
-    minutes: int = 0  # a sliding window of this many minutes; 0: whole clock hours
-    bucket_minutes: int = 0
-
-    @property
-    def label(self) -> str:
-        return {"1h": "last hour", "6h": "last 6 hours", "24h": "last 24 hours", "7d": "last 7 days"}[self.name]
-
-    @property
-    def slot_minutes(self) -> int:
-        """How long one counter read covers: a minute for a short window, an hour for a long one."""
-        return 1 if self.minutes else 60
-
-
-# 1h and 6h come from the minute counters (kept 7 hours), per minute and per 5 minutes; a day is
-# drawn in hours and a week in 6-hour bars (28 of them).
-WINDOWS: dict[str, Window] = {
-    "1h": Window("1h", 1, 1, 1, minutes=60, bucket_minutes=1),
-    "6h": Window("6h", 6, 6, 1, minutes=360, bucket_minutes=5),
-    "24h": Window("24h", 24, 24, 1),
-    "7d": Window("7d", 168, 168, 6),
-}
-DEFAULT_WINDOW = "24h"
-MINUTE_MS = 60_000
-# The pages' parameter, and its older name (still read when ``window`` is absent).
-WINDOW_PARAM, OLD_WINDOW_PARAM = "window", "since"
-
-
-def window(name: str | None, default: str = DEFAULT_WINDOW, *, field: str = OLD_WINDOW_PARAM) -> Window:
-    """The window named ``name``; InvalidInput naming ``field`` for anything else."""
-    chosen = (name or "").strip() or default
-    if chosen not in WINDOWS:
-        raise InvalidInput(f"must be one of: {', '.join(WINDOWS)}", field=field)
-    return WINDOWS[chosen]
-
-
-def window_of(params: Mapping[str, str]) -> Window:
-    """The window of a page's query: ``window``, else the older ``since``."""
-    if params.get(WINDOW_PARAM) is not None:
-        return window(params.get(WINDOW_PARAM), field=WINDOW_PARAM)
-    return window(params.get(OLD_WINDOW_PARAM), field=OLD_WINDOW_PARAM)
-
-
-def window_slots(win: Window, now_ms: int) -> list[int]:
-    """The minutes (short window) or hours (long one) since the epoch that ``win`` covers."""
-    if win.minutes:
-        last = now_ms // MINUTE_MS
-        return list(range(last - win.minutes + 1, last + 1))
-    last = now_ms // HOUR_MS
-    return list(range(last - win.hours + 1, last + 1))
 
 
 # -- reading the counters ------------------------------------------------------------------------

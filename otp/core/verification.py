@@ -27,6 +27,10 @@ from otp.core.verification_io import StartResult as StartResult
 from otp.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 # Re-exported (X as X): the adapters name the records through the verifier.
+from otp.model import APPROVED as APPROVED
+from otp.model import CANCELED as CANCELED
+from otp.model import EXPIRED as EXPIRED
+from otp.model import MAX_ATTEMPTS as MAX_ATTEMPTS
 from otp.model import PENDING as PENDING
 from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, NumberLimits, StartArgs
 from otp.model import SendAttempt as SendAttempt
@@ -34,12 +38,6 @@ from otp.model import Verification as Verification
 from otp.storage import keys as keyspace
 from otp.storage import records
 from otp.storage.store import Store
-
-APPROVED = "approved"
-CANCELED = "canceled"
-EXPIRED = "expired"
-MAX_ATTEMPTS = "max_attempts_reached"
-
 
 MIN_CHECKS_PER_PARTITION = 20
 
@@ -75,6 +73,7 @@ class Verifier:
         self.keyring = keyring
         self.rules = rules
         self.clock = clock
+        self.tokens = tokens.Tokens(keyring.secrets, issuer=rules.token_issuer, lifetime=rules.token_max_age)
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -451,7 +450,7 @@ class Verifier:
         approval = tokens.Approval(
             record["id"], self.keyring.number_hash(record["to"]), approved_at=int(record["aa"]) // 1000
         )
-        return tokens.issue(approval, self.keyring.secrets, key_id=caller.key_id)
+        return self.tokens.issue(approval, key_id=caller.key_id)
 
     async def _repeat_approval(self, found: AttemptOutcome, code: str, caller: Caller) -> CheckResult:
         """A check of an approved verification: 409, unless it is the right code again shortly

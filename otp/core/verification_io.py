@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from otp.core.rate_limits import RateLimit
+from otp.core.tokens import DEFAULT_ISSUER
 from otp.model import Verification
 
 
@@ -41,6 +42,8 @@ class Rules:
     # How long after an approval the same right code gets the same approval and token again.
     approval_replay: float
     approval_replays: int  # … at most this many checks of it, right or wrong
+    # The approval tokens' ``iss``: OTP_PUBLIC_URL when set (otp.core.tokens).
+    token_issuer: str = DEFAULT_ISSUER
 
 
 @dataclass(frozen=True)

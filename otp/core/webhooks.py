@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from otp import delivery_errors
-from otp.audit_fields import WEBHOOK_ANY, WEBHOOK_EVENTS
+from otp.audit_fields import WEBHOOK_ANY
+from otp.audit_fields import WEBHOOK_EVENT_TYPES as EVENT_TYPES
 from otp.core import apikeys, sealing
 from otp.core.keyring import Keyring
 from otp.errors import InvalidInput
@@ -39,7 +40,6 @@ VERSIONS = ("v1", "v2")  # kept and echoed (Twilio's payload versions of Verify 
 METHOD = "POST"
 FRIENDLY_NAME_MAX = 64
 SECRET_AAD = b"otp.webhook.secret"
-EVENT_TYPES = (WEBHOOK_ANY, *WEBHOOK_EVENTS)
 
 
 @dataclass(frozen=True)

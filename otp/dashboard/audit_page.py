@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
-from otp import delivery_errors
 from otp.core import audit
 from otp.dashboard.guard import Admin
 from otp.dashboard.markup import Column, Html, esc, join, layout, notice, page, table, tag, url
@@ -99,29 +98,6 @@ def _form(request: Request, params: Mapping[str, str]) -> Html:
     )
 
 
-def _detail(event: audit.AuditEvent) -> str:
-    kind = event.get("event")
-    if kind == "admin":
-        # otp.core.admin_audit's fields; a sign-in names no entry, a failed one maybe no key.
-        who = event.get("key_name") or event.get("key") or event.get("client_ip") or "unknown"
-        user, reason = event.get("user"), event.get("reason")
-        parts = [event.get("action"), event.get("entry"), "by", who + (f" ({user})" if user else "")]
-        return " ".join(p for p in parts if p) + (f": {reason}" if reason else "")
-    if kind == "delivery":
-        code = event.get("error_code")
-        found = delivery_errors.lookup(code or None)
-        return f"{event.get('status')}" + (f" (error {code}: {found.title})" if found else "")
-    if kind == "opted_out":
-        return f"replied STOP (Twilio {event.get('error_code')}), learnt at {event.get('source')}"
-    if kind == "check_failed":
-        return f"attempt {event.get('attempt')}"
-    if event.get("retry_after"):
-        return f"retry after {event.get('retry_after')} s"
-    if event.get("send"):
-        return f"send {event.get('send')}"
-    return ""
-
-
 def _rows(events: list[audit.AuditEvent]) -> list[list[object]]:
     return [
         [
@@ -131,7 +107,7 @@ def _rows(events: list[audit.AuditEvent]) -> list[list[object]]:
             e.get("decision"),
             e.get("rule"),
             e.get("reason"),
-            _detail(e),
+            audit.detail(e),
             e.get("to"),
             e.get("country"),
             e.get("ip"),

@@ -14,6 +14,7 @@ from otp.core import validators
 from otp.core.stats import OLD_WINDOW_PARAM, WINDOW_PARAM
 from otp.dashboard.guard import Action, Admin
 from otp.dashboard.markup import Html, esc, hidden, join, layout, page, tag, url
+from otp.errors import InvalidInput
 from otp.web.admin import SAFE_ENTRY
 
 CONFIRM, YES = "confirm", "yes"
@@ -59,6 +60,10 @@ def describe_unblock(form: dict[str, str]) -> Description | None:
 def describe_safe_list(form: dict[str, str]) -> Description | None:
     entry = form.get("entry", "").strip()
     if not SAFE_ENTRY.match(entry) or len(entry) > 16:
+        return None
+    try:
+        validators.safe_entry(entry, "entry")  # a whole country code: the action says why not
+    except InvalidInput:
         return None
     return (
         f"Add {entry} to the safe list?",

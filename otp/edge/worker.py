@@ -1,5 +1,6 @@
 """The SMS worker: claim due jobs under a lease, send through the `SmsSender` on a thread, record
-the Message SID (or retry with backoff, or fail visibly), and beat a heartbeat for /readyz."""
+the Message SID (or retry with backoff, or fail visibly), and beat a heartbeat (the
+``otp_worker_last_seen_seconds`` gauge)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from otp.core.budget import Budgets
 from otp.core.keyring import Keyring
 from otp.core.phone import mask_in_record, mask_numbers
 from otp.core.senders import SenderPool
+from otp.delivery import FINAL
 from otp.edge.pacer import Pacer
 from otp.edge.sms import MessageFetcher, MessageState, Receipt, SendError, SmsMessage, SmsSender
 from otp.errors import Unavailable
@@ -34,9 +36,16 @@ from otp.storage.store import Store
 
 log = logging.getLogger("otp.worker")
 
+# A worker beats every third of this; a stopping worker is given this long to finish.
 HEARTBEAT_TTL_MS = 15_000
 
 T = TypeVar("T")
+
+
+# A final send is polled for its price (Twilio's callbacks carry none) until the price shows, or
+# for this long after it was sent: Twilio prices a message within minutes, and a send it never
+# prices would otherwise be fetched every OTP_DELIVERY_POLL_AFTER until retention ends.
+PRICE_WAIT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ class Worker:
         return f"{self.options.public_url}/webhooks/twilio/status?v={job.verification_id}&n={job.send_number}"
 
     async def beat(self) -> None:
-        await workers.beat(self.store, self._now_ms(), HEARTBEAT_TTL_MS)
+        await workers.beat(self.store, self._now_ms())
 
     async def claim(self) -> list[Job]:
         now = self._now_ms()
@@ -243,6 +252,8 @@ class Worker:
                 next_poll_ms=next_poll,
             )
             return
+        if state.status in FINAL and state.price is None and now - sent_at_ms > PRICE_WAIT * 1000:
+            next_poll = -1  # no price within the wait: the estimate stands (a final state, so nothing else is due)
         # The price first: once it has reconciled the budgets, a final state ends the polls.
         await self._reconcile(partition, vid, n, state)
         now = self._now_ms()

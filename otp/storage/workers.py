@@ -1,5 +1,6 @@
-"""The workers' shared state in Redis: the heartbeat /readyz reads, and the wake-up channel that
-start.lua publishes to when it queues an SMS."""
+"""The workers' shared state in Redis: the heartbeat (the last beat's time, which
+``otp_worker_last_seen_seconds`` reports), and the wake-up channel that start.lua publishes to
+when it queues an SMS."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ from collections.abc import AsyncIterator
 from otp.storage import keys as keyspace
 from otp.storage.store import Store
 
+# The last beat is kept this long, so the gauge can say how long ago workers stopped (a key that
+# expired with the beat interval could only say "not in the last 15 s").
+KEPT_MS = 7 * 86400 * 1000
 
-async def beat(store: Store, now_ms: int, ttl_ms: int) -> None:
-    """Some worker is alive for the next ``ttl_ms``."""
-    await store.guarded(lambda: store.client.set(keyspace.worker_heartbeat(), now_ms, px=ttl_ms))
+
+async def beat(store: Store, now_ms: int) -> None:
+    """Some worker is alive at ``now_ms``."""
+    await store.guarded(lambda: store.client.set(keyspace.worker_heartbeat(), now_ms, px=KEPT_MS))
 
 
-async def alive(store: Store) -> bool:
-    """Whether a worker beat within its heartbeat's lifetime."""
-    return bool(await store.guarded(lambda: store.client.get(keyspace.worker_heartbeat())))
+async def last_beat_ms(store: Store) -> int | None:
+    """When some worker last beat (ms), or None when none did within KEPT_MS."""
+    raw = await store.guarded(lambda: store.client.get(keyspace.worker_heartbeat()))
+    return int(raw) if raw is not None else None
 
 
 def has_wake_channel(store: Store) -> bool:

@@ -67,7 +67,7 @@ async def list_safe(request: Request) -> Response:
 async def add_safe(request: Request) -> Response:
     key = await admin(request)
     body = await read_model(request, models.SafeEntryRequest)
-    entry = validators.number_prefix(body.entry, "entry", what="an E.164 number or a prefix of one, like +1501712")
+    entry = validators.safe_entry(body.entry, "entry", whole_country=bool(body.country), confirm='send "country": true')
     await _policy(request).safe_list.add(entry)
     await _audit_admin_action(request, key, AdminAction.SAFELIST_ADD, entry)
     return render(models.SafeEntry(entry=entry), status_code=201)

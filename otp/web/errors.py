@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from otp.errors import OtpError
 from otp.storage.errors import REDIS_ERRORS
 from otp.web.body import utf8_safe
+from otp.web.metrics import method_of, route_of
 
 log = logging.getLogger("otp")
 
@@ -85,11 +86,14 @@ def headers(status: int, retry_after: int | None, *, auth_scheme: str | None = N
 
 
 def note(request: Request, exc: BaseException, found: Failure, logger: logging.Logger) -> None:
-    """Log what the client isn't told: storage failures by type, anything unexpected in full."""
+    """Log what the client isn't told: storage failures by type, anything unexpected in full. The
+    request is named by its route template and a known method, as the access line names it: the
+    method and path a client sent could carry anything, a number included."""
+    method, route = method_of(request.scope), route_of(request.scope)
     if found.cause == "storage":
-        logger.warning("storage error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        logger.warning("storage error on %s %s: %s", method, route, type(exc).__name__)
     elif found.cause == "internal":
-        logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        logger.exception("unhandled error on %s %s", method, route, exc_info=exc)
 
 
 def error_body(

@@ -18,8 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otp.core.metrics import LATENCY, OUTBOX
+from otp.core.metrics import LATENCY, OUTBOX, WORKER_LAST_SEEN
 from otp.errors import NotFound, Unauthorized
+from otp.storage import workers
 
 # Labels come from a bounded set, never from what a client sent: each distinct label set is a
 # series kept for the life of the process, so a raw path or method (an unknown URL, a /v2 path,
@@ -90,8 +91,16 @@ def check_token(expected: str, header: str | None) -> None:
 
 async def metrics(request: Request) -> Response:
     check_token(request.app.state.settings.metrics_token, request.headers.get("authorization"))
+    store = request.app.state.store
     try:
-        OUTBOX.set(await request.app.state.store.outbox_depth())
+        OUTBOX.set(await store.outbox_depth())
     except Exception:
         OUTBOX.set(float("nan"))
+    try:
+        beat = await workers.last_beat_ms(store)
+        # On the service's clock, the one the workers stamp their beats with.
+        now_ms = int(request.app.state.verifier.clock() * 1000)
+        WORKER_LAST_SEEN.set(float("inf") if beat is None else max(0.0, (now_ms - beat) / 1000))
+    except Exception:
+        WORKER_LAST_SEEN.set(float("nan"))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -12,16 +12,17 @@ TypeError where the Struct is made. The stats and audit pages are figures the co
 Structs describe those shapes for the document.
 """
 
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
-from starlette.responses import Response
 
-from otp import audit_fields, delivery
-from otp.core import audit, messages, stats, validators
-from otp.core import webhooks as webhook_rules
-from otp.core.verification import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
+from otp import audit_fields, delivery, errors
+from otp.core import messages, report_windows, validators
+from otp.model import APPROVED, CANCELED, EXPIRED, MAX_ATTEMPTS, PENDING
 from otp.storage import keys as keyspace
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
 
 # The id format's home is the keys module (ids pick the partition); here unanchored, for URL
 # convertors and schemas.
@@ -48,7 +49,8 @@ VerificationStatus = Annotated[str, _enum(PENDING, APPROVED, CANCELED, EXPIRED, 
 DeliveryStatus = Annotated[str, _enum(*delivery.STATES)]
 Channel = Annotated[str, _enum("sms")]
 VerificationId = Annotated[str, msgspec.Meta(max_length=64, pattern=_whole(VERIFICATION_ID))]
-NUMBER_PREFIX = _whole(validators.NUMBER_PREFIX.pattern.removesuffix("\\Z"))
+_PREFIX = validators.NUMBER_PREFIX.pattern.removesuffix("\\Z")
+NUMBER_PREFIX = _whole(_PREFIX)
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,7 +136,7 @@ class CancelRequest(Request):
     """No fields: the body may be empty or ``{}``."""
 
 
-WebhookEvent = Annotated[str, msgspec.Meta(max_length=64), _enum(*webhook_rules.EVENT_TYPES)]
+WebhookEvent = Annotated[str, msgspec.Meta(max_length=64), _enum(*audit_fields.WEBHOOK_EVENT_TYPES)]
 
 
 class WebhookRequest(Request):
@@ -146,11 +148,23 @@ class WebhookRequest(Request):
             examples=["https://example.com/otp-events"],
         ),
     ]
-    event_types: Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=len(webhook_rules.EVENT_TYPES))]
+    event_types: Annotated[
+        list[WebhookEvent], msgspec.Meta(min_length=1, max_length=len(audit_fields.WEBHOOK_EVENT_TYPES))
+    ]
+
+
+WholeCountry = Annotated[
+    bool,
+    msgspec.Meta(
+        description="true to safe-list a whole country calling code (+44, +1): refused without it, since it "
+        "exempts every number of those countries from the fraud rules"
+    ),
+]
 
 
 class SafeEntryRequest(Request):
     entry: Annotated[str, msgspec.Meta(max_length=16, pattern=NUMBER_PREFIX, examples=["+1501712"])]
+    country: WholeCountry | None = None
 
 
 class BudgetRequest(Request):
@@ -255,9 +269,7 @@ class CheckResult(Reply):
 TokenRefusal = Annotated[
     str,
     _enum(
-        "token_expired",
-        "token_invalid",
-        "token_used",
+        *(code for code, found in errors.CODES.items() if found.kind == errors.TOKEN_REASON),
         description="token_invalid also for a token another API key earned (admin keys verify any)",
     ),
 ]
@@ -345,8 +357,13 @@ class AuditPage(Reply):
     summary: dict[str, Any]
 
 
+# The codes of /v1's error answers (otp.errors.CODES, its /v2-only ones and token reasons aside).
+V1_CODES: Final = tuple(code for code, found in errors.CODES.items() if found.kind == errors.ERROR)
+
+
 class ErrorDetail(Reply):
-    code: Annotated[str, msgspec.Meta(examples=["invalid_parameter"])]
+    # Its description, the table of codes, is the document's (otp.web.openapi_errors).
+    code: Annotated[str, _enum(*V1_CODES)]
     message: str
     field: str | None = None
     retry_after: int | None = None
@@ -363,8 +380,11 @@ class Error(Reply):
 
 
 class Health(Reply):
-    status: str
-    checks: dict[str, Any] | None = None
+    status: Annotated[str, msgspec.Meta(description="ok, or unavailable (with a 503)")]
+    checks: Annotated[
+        dict[str, str],
+        msgspec.Meta(description="each check's name → ok or what is wrong; {} when /healthz has none to run"),
+    ]
 
 
 # -- GET /v1/stats/overview: the figures otp/core/stats.py shapes (``Overview.as_dict``) ---------------
@@ -382,7 +402,7 @@ def _rows(name: str, *columns: str) -> Any:
     return list[row]  # type: ignore[valid-type]
 
 
-Window = Annotated[str, _enum(*stats.WINDOWS)]
+Window = Annotated[str, _enum(*report_windows.WINDOWS)]
 Totals = msgspec.defstruct("Totals", _TOTALS, bases=(Reply,))
 
 
@@ -474,9 +494,9 @@ class OptOutQuery(Request):
         Annotated[
             str,
             msgspec.Meta(
-                pattern="^MG[0-9a-fA-F]{32}$",
+                pattern="^(?:MG[0-9a-fA-F]{32})?$",
                 description="the Messaging Service of a /v2 MessagingConfiguration the STOP was sent to; "
-                "none for the operator's own sender",
+                "none (or empty) for the operator's own sender",
             ),
         ]
         | None
@@ -488,20 +508,25 @@ class OverviewQuery(Request):
         Annotated[
             str,
             _enum(
-                *stats.WINDOWS,
-                default=stats.DEFAULT_WINDOW,
+                *report_windows.WINDOWS,
+                default=report_windows.DEFAULT_WINDOW,
                 description="1h and 6h: the last 60 or 360 minutes; 24h and 7d: whole clock hours",
             ),
         ]
         | None
     ) = None
-    since: Annotated[str, _enum(*stats.WINDOWS, description="the older name of window")] | None = None
+    since: Annotated[str, _enum(*report_windows.WINDOWS, description="the older name of window")] | None = None
 
 
+# Empty is as absent (the handler reads ``?prefix=`` as no prefix), so the schema takes it too.
 Country = Annotated[
-    str, msgspec.Meta(pattern=_whole(validators.COUNTRY.pattern), description="ISO country code", examples=["US"])
+    str,
+    msgspec.Meta(pattern=_whole(f"(?:{validators.COUNTRY.pattern})?"), description="ISO country code", examples=["US"]),
 ]
-Prefix = Annotated[str, msgspec.Meta(pattern=NUMBER_PREFIX, examples=["+1415555"])]
+Prefix = Annotated[
+    str,
+    msgspec.Meta(pattern=_whole(f"(?:{_PREFIX})?"), examples=["+1415555"]),
+]
 
 
 class ScopeQuery(Request):
@@ -544,11 +569,14 @@ class AuditQuery(Request):
     ) = None
     service: Annotated[str, _about("/v2 service sid (VA…); give key or service")] | None = None
     decision: Annotated[str, _about("allowed or refused")] | None = None
-    event: Annotated[str, _about(", ".join(audit.EVENTS))] | None = None
+    event: Annotated[str, _about(", ".join(audit_fields.EVENTS))] | None = None
     cursor: Annotated[str, _about("next_cursor of the previous page")] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
-def render(reply: Reply, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def render(reply: Reply, status_code: int = 200, headers: dict[str, str] | None = None) -> "Response":
     """``reply`` as JSON, encoded by msgspec (compact, UTF-8, like Starlette's JSONResponse)."""
+    # Imported here: otp.client decodes with these models and must not load the web framework.
+    from starlette.responses import Response
+
     return Response(msgspec.json.encode(reply), status_code, headers, media_type="application/json")

@@ -1,4 +1,5 @@
-"""The native JSON API (``/v1``): parse, call the Verifier, shape the answer."""
+"""The native JSON API (``/v1``), and the JWKS its approval tokens verify against: parse, call the
+Verifier, shape the answer."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from otp import delivery_errors
-from otp.core import attempts, messages, tokens, validators
+from otp.core import attempts, messages, validators
 from otp.core.audit import iso_ms
 from otp.core.phone import mask, parse
 from otp.core.verification import Caller, CheckResult, SendAttempt, StartOptions, Verification, Verifier
@@ -195,14 +196,13 @@ async def verify_token(request: Request) -> Response:
     max_age = cap if body.max_age is None else body.max_age
     if not 1 <= max_age <= cap:
         raise InvalidInput(f"must be between 1 and {cap} seconds (OTP_TOKEN_MAX_AGE)", field="max_age")
+    verifier = _verifier(request)
     try:
-        approval = await tokens.redeem(
+        approval = await verifier.tokens.redeem(
             body.token,
             marks=request.app.state.store,
-            secret_keys=settings.secret_keys,
             max_age=max_age,
-            lifetime=cap,
-            now=_verifier(request).clock(),
+            now=verifier.clock(),
             key_id=None if caller.admin else caller.key_id,
             consume=bool(body.consume),
         )
@@ -216,6 +216,17 @@ async def verify_token(request: Request) -> Response:
             approved_at=iso(approval.approved_at),
         )
     )
+
+
+# How long a JWKS may be cached: a token signed by a key newer than a verifier's copy names an
+# unknown kid, which JWKS clients (PyJWT's PyJWKClient, jose's createRemoteJWKSet) refetch on.
+JWKS_CACHE = "public, max-age=300"
+
+
+async def jwks(request: Request) -> Response:
+    """The public keys approval tokens are signed with (RFC 7517), for verifying them offline:
+    no API key needed, nothing secret in it."""
+    return JSONResponse(_verifier(request).tokens.jwks(), headers={"Cache-Control": JWKS_CACHE})
 
 
 class VerificationIdConvertor(Convertor[str]):
@@ -238,4 +249,5 @@ routes = [
     Route("/v1/verifications/{id:ve}", fetch, methods=["GET"]),
     Route("/v1/verifications/{id:ve}/cancel", cancel, methods=["POST"]),
     Route("/v1/tokens/verify", verify_token, methods=["POST"]),
+    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
 ]

@@ -4,7 +4,9 @@ for demos and the benchmarks, until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
+import textwrap
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from otp.devtools.twilio_stub.stub import TwilioStub
 
 # The outcomes a Twilio error code can be given to, and the script option that carries it.
 _CODE_OPTION: dict[str, str] = {"undelivered": "error_code", "failed": "error_code", "reject": "code"}
+_HELP_WIDTH = 78  # argparse's own default wraps to the terminal less 2; the description is wrapped by hand
 # Lookup's "no data" answer: no type, error 60600 (unprovisioned or out of coverage).
 _NO_DATA = "no_data"
 
@@ -103,27 +106,92 @@ class _Interrupt:
         self.event.set()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+DEFAULT_PORT = 8099
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+DEFAULT_AUTH_TOKEN = "stub-auth-token"  # noqa: S105  (the stand-in's published demo token)
+# The number the stand-in's account owns from the start (what `otp doctor` checks a sender against).
+DEMO_FROM = DEFAULT_NUMBER
+# Where otp itself listens in the development setup (`otp serve`: 127.0.0.1:8000), for OTP_PUBLIC_URL.
+OTP_URL = "http://127.0.0.1:8000"
+
+# What each --script outcome does; "delivered" is every unscripted number's.
+_OUTCOME_HELP = {
+    "delivered": "queued, sent, delivered: a signed status callback for each (the default)",
+    "undelivered": "sent, then undelivered with CODE (default 30003)",
+    "failed": "failed at once with CODE (default 30008)",
+    "reject": "the create is answered 400 with Twilio error CODE (default 21211): no message is made",
+    "delayed": "delivered, its callbacks starting a second late",
+    "duplicate": "delivered, every callback posted twice",
+    "out_of_order": "delivered, the delivered callback posted before the sent one",
+    "early": "delivered, the first two callbacks posted before the create is answered",
+    "silent": "delivered without any callback: only a fetch (otp's poll) learns it",
+}
+
+
+def env_lines(url: str, account_sid: str, auth_token: str) -> list[str]:
+    """The settings that point otp at the stand-in at ``url``, as lines to paste into the shell that
+    then runs `otp serve` (otp/settings.py reads each; OTP_PUBLIC_URL is where the signed status
+    callbacks come back, which otp requires beside Twilio credentials). Each is an ``export``: a bare
+    ``NAME=value`` pasted into a shell sets a shell variable otp never sees, and otp would stay on
+    the console sender without a word. Values are quoted for sh (a --auth-token may hold anything)."""
+    settings = {
+        "OTP_TWILIO_API_URL": url,
+        "OTP_TWILIO_ACCOUNT_SID": account_sid,
+        "OTP_TWILIO_AUTH_TOKEN": auth_token,
+        "OTP_TWILIO_FROM": DEMO_FROM,
+        "OTP_PUBLIC_URL": OTP_URL,
+    }
+    return [f"export {name}={shlex.quote(value)}" for name, value in settings.items()]
+
+
+def _epilog() -> str:
+    outcomes = "\n".join(f"  {name:<13} {text}" for name, text in _OUTCOME_HELP.items())
+    lines = "\n".join(
+        f"  {line}" for line in env_lines(f"http://127.0.0.1:{DEFAULT_PORT}", DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)
+    )
+    return (
+        f"--script outcomes (every callback is signed with the auth token, as Twilio signs them):\n{outcomes}\n\n"
+        "Point otp at it: paste these lines into the shell that then runs `otp serve` (printed again at\n"
+        "startup with the actual port; change OTP_PUBLIC_URL if otp listens elsewhere: the status\n"
+        "callbacks are posted there):\n"
+        f"{lines}\n\n"
+        "Examples:\n"
+        "  otp twilio-stub --script +14155550101=undelivered:30034 --script +14155550102=reject:21610\n"
+        "  otp twilio-stub --port 0 --lookup +14155550103=landline --lookup +14155550104=nonFixedVoip:Google"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otp twilio-stub",
-        description="A loopback stand-in for Twilio's Messages API (create and fetch a Message; price and "
-        "price_unit are filled in once it is final), Lookup v2 line types and the account's own resources "
-        "(status, phone numbers, short codes, Messaging Services: what `otp doctor` checks), posting status "
-        "callbacks signed with the auth token, for demos: point otp at it with OTP_TWILIO_API_URL=http://HOST:PORT "
-        "and the same OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN. Also runs as python -m otp.devtools.twilio_stub. "
-        "Stop it with Ctrl-C.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "A loopback stand-in for Twilio's Messages API (create and fetch a Message; price and price_unit "
+            "are filled in once it is final), Lookup v2 line types and the account's own resources (status, "
+            "phone numbers, short codes, Messaging Services: what `otp doctor` checks), posting status "
+            "callbacks signed with the auth token, for demos: point otp at it with "
+            "OTP_TWILIO_API_URL=http://HOST:PORT and the same OTP_TWILIO_ACCOUNT_SID / OTP_TWILIO_AUTH_TOKEN "
+            "(below). Also runs as python -m otp.devtools.twilio_stub. It prints each request it answers and "
+            "each callback it posts; stop it with Ctrl-C or SIGTERM.",
+            width=_HELP_WIDTH,
+        ),
+        epilog=_epilog(),
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8099, help="listen port (default 8099; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"listen port (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
     parser.add_argument(
         "--account-sid",
-        default="AC" + "0" * 32,
-        help="the account SID requests must authenticate with (default AC followed by 32 zeros)",
+        default=DEFAULT_ACCOUNT_SID,
+        help="the account SID requests must authenticate with (default AC followed by 32 zeros): "
+        "OTP_TWILIO_ACCOUNT_SID",
     )
     parser.add_argument(
         "--auth-token",
-        default="stub-auth-token",
-        help="the auth token requests must authenticate with and callbacks are signed with (default stub-auth-token)",
+        default=DEFAULT_AUTH_TOKEN,
+        help="the auth token requests must authenticate with and callbacks are signed with "
+        f"(default {DEFAULT_AUTH_TOKEN}): OTP_TWILIO_AUTH_TOKEN",
     )
     parser.add_argument(
         "--script",
@@ -132,10 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="+NUMBER=OUTCOME[:CODE]",
         help="script the outcome of every message to one recipient (repeatable); OUTCOME is one of "
-        f"{', '.join(sorted(OUTCOMES))} (default delivered). CODE is the Twilio error code an undelivered "
-        "(default 30003) or failed (default 30008) status callback carries, or the error a reject answers "
-        "the create with (default 21211): e.g. +14155550101=reject:21610 (the user replied STOP), "
-        "+14155550102=failed:30034 (unregistered 10DLC sender)",
+        f"{', '.join(sorted(OUTCOMES))} (default delivered; each is described below). CODE is the Twilio "
+        "error code an undelivered (default 30003) or failed (default 30008) status callback carries, or the "
+        "error a reject answers the create with (default 21211): e.g. +14155550101=reject:21610 (the user "
+        "replied STOP), +14155550102=failed:30034 (unregistered 10DLC sender)",
     )
     parser.add_argument(
         "--lookup",
@@ -145,11 +213,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="+NUMBER=TYPE[:CARRIER]",
         help="what Lookup v2 line_type_intelligence answers for one number (repeatable; otp asks with "
         f"OTP_LOOKUP=line_type or always); TYPE is one of {', '.join(sorted(LINE_TYPES))}, or {_NO_DATA} "
-        "(no type, error 60600); every other number is a mobile of 'Stub Wireless'. "
-        "E.g. +14155550103=landline, +14155550104=nonFixedVoip:Google",
+        f"(no type, error 60600); CARRIER defaults to '{DEFAULT_CARRIER}', and every other number is a "
+        f"mobile of '{DEFAULT_CARRIER}'. E.g. +14155550103=landline, +14155550104=nonFixedVoip:Google",
     )
     _add_account_options(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -179,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stub:
         say(f"Twilio stub listening on {stub.url} for account {args.account_sid}")
         say(f"  point the SDK's https://api.twilio.com at {stub.url}; callbacks are signed with the auth token")
+        say("  otp's settings for it, to paste into the shell that then runs `otp serve` (OTP_PUBLIC_URL:")
+        say("  where otp listens, for the status callbacks):")
+        for line in env_lines(stub.url, args.account_sid, args.auth_token):
+            say(line)
         try:
             while not interrupt.event.wait(0.2):
                 pass

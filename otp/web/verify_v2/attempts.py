@@ -23,7 +23,7 @@ from otp.core.phone import parse
 from otp.errors import InvalidInput, NotFound
 from otp.storage import keys as keyspace
 from otp.web.verify_v2 import context, forms
-from otp.web.verify_v2.shapes import attempt_json, meta
+from otp.web.verify_v2.shapes import attempt_json, meta, summary_json
 
 DESTINATION_PREFIX = re.compile(r"^\+[0-9]{1,15}$")
 ATTEMPT_CHANNELS = ("sms", "call", "email", "whatsapp", "rbm")
@@ -143,13 +143,4 @@ async def attempts_summary(request: Request) -> Response:
         "X-Otp-Summary-From": since,
         "X-Otp-Summary-Until": until,
     }
-    return JSONResponse(
-        {
-            "total_attempts": summary.total,
-            "total_converted": summary.converted,
-            "total_unconverted": summary.unconverted,
-            "conversion_rate_percentage": summary.conversion_rate_percentage,
-            "url": url,
-        },
-        headers=headers,
-    )
+    return JSONResponse(summary_json(summary, url), headers=headers)

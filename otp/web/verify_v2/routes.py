@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from otp.errors import NotFound, OtpError
+from otp.errors import MethodNotAllowed, NotFound
 from otp.web.verify_v2 import (
     attempts,
     checks,
@@ -29,7 +29,7 @@ from otp.web.verify_v2 import (
     verifications,
     webhooks,
 )
-from otp.web.verify_v2.errors import Endpoint, twilio_endpoint
+from otp.web.verify_v2.errors import Endpoint, error_response, twilio_endpoint
 
 
 def _route(path: str, handler: Endpoint, method: str) -> Route:
@@ -89,13 +89,17 @@ routes = [
 
 
 async def _unrouted(request: Request) -> Response:
-    """Any other /v2 request: 405 for a known path with another method, else 404, in Twilio's body
-    (saying so when the path is a Twilio resource otp doesn't offer)."""
+    """Any other /v2 request: 405 (with Allow) for a known path with another method, else 404, in
+    Twilio's body (saying so when the path is a Twilio resource otp doesn't offer)."""
     refusal = not_offered.refusal(request.url.path)
     if refusal is not None:
         raise NotFound(refusal)
-    if any(route.matches(request.scope)[0] == Match.PARTIAL for route in routes):
-        raise OtpError(f"{request.method} is not allowed here", code="method_not_allowed")
+    allowed = {m for route in routes if route.matches(request.scope)[0] == Match.PARTIAL for m in route.methods or ()}
+    if allowed:
+        # RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+        response = error_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
     raise NotFound(f"no resource at {request.url.path}")
 
 

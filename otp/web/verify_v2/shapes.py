@@ -249,6 +249,16 @@ def attempt_json(attempt: Attempt, account_sid: str, base: str) -> dict[str, Any
     }
 
 
+def summary_json(summary: attempts.Summary, url: str) -> dict[str, Any]:
+    return {
+        "total_attempts": summary.total,
+        "total_converted": summary.converted,
+        "total_unconverted": summary.unconverted,
+        "conversion_rate_percentage": summary.conversion_rate_percentage,
+        "url": url,
+    }
+
+
 def messaging_configuration_json(config: MessagingConfiguration, account_sid: str, base: str) -> dict[str, Any]:
     return {
         "account_sid": account_sid,
