@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/dashboard_load.py [--events 1000000] [--runs 5] [--browser]
 
-Starts its own redis-server on a free loopback port, fills the audit streams and the hourly
-counters with synthetic traffic spread over the last 7 days (``otp.devtools.synthetic``: one Lua
-call per 5,000 entries), serves the app with the dashboard under uvicorn, signs in, and times every
-page over real HTTP: min / median / max of ``--runs`` loads. ``--browser`` also times full page
-loads (HTML, stylesheet, layout) in headless Chromium (/usr/bin/chromium, via Playwright).
+Starts its own redis-server on a free loopback port, fills the audit streams and the counters
+beside them (hourly, refusal and source tallies, and the last hours' minute counters) with
+synthetic traffic spread over the last 7 days (``otp.devtools.synthetic``: one Lua call per 5,000
+entries), serves the app with the dashboard under uvicorn, signs in, and times every page over real
+HTTP: min / median / max of ``--runs`` loads. ``--browser`` also times full page loads (HTML,
+stylesheet, layout) in headless Chromium (/usr/bin/chromium, via Playwright).
 Not a test: it asserts nothing and prints a Markdown table.
 """
 
@@ -46,12 +47,18 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PAGES = [
-    ("overview, 1 h", "/admin/?since=1h"),
-    ("overview, 24 h", "/admin/?since=24h"),
-    ("overview, 7 d", "/admin/?since=7d"),
-    ("fraud, 1 h", "/admin/fraud?since=1h"),
-    ("fraud, 24 h", "/admin/fraud?since=24h"),
-    ("fraud, 7 d", "/admin/fraud?since=7d"),
+    ("overview, 1 h", "/admin/?window=1h"),
+    ("overview, 6 h", "/admin/?window=6h"),
+    ("overview, 24 h", "/admin/?window=24h"),
+    ("overview, 7 d", "/admin/?window=7d"),
+    ("incidents, 1 h", "/admin/incidents?window=1h"),
+    ("incidents, 6 h", "/admin/incidents?window=6h"),
+    ("incidents, 24 h", "/admin/incidents?window=24h"),
+    ("incidents, 7 d", "/admin/incidents?window=7d"),
+    ("brute force, 7 d", "/admin/bruteforce?window=7d"),
+    ("fraud, 1 h", "/admin/fraud?window=1h"),
+    ("fraud, 24 h", "/admin/fraud?window=24h"),
+    ("fraud, 7 d", "/admin/fraud?window=7d"),
     ("audit, first page", "/admin/audit"),
     ("audit, page 2", "{page2}"),
     ("audit, page 20", "{page20}"),
@@ -59,7 +66,7 @@ PAGES = [
     ("audit, country=NG event=approved since=1d", "/admin/audit?country=NG&event=approved&since=1d"),
     ("audit, rare filter (ip=203.0.113.7, whole log)", "/admin/audit?ip=203.0.113.7&event=canceled"),
     ("audit export, CSV (1,000 events)", "/admin/audit.csv"),
-    ("GET /v1/stats/overview?since=7d", "/v1/stats/overview?since=7d"),
+    ("GET /v1/stats/overview?window=7d", "/v1/stats/overview?window=7d"),
 ]
 NEXT = re.compile(r'<a href="([^"]+)" rel="next">')
 

@@ -69,6 +69,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--key", help="API key id (as `otp keys list` shows it); /v2 activity: its Verify service SID (VA…)"
     )
+    parser.add_argument(
+        "--prefix",
+        help="destination prefix as the dashboard lists it (the number without its last 4 digits), "
+        "e.g. +1415555; matched through its keyed hash",
+    )
+    parser.add_argument("--service", help="/v2 service sid (VA…): its verifications (as --key VA…)")
     parser.add_argument("--decision", choices=audit.DECISIONS, help="allowed or refused sends only")
     parser.add_argument("--event", choices=audit.EVENTS, help="one kind of event")
     parser.add_argument(
@@ -213,8 +219,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json and args.format == "csv":
         raise ConfigError("--json is --format jsonl: give --json or --format csv, not both")
     settings = _with_local_fallbacks(Settings.from_env())
-    if args.number and not settings.secret_keys:
-        raise ConfigError("OTP_SECRET_KEY is required for --number: the log holds keyed hashes of numbers")
+    if (args.number or args.prefix) and not settings.secret_keys:
+        flag = "--number" if args.number else "--prefix"
+        raise ConfigError(f"OTP_SECRET_KEY is required for {flag}: the log holds keyed hashes of numbers and prefixes")
     keyring = Keyring(settings.secret_keys) if settings.secret_keys else None
     try:
         flt = audit.filter_from_params(

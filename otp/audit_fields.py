@@ -78,6 +78,23 @@ APPROVED_TO_PREFIX: Final = "approved@prefix:"
 SENT_TO_COUNTRY: Final = "sent@country:"
 APPROVED_TO_COUNTRY: Final = "approved@country:"
 
+# Refused attempts by destination, source and rule, in an hourly hash of their own
+# (keys.audit_refusal_counter_of_hour: small unless something is under attack) and in the minute
+# counters: refused@prefix:<prefix>, refused@country:<CC>, refused@ip:<ip>, refused@key:<key id or
+# /v2 service sid>, refused@rule:<rule>. And the starts and approvals by source, in the hourly
+# keys.audit_source_counter_of_hour and the minute counters: sent@ip:<ip>, approved@ip:<ip> (the
+# check's IP), sent@key:<key>, approved@key:<key>. The minute counters (keys.audit_minute_counter_of)
+# hold these, the destination tallies and the event names above, nothing else (lib.lua's audit()).
+REFUSED_TO_PREFIX: Final = "refused@prefix:"
+REFUSED_TO_COUNTRY: Final = "refused@country:"
+REFUSED_FROM_IP: Final = "refused@ip:"
+REFUSED_BY_KEY: Final = "refused@key:"
+REFUSED_BY_RULE: Final = "refused@rule:"
+SENT_FROM_IP: Final = "sent@ip:"
+APPROVED_FROM_IP: Final = "approved@ip:"
+SENT_BY_KEY: Final = "sent@key:"
+APPROVED_BY_KEY: Final = "approved@key:"
+
 # Spend in millionths of the price table's currency (otp.core.budget): the estimates of sends per
 # destination country and per budget tenant (moved by reconciliations with the real price), and
 # the estimates of the sends each rule refused: spend:country:<CC>, spend:key:<tenant>,
@@ -122,6 +139,9 @@ WEBHOOK_EVENT_TYPES: Final[tuple[str, ...]] = (WEBHOOK_ANY, *WEBHOOK_EVENTS)
 # For the hourly counters only, never written: the destination prefix beside the masked number's
 # last digits would spell the whole number.
 COUNTER_ONLY_PREFIX = "_prefix"
+# … so a record carries the prefix's keyed hash instead (Keyring.prefix_hash): the audit log's
+# prefix filter matches it.
+PREFIX_HASH = "ph"
 
 
 def recorded(fields: dict[str, Any]) -> dict[str, Any]:

@@ -205,7 +205,7 @@ async def test_guesses_past_the_sign_in_throttle_write_no_more_audit_events(serv
 
 async def test_dashboard_changes_are_audited_as_the_sessions_key_via_the_dashboard(service: Service) -> None:
     csrf = await sign_in(service.http, service.admin_key)
-    response = await service.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": NUMBER})
+    response = await service.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": NUMBER, "confirm": "yes"})
     assert response.status_code == 303
     events = await _admin_events(service.app.state.store)
     assert [(e.get("action"), e.get("entry"), e.get("via")) for e in events] == [

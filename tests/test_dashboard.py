@@ -73,6 +73,9 @@ def to(prefix: str, country: str) -> dict[str, str]:
 
 
 async def test_windows_sum_whole_hours_over_every_partition(svc: Service) -> None:
+    # 59 minutes into the hour: the hour's events (at its middle) are in the last 60 minutes,
+    # the previous hour's (89 minutes ago) are not.
+    svc.clock.advance(59 * 60)
     h = now_hour(svc)
     # Destination tallies (these sends' and approvals' prefix and country) never show up among
     # the overview's figures.
@@ -99,8 +102,11 @@ async def test_windows_sum_whole_hours_over_every_partition(svc: Service) -> Non
     one = await aggregates.overview(svc.app.state.store, "1h", now)
     assert one.totals["started"] == 4 and one.totals["approved"] == 2
     assert not any("@" in name for name in one.totals)
-    assert len(one.buckets) == 12 and [b.in_window for b in one.buckets] == [False] * 11 + [True]
-    assert one.buckets[-2].counts["started"] == 10  # context hour, outside the window
+    # The last hour, minute by minute, from the minute counters.
+    assert len(one.buckets) == 60 and all(b.in_window and b.minutes == 1 for b in one.buckets)
+    assert one.buckets[-30].counts["started"] == 4 and sum(b.counts["started"] for b in one.buckets) == 4
+    six = await aggregates.overview(svc.app.state.store, "6h", now)
+    assert len(six.buckets) == 72 and six.totals["started"] == 4 + 10 and six.totals["approved"] == 7
 
     day = (await aggregates.overview(svc.app.state.store, "24h", now)).as_dict()
     assert day["totals"]["started"] == 4 + 10 + 100
@@ -136,6 +142,7 @@ async def test_windows_sum_whole_hours_over_every_partition(svc: Service) -> Non
 
 
 async def test_destinations_rank_by_unverified_sends(svc: Service) -> None:
+    svc.clock.advance(59 * 60)  # the hour's events are in the last 60 minutes
     h = now_hour(svc)
     store = svc.app.state.store
     # +1415555: 9 sent, 1 approved, spread over partitions and hours; one partition only approves
@@ -190,7 +197,18 @@ async def test_stats_api_is_for_admin_keys_and_checks_its_parameters(svc: Servic
 # -- sign-in, session, CSRF ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/admin/", "/admin/fraud", "/admin/audit", "/admin/audit.csv", "/admin/audit.jsonl"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/",
+        "/admin/fraud",
+        "/admin/audit",
+        "/admin/audit.csv",
+        "/admin/audit.jsonl",
+        "/admin/incidents",
+        "/admin/bruteforce",
+    ],
+)
 async def test_no_session_redirects_to_sign_in(svc: Service, path: str) -> None:
     response = await svc.http.get(path)
     assert response.status_code == 303 and response.headers["location"] == "/admin/signin"
@@ -250,7 +268,7 @@ async def test_actions_need_a_valid_csrf_token(svc: Service) -> None:
     assert (await svc.http.post("/admin/signout", data={})).status_code == 403
     assert (await svc.http.get("/admin/")).status_code == 200  # still signed in
     # The right token goes through.
-    ok = await svc.http.post("/admin/fraud/safelist", data={"entry": "+1415555", "csrf": csrf})
+    ok = await svc.http.post("/admin/fraud/safelist", data={"entry": "+1415555", "csrf": csrf, "confirm": "yes"})
     assert ok.status_code == 303
 
 
@@ -308,9 +326,17 @@ async def all_pages(svc: Service) -> list[httpx.Response]:
     paths = ["/admin/", "/admin/?since=1h", "/admin/?since=7d", "/admin/fraud", "/admin/fraud?since=7d"]
     paths += ["/admin/audit", "/admin/audit?event=started", "/admin/static/dashboard.css", "/admin/audit.csv"]
     paths += ["/admin/nope", "/admin/audit?since=yesterday", "/admin/?since=2h"]
+    paths += [
+        "/admin/incidents",
+        "/admin/incidents?window=6h",
+        "/admin/bruteforce?window=7d",
+        "/admin/incidents?window=2h",
+    ]
     responses = [await svc.http.get(p) for p in paths]
     responses.append(await svc.http.post("/admin/fraud/unblock", data={"csrf": "wrong"}))
     responses.append(await svc.http.post("/admin/fraud/unblock", data={"csrf": csrf, "kind": "prefix", "value": "x"}))
+    # A confirmation page, for the same headers.
+    responses.append(await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555"}))
     responses.append(await svc.http.put("/admin/signin"))
     svc.http.cookies.clear()
     responses += [await svc.http.get("/admin/"), await svc.http.get("/admin/signin")]
@@ -405,10 +431,11 @@ async def test_blocked_prefix_shows_and_unblock_is_audited(budgets_off: Service)
     assert "+1415555" in ranking
 
     response = await svc.http.post(
-        "/admin/fraud/unblock", data={"csrf": csrf, "kind": "prefix", "value": "+1415555", "since": "24h"}
+        "/admin/fraud/unblock",
+        data={"csrf": csrf, "kind": "prefix", "value": "+1415555", "since": "24h", "confirm": "yes"},
     )
     assert response.status_code == 303
-    assert response.headers["location"] == "/admin/fraud?since=24h&done=unblock&entry=%2B1415555"
+    assert response.headers["location"] == "/admin/fraud?window=24h&done=unblock&entry=%2B1415555"
     assert "Unblocked +1415555." in (await svc.http.get(response.headers["location"])).text
     assert await svc.app.state.policy.blocked(int(svc.clock() * 1000)) == []
     page = (await svc.http.get("/admin/fraud")).text
@@ -426,7 +453,7 @@ async def test_add_to_safe_list_is_validated_and_audited(svc: Service) -> None:
     csrf = await sign_in(svc)
     bad = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "1415555<b>"})
     assert bad.status_code == 400 and "<b>" not in bad.text
-    response = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555"})
+    response = await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "+1415555", "confirm": "yes"})
     assert response.status_code == 303
     assert await svc.app.state.policy.safe_list.entries() == frozenset({"+1415555"})
     assert "<code>+1415555</code>" in (await svc.http.get("/admin/fraud")).text
@@ -437,7 +464,9 @@ async def test_add_to_safe_list_is_validated_and_audited(svc: Service) -> None:
     ]
     # A country can be unblocked but not safe-listed.
     assert (await svc.http.post("/admin/fraud/safelist", data={"csrf": csrf, "entry": "US"})).status_code == 400
-    unblock = await svc.http.post("/admin/fraud/unblock", data={"csrf": csrf, "kind": "country", "value": "us"})
+    unblock = await svc.http.post(
+        "/admin/fraud/unblock", data={"csrf": csrf, "kind": "country", "value": "us", "confirm": "yes"}
+    )
     assert unblock.headers["location"].endswith("done=not_blocked&entry=US")
 
 
@@ -509,6 +538,7 @@ async def test_pages_load_fast_with_50k_events(big_log: Service) -> None:
     paths = ["/admin/?since=1h", "/admin/?since=24h", "/admin/?since=7d", "/admin/fraud?since=24h"]
     paths += ["/admin/fraud?since=7d", "/admin/audit", cursor.group(1).replace("&amp;", "&")]
     paths += ["/admin/audit?event=refused&rule=ip_sends", "/admin/audit?country=NG&event=approved"]
+    paths += ["/admin/incidents?window=6h", "/admin/incidents?window=7d", "/admin/bruteforce?window=7d"]
     for path in paths:
         timings = []
         for _ in range(3):

@@ -218,7 +218,7 @@ async def test_dashboard_in_chromium(redis_url: str, chromium: str, tmp_path: Pa
         await page.click("button[type=submit]")
         await page.wait_for_url(live.base + "/admin/")
         await page.click("nav.windows a:text-is('1h')")
-        await page.wait_for_url(live.base + "/admin/?since=1h")
+        await page.wait_for_url(live.base + "/admin/?window=1h")
         assert await page.locator("svg.chart").count() >= 5
         assert await page.locator("svg.chart > title").count() == await page.locator("svg.chart").count()
         assert await page.locator("#chart-verifications circle").count() > 0
@@ -245,6 +245,7 @@ async def test_dashboard_in_chromium(redis_url: str, chromium: str, tmp_path: Pa
         assert await page.locator("#chart-country-conversion rect").count() >= 4
         await page.screenshot(path=str(shots / "fraud.png"), full_page=True)
         await page.click("button[aria-label='Unblock +1415555']")
+        await page.click("form.confirm button[type=submit]")  # the confirmation page's second step
         await page.wait_for_url(re.compile(r".*/admin/fraud\?.*done=unblock.*"))
         assert "Unblocked +1415555." in await page.inner_text("main")
         assert "+1415555" not in await page.inner_text("#blocked")

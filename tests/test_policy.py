@@ -358,6 +358,11 @@ async def test_a_pumping_block_is_listed_with_its_level_and_can_be_lifted(
                 "seconds_left": 300,
                 "reason": "unverified_hourly",  # why: 6 unverified in the hour, the floor
                 "unverified": 6,
+                # … since when, and the counts held to the threshold (the hourly floor, no approval).
+                "since_ms": int(clock() * 1000),
+                "sends": 6,
+                "approvals": 0,
+                "threshold": 6.0,
             }
         ]
         lifted = await service.http.delete("/v1/blocks?prefix=%2B1415555", headers=service.auth(service.admin_key))

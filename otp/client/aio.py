@@ -79,10 +79,11 @@ class AsyncClient:
         return await self._call(ep.START, body=body)
 
     async def check(
-        self, code: str, *, verification_id: str | None = None, to: str | None = None
+        self, code: str, *, verification_id: str | None = None, to: str | None = None, ip: str | None = None
     ) -> models.CheckResult:
-        """The approval (``token`` set) for the right code; ``WrongCode`` otherwise."""
-        result = await self._call(ep.CHECK, body=models.CheckRequest(id=verification_id, to=to, code=code))
+        """The approval (``token`` set) for the right code; ``WrongCode`` otherwise. ``ip``: the end
+        user's, recorded on the check's audit events."""
+        result = await self._call(ep.CHECK, body=models.CheckRequest(id=verification_id, to=to, code=code, ip=ip))
         return ep.approved(result)
 
     async def get(self, verification_id: str) -> models.Verification:
@@ -117,9 +118,9 @@ class AsyncClient:
         country, number, ip, key, decision, event). Follow ``next_cursor`` until it is None."""
         return await self._call(ep.AUDIT, query=models.AuditQuery(**filters, cursor=cursor, limit=limit))
 
-    async def overview(self, since: str | None = None) -> Any:
-        """The dashboard's overview (``models.Overview``) for ``since`` 1h, 24h or 7d."""
-        return await self._call(ep.OVERVIEW, query=models.OverviewQuery(since=since))
+    async def overview(self, since: str | None = None, *, window: str | None = None) -> Any:
+        """The dashboard's overview (``models.Overview``) for ``window`` (or ``since``) 1h, 6h, 24h or 7d."""
+        return await self._call(ep.OVERVIEW, query=models.OverviewQuery(window=window, since=since))
 
     async def conversion(
         self, *, country: str | None = None, prefix: str | None = None, since: str | None = None

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from otp.audit_fields import EVENTS as EVENTS
+from otp.audit_fields import PREFIX_HASH
 from otp.core import validators
 from otp.core.keyring import Keyring
 from otp.core.phone import parse
+from otp.core.services import SERVICE_SID
 from otp.core.validators import parse_duration
 from otp.errors import InvalidInput
 
@@ -114,6 +116,7 @@ class AuditFilter:
     decision: str | None = None
     event: str | None = None
     key_in: frozenset[str] | None = None
+    prefix_hash: str | None = None  # Keyring.prefix_hash of a destination prefix (the ``ph`` field)
 
     def __post_init__(self) -> None:
         if self.key is not None and self.key_in is not None:
@@ -127,6 +130,7 @@ class AuditFilter:
             "rule": self.rule,
             "country": self.country,
             "nh": self.number_hash,
+            PREFIX_HASH: self.prefix_hash,
             "ip": self.ip,
             "key": self.key,
             "decision": self.decision,
@@ -187,7 +191,20 @@ def _time(value: str, now: float, name: str) -> int:
         raise InvalidInput(str(exc), field=name) from None
 
 
-FILTER_PARAMS = ("since", "until", "reason", "rule", "country", "number", "ip", "key", "decision", "event")
+FILTER_PARAMS = (
+    "since",
+    "until",
+    "reason",
+    "rule",
+    "country",
+    "number",
+    "ip",
+    "key",
+    "decision",
+    "event",
+    "prefix",
+    "service",
+)
 
 
 def filter_from_params(
@@ -215,7 +232,19 @@ def filter_from_params(
             raise ValueError("filtering by number needs the keyring (OTP_SECRET_KEY)")
         phone = parse(given["number"], default_region=default_region, field="number")
         number_hash = keyring.number_hash(phone.e164)
+    prefix_hash = None
+    if "prefix" in given:
+        if keyring is None:
+            raise ValueError("filtering by prefix needs the keyring (OTP_SECRET_KEY)")
+        prefix_hash = keyring.prefix_hash(validators.number_prefix(given["prefix"], "prefix"))
     reason, rule, key = given.get("reason"), given.get("rule"), given.get("key")
+    if "service" in given:
+        # A /v2 service is the tenant its verifications are audited under: the key field.
+        if key:
+            raise InvalidInput("give key or service, not both", field="service")
+        if not SERVICE_SID.match(given["service"]):
+            raise InvalidInput("must be a /v2 service sid (VA and 32 hex digits)", field="service")
+        key = given["service"]
     country, ip = given.get("country"), given.get("ip")
     decision, event = given.get("decision"), given.get("event")
     return AuditFilter(
@@ -230,6 +259,7 @@ def filter_from_params(
         key=_matching(key, _KEY_ID, "key", "an API key id (as `otp keys list` shows it)") if key else None,
         decision=_one_of(decision, DECISIONS, "decision") if decision else None,
         event=_one_of(event, EVENTS, "event") if event else None,
+        prefix_hash=prefix_hash,
     )
 
 

@@ -68,6 +68,12 @@ class Keyring:
         """Keyed hash of a number, for correlating log lines and tokens without the number."""
         return self.value_hash("number-hash", e164)
 
+    def prefix_hash(self, prefix: str) -> str:
+        """Keyed hash of a destination prefix (the number without its last 4 digits): audit
+        records carry it, so the log filters by prefix without spelling one beside the masked
+        number's last digits."""
+        return self.value_hash("prefix-hash", prefix)
+
     def value_hash(self, purpose: str, value: str) -> str:
         """Keyed hash of a value a tenant sent (a number, a RateLimits value), 64 bits in hex:
         what names it in Redis without spelling it. A new current secret changes it."""

@@ -354,7 +354,8 @@ class Policy:
         return PumpingVerdict(refusal, tuple(flags), known_good, unproven)
 
     async def blocked(self, now_ms: int) -> list[dict[str, Any]]:
-        """Scopes blocked now: kind, value, level and seconds left, and why when the block says."""
+        """Scopes blocked now: kind, value, level and seconds left, and why when the block says
+        (the reason, the unverified count, and since when with the sends, approvals and threshold)."""
         found = []
         for tag in await blocks.indexed(self.store, until_after_ms=now_ms):
             state = await blocks.state(self.store, tag)
@@ -364,6 +365,10 @@ class Policy:
             block = {**_scope_of(tag), "level": state.level or 1, "seconds_left": -(-ttl // 1000)}
             if state.unverified is not None:
                 block.update(reason=state.reason, unverified=state.unverified)
+            if state.since_ms is not None:
+                block.update(
+                    since_ms=state.since_ms, sends=state.sends, approvals=state.approvals, threshold=state.threshold
+                )
             found.append(block)
         return found
 

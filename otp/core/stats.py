@@ -27,11 +27,16 @@ from otp import delivery_errors as catalogue
 from otp.audit_fields import DELIVERY_COUNTER, FLAGGED_COUNTER, REFUSED_COUNTER, Event
 from otp.core.audit import iso_ms
 from otp.core.report_windows import DEFAULT_WINDOW as DEFAULT_WINDOW
+from otp.core.report_windows import MINUTE_MS as MINUTE_MS
+from otp.core.report_windows import OLD_WINDOW_PARAM as OLD_WINDOW_PARAM
+from otp.core.report_windows import WINDOW_PARAM as WINDOW_PARAM
 from otp.core.report_windows import WINDOWS as WINDOWS
 from otp.core.report_windows import Window as Window
 from otp.core.report_windows import window as window
+from otp.core.report_windows import window_of as window_of
+from otp.core.report_windows import window_slots as window_slots
 from otp.delivery import COUNTED, FAILED, FUNNEL, TIME_TO_DELIVERED_BUCKETS
-from otp.storage.store import COUNTER_HOURS_PER_CALL, Store
+from otp.storage.store import COUNTER_HOURS_PER_CALL, MINUTES_PER_CALL, Store
 
 HOUR_MS = 3_600_000
 # Events a verification goes through, in the order the overview lists them.
@@ -41,20 +46,24 @@ VERIFICATION_EVENTS = audit_fields.VERIFICATION_EVENTS
 # -- reading the counters ------------------------------------------------------------------------
 
 
-def _chunks(hours: Sequence[int]) -> list[Sequence[int]]:
+def _chunks(hours: Sequence[int], per_call: int = COUNTER_HOURS_PER_CALL) -> list[Sequence[int]]:
     """The chunks `Store.sum_audit_counters` answers by."""
-    return [hours[i : i + COUNTER_HOURS_PER_CALL] for i in range(0, len(hours), COUNTER_HOURS_PER_CALL)]
+    return [hours[i : i + per_call] for i in range(0, len(hours), per_call)]
 
 
-async def _sum(store: Store, hours: Sequence[int], mode: str, extra: Sequence[str] = ()) -> list[list[Any]]:
-    return await store.sum_audit_counters(hours, mode, extra)
+async def _sum(
+    store: Store, hours: Sequence[int], mode: str, extra: Sequence[str] = (), *, by_minute: bool = False
+) -> list[list[Any]]:
+    return await store.sum_audit_counters(hours, mode, extra, by_minute=by_minute)
 
 
-async def hourly_events(store: Store, hours: Sequence[int]) -> dict[int, Counter[str]]:
-    """Per hour, the non-destination counter fields summed over every partition."""
+async def hourly_events(store: Store, hours: Sequence[int], *, by_minute: bool = False) -> dict[int, Counter[str]]:
+    """Per hour (or minute), the non-destination counter fields summed over every partition."""
     merged: dict[int, Counter[str]] = {hour: Counter() for hour in hours}
-    for chunk, replies in zip(_chunks(hours), await _sum(store, hours, "events"), strict=True):
-        for per_key in replies:
+    per_call = MINUTES_PER_CALL if by_minute else COUNTER_HOURS_PER_CALL
+    replies = await _sum(store, hours, "events", by_minute=by_minute)
+    for chunk, chunk_replies in zip(_chunks(hours, per_call), replies, strict=True):
+        for per_key in chunk_replies:
             # cjson encodes an empty array as an object; a chunk always has keys, but be lenient.
             for hour, counts in zip(chunk, per_key if isinstance(per_key, list) else [], strict=False):
                 merged[hour].update({str(k): int(v) for k, v in counts.items()})
@@ -66,14 +75,15 @@ async def hourly_events(store: Store, hours: Sequence[int]) -> dict[int, Counter
 
 @dataclass(frozen=True)
 class Bucket:
-    start_hour: int
-    hours: int
+    start_ms: int
+    minutes: int
     in_window: bool
     counts: Counter[str]
 
     @property
-    def start_ms(self) -> int:
-        return self.start_hour * HOUR_MS
+    def hours(self) -> int:
+        """Whole hours in the bucket (0 for a bucket of minutes)."""
+        return self.minutes // 60
 
 
 def _sum_prefixed(counts: Counter[str], prefix: str) -> int:
@@ -238,19 +248,26 @@ class Overview:
     buckets: list[Bucket]
     totals: Counter[str] = field(default_factory=Counter)
     recent: Counter[str] = field(default_factory=Counter)  # the current clock hour and the one before
+    # The clock hours a short window touches: delivery per country and sender is counted per hour.
+    hourly: Counter[str] | None = None
 
     @property
-    def first_hour(self) -> int:
-        return self.now_ms // HOUR_MS - self.window.hours + 1
+    def first_ms(self) -> int:
+        """Where the window starts: its first minute, or its first clock hour."""
+        if self.window.minutes:
+            return (self.now_ms // MINUTE_MS - self.window.minutes + 1) * MINUTE_MS
+        return (self.now_ms // HOUR_MS - self.window.hours + 1) * HOUR_MS
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON of ``GET /v1/stats/overview``; the page renders the same figures."""
         states = delivery_states(self.totals)
         totals = figures(self.totals)
+        by = self.totals if self.hourly is None else self.hourly
+        win = self.window
         return {
-            "since": self.window.name,
-            "window_hours": self.window.hours,
-            "from": iso_ms(self.first_hour * HOUR_MS),
+            "since": win.name,
+            "window_hours": win.hours,
+            "from": iso_ms(self.first_ms),
             "until": iso_ms(self.now_ms),
             "totals": {k: totals[k] for k in (*VERIFICATION_EVENTS, "refused", "flagged", "conversion_rate")},
             "delivery": {
@@ -258,19 +275,26 @@ class Overview:
                 "other_states": {s: n for s, n in sorted(states.items()) if s not in FUNNEL and n},
                 "errors": delivery_errors(self.totals),
                 "by_country": delivery_by(
-                    self.totals, audit_fields.COUNTRY_DELIVERY_COUNTER, audit_fields.COUNTRY_TTD_COUNTER, "country"
+                    by, audit_fields.COUNTRY_DELIVERY_COUNTER, audit_fields.COUNTRY_TTD_COUNTER, "country"
                 ),
                 "by_sender": delivery_by(
-                    self.totals, audit_fields.SENDER_DELIVERY_COUNTER, audit_fields.SENDER_TTD_COUNTER, "sender"
+                    by, audit_fields.SENDER_DELIVERY_COUNTER, audit_fields.SENDER_TTD_COUNTER, "sender"
                 ),
             },
             "alerts": alerts(self.recent),
             "refusals": refusals(self.totals),
             "flagged": flagged(self.totals),
             "series": {
-                "bucket_hours": self.window.bucket_hours,
+                "bucket_hours": win.bucket_hours if not win.minutes else 0,
+                "bucket_minutes": win.bucket_minutes or win.bucket_hours * 60,
                 "buckets": [
-                    {"start": iso_ms(b.start_ms), "hours": b.hours, "in_window": b.in_window, **figures(b.counts)}
+                    {
+                        "start": iso_ms(b.start_ms),
+                        "hours": b.hours,
+                        "minutes": b.minutes,
+                        "in_window": b.in_window,
+                        **figures(b.counts),
+                    }
                     for b in self.buckets
                 ],
             },
@@ -279,23 +303,50 @@ class Overview:
 
 async def overview(store: Store, since: str | None, now_ms: int) -> Overview:
     """Totals over the window and the chart's buckets, from one read of the counters."""
-    win = window(since)
+    return await overview_of(window(since), now_ms, store)
+
+
+async def overview_of(win: Window, now_ms: int, store: Store) -> Overview:
     last = now_ms // HOUR_MS
+    recent_hours = [last - 1, last]
+    if win.minutes:
+        minutes = window_slots(win, now_ms)
+        per_minute = await hourly_events(store, minutes, by_minute=True)
+        # Delivery per country and sender, and the 30034 alert, come from the hourly counters of
+        # the clock hours the window touches (the minute counters keep what the charts need).
+        hours = sorted({m // 60 for m in minutes} | set(recent_hours))
+        per_hour = await hourly_events(store, hours)
+        buckets = []
+        for i in range(0, len(minutes), win.bucket_minutes):
+            counts: Counter[str] = Counter()
+            for minute in minutes[i : i + win.bucket_minutes]:
+                counts.update(per_minute[minute])
+            buckets.append(Bucket(minutes[i] * MINUTE_MS, win.bucket_minutes, True, counts))
+        totals: Counter[str] = Counter()
+        for minute in minutes:
+            totals.update(per_minute[minute])
+        hourly: Counter[str] = Counter()
+        for hour in {m // 60 for m in minutes}:
+            hourly.update(per_hour[hour])
+        recent: Counter[str] = Counter()
+        for hour in recent_hours:
+            recent.update(per_hour[hour])
+        return Overview(win, now_ms, buckets, +totals, +recent, +hourly)
     first_chart = last - win.chart_hours + 1
     first_window = last - win.hours + 1
     per_hour = await hourly_events(store, list(range(first_chart, last + 1)))
     buckets = []
     for start in range(first_chart, last + 1, win.bucket_hours):
-        hours = range(start, min(start + win.bucket_hours, last + 1))
-        counts: Counter[str] = Counter()
-        for hour in hours:
+        span = range(start, min(start + win.bucket_hours, last + 1))
+        counts = Counter()
+        for hour in span:
             counts.update(per_hour[hour])
-        buckets.append(Bucket(start, len(hours), start >= first_window, counts))
-    totals: Counter[str] = Counter()
+        buckets.append(Bucket(start * HOUR_MS, len(span) * 60, start >= first_window, counts))
+    totals = Counter()
     for hour in range(first_window, last + 1):
         totals.update(per_hour[hour])
-    recent: Counter[str] = Counter()
-    for hour in (last - 1, last):  # every chart spans at least 12 hours: no extra read
+    recent = Counter()
+    for hour in recent_hours:  # every long chart spans at least 24 hours: no extra read
         recent.update(per_hour.get(hour, Counter()))
     return Overview(win, now_ms, buckets, +totals, +recent)
 
@@ -346,17 +397,20 @@ def _ranked(rows: Iterable[Destination]) -> list[Destination]:
 
 
 async def destinations(store: Store, since: str | None, now_ms: int, *, top: int = 25) -> Destinations:
+    return await destinations_of(window(since), now_ms, store, top=top)
+
+
+async def destinations_of(win: Window, now_ms: int, store: Store, *, top: int = 25) -> Destinations:
     """Prefixes and countries ranked by unverified sends (sent − approved) over the window.
 
     Two passes: the first sums sent − approved per prefix (non-zero ones only: a fully verified
     prefix can't rank) and sent/approved per country; the second reads the exact sent and
     approved counts of the top prefixes only."""
-    win = window(since)
-    last = now_ms // HOUR_MS
-    hours = list(range(last - win.hours + 1, last + 1))
+    hours = window_slots(win, now_ms)
+    by_minute = bool(win.minutes)
     unverified: Counter[str] = Counter()
     countries: dict[str, list[int]] = {}
-    for replies in await _sum(store, hours, "unverified"):
+    for replies in await _sum(store, hours, "unverified", by_minute=by_minute):
         for reply in replies:
             unverified.update({str(k): int(v) for k, v in (reply.get("prefix") or {}).items()})
             for cc, (sent, approved) in (reply.get("country") or {}).items():
@@ -367,7 +421,7 @@ async def destinations(store: Store, since: str | None, now_ms: int, *, top: int
     leaders = [p for p, n in unverified.most_common(top) if n > 0]
     exact: dict[str, list[int]] = {p: [0, 0] for p in leaders}
     if leaders:
-        for replies in await _sum(store, hours, "tallies", leaders):
+        for replies in await _sum(store, hours, "tallies", leaders, by_minute=by_minute):
             for reply in replies:
                 for prefix, (sent, approved) in reply.items():
                     exact[str(prefix)][0] += int(sent)

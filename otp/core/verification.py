@@ -9,7 +9,7 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
-from otp.audit_fields import COUNTER_ONLY_PREFIX, Event
+from otp.audit_fields import COUNTER_ONLY_PREFIX, PREFIX_HASH, Event
 from otp.clock import SYSTEM, Clock
 from otp.core import budget, codes, events, messages, metrics, optouts, refusals, sealing, tokens, webhooks
 from otp.core.budget import Budgets
@@ -98,6 +98,7 @@ class Verifier:
                 to=mask_in_record(phone.e164), nh=self.keyring.number_hash(phone.e164), country=phone.country
             )
             context[COUNTER_ONLY_PREFIX] = phone.prefix
+            context[PREFIX_HASH] = self.keyring.prefix_hash(phone.prefix)
         if caller.ip:
             context["ip"] = caller.ip
         return context

@@ -19,7 +19,8 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from otp.dashboard import audit_page, fraud_page, overview_page, signin
+from otp.dashboard import audit_page, bruteforce_page, fraud_page, incidents_page, overview_page, signin
+from otp.dashboard.confirm import confirmed, describe_safe_list, describe_unblock
 from otp.dashboard.error_pages import HANDLERS
 from otp.dashboard.guard import signed_in_action, signed_in_page
 from otp.dashboard.headers import SecurityHeaders
@@ -35,9 +36,20 @@ def mount(*, https_only: bool | None = None, max_age: int = MAX_AGE) -> Mount:
         Route("/", signed_in_page(overview_page.overview_page), methods=["GET"], name="overview"),
         Route("/signin", signin.endpoint, methods=["GET", "POST"], name="signin"),
         Route("/signout", signin.sign_out, methods=["POST"], name="signout"),
+        Route("/incidents", signed_in_page(incidents_page.incidents_page), methods=["GET"], name="incidents"),
+        Route("/bruteforce", signed_in_page(bruteforce_page.bruteforce_page), methods=["GET"], name="bruteforce"),
         Route("/fraud", signed_in_page(fraud_page.fraud_page), methods=["GET"], name="fraud"),
-        Route("/fraud/unblock", signed_in_action(fraud_page.unblock), methods=["POST"]),
-        Route("/fraud/safelist", signed_in_action(fraud_page.add_to_safe_list), methods=["POST"]),
+        # Each change answers with a confirmation page first (otp.dashboard.confirm).
+        Route(
+            "/fraud/unblock",
+            signed_in_action(confirmed(fraud_page.unblock, describe_unblock, "/fraud/unblock", "/fraud")),
+            methods=["POST"],
+        ),
+        Route(
+            "/fraud/safelist",
+            signed_in_action(confirmed(fraud_page.add_to_safe_list, describe_safe_list, "/fraud/safelist", "/fraud")),
+            methods=["POST"],
+        ),
         Route("/audit", signed_in_page(audit_page.audit_page), methods=["GET"], name="audit"),
         Route("/audit.csv", signed_in_page(audit_page.export_csv), methods=["GET"]),
         Route("/audit.jsonl", signed_in_page(audit_page.export_jsonl), methods=["GET"]),

@@ -27,6 +27,8 @@ TEXT_FILTERS = (
     ("number", "Number", "E.164, like +15005550006"),
     ("ip", "IP", "203.0.113.7"),
     ("key", "API key id", "as otp keys list shows"),
+    ("prefix", "Prefix", "+1415555"),
+    ("service", "/v2 service", "VA…"),
 )
 SELECT_FILTERS = (("event", "Event", audit.EVENTS), ("decision", "Decision", audit.DECISIONS))
 

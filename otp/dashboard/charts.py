@@ -197,3 +197,36 @@ def hbar_chart(
     if not items:
         parts.append(f'<text class="axis" x="{label_w}" y="18">Nothing in this window.</text>')
     return _svg(chart_id, title, desc, Html("".join(parts)), height=height)
+
+
+SPARK_H = 100  # the viewBox's height; CSS sets the drawn size (svg.spark)
+
+
+def sparkline(chart_id: str, title: str, values: Sequence[int], labels: tuple[str, str]) -> Html:
+    """A small line of ``values`` (one per minute or hour, oldest first) for a table cell, with a
+    title naming the span, the peak and the total for tooltips and screen readers. ``labels``: the
+    first and last slot's times. One viewBox unit per slot, stretched to the cell by CSS (strokes
+    keep their width: ``vector-effect``); a flat run is drawn by its two ends only, so six hours of
+    minutes with a burst in them cost a few points, not 360."""
+    n = len(values)
+    peak = max(values, default=0)
+    top = max(1, peak)
+    width = max(1, n - 1)
+
+    def y(v: int) -> int:
+        return round(SPARK_H - 4 - (SPARK_H - 8) * v / top)
+
+    points = [
+        f"{i},{y(v)}" for i, v in enumerate(values) if i in (0, n - 1) or v != values[i - 1] or v != values[i + 1]
+    ]
+    if n == 1:
+        points.append(f"{width},{y(values[0])}")
+    line = " ".join(points)
+    desc = f"{labels[0]} to {labels[1]}: peak {peak:,}, total {sum(values):,}"
+    return Html(
+        f'<svg class="spark" viewBox="0 0 {width} {SPARK_H}" preserveAspectRatio="none" role="img" '
+        f'aria-labelledby="{esc(chart_id)}-t" id="{esc(chart_id)}">'
+        f"{tag('title', f'{title}. {desc}', id=chart_id + '-t')}"
+        f'<polygon class="area" points="0,{SPARK_H} {line} {width},{SPARK_H}"/>'
+        f'<polyline class="line" points="{line}"/></svg>'
+    )

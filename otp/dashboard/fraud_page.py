@@ -33,7 +33,7 @@ from otp.dashboard.markup import (
     url,
 )
 from otp.dashboard.spend import spend_section
-from otp.dashboard.widgets import figure, section, window_picker
+from otp.dashboard.widgets import chosen_window, figure, section, utc, window_picker
 from otp.errors import InvalidInput
 from otp.storage.store import Store
 from otp.web.admin import COUNTRY, SAFE_ENTRY, _audit_admin_action
@@ -75,7 +75,7 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
             post_form(
                 url(request, "/fraud/unblock"),
                 admin.csrf,
-                {"kind": kind, "value": value, "since": since},
+                {"kind": kind, "value": value, aggregates.WINDOW_PARAM: since},
                 "Unblock",
                 label=f"Unblock {value}",
             )
@@ -85,22 +85,30 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
                 post_form(
                     url(request, "/fraud/safelist"),
                     admin.csrf,
-                    {"entry": value, "since": since},
+                    {"entry": value, aggregates.WINDOW_PARAM: since},
                     "Add to safe list",
                     label=f"Add {value} to the safe list",
                 )
             )
-        why = WHY.get(block.get("reason", ""), "")
-        if why:
-            why = f"{block.get('unverified', 0)} {why}"
-        rows.append((value, kind, why, block["level"], duration(block["seconds_left"]), join(actions, " ")))
-    return table(
+        rows.append(
+            (
+                value,
+                kind + (f" (key {block['tenant']})" if block.get("tenant") else ""),
+                _why(block),
+                block["level"],
+                utc(block["since_ms"]) if block.get("since_ms") else "–",
+                duration(block["seconds_left"]),
+                join(actions, " "),
+            )
+        )
+    table_html = table(
         "Blocked now (pumping rule)",
         [
             Column("Destination"),
             Column("Kind"),
             Column("Why"),
             Column("Level", numeric=True),
+            Column("Since"),
             Column("Time left"),
             Column("Actions"),
         ],
@@ -108,6 +116,29 @@ def _blocked(request: Request, admin: Admin, blocks: list[dict[str, Any]], since
         empty="No prefix or country is blocked.",
         id_="blocked",
     )
+    help_text = tag(
+        "p",
+        "Level: how many blocks in a row (each one lasts twice the last; a level drops after 6 hours without "
+        "a new block). Unblock and Add to safe list each ask for confirmation first.",
+        class_="help",
+    )
+    return join(
+        [Html(f'<div class="scroll" tabindex="0" role="region" aria-label="Blocks">{table_html}</div>'), help_text]
+    )
+
+
+def _why(block: dict[str, Any]) -> str:
+    """``6 unverified verifications in the last hour: 6 sent, 0 approved (threshold 6)``."""
+    why = WHY.get(block.get("reason", ""), "")
+    if not why:
+        return ""
+    text = f"{block.get('unverified', 0)} {why}"
+    if block.get("sends") is not None:
+        threshold = block.get("threshold")
+        text += f": {block['sends']} sent, {block['approvals']} approved"
+        if threshold is not None:
+            text += f" (threshold {threshold:g})"
+    return text
 
 
 def _ranking(caption: str, first: str, rows: list[aggregates.Destination], blocked: set[str], id_: str) -> Html:
@@ -175,7 +206,7 @@ def _safe_list(request: Request, admin: Admin, prefixes: frozenset[str], numbers
     )
     form = Html(
         f'<form method="post" action="{esc(url(request, "/fraud/safelist"))}" class="row">'
-        f"{hidden('csrf', admin.csrf)}{hidden('since', since)}"
+        f"{hidden('csrf', admin.csrf)}{hidden(aggregates.WINDOW_PARAM, since)}"
         '<label for="entry">Number or prefix</label>'
         '<input id="entry" name="entry" required maxlength="16" pattern="\\+[1-9][0-9]{0,14}" placeholder="+1415555" '
         'aria-describedby="entry-help">'
@@ -189,8 +220,7 @@ def _safe_list(request: Request, admin: Admin, prefixes: frozenset[str], numbers
 async def fraud_page(request: Request, admin: Admin) -> Response:
     store: Store = request.app.state.store
     now = now_ms(request)
-    since = request.query_params.get("since")
-    found = await aggregates.destinations(store, since, now)
+    found = await aggregates.destinations_of(chosen_window(request), now, store)
     win = found.window
     policy = _policy(request)
     blocks = await policy.blocked(now)
@@ -229,8 +259,13 @@ async def fraud_page(request: Request, admin: Admin) -> Response:
 
 
 def _back(request: Request, since: str, done: str, entry: str) -> RedirectResponse:
-    params = {"since": since if since in aggregates.WINDOWS else "", "done": done, "entry": entry}
+    params = {aggregates.WINDOW_PARAM: since if since in aggregates.WINDOWS else "", "done": done, "entry": entry}
     return RedirectResponse(url(request, "/fraud", params), status_code=303)
+
+
+def _window(form: dict[str, str]) -> str:
+    """The window the page was showing (its forms carry it; older ones named it since)."""
+    return form.get(aggregates.WINDOW_PARAM) or form.get(aggregates.OLD_WINDOW_PARAM, "")
 
 
 def _invalid(request: Request, admin: Admin, text: str) -> Response:
@@ -250,7 +285,7 @@ async def unblock(request: Request, admin: Admin, form: dict[str, str]) -> Respo
     removed = await _policy(request).unblock(scope, value)
     # The same audit record as DELETE /v1/blocks (event admin, action unblock, the session's key), via dashboard.
     await _audit_admin_action(request, admin.key, AdminAction.UNBLOCK, value, via=VIA_DASHBOARD)
-    return _back(request, form.get("since", ""), "unblock" if removed else "not_blocked", value)
+    return _back(request, _window(form), "unblock" if removed else "not_blocked", value)
 
 
 async def add_to_safe_list(request: Request, admin: Admin, form: dict[str, str]) -> Response:
@@ -264,4 +299,4 @@ async def add_to_safe_list(request: Request, admin: Admin, form: dict[str, str])
         return _invalid(request, admin, f"{entry} {exc.message}.")
     await _policy(request).safe_list.add(entry)
     await _audit_admin_action(request, admin.key, AdminAction.SAFELIST_ADD, entry, via=VIA_DASHBOARD)
-    return _back(request, form.get("since", ""), "safelist", entry)
+    return _back(request, _window(form), "safelist", entry)

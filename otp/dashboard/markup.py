@@ -112,7 +112,13 @@ def post_form(action: str, csrf: str, fields: dict[str, str], button: str, *, la
     return Html(f'<form method="post" action="{esc(action)}" class="inline">{inputs}{submit}</form>')
 
 
-NAV = (("overview", "/", "Overview"), ("fraud", "/fraud", "Fraud"), ("audit", "/audit", "Audit log"))
+NAV = (
+    ("overview", "/", "Overview"),
+    ("incidents", "/incidents", "Incidents"),
+    ("bruteforce", "/bruteforce", "Brute force"),
+    ("fraud", "/fraud", "Fraud"),
+    ("audit", "/audit", "Audit log"),
+)
 
 
 def layout(request: Request, title: str, body: Html, *, active: str = "", who: str = "", csrf: str = "") -> Html:

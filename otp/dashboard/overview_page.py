@@ -16,7 +16,7 @@ from otp.core import stats as aggregates
 from otp.dashboard.charts import Series, bar_chart, hbar_chart, legend, line_chart
 from otp.dashboard.guard import Admin, now_ms
 from otp.dashboard.markup import Column, Html, join, layout, notice, number, page, percent, table, tag
-from otp.dashboard.widgets import bucket_label, figure, per_bucket, section, stats, utc, window_picker
+from otp.dashboard.widgets import bucket_label, chosen_window, figure, per_bucket, section, stats, utc, window_picker
 from otp.storage.store import Store
 
 TOP_RULES = 5
@@ -245,20 +245,21 @@ def _per_bucket_table(labels: list[str], buckets: list[dict[str, Any]]) -> Html:
 
 async def overview_page(request: Request, admin: Admin) -> Response:
     store: Store = request.app.state.store
-    overview = await aggregates.overview(store, request.query_params.get("since"), now_ms(request))
+    overview = await aggregates.overview_of(chosen_window(request), now_ms(request), store)
     data = overview.as_dict()
     win = overview.window
     buckets: list[dict[str, Any]] = data["series"]["buckets"]
-    labels = [bucket_label(b.start_ms, win.bucket_hours) for b in overview.buckets]
+    labels = [bucket_label(b.start_ms, win.bucket_hours, win.bucket_minutes) for b in overview.buckets]
     highlight = [b["in_window"] for b in buckets]
-    per = per_bucket(win.bucket_hours)
-    span = f"{win.label}: {utc(overview.first_hour * aggregates.HOUR_MS)} to {utc(overview.now_ms)}"
-    intro = tag(
-        "p",
-        f"{span}. Figures come from hourly counters, so a window is made of whole clock hours"
-        + (" (the chart shows the 12 hours up to this one, the current hour highlighted)." if win.hours == 1 else "."),
-        class_="help",
+    per = per_bucket(win.bucket_hours, win.bucket_minutes)
+    span = f"{win.label.capitalize()}: {utc(overview.first_ms)} to {utc(overview.now_ms)}"
+    how = (
+        "Figures come from minute counters: the window is the last "
+        f"{win.minutes} whole minutes (delivery by country and sender: the clock hours it touches)."
+        if win.minutes
+        else "Figures come from hourly counters, so the window is made of whole clock hours."
     )
+    intro = tag("p", f"{span}. {how}", class_="help")
     body = join(
         [
             _alerts(data),

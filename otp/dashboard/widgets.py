@@ -7,29 +7,44 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 
-from otp.core.stats import WINDOWS, Window
+from otp.core.stats import WINDOW_PARAM, WINDOWS, Window, window_of
 from otp.dashboard.markup import Html, join, tag, url
 
 
-def window_picker(request: Request, path: str, current: Window) -> Html:
+def window_picker(request: Request, path: str, current: Window, extra: dict[str, str] | None = None) -> Html:
+    """Links to the same page over each window (``?window=``), the current one marked."""
     links = join(
-        tag("a", name, href=url(request, path, {"since": name}), aria_current="page" if name == current.name else None)
+        tag(
+            "a",
+            name,
+            href=url(request, path, {**(extra or {}), WINDOW_PARAM: name}),
+            aria_current="page" if name == current.name else None,
+        )
         for name in WINDOWS
     )
     return Html(f'<nav class="windows" aria-label="Time window">Window: {links}</nav>')
 
 
-def stats(items: Sequence[tuple[str, str, str]]) -> Html:
+def chosen_window(request: Request) -> Window:
+    """The page's window: ``?window=`` (1h, 6h, 24h, 7d), or the older ``?since=``; anything else
+    is a 400 naming the parameter."""
+    return window_of(request.query_params)
+
+
+def stats(items: Sequence[tuple[str, str, str]], *, names: bool = False) -> Html:
     """A row of headline figures: (metric id, label, formatted value); the id lands in
     ``data-metric`` so tests and scripts can read a figure without parsing the layout."""
     cells = join(
         Html(f"<div>{tag('dt', label)}{tag('dd', value, data_metric=metric)}</div>") for metric, label, value in items
     )
-    return tag("dl", cells, class_="stats")
+    # names: the figures are names (a prefix, an IP, a rule), given room to stay on one line.
+    return tag("dl", cells, class_="stats names" if names else "stats")
 
 
-def bucket_label(start_ms: int, bucket_hours: int) -> str:
+def bucket_label(start_ms: int, bucket_hours: int, bucket_minutes: int = 0) -> str:
     moment = datetime.fromtimestamp(start_ms / 1000, UTC)
+    if bucket_minutes and bucket_minutes < 60:
+        return moment.strftime("%H:%M")
     return moment.strftime("%H:00") if bucket_hours == 1 else moment.strftime("%d %b %Hh")
 
 
@@ -49,5 +64,7 @@ def figure(caption: str, chart: Html, key: Html | None = None) -> Html:
     return Html(f"<figure>{tag('figcaption', caption)}{chart}{key or ''}</figure>")
 
 
-def per_bucket(bucket_hours: int) -> str:
+def per_bucket(bucket_hours: int, bucket_minutes: int = 0) -> str:
+    if bucket_minutes and bucket_minutes < 60:
+        return "per minute" if bucket_minutes == 1 else f"per {bucket_minutes} minutes"
     return "per hour" if bucket_hours == 1 else f"per {bucket_hours} hours"

@@ -13,13 +13,18 @@ from otp.storage.store import Store
 
 @dataclass(frozen=True)
 class BlockState:
-    """A scope's block as fraud.lua writes it, ``"<level>:<until ms>:<reason>:<unverified>"``
-    on the service's clock; reason and unverified are empty/None on a block written before them."""
+    """A scope's block as fraud.lua writes it, ``"<level>:<until ms>:<reason>:<unverified>:<set at
+    ms>:<sends>:<approvals>:<threshold>"`` on the service's clock; the later fields are empty/None
+    on a block written before them."""
 
     level: int
     until_ms: int
     reason: str = ""
     unverified: int | None = None
+    since_ms: int | None = None
+    sends: int | None = None
+    approvals: int | None = None
+    threshold: float | None = None
 
 
 def _text(value: Any) -> str:
@@ -51,6 +56,13 @@ def _decode(raw: str) -> BlockState | None:
     parts = raw.split(":")
     if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
         return None
+    if len(parts) >= 8 and all(p.isdigit() for p in parts[3:7]):
+        try:
+            threshold = float(parts[7])
+        except ValueError:
+            threshold = None
+        unverified, since, sends, approvals = (int(p) for p in parts[3:7])
+        return BlockState(int(parts[0]), int(parts[1]), parts[2], unverified, since, sends, approvals, threshold)
     if len(parts) >= 4 and parts[3].isdigit():
         return BlockState(int(parts[0]), int(parts[1]), parts[2], int(parts[3]))
     return BlockState(int(parts[0]), int(parts[1]))

@@ -242,6 +242,55 @@ def audit_counter(partition: int, now_ms: int) -> str:
     return audit_counter_of_hour(partition, now_ms // 3_600_000)
 
 
+# The minute counters cover the dashboard's short windows (6 hours at minute resolution) and an
+# hour's margin, so a window read at the end of a minute never finds its oldest minute gone.
+MINUTE_COUNTER_TTL_MS = 7 * 3_600_000
+
+
+def audit_minute_counter_prefix(partition: int) -> str:
+    return f"{tag(partition)}aggm:"
+
+
+def audit_minute_counter_of(partition: int, minute: int) -> str:
+    """Counts of the partition's audit events in one minute since the epoch: the event names and
+    the tallies by destination and source (lib.lua's ``audit``), kept MINUTE_COUNTER_TTL_MS."""
+    return f"{audit_minute_counter_prefix(partition)}{minute}"
+
+
+def audit_refusal_counter_prefix(partition: int) -> str:
+    return f"{tag(partition)}aggr:"
+
+
+def audit_refusal_counter_of_hour(partition: int, hour: int) -> str:
+    """Refused attempts of one hour by destination, source and rule (``refused@…`` fields): a
+    hash of its own, small while nothing is under attack, so ranking a week of refusals reads
+    refusals only."""
+    return f"{audit_refusal_counter_prefix(partition)}{hour}"
+
+
+def audit_source_counter_prefix(partition: int) -> str:
+    return f"{tag(partition)}aggs:"
+
+
+def audit_source_counter_of_hour(partition: int, hour: int) -> str:
+    """Starts and approvals of one hour by end-user IP and API key (``sent@ip:`` …): apart from
+    the destination tallies, whose readers (the overview, the fraud ranking) never need them."""
+    return f"{audit_source_counter_prefix(partition)}{hour}"
+
+
+def lock_index(partition: int) -> str:
+    """A sorted set: the partition's brute-force locks by when last seen (lib.lua's ``note_lock``):
+    ``v:<id>`` a verification locked by its attempts, ``n:<id>`` a check of verification ``id``
+    refused because its number is locked by failed checks (the number itself is not kept)."""
+    return f"{tag(partition)}locks"
+
+
+def lock_details(partition: int) -> str:
+    """A hash beside `lock_index`: each lock's details (JSON: first and last seen, how many times,
+    the API keys and end-user IPs involved)."""
+    return f"{tag(partition)}locks:d"
+
+
 def partition_script_keys(partition: int, now_ms: int) -> dict[str, str]:
     """What the partition's scripts (lib.lua) may touch, named as lib.lua names them.
 
@@ -262,6 +311,11 @@ def partition_script_keys(partition: int, now_ms: int) -> dict[str, str]:
         "poll": poll_schedule(partition),
         "audit": audit_stream(partition),
         "counter": audit_counter(partition, now_ms),
+        "minute": audit_minute_counter_of(partition, now_ms // 60_000),
+        "refusals": audit_refusal_counter_of_hour(partition, now_ms // 3_600_000),
+        "sources": audit_source_counter_of_hour(partition, now_ms // 3_600_000),
+        "locks": lock_index(partition),
+        "lock_details": lock_details(partition),
         "events": event_outbox(partition),
         "event": event_prefix(partition),
         "event_owner": event_owner_prefix(partition),

@@ -38,6 +38,11 @@ PARTITION_KEYS = (
     "poll",
     "audit",
     "counter",
+    "minute",
+    "refusals",
+    "sources",
+    "locks",
+    "lock_details",
     "events",
     "event",
     "event_owner",
@@ -82,6 +87,8 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "budget": ScriptSpec(("day", "limit")),
     "budget_settle": ScriptSpec(("verification", *PARTITION_KEYS)),
     "counters": ScriptSpec(None, lib=False),
+    # otp.core.incidents: refusals ranked, and the top rows' counts per minute or hour.
+    "incidents": ScriptSpec(None, lib=False),
     # otp.storage.audit_log's filtered read of one partition's stream.
     "audit_scan": ScriptSpec(("stream",), lib=False),
     # otp.storage.pacing: the next slot of the sender pool's least-busy allowed sender.
@@ -93,7 +100,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
 }
 # Development tools only (otp.devtools): kept apart, so the runtime never registers them.
 DEV_SCRIPTS: dict[str, ScriptSpec] = {
-    "dev_fill_audit": ScriptSpec(("stream", "counters"), lib=False),
+    "dev_fill_audit": ScriptSpec(("stream", "counters", "refusals", "sources", "minutes"), lib=False),
 }
 SCRIPT_NAMES = tuple(SCRIPTS)
 
@@ -134,6 +141,15 @@ COUNTER_NAMES = {
     "spend_key": audit_fields.SPEND_BY_KEY,
     "blocked_spend": audit_fields.BLOCKED_SPEND,
     "lookup": audit_fields.LOOKUP_COUNTER,
+    "refused_prefix": audit_fields.REFUSED_TO_PREFIX,
+    "refused_country": audit_fields.REFUSED_TO_COUNTRY,
+    "refused_ip": audit_fields.REFUSED_FROM_IP,
+    "refused_key": audit_fields.REFUSED_BY_KEY,
+    "refused_rule": audit_fields.REFUSED_BY_RULE,
+    "sent_ip": audit_fields.SENT_FROM_IP,
+    "approved_ip": audit_fields.APPROVED_FROM_IP,
+    "sent_key": audit_fields.SENT_BY_KEY,
+    "approved_key": audit_fields.APPROVED_BY_KEY,
 }
 
 
@@ -144,6 +160,7 @@ def _webhook_events(kind: str) -> dict[str, str]:
 
 def _prelude(spec: ScriptSpec) -> str:
     lines = [f"local AUDIT_COUNTER_TTL_MS = {keyspace.AUDIT_COUNTER_TTL_MS}"]
+    lines.append(f"local MINUTE_COUNTER_TTL_MS = {keyspace.MINUTE_COUNTER_TTL_MS}")
     # The hourly counters' field names, from otp/audit_fields.py: writers and readers name them alike.
     lines.append(f"local C = {_lua_table(COUNTER_NAMES)}")
     if spec.keys is not None:

@@ -39,6 +39,9 @@ log = logging.getLogger("otp.store")
 # a week's sums never hold other clients up for long.
 COUNTER_HOURS_PER_CALL = 24
 COUNTER_ROUND_KEYS = 96
+# The minute counters hold a few dozen fields each: a call covers the short windows' 6 hours.
+MINUTES_PER_CALL = 360
+MINUTE_ROUND_KEYS = 1440
 # Webhook events queued per tenant (over all partitions; each partition holds its share), and how
 # long one may wait past its due time: beyond the delivery loop's retry bound (24 h), so the loop,
 # not a TTL, decides when to give up, and a lost event hash still goes away.
@@ -360,27 +363,45 @@ class Store:
 
     # -- readers -----------------------------------------------------------------------------------
 
-    async def sum_audit_counters(self, hours: Sequence[int], mode: str, extra: Sequence[str] = ()) -> list[list[Any]]:
+    async def sum_audit_counters(
+        self, hours: Sequence[int], mode: str, extra: Sequence[str] = (), *, by_minute: bool = False
+    ) -> list[list[Any]]:
         """``counters.lua`` over the hourly audit counters of ``hours`` (a mode and its values as
         the script documents them), for every partition: per chunk of COUNTER_HOURS_PER_CALL
-        hours, the decoded replies of all partitions."""
+        hours, the decoded replies of all partitions. ``by_minute``: ``hours`` are minutes, read
+        from the minute counters (MINUTES_PER_CALL of them per call)."""
+        per_call = MINUTES_PER_CALL if by_minute else COUNTER_HOURS_PER_CALL
+        name = keyspace.audit_minute_counter_of if by_minute else keyspace.audit_counter_of_hour
         replies: list[list[Any]] = []
-        for start in range(0, len(hours), COUNTER_HOURS_PER_CALL):
-            chunk = hours[start : start + COUNTER_HOURS_PER_CALL]
-            calls: list[tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]]] = [
-                ("counters", [keyspace.audit_counter_of_hour(p, hour) for hour in chunk], [mode, *extra])
-                for p in range(self.partitions)
-            ]
-            raw: list[Any] = []
-            # Pipelined calls run back to back in Redis: a round stops at about COUNTER_ROUND_KEYS
-            # hashes (~10 ms with a million events a week) so verifications don't wait behind a
-            # dashboard.
-            per_round = max(1, COUNTER_ROUND_KEYS // len(chunk))
-            for i in range(0, len(calls), per_round):
-                batch = calls[i : i + per_round]
-                raw += await self.guarded(functools.partial(self.scripts.pipelined, batch))
-            replies.append([json.loads(records.text(reply)) for reply in raw])
+        for start in range(0, len(hours), per_call):
+            chunk = hours[start : start + per_call]
+            lists = [[name(p, slot) for slot in chunk] for p in range(self.partitions)]
+            replies.append(await self.counter_script("counters", lists, [mode, *extra], by_minute=by_minute))
         return replies
+
+    async def counter_script(
+        self, script: str, key_lists: Sequence[Sequence[str]], args: Sequence[str], *, by_minute: bool = False
+    ) -> list[Any]:
+        """One call of a read-only counter script (counters.lua, incidents.lua) per key list, each
+        list one partition's counter hashes (one cluster slot); the decoded JSON replies in order.
+        Pipelined calls run back to back in Redis: a round stops at about COUNTER_ROUND_KEYS
+        hourly hashes (~10 ms with a million events a week), or MINUTE_ROUND_KEYS of the much
+        smaller minute hashes, so verifications don't wait behind a dashboard."""
+        calls: list[tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]]] = [
+            (script, list(keys), list(args)) for keys in key_lists
+        ]
+        budget = MINUTE_ROUND_KEYS if by_minute else COUNTER_ROUND_KEYS
+        raw: list[Any] = []
+        i = 0
+        while i < len(calls):
+            batch: list[tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]]] = []
+            used = 0
+            while i < len(calls) and (not batch or used + len(calls[i][1]) <= budget):
+                batch.append(calls[i])
+                used += len(calls[i][1])
+                i += 1
+            raw += await self.guarded(functools.partial(self.scripts.pipelined, batch))
+        return [json.loads(records.text(reply)) for reply in raw]
 
     async def consume_token(self, verification_id: str, *, ttl_ms: int, peek: bool = False) -> bool:
         """Whether the approval token of a verification was still unused; unless ``peek``, it is

@@ -122,6 +122,8 @@ class CheckRequest(Request, kw_only=True):
     id: VerificationId | None = None
     to: Annotated[str, msgspec.Meta(max_length=64, description="give id or to")] | None = None
     code: Code
+    # The IP of the user typing the code: recorded on the check's audit events (brute force shows its IPs).
+    ip: Ip | None = None
 
 
 class TokenVerifyRequest(Request):
@@ -441,16 +443,37 @@ class Alert(Reply):
     message: str
 
 
+_BUCKET_MINUTES = Annotated[int, msgspec.Meta(description="1 or 5 in the 1h and 6h windows (minute counters)")]
 Bucket = msgspec.defstruct(
-    "Bucket", [("start", DateTime), ("hours", int), ("in_window", bool), *_FUNNEL, *_TOTALS], bases=(Reply,)
+    "Bucket",
+    [
+        ("start", DateTime),
+        ("hours", Annotated[int, msgspec.Meta(description="whole hours; 0 for a bucket of minutes")]),
+        ("minutes", _BUCKET_MINUTES),
+        ("in_window", bool),
+        *_FUNNEL,
+        *_TOTALS,
+    ],
+    bases=(Reply,),
 )
-Series = msgspec.defstruct("Series", [("bucket_hours", int), ("buckets", list[Bucket])], bases=(Reply,))  # type: ignore[valid-type]
+Series = msgspec.defstruct(
+    "Series",
+    [
+        ("bucket_hours", Annotated[int, msgspec.Meta(description="0 in the 1h and 6h windows")]),
+        ("bucket_minutes", _BUCKET_MINUTES),
+        ("buckets", list[Bucket]),  # type: ignore[valid-type]
+    ],
+    bases=(Reply,),
+)
 Overview = msgspec.defstruct(
     "Overview",
     [
         ("since", Window),
         ("window_hours", int),
-        ("from", Annotated[DateTime, msgspec.Meta(description="start of the window's first hour")]),
+        (
+            "from",
+            Annotated[DateTime, msgspec.Meta(description="start of the window's first minute (1h, 6h) or hour")],
+        ),
         ("until", DateTime),
         ("totals", Totals),
         ("delivery", DeliveryFigures),
@@ -481,7 +504,18 @@ class OptOutQuery(Request):
 
 
 class OverviewQuery(Request):
-    since: Annotated[str, _enum(*report_windows.WINDOWS, default=report_windows.DEFAULT_WINDOW)] | None = None
+    window: (
+        Annotated[
+            str,
+            _enum(
+                *report_windows.WINDOWS,
+                default=report_windows.DEFAULT_WINDOW,
+                description="1h and 6h: the last 60 or 360 minutes; 24h and 7d: whole clock hours",
+            ),
+        ]
+        | None
+    ) = None
+    since: Annotated[str, _enum(*report_windows.WINDOWS, description="the older name of window")] | None = None
 
 
 # Empty is as absent (the handler reads ``?prefix=`` as no prefix), so the schema takes it too.
@@ -523,6 +557,17 @@ class AuditQuery(Request):
     number: Annotated[str, _about("a phone number; matched through its keyed hash")] | None = None
     ip: Annotated[str, _about("end-user IP")] | None = None
     key: Annotated[str, _about("API key id")] | None = None
+    prefix: (
+        Annotated[
+            str,
+            _about(
+                "destination prefix (the number without its last 4 digits, as the dashboard lists it), "
+                "e.g. +1415555; matched through its keyed hash"
+            ),
+        ]
+        | None
+    ) = None
+    service: Annotated[str, _about("/v2 service sid (VA…); give key or service")] | None = None
     decision: Annotated[str, _about("allowed or refused")] | None = None
     event: Annotated[str, _about(", ".join(audit_fields.EVENTS))] | None = None
     cursor: Annotated[str, _about("next_cursor of the previous page")] | None = None

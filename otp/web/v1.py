@@ -167,6 +167,8 @@ async def check(request: Request) -> Response:
         raise InvalidInput("give either id or to", field="id", code="missing_field")
     region = request.app.state.settings.default_region
     phone = None if body.to is None else parse(body.to, default_region=region)
+    if body.ip is not None:
+        caller = Caller(caller.key_id, caller.admin, validators.ip(body.ip, "ip"))
     result = await _verifier(request).check(code, caller, verification_id=body.id or "", phone=phone)
     return render(check_model(result))
 

@@ -65,11 +65,24 @@ if failed >= failed_per_hour then
   local retry = math.max(1, tonumber(freeing[2]) + 3600000 - NOW)
   audit('refused', {vid = id, decision = 'refused', rule = 'number_failed_checks',
                     reason = 'too_many_failed_checks', retry_after = math.ceil(retry / 1000)})
+  -- For the brute-force list: the IPs that checked the failed verifications (their ci), this one's.
+  local ips = {AUDIT_CTX.ip}
+  for _, m in ipairs(redis.call('ZRANGE', failed_key, 0, -1)) do
+    local vid = string.match(m, '^([^:]+)')
+    for ip in string.gmatch(redis.call('HGET', vkey(vid), 'ci') or '', '[^,]+') do ips[#ips + 1] = ip end
+  end
+  note_lock('n:' .. id, {vid = id, key = found_owner, ['until'] = NOW + retry}, ips, {caller})
   return {'refused', id, a, ma, '', redis.call('HGETALL', key), retry}
 end
 a = redis.call('HINCRBY', key, 'a', 1)
 redis.call('ZADD', failed_key, NOW, id .. ':' .. a)
 redis.call('PEXPIRE', failed_key, 3600000)
 redis.call('HSET', key, 'u', NOW)
+-- The IPs this verification was checked from (when the caller says), for the brute-force list.
+if AUDIT_CTX.ip then
+  local ci = redis.call('HGET', key, 'ci')
+  local more = add_listed(ci, AUDIT_CTX.ip, 64)
+  if more ~= (ci or '') then redis.call('HSET', key, 'ci', more) end
+end
 -- The code hashes travel in the record (its h:<n> fields).
 return {'counted', id, a, ma, '', redis.call('HGETALL', key)}

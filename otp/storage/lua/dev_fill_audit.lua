@@ -2,9 +2,12 @@
 -- entries in one partition's audit stream, with the hourly counters lib.lua's audit() would have
 -- incremented beside them.
 -- K.stream one partition's audit stream  K.counters the prefix of its hourly counters
--- (keys.audit_counter_prefix; the hour comes from each entry's time).
+-- (keys.audit_counter_prefix; the hour comes from each entry's time), K.refusals and K.sources
+-- the prefixes of its hourly refusal and source tallies, K.minutes of its minute counters.
 -- ARGV[1] entries  [2] ts of the first  [3] ms between entries  [4] stream cap  [5] random seed
+-- [6] the first ts that also goes into the minute counters (those live hours, not days)
 local n, first, step, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local minutes_from = tonumber(ARGV[6] or '0')
 math.randomseed(tonumber(ARGV[5]))
 local countries = {'US', 'US', 'US', 'US', 'GB', 'GB', 'FR', 'DE', 'IN', 'BR', 'NG', 'ID'}
 local codes = {US = '1', GB = '44', FR = '33', DE = '49', IN = '91', BR = '55', NG = '234', ID = '62'}
@@ -44,17 +47,29 @@ for i = 1, n do
   local cc, prefix, to, vid = v.cc, v.prefix, v.to, v.vid
   local fields = {'ts', ts, 'to', to, 'country', cc, 'prefix', prefix, 'key', 'synthetic0000001',
                   'ip', '203.0.113.' .. math.random(1, 254), 'vid', vid}
-  local counter = K.counters .. math.floor(ts / 3600000)
+  local hour = math.floor(ts / 3600000)
+  local counter = K.counters .. hour
+  local minute = ts >= minutes_from and math.floor(ts / 60000) or nil
+  local ip, key = fields[12], fields[10]
+  -- One tally in the hour's hash and (recent entries) the minute's.
+  local function tally(counter, name_)
+    redis.call('HINCRBY', counter, name_, 1)
+    if minute then redis.call('HINCRBY', K.minutes .. minute, name_, 1) end
+  end
   local name
   if r < 0.33 then
     name = 'started'
     fields[#fields + 1] = 'decision'; fields[#fields + 1] = 'allowed'
-    redis.call('HINCRBY', counter, C.sent_prefix .. prefix, 1)
-    redis.call('HINCRBY', counter, C.sent_country .. cc, 1)
+    tally(counter, C.sent_prefix .. prefix)
+    tally(counter, C.sent_country .. cc)
+    tally(K.sources .. hour, C.sent_ip .. ip)
+    tally(K.sources .. hour, C.sent_key .. key)
   elseif r < 0.60 then
     name = 'approved'
-    redis.call('HINCRBY', counter, C.approved_prefix .. prefix, 1)
-    redis.call('HINCRBY', counter, C.approved_country .. cc, 1)
+    tally(counter, C.approved_prefix .. prefix)
+    tally(counter, C.approved_country .. cc)
+    tally(K.sources .. hour, C.approved_ip .. ip)
+    tally(K.sources .. hour, C.approved_key .. key)
   elseif r < 0.78 then
     name = 'delivery'
     local status, code = 'delivered', ''
@@ -77,11 +92,24 @@ for i = 1, n do
     fields[#fields + 1] = 'decision'; fields[#fields + 1] = 'refused'
     fields[#fields + 1] = 'rule'; fields[#fields + 1] = rule[1]
     fields[#fields + 1] = 'reason'; fields[#fields + 1] = rule[2]
-    redis.call('HINCRBY', counter, C.refused .. rule[1] .. ':' .. rule[2], 1)
+    tally(counter, C.refused .. rule[1] .. ':' .. rule[2])
+    for _, name_ in ipairs({C.refused_rule .. rule[1], C.refused_prefix .. prefix, C.refused_country .. cc,
+                            C.refused_ip .. ip, C.refused_key .. key}) do
+      tally(K.refusals .. hour, name_)
+    end
+    redis.call('PEXPIRE', K.refusals .. hour, AUDIT_COUNTER_TTL_MS)
   end
-  if name ~= 'refused' and name ~= 'delivery' then redis.call('HINCRBY', counter, name, 1) end
+  if name == 'delivery' then
+    if minute then
+      redis.call('HINCRBY', K.minutes .. minute, C.delivery .. fields[#fields - 2] .. ':' .. fields[#fields], 1)
+    end
+  elseif name ~= 'refused' then
+    tally(counter, name)
+  end
   fields[#fields + 1] = 'event'; fields[#fields + 1] = name
   redis.call('XADD', K.stream, 'MAXLEN', '~', cap, '*', unpack(fields))
   redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
+  redis.call('PEXPIRE', K.sources .. hour, AUDIT_COUNTER_TTL_MS)
+  if minute then redis.call('PEXPIRE', K.minutes .. minute, MINUTE_COUNTER_TTL_MS) end
 end
 return n

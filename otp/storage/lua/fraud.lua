@@ -9,8 +9,9 @@
 -- judges its sends to unproven prefixes only (basis "unproven", the day): the only ones it refuses.
 -- Crossing either (on committed sends) blocks the scope for a while that doubles with each block;
 -- the level drops by one for every LEVEL_DECAY_MS without a new one. Blocks and levels live on the
--- service's clock: their values hold the time ("<level>:<until ms>:<reason>:<unverified>",
--- "<level>:<set at ms>"), compared with NOW; key TTLs only collect garbage.
+-- service's clock: their values hold the time ("<level>:<until ms>:<reason>:<unverified>:<set at
+-- ms>:<sends>:<approvals>:<threshold>", "<level>:<set at ms>"), compared with NOW; key TTLs only
+-- collect garbage.
 --
 -- Counts, in one hash: sends and approvals by hour (s/v h:<hour>, the day), by 5 minutes (s/v
 -- m:<5 min>, the hour) and by day (s/v d:<day>, the week: whether a prefix has a record of real
@@ -178,11 +179,15 @@ if reason then
     local duration = math.floor(math.min(cap, base * 2 ^ (level - 1)))
     -- The TTLs outlast what NOW can still read (a clock ahead of Redis's): garbage collection only.
     redis.call('SET', K.level, level .. ':' .. NOW, 'PX', LEVEL_DECAY_MS * (level + 1) + 86400000)
-    -- Why, for readers (the dashboard): the rule and the unverified count that crossed it.
-    local unverified = A.basis == 'unproven' and math.max(0, u24 - w24) or math.max(0, s24 - v24)
-    if reason == 'unverified_hourly' then unverified = math.max(0, s1 - v1) end
-    redis.call('SET', K.block, level .. ':' .. (NOW + duration) .. ':' .. reason .. ':' .. unverified,
-               'PX', duration + 86400000)
+    -- Why, for readers (the dashboard): the rule, the unverified count that crossed it, when, and
+    -- the counts behind it (sends, approvals, the threshold they were held to).
+    local sends, approvals, floor = s24, v24, daily_floor
+    if A.basis == 'unproven' then sends, approvals = u24, w24
+    elseif reason == 'unverified_hourly' then sends, approvals, floor = s1, v1, hourly_floor end
+    local unverified = math.max(0, sends - approvals)
+    local threshold = string.format('%.1f', floor + ratio * approvals)
+    redis.call('SET', K.block, table.concat({level, NOW + duration, reason, unverified, NOW, sends, approvals,
+               threshold}, ':'), 'PX', duration + 86400000)
     return {0, reason, duration, unpack(counts)}
   end
   verdict = 2

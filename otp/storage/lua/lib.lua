@@ -49,13 +49,53 @@ local function audit(event, fields)
   if event == 'refused' then name = C.refused .. (f.rule or '') .. ':' .. (f.reason or '')
   elseif event == 'delivery' then name = C.delivery .. (f.status or '') .. ':' .. (f.error_code or '') end
   redis.call('HINCRBY', counter, name, 1)
+  -- The same count per minute, for the dashboard's short windows (keys.MINUTE_COUNTER_TTL_MS).
+  redis.call('HINCRBY', K.minute, name, 1)
   -- Verifications and approvals per destination, to rank prefixes and countries by unused codes.
   if (event == 'started' or event == 'approved') and AUDIT_CTX._prefix then
     local sent = event == 'started'
-    redis.call('HINCRBY', counter, (sent and C.sent_prefix or C.approved_prefix) .. AUDIT_CTX._prefix, 1)
-    redis.call('HINCRBY', counter, (sent and C.sent_country or C.approved_country) .. (AUDIT_CTX.country or ''), 1)
+    local by_prefix = (sent and C.sent_prefix or C.approved_prefix) .. AUDIT_CTX._prefix
+    local by_country = (sent and C.sent_country or C.approved_country) .. (AUDIT_CTX.country or '')
+    redis.call('HINCRBY', counter, by_prefix, 1)
+    redis.call('HINCRBY', counter, by_country, 1)
+    redis.call('HINCRBY', K.minute, by_prefix, 1)
+    redis.call('HINCRBY', K.minute, by_country, 1)
   end
-  if AUDIT_CTX.flagged then redis.call('HINCRBY', counter, C.flagged .. AUDIT_CTX.flagged, 1) end
+  -- … and per source (the end user's IP, the API key or /v2 service), in their own hourly hash.
+  if event == 'started' or event == 'approved' then
+    local sent = event == 'started'
+    local ip, key = f.ip or AUDIT_CTX.ip, f.key or AUDIT_CTX.key
+    local names = {}
+    if ip and ip ~= '' then names[#names + 1] = (sent and C.sent_ip or C.approved_ip) .. ip end
+    if key and key ~= '' then names[#names + 1] = (sent and C.sent_key or C.approved_key) .. key end
+    for _, tally in ipairs(names) do
+      redis.call('HINCRBY', K.sources, tally, 1)
+      redis.call('HINCRBY', K.minute, tally, 1)
+    end
+    if #names > 0 then redis.call('PEXPIRE', K.sources, AUDIT_COUNTER_TTL_MS) end
+  end
+  -- Refused attempts by destination, source and rule, for the Incidents view: an hourly hash of
+  -- their own (small unless something is under attack) and the minute counters.
+  if event == 'refused' then
+    local ip, key = f.ip or AUDIT_CTX.ip, f.key or AUDIT_CTX.key
+    local names = {C.refused_rule .. (f.rule or '')}
+    if AUDIT_CTX._prefix then
+      names[#names + 1] = C.refused_prefix .. AUDIT_CTX._prefix
+      names[#names + 1] = C.refused_country .. (AUDIT_CTX.country or '')
+    end
+    if ip and ip ~= '' then names[#names + 1] = C.refused_ip .. ip end
+    if key and key ~= '' then names[#names + 1] = C.refused_key .. key end
+    for _, tally in ipairs(names) do
+      redis.call('HINCRBY', K.refusals, tally, 1)
+      redis.call('HINCRBY', K.minute, tally, 1)
+    end
+    redis.call('PEXPIRE', K.refusals, AUDIT_COUNTER_TTL_MS)
+  end
+  if AUDIT_CTX.flagged then
+    redis.call('HINCRBY', counter, C.flagged .. AUDIT_CTX.flagged, 1)
+    redis.call('HINCRBY', K.minute, C.flagged .. AUDIT_CTX.flagged, 1)
+  end
+  redis.call('PEXPIRE', K.minute, MINUTE_COUNTER_TTL_MS)
   -- A start's estimated cost (_est, millionths; _bt the budget tenant): spent by a send, and
   -- blocked by the rule that refused one (otp.core.budget).
   local est = tonumber(AUDIT_CTX._est or '')
@@ -73,6 +113,46 @@ local function audit(event, fields)
     redis.call('HINCRBY', counter, C.lookup .. AUDIT_CTX.lookup, 1)
   end
   redis.call('PEXPIRE', counter, AUDIT_COUNTER_TTL_MS)
+end
+
+-- ``item`` added to a comma-separated list of distinct items, while it fits ``max_bytes`` (a
+-- verification's hash keeps every value within 64 bytes, its compact encoding).
+local function add_listed(list, item, max_bytes)
+  if not item or item == '' then return list or '' end
+  list = list or ''
+  if string.find(',' .. list .. ',', ',' .. item .. ',', 1, true) then return list end
+  local longer = list == '' and item or list .. ',' .. item
+  if #longer > max_bytes then return list end
+  return longer
+end
+
+-- Brute force, for the dashboard (otp/storage/locks.py): a lock seen now, by its member of
+-- K.locks (keys.lock_index: 'v:<id>' a verification locked by its attempts, 'n:<id>' a check of
+-- verification id refused because its number is locked by failed checks), with its details in
+-- K.lock_details as JSON: first and last seen, how many times, the verification, the owner key, the
+-- keys and IPs that checked (comma-separated, a few), and for a number until when it is locked.
+-- Bounded: the newest LOCKS_KEPT per partition, none older than LOCKS_KEPT_MS.
+local LOCKS_KEPT, LOCKS_KEPT_MS = 500, 8 * 86400000
+local function note_lock(member, fields, ips, keys)
+  local raw = redis.call('HGET', K.lock_details, member)
+  local d = raw and cjson.decode(raw) or {first = NOW, n = 0, ips = '', keys = ''}
+  d.last, d.n = NOW, d.n + 1
+  for _, ip in ipairs(ips) do d.ips = add_listed(d.ips, ip, 200) end
+  for _, key in ipairs(keys) do d.keys = add_listed(d.keys, key, 200) end
+  for k, v in pairs(fields) do d[k] = v end
+  redis.call('HSET', K.lock_details, member, cjson.encode(d))
+  redis.call('ZADD', K.locks, NOW, member)
+  local gone = redis.call('ZRANGEBYSCORE', K.locks, '-inf', NOW - LOCKS_KEPT_MS, 'LIMIT', 0, 100)
+  local extra = redis.call('ZCARD', K.locks) - #gone - LOCKS_KEPT
+  if extra > 0 then
+    for _, m in ipairs(redis.call('ZRANGE', K.locks, #gone, #gone + extra - 1)) do gone[#gone + 1] = m end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', K.locks, unpack(gone))
+    redis.call('HDEL', K.lock_details, unpack(gone))
+  end
+  redis.call('PEXPIRE', K.locks, LOCKS_KEPT_MS)
+  redis.call('PEXPIRE', K.lock_details, LOCKS_KEPT_MS)
 end
 
 -- The names keys.py spells as verification(), number_state(), failed_checks(), approving_code().

@@ -15,7 +15,7 @@ from otp.storage import keys as keyspace
 from otp.web.verify_v2 import context, forms
 from otp.web.verify_v2.errors import CHECKS_EXHAUSTED
 from otp.web.verify_v2.shapes import check_json
-from otp.web.verify_v2.verifications import gone, refuse_psd2
+from otp.web.verify_v2.verifications import device_ip, gone, refuse_psd2
 
 
 def _refuse_finished(v: Verification) -> None:
@@ -54,7 +54,9 @@ async def check_verification(request: Request) -> Response:
     phone = parse(to, default_region=context.default_region(request), field="To") if to else None
     verifier = context.verifier(request)
     # Checks are rate-limited per account, not per service: services cost nothing to create.
-    caller = Caller(service.sid, account=account.key_id)
+    # Twilio's VerificationCheck has no IP parameter: otp takes CreateVerification's DeviceIp here
+    # too, for the audit (brute force shows its IPs); the official SDKs don't send it.
+    caller = Caller(service.sid, ip=device_ip(form.get("DeviceIp")), account=account.key_id)
     if vid:
         # Read first: "out of attempts" (429) and "gone" (404) must not count as attempts, and the
         # Verifier answers both with a status a check result alone can't tell from a fresh one.

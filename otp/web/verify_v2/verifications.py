@@ -115,7 +115,7 @@ def _template(service: Service, form: Mapping[str, str]) -> tuple[messages.Templ
     return template, messages.validate_substitutions(template, given, "TemplateCustomSubstitutions")
 
 
-def _device_ip(raw: str | None) -> str:
+def device_ip(raw: str | None) -> str:
     return validators.ip(raw, "DeviceIp") if raw else ""
 
 
@@ -180,7 +180,7 @@ async def create_verification(request: Request) -> Response:
     verifier = context.verifier(request)
     result = await verifier.start(
         phone,
-        Caller(key_id=service.sid, admin=False, ip=_device_ip(form.get("DeviceIp")), account=account.key_id),
+        Caller(key_id=service.sid, admin=False, ip=device_ip(form.get("DeviceIp")), account=account.key_id),
         StartOptions(
             channel="sms",
             locale=locale,
