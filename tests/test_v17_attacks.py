@@ -4,13 +4,20 @@ before it was fixed, and the attacks that held."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from typing import Any
 
+import jwt
 from conftest import Service, hash_fields
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from otp import audit_fields
 from otp.core import incidents
 from otp.core import stats as aggregates
+from otp.core.tokens import Approval
 from otp.storage import keys as keyspace
 
 MINUTE_MS, HOUR_MS = 60_000, 3_600_000
@@ -85,3 +92,64 @@ async def test_the_incidents_page_reads_a_week_of_full_refusal_tallies_in_short_
         assert slow == [], [(e["duration"], bytes(e["command"])[:60]) for e in slow]
     finally:
         await svc.redis.config_set("slowlog-log-slower-than", 10_000)
+
+
+# -- what held --------------------------------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _forge(claims: dict[str, Any], header: dict[str, Any], key: Ed25519PrivateKey) -> str:
+    """A JWT with exactly ``header`` (PyJWT won't write a kid that isn't a string), EdDSA-signed."""
+    head = _b64(json.dumps({"alg": "EdDSA", "typ": "JWT", **header}).encode())
+    body = _b64(json.dumps(claims).encode())
+    return f"{head}.{body}.{_b64(key.sign(f'{head}.{body}'.encode()))}"
+
+
+async def test_token_headers_cannot_choose_the_key_that_verifies_them(service: Service) -> None:
+    """Held: a token naming its own key (an embedded ``jwk``, a ``jku``/``x5u`` URL to fetch one,
+    a ``kid`` that is a path, a list or a number) signed by the attacker's Ed25519 key is
+    ``token_invalid`` for the tenant's key and an admin key alike; the key comes only from otp's
+    own list, by exact ``kid``. Nothing is fetched."""
+    started = await service.start("+15017122661")
+    vid = started.json()["id"]
+    checked = await service.check(await service.last_code(), id=vid)
+    token = checked.json()["token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    ours = jwt.get_unverified_header(token)["kid"]
+    stranger = Ed25519PrivateKey.generate()
+    x = _b64(stranger.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    embedded = {"kty": "OKP", "crv": "Ed25519", "x": x}
+    headers: list[dict[str, Any]] = [
+        {"jwk": embedded},
+        {"kid": ours, "jwk": embedded},
+        {"jku": "http://127.0.0.1:9/jwks.json"},
+        {"kid": ours, "jku": "http://127.0.0.1:9/jwks.json"},
+        {"kid": ours, "x5u": "http://127.0.0.1:9/cert.pem"},
+        {"kid": "../../../../etc/passwd"},
+        {"kid": [ours]},
+        {"kid": 0},
+        {"kid": ours + "\x00"},
+    ]
+    for header in headers:
+        forged = _forge(claims, header, stranger)
+        for key in (service.key, service.admin_key):
+            response = await service.http.post(
+                "/v1/tokens/verify", json={"token": forged, "consume": True}, headers=service.auth(key)
+            )
+            assert response.json() == {"valid": False, "reason": "token_invalid"}, header
+    # Time games, signed with otp's own key (as a stolen approval would be): an approval dated past
+    # the 5 s skew ahead of the injected clock is not ours; one older than the cap has expired.
+    tokens = service.app.state.verifier.tokens
+    now = int(service.clock())
+    for at, reason in ((now + 6, "token_invalid"), (now - int(tokens.lifetime) - 1, "token_expired")):
+        dated = tokens.issue(Approval(vid, claims["sub"], at), key_id=claims["aud"])
+        response = await service.http.post("/v1/tokens/verify", json={"token": dated}, headers=service.auth())
+        assert response.json() == {"valid": False, "reason": reason}, at
+    # The real token still works once.
+    response = await service.http.post(
+        "/v1/tokens/verify", json={"token": token, "consume": True}, headers=service.auth()
+    )
+    assert response.json()["valid"] is True
