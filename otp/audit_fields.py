@@ -90,6 +90,11 @@ REFUSED_TO_COUNTRY: Final = "refused@country:"
 REFUSED_FROM_IP: Final = "refused@ip:"
 REFUSED_BY_KEY: Final = "refused@key:"
 REFUSED_BY_RULE: Final = "refused@rule:"
+# How many refused@ip: and refused@prefix: fields a hash holds (capped: keys.REFUSAL_TALLIES_PER_HOUR,
+# …_PER_MINUTE), and the IP or prefix tallies of refusals past the cap, counted in no field of their own
+# (lib.lua's audit()).
+REFUSED_TALLIES: Final = "refused~tallies"
+REFUSED_UNTALLIED: Final = "refused~untallied"
 SENT_FROM_IP: Final = "sent@ip:"
 APPROVED_FROM_IP: Final = "approved@ip:"
 SENT_BY_KEY: Final = "sent@key:"

@@ -142,9 +142,21 @@ def _kind_of(field: str) -> tuple[str, str] | None:
     return None
 
 
+# The ranking reads every refusal tally of the window (HGETALL into Lua), and a client can fill each
+# hash to its cap (keys.REFUSAL_TALLIES_PER_HOUR, …_PER_MINUTE) with refusals from fresh IPs: so one
+# call, and one round trip, reads at most this many hashes (~7 ms of Redis at the caps), and other
+# clients' commands run between them. Sums add up across calls.
+RANK_HOURS_PER_CALL = 8
+RANK_MINUTES_PER_CALL = 24
+SERIES_SLOTS_PER_CALL = 24
+
+
 async def _rank(store: Store, lists: Sequence[Sequence[str]], by_minute: bool) -> Counter[str]:
+    step = RANK_MINUTES_PER_CALL if by_minute else RANK_HOURS_PER_CALL
+    chunks = [keys[i : i + step] for keys in lists for i in range(0, len(keys), step)]
     sums: Counter[str] = Counter()
-    for reply in await store.counter_script("incidents", lists, ["rank", REFUSED], by_minute=by_minute):
+    replies = await store.counter_script("incidents", chunks, ["rank", REFUSED], by_minute=by_minute, round_keys=step)
+    for reply in replies:
         sums.update({str(k): int(v) for k, v in (reply or {}).items()})
     return sums
 
@@ -153,12 +165,20 @@ async def _series(
     store: Store, lists: Sequence[Sequence[str]], wanted: Sequence[Sequence[str]], by_minute: bool
 ) -> list[Counter[str]]:
     """Per slot, the wanted fields summed over the partitions; ``wanted``: the fields of each of a
-    slot's hashes (its keys come in that order)."""
+    slot's hashes (its keys come in that order). SERIES_SLOTS_PER_CALL slots a call and a round
+    trip: a 6-hour window asks up to ~150 fields of each of 360 minute hashes."""
+    per_slot = len(wanted)
+    step = SERIES_SLOTS_PER_CALL * per_slot
+    chunks, offsets = [], []
+    for keys in lists:
+        for i in range(0, len(keys), step):
+            chunks.append(keys[i : i + step])
+            offsets.append(i // per_slot)
     merged: list[Counter[str]] = []
-    args = ["series", str(len(wanted)), json.dumps([list(fields) for fields in wanted])]
-    replies = await store.counter_script("incidents", lists, args, by_minute=by_minute)
-    for reply in replies:
-        for i, row in enumerate(reply if isinstance(reply, list) else []):
+    args = ["series", str(per_slot), json.dumps([list(fields) for fields in wanted])]
+    replies = await store.counter_script("incidents", chunks, args, by_minute=by_minute, round_keys=step)
+    for offset, reply in zip(offsets, replies, strict=True):
+        for i, row in enumerate(reply if isinstance(reply, list) else [], start=offset):
             while len(merged) <= i:
                 merged.append(Counter())
             merged[i].update({str(k): int(v) for k, v in (row or {}).items()})

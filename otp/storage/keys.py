@@ -247,6 +247,15 @@ def audit_counter(partition: int, now_ms: int) -> str:
 MINUTE_COUNTER_TTL_MS = 7 * 3_600_000
 
 
+# Refused attempts are free for a client (they move no limit) and name values it chooses (an
+# end-user IP, a number and so its prefix): one hash holds at most this many distinct refusal
+# tallies by IP and prefix (an hour's refusal hash, a minute hash); later values count only in
+# audit_fields.REFUSED_UNTALLIED (and by rule, country and key, whose values are few), so the
+# memory a flood of refusals can hold, and the Incidents page's reads of it, are bounded.
+REFUSAL_TALLIES_PER_HOUR = 500
+REFUSAL_TALLIES_PER_MINUTE = 100
+
+
 def audit_minute_counter_prefix(partition: int) -> str:
     return f"{tag(partition)}aggm:"
 

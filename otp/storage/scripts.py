@@ -146,6 +146,8 @@ COUNTER_NAMES = {
     "refused_ip": audit_fields.REFUSED_FROM_IP,
     "refused_key": audit_fields.REFUSED_BY_KEY,
     "refused_rule": audit_fields.REFUSED_BY_RULE,
+    "refused_tallies": audit_fields.REFUSED_TALLIES,
+    "refused_untallied": audit_fields.REFUSED_UNTALLIED,
     "sent_ip": audit_fields.SENT_FROM_IP,
     "approved_ip": audit_fields.APPROVED_FROM_IP,
     "sent_key": audit_fields.SENT_BY_KEY,
@@ -161,6 +163,8 @@ def _webhook_events(kind: str) -> dict[str, str]:
 def _prelude(spec: ScriptSpec) -> str:
     lines = [f"local AUDIT_COUNTER_TTL_MS = {keyspace.AUDIT_COUNTER_TTL_MS}"]
     lines.append(f"local MINUTE_COUNTER_TTL_MS = {keyspace.MINUTE_COUNTER_TTL_MS}")
+    lines.append(f"local REFUSAL_TALLIES_PER_HOUR = {keyspace.REFUSAL_TALLIES_PER_HOUR}")
+    lines.append(f"local REFUSAL_TALLIES_PER_MINUTE = {keyspace.REFUSAL_TALLIES_PER_MINUTE}")
     # The hourly counters' field names, from otp/audit_fields.py: writers and readers name them alike.
     lines.append(f"local C = {_lua_table(COUNTER_NAMES)}")
     if spec.keys is not None:

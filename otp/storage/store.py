@@ -380,17 +380,24 @@ class Store:
         return replies
 
     async def counter_script(
-        self, script: str, key_lists: Sequence[Sequence[str]], args: Sequence[str], *, by_minute: bool = False
+        self,
+        script: str,
+        key_lists: Sequence[Sequence[str]],
+        args: Sequence[str],
+        *,
+        by_minute: bool = False,
+        round_keys: int | None = None,
     ) -> list[Any]:
         """One call of a read-only counter script (counters.lua, incidents.lua) per key list, each
         list one partition's counter hashes (one cluster slot); the decoded JSON replies in order.
         Pipelined calls run back to back in Redis: a round stops at about COUNTER_ROUND_KEYS
         hourly hashes (~10 ms with a million events a week), or MINUTE_ROUND_KEYS of the much
-        smaller minute hashes, so verifications don't wait behind a dashboard."""
+        smaller minute hashes, so verifications don't wait behind a dashboard; ``round_keys``, a
+        smaller round for hashes that may be large (the capped refusal tallies)."""
         calls: list[tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]]] = [
             (script, list(keys), list(args)) for keys in key_lists
         ]
-        budget = MINUTE_ROUND_KEYS if by_minute else COUNTER_ROUND_KEYS
+        budget = round_keys or (MINUTE_ROUND_KEYS if by_minute else COUNTER_ROUND_KEYS)
         raw: list[Any] = []
         i = 0
         while i < len(calls):

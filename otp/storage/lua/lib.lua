@@ -14,6 +14,20 @@ local AUDIT_MAXLEN = A.cap
 local AUDIT_RETENTION_MS = tonumber(A.cap_ms)
 local AUDIT_CTX = A.audit or {}
 
+-- Tallies of values a client chooses (the IP and prefix of a refusal) in hash ``key``: at most
+-- ``cap`` distinct ones (their number in C.refused_tallies); one more past the cap counts only in
+-- C.refused_untallied. Existing tallies go on counting. O(1) per tally (HGET, HEXISTS, HINCRBY).
+local function count_chosen(key, cap, tallies)
+  local held = tonumber(redis.call('HGET', key, C.refused_tallies) or '0')
+  for _, tally in ipairs(tallies) do
+    if held < cap or redis.call('HEXISTS', key, tally) == 1 then
+      if redis.call('HINCRBY', key, tally, 1) == 1 then held = redis.call('HINCRBY', key, C.refused_tallies, 1) end
+    else
+      redis.call('HINCRBY', key, C.refused_untallied, 1)
+    end
+  end
+end
+
 -- Context names starting with "_" feed the counters only and are never written to the entry
 -- (the destination prefix: beside the masked number's last digits it would spell the number).
 local function audit(event, fields)
@@ -76,19 +90,25 @@ local function audit(event, fields)
   end
   -- Refused attempts by destination, source and rule, for the Incidents view: an hourly hash of
   -- their own (small unless something is under attack) and the minute counters.
+  -- Refusals are free for a client and an IP or a number is its choice, so the tallies by IP and
+  -- prefix take at most REFUSAL_TALLIES_PER_HOUR / _PER_MINUTE distinct values per hash (counted
+  -- in C.refused_tallies); a refusal of a new value past that counts as C.refused_untallied.
   if event == 'refused' then
     local ip, key = f.ip or AUDIT_CTX.ip, f.key or AUDIT_CTX.key
     local names = {C.refused_rule .. (f.rule or '')}
+    local chosen = {}
     if AUDIT_CTX._prefix then
-      names[#names + 1] = C.refused_prefix .. AUDIT_CTX._prefix
+      chosen[#chosen + 1] = C.refused_prefix .. AUDIT_CTX._prefix
       names[#names + 1] = C.refused_country .. (AUDIT_CTX.country or '')
     end
-    if ip and ip ~= '' then names[#names + 1] = C.refused_ip .. ip end
+    if ip and ip ~= '' then chosen[#chosen + 1] = C.refused_ip .. ip end
     if key and key ~= '' then names[#names + 1] = C.refused_key .. key end
     for _, tally in ipairs(names) do
       redis.call('HINCRBY', K.refusals, tally, 1)
       redis.call('HINCRBY', K.minute, tally, 1)
     end
+    count_chosen(K.refusals, REFUSAL_TALLIES_PER_HOUR, chosen)
+    count_chosen(K.minute, REFUSAL_TALLIES_PER_MINUTE, chosen)
     redis.call('PEXPIRE', K.refusals, AUDIT_COUNTER_TTL_MS)
   end
   if AUDIT_CTX.flagged then
