@@ -102,7 +102,7 @@ async def bruteforce_page(request: Request, admin: Admin) -> Response:
                             Column("Lock"),
                         ],
                         n_rows,
-                        empty="No number was locked by failed checks in this window (none had a check refused while locked).",
+                        empty="No check was refused for a number locked by failed checks in this window.",
                         id_="locked-numbers",
                     ),
                 ),
