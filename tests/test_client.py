@@ -248,6 +248,12 @@ def test_an_answer_that_is_not_otps_json_keeps_its_status_and_retry_after() -> N
     assert (refused.status, refused.code, refused.retry_after, refused.field) == (502, "unavailable", 3, None)
 
 
+@pytest.mark.parametrize(("left", "says"), [(2, "wrong code, 2 attempts left"), (1, "wrong code, 1 attempt left")])
+def test_a_wrong_codes_message_counts_the_attempts_left_in_words(left: int, says: str) -> None:
+    result = CheckResult(id="VE" + "1" * 32, status="pending", approved=False, attempts_left=left, delivery=None)
+    assert str(WrongCode(result)) == says
+
+
 # -- the key's webhook -----------------------------------------------------------------------------
 
 

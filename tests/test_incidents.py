@@ -359,7 +359,7 @@ async def test_bruteforce_lists_locked_verifications_and_numbers_with_their_ips(
     assert "check_failed" in events and "max_attempts" in events and "203.0.113.21" not in events
     # Out of the window: nothing.
     svc.clock.advance(2 * 3600)
-    assert "No number was locked" in (await svc.http.get("/admin/bruteforce?window=1h")).text
+    assert "No check was refused for a number locked" in (await svc.http.get("/admin/bruteforce?window=1h")).text
 
 
 # -- blocks and confirmations ------------------------------------------------------------------------

@@ -20,7 +20,10 @@ from examples.login_app.app import create_app
 from examples.login_app.config import Config, ConfigError, from_env
 from examples.login_app.users import DEMO_PASSWORD, DEMO_USER, Users
 from otp.client import CheckResult, OtpError, WrongCode, errors
+from otp.core import refusals as core_refusals
+from otp.core.policy import Decision
 from otp.edge.embedded_redis import free_port
+from otp.web import errors as web_errors
 
 KEY = "otpk_3f2a9c0011223344_" + "5" * 64
 SECRET = "login-app-test-secret-" + "6" * 32
@@ -31,6 +34,15 @@ def otp_said(status: int, code: str, *, field: str | None = None, retry_after: i
     body = {"error": {"code": code, "message": code.replace("_", " "), "field": field, "retry_after": retry_after}}
     headers = {"retry-after": str(retry_after)} if retry_after else {}
     return errors.from_answer(status, headers, json.dumps(body).encode())
+
+
+def otp_refused(rule: str, reason: str, retry_after: int) -> OtpError:
+    """The error otp.client raises for otp's own answer to a send its policy refused: the refusal
+    otp.core builds, rendered by otp.web as /v1 answers it (its rule in the body)."""
+    answer = web_errors.json_response(
+        web_errors.failure(core_refusals.rate_limited(Decision(False, rule, reason, retry_after)))
+    )
+    return errors.from_answer(answer.status_code, dict(answer.headers), bytes(answer.body))
 
 
 def shown(page: Response) -> str:
@@ -44,6 +56,17 @@ def not_approving(status: str) -> WrongCode:
 
 START_REFUSALS = [
     (otp_said(429, "resend_too_soon", retry_after=12), 429, "Too many codes", "Try again in 12 s."),
+    (otp_refused("number_sends", "number_hourly_limit", 2880), 429, "Too many codes", "Try again in 48 min."),
+    (otp_refused("number_sends", "number_hourly_limit", 90), 429, "Too many codes", "Try again in 90 s."),
+    (otp_refused("number_sends", "number_hourly_limit", 91), 429, "Too many codes", "Try again in 2 min."),
+    (
+        otp_refused("sms_pumping_tenant_country", "pumping_unproven_budget", 3600),
+        403,
+        "We can't text your phone",
+        "contact support",
+    ),
+    (otp_refused("sms_pumping_prefix", "prefix_blocked", 1800), 403, "We can't text your phone", "contact support"),
+    (otp_refused("sms_pumping_prefix", "pumping_in_flight", 2), 429, "Too many codes", "Try again in 2 s."),
     (otp_said(403, "country_not_allowed", field="to"), 403, "We can't text your phone", "contact support"),
     (otp_said(403, "number_blocked", field="to"), 403, "We can't text your phone", "contact support"),
     (otp_said(400, "invalid_number", field="to"), 403, "We can't text your phone", "contact support"),
@@ -56,7 +79,7 @@ CHECK_REFUSALS = [
     (not_approving("canceled"), 410, "The code has expired", "Sign in again"),
     (otp_said(409, "already_approved"), 410, "The code has expired", "Sign in again"),
     (otp_said(404, "not_found", field="id"), 410, "The code has expired", "Sign in again"),
-    (otp_said(429, "too_many_failed_checks", retry_after=1800), 429, "Too many tries", "Try again in 1800 s."),
+    (otp_said(429, "too_many_failed_checks", retry_after=1800), 429, "Too many tries", "Try again in 30 min."),
     (errors.Unavailable("no answer", status=None, code="unreachable"), 503, "Sign-in is unavailable", "try again"),
 ]
 

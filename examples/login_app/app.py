@@ -170,7 +170,9 @@ async def check(request: Request) -> Response:
     if sign_in is None:
         return to("/signin")
     try:
-        result = await otp(request).check(form.get("code", "").strip(), verification_id=sign_in["vid"])
+        result = await otp(request).check(
+            form.get("code", "").strip(), verification_id=sign_in["vid"], ip=client_ip(request)
+        )
     except WrongCode as wrong:
         if wrong.verification_status != "pending":
             return finished(request, refusals.for_check(wrong))

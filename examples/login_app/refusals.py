@@ -2,8 +2,8 @@
 status of that page, and whether the sign-in can go on (the code page) or must start over.
 
 otp's typed errors (otp.client) carry what decides it: the class (the HTTP status otp answered),
-``field`` (the input at fault), ``retry_after`` (seconds to wait) and, for a check that did not
-approve, the verification's status."""
+``field`` (the input at fault), ``retry_after`` (seconds to wait), ``code`` and ``rule`` (which
+limit or fraud rule refused) and, for a check that did not approve, the verification's status."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from otp.client import Conflict, Forbidden, InvalidRequest, NotFound, OtpError, RateLimited, WrongCode
 
 UNAVAILABLE_WAIT = 30  # what we tell the user when otp gave no Retry-After
+# otp's SMS-pumping rules are all named sms_pumping_<scope> (prefix, range, country, tenant, ...):
+# a 429 from one is not "too many codes" the user asked for but a number otp won't text for now.
+FRAUD_RULE_PREFIX = "sms_pumping_"
+# ...except this one: too many sends to the destination at this very moment, gone in a few seconds.
+FRAUD_TRANSIENT_CODES = frozenset({"pumping_in_flight"})
+SECONDS_SHOWN_UP_TO = 90  # a longer wait is shown in minutes ("48 min", not "2880 s")
 
 
 @dataclass(frozen=True)
@@ -34,13 +40,24 @@ def unavailable(error: OtpError | None = None) -> Refusal:
     )
 
 
+def wait_words(seconds: int) -> str:
+    if seconds <= SECONDS_SHOWN_UP_TO:
+        return f"{seconds} s"
+    return f"{-(-seconds // 60)} min"  # rounded up: never tell a user to come back too early
+
+
 def wait_message(seconds: int | None) -> str:
-    return f"Try again in {seconds} s." if seconds else "Try again later."
+    return f"Try again in {wait_words(seconds)}." if seconds else "Try again later."
+
+
+def is_fraud_refusal(error: OtpError) -> bool:
+    """A send a fraud rule refused (its 429 names the rule), bar the momentary one."""
+    return (error.rule or "").startswith(FRAUD_RULE_PREFIX) and error.code not in FRAUD_TRANSIENT_CODES
 
 
 def for_start(error: OtpError) -> Refusal:
     """Sending the code (sign-in or Resend) was refused."""
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited) and not is_fraud_refusal(error):
         return Refusal(
             429,
             "Too many codes",
@@ -48,8 +65,9 @@ def for_start(error: OtpError) -> Refusal:
             start_over=True,
             retry_after=error.retry_after,
         )
-    if isinstance(error, InvalidRequest | Forbidden) and error.field == "to":
-        # A number otp can't use (400), or one its fraud rules or allowed countries refuse (403).
+    if (isinstance(error, InvalidRequest | Forbidden) and error.field == "to") or is_fraud_refusal(error):
+        # A number otp can't use (400), one its allowed countries or number types refuse (403), or
+        # one its fraud rules refuse for now (429 with an sms_pumping_ rule).
         return Refusal(
             403,
             "We can't text your phone",

@@ -86,8 +86,11 @@ class WrongCode(OtpError):
 
     def __init__(self, result: CheckResult) -> None:
         pending = result.status == "pending"
+        left = result.attempts_left
         message = (
-            f"wrong code, {result.attempts_left} attempts left" if pending else f"the verification is {result.status}"
+            f"wrong code, {left} attempt{'' if left == 1 else 's'} left"
+            if pending
+            else f"the verification is {result.status}"
         )
         super().__init__(message, status=200, code=Event.CHECK_FAILED.value if pending else result.status, field="code")
         self.result = result

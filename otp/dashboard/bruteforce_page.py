@@ -70,9 +70,11 @@ async def bruteforce_page(request: Request, admin: Admin) -> Response:
                 "p",
                 f"{win.label.capitalize()}: {utc(first)} to {utc(now)}. Guessing codes shows up here: "
                 "a verification is locked "
-                "once its check attempts run out (the user starts a new one), and a number is locked for an API "
-                "key once it has had too many failed checks in an hour, across verifications (its later checks are "
-                "refused until the failures age out). IPs are those the clients passed on checks (ip, DeviceIp).",
+                "once its check attempts run out (the user starts a new one). A number is locked for an API key by "
+                "too many failed checks in an hour, across verifications, and its checks are refused until the "
+                "failures age out: it is listed once such a check was refused while it was locked (a number "
+                "nobody checked again after the lock is not). IPs are those the clients passed on checks "
+                "(ip, DeviceIp).",
                 class_="help",
             ),
             stats(
@@ -100,7 +102,7 @@ async def bruteforce_page(request: Request, admin: Admin) -> Response:
                             Column("Lock"),
                         ],
                         n_rows,
-                        empty="No number was locked by failed checks in this window.",
+                        empty="No check was refused for a number locked by failed checks in this window.",
                         id_="locked-numbers",
                     ),
                 ),
