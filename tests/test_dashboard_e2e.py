@@ -33,6 +33,7 @@ from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, serving, twilio_options
 
 from otp.app import create_app
 from otp.core import apikeys
+from otp.core.policy import PolicyConfig
 from otp.devtools.twilio_stub import TwilioStub
 from otp.edge.embedded_redis import free_port
 from otp.storage.client import connect
@@ -120,11 +121,13 @@ class Live:
 
 
 @contextlib.asynccontextmanager
-async def live_dashboard(redis_url: str) -> AsyncIterator[Live]:
+async def live_dashboard(redis_url: str, rules: PolicyConfig = BUDGETS_OFF) -> AsyncIterator[Live]:
+    """The app served on a free port, sending through the Twilio stand-in, with a client key and
+    an admin key."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
-        settings = make_settings(redis_url, policy=BUDGETS_OFF, **twilio_options(base, stub))
+        settings = make_settings(redis_url, policy=rules, **twilio_options(base, stub))
         async with serving(create_app(settings), port):
             client = connect(redis_url)
             _, key = await apikeys.create(Store(client, partitions=16), "e2e-client")

@@ -14,23 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from conftest import make_settings, policy
-from delivery_fixtures import ACCOUNT_SID, AUTH_TOKEN, serving, twilio_options
-from test_dashboard_e2e import CHROMIUM_ARGS, INSTALL_SECONDS, Live, screenshots_dir
+from conftest import policy
+from test_dashboard_e2e import CHROMIUM_ARGS, INSTALL_SECONDS, Live, live_dashboard, screenshots_dir
 from test_dashboard_e2e import chromium as chromium  # the fixture that installs it
-
-from otp.app import create_app
-from otp.core import apikeys
-from otp.devtools.twilio_stub import TwilioStub
-from otp.edge.embedded_redis import free_port
-from otp.storage.client import connect
-from otp.storage.store import Store
 
 IP_A, IP_B, GUESSER, USER_IP = "203.0.113.7", "203.0.113.8", "198.51.100.66", "192.0.2.10"
 PUMPED = [f"+141555501{n:02d}" for n in range(12)]
@@ -41,19 +31,8 @@ TARGET = "+13125550199"  # the brute-force run's number: masked +1*********99
 POLICY = policy(unproven_country_floor=1000, unproven_tenant_floor=1000, resend_cooldown=0)
 
 
-@contextlib.asynccontextmanager
-async def live_service(redis_url: str) -> AsyncIterator[Live]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with TwilioStub(ACCOUNT_SID, AUTH_TOKEN) as stub:
-        settings = make_settings(redis_url, policy=POLICY, **twilio_options(base, stub))
-        async with serving(create_app(settings), port):
-            client = connect(redis_url)
-            _, key = await apikeys.create(Store(client, partitions=16), "e2e-client")
-            _, admin_key = await apikeys.create(Store(client, partitions=16), "e2e-admin", admin=True)
-            await client.aclose()
-            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-                yield Live(base, http, stub, key, admin_key)
+def live_service(redis_url: str) -> contextlib.AbstractAsyncContextManager[Live]:
+    return live_dashboard(redis_url, POLICY)
 
 
 async def attack(live: Live) -> None:
