@@ -474,6 +474,12 @@ def test_no_event_is_posted_after_its_service_is_deleted_or_its_v1_key_revoked(
             return await apikeys.revoke(Store(client, partitions=v2.settings.partitions), v2.v1_key.split("_")[1])
 
         assert _redis(redis_url, revoke)
+        # Both SMS's delivered callbacks are in (each queues a message.delivered event) before the
+        # clock moves, so no event can arrive after the wait below has seen the queue empty.
+        deadline = time.monotonic() + 20
+        while sum(p.get("MessageStatus") == "delivered" for _, p, _ in v2.stub.callbacks_sent) < 2:
+            assert time.monotonic() < deadline, v2.stub.callbacks_sent
+            time.sleep(0.02)
         clock.advance(v2.settings.code_ttl + 1)
         deadline = time.monotonic() + 20
         while _count(redis_url, "otp:*whe:*") and time.monotonic() < deadline:
