@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,6 +141,15 @@ def summarize(report: dict[str, Any]) -> None:
     report["plain_cpu_ms_per_request"] = plain
     report["own_cpu_to_plain_request_ratio"] = ratio(report["own_cpu_ms_per_verification"], plain)
     report["api_request_to_plain_request_ratio"] = ratio(report["api_cpu_ms_per_request"], plain)
+    report["worker_cpu_ms_per_sms"] = pooled_cpu(minimal, "otp_worker")  # one SMS per verification
+    two_api = [r for r in shipped if r["api_processes"] == 2]
+    report["verifications_per_s_2_api"] = max((r["verifications_per_s"] for r in two_api), default=None)
+    report["ratio_to_argon2_bound_2_api"] = ratio(report["verifications_per_s_2_api"], bound)
+    # The CPU view of the same: otp's own CPU per verification over its two shipped hashes' CPU.
+    shipped_all = pooled_cpu(shipped, "otp")
+    shipped_rest = pooled_cpu(shipped, "otp_excl_argon2")
+    hashes = shipped_all - shipped_rest if shipped_all is not None and shipped_rest is not None else None
+    report["own_cpu_to_argon2_cpu_shipped"] = ratio(shipped_all, hashes)
     trips = report["redis_round_trips"]
     report["redis_roundtrips_per_start"] = trips["start"]["round_trips"]
     report["redis_roundtrips_per_check"] = trips["check"]["round_trips"]
@@ -157,6 +167,32 @@ def summarize(report: dict[str, Any]) -> None:
             f"Other processes on this machine used up to {max(shares):.0%} of the cores during a measurement "
             "(other_cpu_share per run): the figures are lower than on an idle machine."
         )
+
+
+# (figure, its key in the report, goal as text, the test the figure must pass)
+TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
+    ("own CPU ms / verification, argon2 taken out", "own_cpu_ms_per_verification_excl_argon2", "≤ 3", lambda v: v <= 3),
+    ("API CPU / request ÷ plain Starlette's", "api_request_to_plain_request_ratio", "≤ 2", lambda v: v <= 2),
+    ("worker CPU ms / SMS", "worker_cpu_ms_per_sms", "≤ 1", lambda v: v <= 1),
+    ("full flow ÷ argon2 bound, 2 API processes", "ratio_to_argon2_bound_2_api", "≥ 0.8", lambda v: v >= 0.8),
+    ("own CPU ÷ its argon2 CPU (shipped)", "own_cpu_to_argon2_cpu_shipped", "≤ 1.1", lambda v: v <= 1.1),
+    ("Redis round trips / start", "redis_roundtrips_per_start", "≤ 2", lambda v: v <= 2),
+    ("Redis round trips / check", "redis_roundtrips_per_check", "≤ 2", lambda v: v <= 2),
+    ("Redis bytes / pending verification", "redis_bytes_per_pending_verification", "≤ 600", lambda v: v <= 600),
+    ("throughput, large ÷ small keyspace", "throughput_keyspace_ratio", "≥ 0.9", lambda v: v >= 0.9),
+    ("pairs/s ÷ privacyIDEA's (shipped defaults)", "peer_pairs_ratio", "≥ 10", lambda v: v >= 10),
+    ("privacyIDEA server CPU ÷ otp's (light PIN hashing)", "peer_cpu_ratio", "≥ 20", lambda v: v >= 20),
+]
+
+
+def target_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(target, figure, goal, ✓/✗) for each of issue 18's targets; – when the run didn't measure it."""
+    rows = []
+    for name, key, goal, passes in TARGETS:
+        value = report.get(key)
+        mark = "–" if value is None else ("✓" if passes(value) else "✗")
+        rows.append((name, fmt(value, 2), goal, mark))
+    return rows
 
 
 def pooled(runs: list[dict[str, Any]], key: str) -> float | None:
@@ -209,6 +245,8 @@ def table(report: dict[str, Any]) -> str:
         )
     lines += ["", "| figure | value | goal |", "|---|---:|---|"]
     lines += [f"| {name} | {value} | {goal} |" for name, value, goal in figures(report)]
+    lines += ["", "| target | figure | goal | met |", "|---|---:|---|:-:|"]
+    lines += [f"| {name} | {value} | {goal} | {mark} |" for name, value, goal, mark in target_rows(report)]
     return "\n".join(lines)
 
 
@@ -228,25 +266,25 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             fmt(r["argon2_bound_per_s"]),
             "",
         ),
-        ("ratio to argon2 bound", fmt(r["ratio_to_argon2_bound"], 2), "≥ 0.9"),
-        ("own CPU ms / verification (minimal argon2)", fmt(r["own_cpu_ms_per_verification"], 2), "≤ 2"),
+        ("ratio to argon2 bound", fmt(r["ratio_to_argon2_bound"], 2), ""),
+        ("own CPU ms / verification (minimal argon2)", fmt(r["own_cpu_ms_per_verification"], 2), ""),
         ("… of which not argon2 (2 × one hash taken out)", fmt(r["own_cpu_ms_per_verification_excl_argon2"], 2), ""),
         ("own CPU ms / verification (shipped argon2)", fmt(r["own_cpu_ms_per_verification_shipped"], 2), ""),
         ("API CPU ms / request served (start, check, polls, callbacks)", fmt(r["api_cpu_ms_per_request"], 2), ""),
         ("plain Starlette CPU ms / request", fmt(r["plain_cpu_ms_per_request"], 2), ""),
         ("own CPU per verification ÷ plain CPU per request", fmt(r["own_cpu_to_plain_request_ratio"], 1), ""),
-        ("Redis round trips / start", fmt(r["redis_roundtrips_per_start"], 2), "≤ 3"),
-        ("Redis round trips / check", fmt(r["redis_roundtrips_per_check"], 2), "≤ 2"),
+        ("Redis round trips / start", fmt(r["redis_roundtrips_per_start"], 2), ""),
+        ("Redis round trips / check", fmt(r["redis_roundtrips_per_check"], 2), ""),
         ("… commands sent per start / check", f"{commands(trips['start'])} / {commands(trips['check'])}", ""),
         (
             "Redis bytes / pending verification, audit excluded",
             fmt(r["redis_bytes_per_pending_verification"], 0),
-            "≤ 600",
+            "",
         ),
         ("… SMS queued / delivered", memory_states, ""),
         ("… by key kind, SMS queued (bytes / verification)", breakdown, ""),
         ("Redis audit bytes / verification", fmt(r["redis_audit_bytes_per_verification"], 0), ""),
-        (f"verif/s (c=8) with {sizes}", f"{rates} (× {fmt(r['throughput_keyspace_ratio'], 2)})", "within 10 %"),
+        (f"verif/s (c=8) with {sizes}", f"{rates} (× {fmt(r['throughput_keyspace_ratio'], 2)})", ""),
     ]
 
 
