@@ -16,6 +16,8 @@ tenant's own Messaging Service never refuses another tenant's sends.
 
 from __future__ import annotations
 
+from typing import Any
+
 from otp import delivery_errors
 from otp.audit_fields import Event
 from otp.core import events
@@ -24,7 +26,7 @@ from otp.core.phone import mask_in_record, parse_e164
 from otp.errors import Forbidden
 from otp.storage import keys as keyspace
 from otp.storage import optouts as records
-from otp.storage.store import Store
+from otp.storage.store import Read, Store
 
 REASON = "recipient_opted_out"
 RULE = "opt_out"
@@ -47,6 +49,16 @@ def _where(store: Store, keyring: Keyring, e164: str) -> tuple[int, str]:
 
 async def opted_out(store: Store, keyring: Keyring, e164: str, scope: str = "") -> bool:
     return await marked_at(store, keyring, e164, scope) is not None
+
+
+def opted_out_read(store: Store, keyring: Keyring, e164: str, scope: str = "") -> Read:
+    """`opted_out` as a read for the admission's round trip; `records.marked_at_of` decodes it."""
+    partition, number_hash = _where(store, keyring, e164)
+    return records.marked_read(partition, number_hash, scope)
+
+
+def opted_out_of(reply: Any) -> bool:
+    return records.marked_at_of(reply) is not None
 
 
 async def marked_at(store: Store, keyring: Keyring, e164: str, scope: str = "") -> int | None:

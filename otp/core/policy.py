@@ -31,7 +31,7 @@ from otp.core.verification_io import Caller
 from otp.storage import audit_log, blocks, windows
 from otp.storage import keys as keyspace
 from otp.storage.safelist import SafeList
-from otp.storage.store import Call, Store
+from otp.storage.store import Call, Read, Store
 
 MODES = ("enforce", "record_only")
 LIMIT_REASONS = {"ip": ("ip_sends", "ip_hourly_limit"), "key": ("key_sends", "key_minute_limit")}
@@ -126,6 +126,17 @@ class Admission:
     # and the levels (scope label, level, spent, limit) this one reached first today.
     budget_releases: tuple[Call, ...] = ()
     budget_levels: tuple[tuple[str, int, int, int], ...] = ()
+    read: tuple[Any, ...] = ()  # the replies of admit_send's ``reads``, in order
+
+
+@dataclass(frozen=True)
+class Along:
+    """What a start sends in the admission's round trip beside the rate limits and pumping rules:
+    its spend reservations (otp.core.budget), last, so a send another rule refuses is blocked in
+    that rule's name, and plain reads the start needs (their replies are the admission's ``read``)."""
+
+    budget: Sequence[tuple[str, Call]] = ()
+    reads: Sequence[Read] = ()
 
 
 @dataclass(frozen=True)
@@ -237,12 +248,12 @@ class Policy:
         number_hash: str = "",
         custom: dict[str, str] | None = None,
         buckets: Sequence[BucketLimit] = (),
-        budget: Sequence[tuple[str, Call]] = (),
+        along: Along = Along(),
     ) -> Admission:
         """Decide and count the IP, API-key, tenant and pumping rules in one round trip (otp/core/pumping.py).
         The IP, key and pumping rules count per fraud tenant (``Caller.fraud_tenant``), the
-        caller's own RateLimits per ``caller.key_id``. ``budget``: the send's spend reservations
-        (otp.core.budget), last, so a send another rule refuses is blocked in that rule's name."""
+        caller's own RateLimits per ``caller.key_id``; ``along`` goes in the same round trip."""
+        budget, reads = along.budget, along.reads
         event = f"{now_ms}:{secrets.token_hex(6)}"
         key_id, tenant, ip = caller.key_id, caller.fraud_tenant, caller.ip
         limits = self._limit_calls(
@@ -252,7 +263,8 @@ class Policy:
         checks = [(s.name, self._pumping_call(s, event, number_hash)) for s in found]
         names = [name for name, _ in (*limits, *checks, *budget)]
         calls = [call for _, call in (*limits, *checks, *budget)]
-        results = await self.store.run_many(calls, now_ms)
+        replies = await self.store.run_many([*calls, *reads], now_ms)
+        results, read = replies[: len(calls)], tuple(replies[len(calls) :])
 
         details: dict[str, Any] = {}
         refusal: Decision | None = None
@@ -307,6 +319,7 @@ class Policy:
                 reservations=reservations,
                 budget_releases=tuple(spend.releases),
                 budget_levels=tuple(spend.levels),
+                read=read,
             )
         return Admission(
             Decision(True, details=details),
@@ -317,6 +330,7 @@ class Policy:
             unproven,
             tuple(spend.releases),
             tuple(spend.levels),
+            read,
         )
 
     def _pumping_verdict(self, counted: dict[str, pumping.Counts], enforce: bool) -> PumpingVerdict:

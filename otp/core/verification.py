@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from otp.audit_fields import COUNTER_ONLY_PREFIX, PREFIX_HASH, Event
 from otp.clock import SYSTEM, Clock
@@ -18,7 +17,7 @@ from otp.core.ipaddr import ip_scope
 from otp.core.keyring import Keyring
 from otp.core.line_types import FALLBACK, LineType, LineTypes
 from otp.core.phone import Phone, mask_in_record, parse_e164
-from otp.core.policy import BUDGET_RULE, Admission, BucketLimit, Decision, Policy, decisions_json
+from otp.core.policy import BUDGET_RULE, Admission, Along, BucketLimit, Decision, Policy, decisions_json
 from otp.core.verification_io import Caller as Caller
 from otp.core.verification_io import CheckResult as CheckResult
 from otp.core.verification_io import Rules as Rules
@@ -108,28 +107,22 @@ class Verifier:
         partition = self._partition(phone.e164)
         now_ms = self._now_ms()
         audit = self._audit(caller, phone)
-        # Whether the owner has webhooks now: the record is marked, and its events are queued by
-        # the scripts that commit them (otp.core.webhooks).
-        # And whether the number replied STOP: read alongside, so the refusal costs no extra wait.
-        safe, subscribed, opted_out = await asyncio.gather(
-            self.policy.safe_list.covers(phone.e164),
-            webhooks.subscribed(self.store, caller.key_id),
-            optouts.opted_out(self.store, self.keyring, phone.e164, opts.messaging_service_sid),
-        )
+        safe = await self.policy.safe_list.covers(phone.e164)  # cached: no round trip as a rule
         custom_code = opts.code is not None
         code = opts.code or codes.generate(opts.code_length or self.rules.code_length)
         estimate = self._estimate(phone, code, opts)
         if estimate:
             # Counter-only (lib.lua's audit()): what the send costs, or what its refusal saved.
             audit.update(_est=str(estimate), _bt=caller.fraud_tenant)
-        if opted_out:
-            # Before any limit counts it or any code is hashed or queued: Twilio would refuse the
-            # SMS (21610). The safe list doesn't waive it: it is the user's word, not a fraud rule.
-            # Its estimate counts as spend blocked, as every refusal's does.
-            await self._audit_refusal(partition, now_ms, audit, Decision(False, optouts.RULE, optouts.REASON))
-            raise optouts.refusal()
+        # Whether the number replied STOP, and whether the owner has webhooks now (the record is
+        # marked, and its events are queued by the scripts that commit them: otp.core.webhooks):
+        # read in the admission's round trip, so neither costs a wait of its own.
+        opt_out = optouts.opted_out_read(self.store, self.keyring, phone.e164, opts.messaging_service_sid)
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
+            # An opt-out says more than a number type or country refusal: it is asked first.
+            if optouts.opted_out_of((await self.store.run_many([opt_out], now_ms))[0]):
+                await self._refuse_opted_out(partition, now_ms, audit)
             await self._audit_refusal(partition, now_ms, audit, permission)
             raise refusals.not_permitted(permission)
         day, reservations = (
@@ -145,8 +138,14 @@ class Verifier:
             number_hash=self.keyring.number_hash(phone.e164),
             custom=self._custom_limits(opts, caller),
             buckets=self._bucket_limits(opts),
-            budget=reservations,
+            along=Along(reservations, (opt_out, webhooks.subscribed_read(caller.key_id))),
         )
+        opted_out, subscribed = optouts.opted_out_of(admission.read[0]), bool(admission.read[1])
+        if opted_out:
+            # Before any code is hashed or queued, and what the limits counted is given back:
+            # Twilio would refuse the SMS (21610).
+            await self.policy.release(admission)
+            await self._refuse_opted_out(partition, now_ms, audit)
         # Best effort, like the commit: budget.lua has marked the level already, and a failure here
         # must not leave the reservations behind (the day's budget would refuse real users early).
         with contextlib.suppress(Unavailable):
@@ -225,6 +224,12 @@ class Verifier:
         return StartResult(
             records.verification(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
         )
+
+    async def _refuse_opted_out(self, partition: int, now_ms: int, audit: dict[str, str]) -> NoReturn:
+        # The safe list doesn't waive it: it is the user's word, not a fraud rule. Its estimate
+        # counts as spend blocked, as every refusal's does.
+        await self._audit_refusal(partition, now_ms, audit, Decision(False, optouts.RULE, optouts.REASON))
+        raise optouts.refusal()
 
     def _estimate(self, phone: Phone, code: str, opts: StartOptions) -> int:
         """The send's cost by the price table (millionths): its SMS rendered as the worker will."""

@@ -30,7 +30,7 @@ from otp.core.keyring import Keyring
 from otp.errors import InvalidInput
 from otp.model import QueuedEvent
 from otp.storage import webhooks as records
-from otp.storage.store import Store
+from otp.storage.store import Read, Store
 
 # Twilio documents no cap; a handful keeps each event's fan-out (and its retries) small.
 MAX_PER_SERVICE = 5
@@ -149,6 +149,11 @@ async def delete_all(store: Store, owner: str) -> None:
 async def subscribed(store: Store, owner: str) -> bool:
     """Whether a verification the owner starts now should record its events."""
     return await records.any_for(store, owner)
+
+
+def subscribed_read(owner: str) -> Read:
+    """`subscribed` as a read for the start's admission round trip; its reply is truthy when so."""
+    return records.any_read(owner)
 
 
 def updated(webhook: Webhook, now_ms: int, **changes: Any) -> Webhook:

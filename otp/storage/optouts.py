@@ -4,8 +4,10 @@ says) are otp.core.optouts'."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from otp.storage import keys as keyspace
-from otp.storage.store import Store
+from otp.storage.store import Read, Store
 
 
 async def mark(store: Store, partition: int, number_hash: str, scope: str, now_ms: int, ttl_ms: int) -> None:
@@ -17,7 +19,15 @@ async def mark(store: Store, partition: int, number_hash: str, scope: str, now_m
 async def marked_at(store: Store, partition: int, number_hash: str, scope: str) -> int | None:
     """When the number was marked (ms), or None when it isn't."""
     key = keyspace.opt_out(partition, number_hash, scope)
-    value = await store.guarded(lambda: store.client.get(key))
+    return marked_at_of(await store.guarded(lambda: store.client.get(key)))
+
+
+def marked_read(partition: int, number_hash: str, scope: str) -> Read:
+    """The same read, to send in another round trip (`Store.run_many`); `marked_at_of` its reply."""
+    return Read("GET", keyspace.opt_out(partition, number_hash, scope))
+
+
+def marked_at_of(value: Any) -> int | None:
     if value is None:
         return None
     text = value.decode() if isinstance(value, bytes) else str(value)

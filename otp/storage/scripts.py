@@ -211,9 +211,15 @@ def ordered_keys(name: str, keys: Mapping[str, str] | Sequence[str]) -> list[str
 
 
 ScriptCall = tuple[AsyncScript, Sequence[Any], Sequence[Any]]  # (script, keys, args)
+# A plain read command sent in the same pipeline as the scripts: (command, its arguments).
+ReadCall = tuple[str, Sequence[Any]]
+# What Registry.pipelined takes: a script by name with its keys (named or in order) and arguments, or a read.
+PipelineCall = tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]] | ReadCall
 
 
-async def run_scripts(client: aioredis.Redis, calls: Sequence[ScriptCall], *, raise_errors: bool = True) -> list[Any]:
+async def run_scripts(
+    client: aioredis.Redis, calls: Sequence[ScriptCall | ReadCall], *, raise_errors: bool = True
+) -> list[Any]:
     """Script calls of any slots in one pipelined round trip (per node), each atomic on its own;
     the replies in order, or the first error raised (without ``raise_errors``, errors are
     returned in their places: calls in other slots may have succeeded).
@@ -227,16 +233,21 @@ async def run_scripts(client: aioredis.Redis, calls: Sequence[ScriptCall], *, ra
     if not calls:
         return []
     async with client.pipeline(transaction=False) as cluster_pipe:
-        for script, keys, args in calls:
-            cluster_pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        for call in calls:
+            if len(call) == 2:
+                command, read_args = call
+                cluster_pipe.execute_command(command, *read_args)
+            else:
+                script, keys, args = call
+                cluster_pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         # raise_on_error=False: a failed reply is raised below as is. Raising inside redis-py
         # would re-run the whole batch on a connection error, scripts that did run included.
         results = list(await cluster_pipe.execute(raise_on_error=False))
     missing = [i for i, result in enumerate(results) if isinstance(result, redis_errors.NoScriptError)]
     if missing:
-        await load_scripts(client, {calls[i][0].script for i in missing})
+        await load_scripts(client, {calls[i][0].script for i in missing})  # type: ignore[union-attr]
         for i in missing:
-            script, keys, args = calls[i]
+            script, keys, args = calls[i]  # type: ignore[misc]  # only script calls answer NOSCRIPT
             # AsyncScript on the cluster client itself loads (on every primary) and retries.
             try:
                 results[i] = await script(keys=list(keys), args=list(args))
@@ -284,12 +295,16 @@ class Registry:
 
     async def pipelined(
         self,
-        calls: Sequence[tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]]],
+        calls: Sequence[PipelineCall],
         *,
         raise_errors: bool = True,
     ) -> list[Any]:
+        """Script calls ``(name, keys, args)`` and plain reads ``(command, args)`` in one round trip."""
         if not self._loaded:
             await load_scripts(self.client, [script.script for script in self._scripts.values()])
             self._loaded = True
-        scripts = [(self.script(name), ordered_keys(name, keys), args) for name, keys, args in calls]
-        return await run_scripts(self.client, scripts, raise_errors=raise_errors)
+        prepared: list[ScriptCall | ReadCall] = [
+            call if len(call) == 2 else (self.script(call[0]), ordered_keys(call[0], call[1]), call[2])
+            for call in calls
+        ]
+        return await run_scripts(self.client, prepared, raise_errors=raise_errors)

@@ -26,10 +26,10 @@ from otp.model import (
 )
 from otp.storage import keys as keyspace
 from otp.storage import records
-from otp.storage.scripts import Registry
+from otp.storage.scripts import PipelineCall, Registry
 from otp.storage.transient import is_transient
 
-__all__ = ["Call", "Store"]
+__all__ = ["Call", "Read", "Store"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,15 @@ MINUTE_ROUND_KEYS = 1440
 # not a TTL, decides when to give up, and a lost event hash still goes away.
 WEBHOOK_QUEUE_CAP = 50_000
 WEBHOOK_EVENT_LIFE_MS = 26 * 3_600_000
+
+
+@dataclass(frozen=True)
+class Read:
+    """A plain read (``GET``, ``EXISTS`` of one key) for `Store.run_many`: sent in the scripts'
+    round trip, its raw reply in its place among theirs."""
+
+    command: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -151,11 +160,13 @@ class Store:
         return await self.guarded(lambda: self.scripts.run(name, named, [argument]))
 
     @staticmethod
-    def _scope_call(call: Call, now_ms: int) -> tuple[str, Sequence[str], Sequence[Any]]:
+    def _scope_call(call: Call | Read, now_ms: int) -> PipelineCall:
+        if isinstance(call, Read):
+            return call.command, (call.key,)
         return call.script, call.keys, [json.dumps({**call.args, "now": now_ms}, separators=(",", ":"))]
 
-    async def run_many(self, calls: Sequence[Call], now_ms: int) -> list[Any]:
-        """Scripts of different slots in one pipelined round trip (each one atomic on its own)."""
+    async def run_many(self, calls: Sequence[Call | Read], now_ms: int) -> list[Any]:
+        """Scripts of different slots, and reads, in one pipelined round trip (each one atomic on its own)."""
         if not calls:
             return []
         return await self.guarded(lambda: self.scripts.pipelined([self._scope_call(c, now_ms) for c in calls]))
@@ -206,9 +217,7 @@ class Store:
             "matched": approval.matched,
             "replay_ms": approval.replay_ms,
         }
-        calls: list[tuple[str, Mapping[str, str] | Sequence[str], Sequence[Any]]] = [
-            ("approve", keys, [self._argument(now_ms, fields, audit)])
-        ]
+        calls: list[PipelineCall] = [("approve", keys, [self._argument(now_ms, fields, audit)])]
         calls += [self._scope_call(call, now_ms) for call in along]
         results = await self.guarded(lambda: self.scripts.pipelined(calls, raise_errors=False))
         if isinstance(results[0], BaseException):

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from otp.storage import keys as keyspace
-from otp.storage.store import Store
+from otp.storage.store import Read, Store
 
 
 def _text(value: Any) -> str:
@@ -30,6 +30,11 @@ async def all_of(store: Store, owner: str) -> dict[str, dict[str, Any]]:
 
 async def any_for(store: Store, owner: str) -> bool:
     return bool(await store.guarded(lambda: store.client.exists(keyspace.webhooks_of(owner))))
+
+
+def any_read(owner: str) -> Read:
+    """`any_for` as a read to send in another round trip (`Store.run_many`); its reply is 0 or 1."""
+    return Read("EXISTS", keyspace.webhooks_of(owner))
 
 
 async def remove(store: Store, owner: str, sid: str) -> bool:
