@@ -304,8 +304,8 @@ NOTES = [
     "does not have to share. 'other load' is CPU used by processes not started by the benchmark.",
     "Redis round trips: counted by a TCP proxy in front of a third API process; a burst of commands sent "
     "before Redis answers (one command, one EVALSHA, one pipeline) is one round trip. Connection set-up "
-    "(HELLO, CLIENT SETINFO) and health-check PINGs are left out; the API-key lookup (cached 10 s) and the "
-    "safe list (cached 5 s) show as fractions.",
+    "(HELLO, CLIENT SETINFO) and health-check PINGs are left out; the API-key lookup is never cached (a "
+    "revocation holds at once); the safe list (cached 5 s) shows as a fraction.",
     "Redis memory: pending verifications made by replaying, pipelined, the script calls one real start made "
     "(captured by the proxy), with number, id and partition swapped; used_memory delta minus the audit "
     "streams' MEMORY USAGE. Headline: the larger of 'SMS queued' and 'delivered' (drained by the "

@@ -3,10 +3,11 @@
 Twilio answers a send to a number that replied STOP to the sender with 21610 (at the create, or as
 the send's error in a callback or a poll); from then on every SMS to it would fail the same way.
 So a 21610 marks the number (its keyed hash, for ``OTP_OPT_OUT_TTL``), and a start for a marked
-number is refused with 403 ``recipient_opted_out`` before any limit counts it, any code is hashed
-or any SMS is queued. The safe list does not clear it: the safe list waives the fraud rules, and an
-opt-out is the user's own word, which Twilio enforces anyway. An admin clears it (the user texted
-START): ``DELETE /v1/optouts/{number}`` or ``otp optouts clear``.
+number is refused with 403 ``recipient_opted_out`` in the admission's own round trip (what the limits
+counted there is given back at once), before any code is hashed or any SMS is queued. The safe list
+does not clear it: the safe list waives the fraud rules, and an opt-out is the user's own word,
+which Twilio enforces anyway. An admin clears it (the user texted START):
+``DELETE /v1/optouts/{number}`` or ``otp optouts clear``.
 
 A STOP holds for the sender it was sent to, so the mark is per sender scope: "" for the operator's
 own sender(s), which every tenant without a MessagingConfiguration shares (Twilio would refuse
