@@ -395,6 +395,15 @@ def configure(port: int, instance: Instance, sink_port: int, configured: bool) -
     _write_state(instance, configured=True)
 
 
+def pin_hash_scheme(instance: Instance) -> str:
+    """The PIN hash's algorithm and parameters as stored (e.g. "$argon2id$v=19$m=65536,t=9,p=4"), no salt or hash.
+
+    Read back rather than assumed: passlib takes argon2's defaults from the installed argon2-cffi."""
+    with closing(sqlite3.connect(instance.home / "data.sqlite")) as db:
+        row = db.execute("SELECT pin_hash FROM token WHERE pin_hash IS NOT NULL LIMIT 1").fetchone()
+    return str(row[0]).rsplit("$", 2)[0] if row else "unknown"
+
+
 # --- the load ------------------------------------------------------------------------------------------------
 
 
@@ -496,10 +505,7 @@ def run_levels(levels: list[tuple[int, int]], light: bool) -> list[dict[str, Any
             for concurrency, pairs in levels:
                 progress(f"{instance.mode}: {pairs} pairs at concurrency {concurrency}")
                 result = _measure(port, pid, sink, instance, concurrency, pairs)
-                result.update(
-                    version=version,
-                    pin_hash_params=LIGHT_HASH_PARAMS if light else "privacyIDEA default (argon2, rounds=9)",
-                )
+                result.update(version=version, pin_hash=pin_hash_scheme(instance))
                 progress(
                     f"{instance.mode}: {result['pairs_per_s']} pairs/s, {result['server_cpu_ms_per_pair']} ms "
                     f"server CPU/pair, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
