@@ -353,6 +353,13 @@ def tree_cpu(pid: int) -> dict[int, float]:
     return cpu
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / CLK_TCK, sum(ticks[:8]) / CLK_TCK
+
+
 def configure(port: int, instance: Instance, sink_port: int, configured: bool) -> None:
     """Resolver, realm, SMS gateway and one SMS token per user, through the admin REST API."""
     auth = call(port, "POST", "/auth", {"username": ADMIN, "password": instance.admin_password})
@@ -469,12 +476,16 @@ def closed_loop(
 
 def _measure(port: int, pid: int, sink: SmsSink, instance: Instance, concurrency: int, pairs: int) -> dict[str, Any]:
     closed_loop(port, sink, instance, concurrency, max(2, concurrency))  # warm-up: lazy imports, caches, pools
-    before = tree_cpu(pid)
+    before, box_before, own_before = tree_cpu(pid), machine_cpu(), time.process_time()
     latencies, wall = closed_loop(port, sink, instance, concurrency, pairs)
-    after = tree_cpu(pid)
+    after, box_after, own_after = tree_cpu(pid), machine_cpu(), time.process_time()
     if set(before) != set(after):
         progress("warning: the gunicorn process tree changed during the run; server CPU is a lower bound")
     server_cpu = sum(after.values()) - sum(before.get(p, 0.0) for p in after)
+    driver_cpu = own_after - own_before  # the client threads and the SMS sink
+    box_busy, box_total = box_after[0] - box_before[0], box_after[1] - box_before[1]
+    # CPU the bench did not use (other processes on a shared box): when high, the rates are low
+    other_share = max(0.0, box_busy - server_cpu - driver_cpu) / box_total if box_total > 0 else 0.0
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     return {
         "mode": instance.mode,
@@ -486,6 +497,8 @@ def _measure(port: int, pid: int, sink: SmsSink, instance: Instance, concurrency
         "p99_ms": round((p99 or 0.0) * 1000, 1),
         "wall_s": round(wall, 2),
         "server_workers": len(after) - 1,
+        "driver_cpu_ms_per_pair": round(driver_cpu * 1000 / pairs, 1),
+        "other_cpu_share": round(other_share, 2),
     }
 
 
@@ -508,7 +521,8 @@ def run_levels(levels: list[tuple[int, int]], light: bool) -> list[dict[str, Any
                 result.update(version=version, pin_hash=pin_hash_scheme(instance))
                 progress(
                     f"{instance.mode}: {result['pairs_per_s']} pairs/s, {result['server_cpu_ms_per_pair']} ms "
-                    f"server CPU/pair, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+                    f"server CPU/pair, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                    f"other processes' CPU share {result['other_cpu_share']:.0%}"
                 )
                 results.append(result)
             return results
