@@ -13,9 +13,10 @@ the challenge through its HttpSMSProvider to a loopback sink run here), "check" 
 
 Two modes, differing only in the PIN hash settings, which privacyIDEA bakes into each token's stored
 PIN hash at enrollment (hence one instance each): "shipped" leaves PI_HASH_ALGO_LIST and
-PI_HASH_ALGO_PARAMS unset (privacyidea.lib.crypto: argon2 with rounds=9 and passlib's other
-defaults); "light" sets PI_HASH_ALGO_PARAMS to the cheapest argon2 passlib accepts (the values
-privacyIDEA's own TestingConfig uses), the counterpart of otp's minimal-argon2 run.
+PI_HASH_ALGO_PARAMS unset (privacyidea.lib.crypto: argon2 with rounds=9 over the memory and lanes
+passlib takes from argon2-cffi, stored as $argon2id$v=19$m=65536,t=9,p=4); "light" sets
+PI_HASH_ALGO_PARAMS to the cheapest argon2 passlib accepts (the values privacyIDEA's own TestingConfig
+uses), the counterpart of otp's minimal-argon2 run.
 
 The API bench/run.py calls: run_peer(concurrency, pairs, light_pin_hashing) and run_levels(levels, light).
 """
@@ -184,9 +185,10 @@ def ensure_instance(light: bool) -> tuple[Instance, bool]:
     state_file = home / "state.json"
     if state_file.exists():
         state = json.loads(state_file.read_text())
-        if state.get("version") == PI_VERSION and state.get("users") == USERS:
-            instance = Instance(mode, home, state["admin_password"])
-            return instance, bool(state.get("configured"))
+        # An instance whose REST configuration was cut short is built anew: enrolling again would
+        # give a user a second token, so a start would send two SMS.
+        if state.get("version") == PI_VERSION and state.get("users") == USERS and state.get("configured"):
+            return Instance(mode, home, state["admin_password"]), True
     progress(f"{mode}: creating the instance in {home}")
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
