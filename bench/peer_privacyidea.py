@@ -204,7 +204,7 @@ def ensure_instance(light: bool) -> tuple[Instance, bool]:
         progress(f"{mode}: pi-manage {' '.join(step)}")
         _run([manage, *step], env=instance.env())
     # WAL lets one worker read while the other writes; in SQLite's default rollback journal the two gunicorn
-    # workers queue on the file lock (c=8 ran at a third of c=2's rate), which would measure SQLite, not privacyIDEA.
+    # workers queue on the file lock (c=8 ran at a quarter of c=2's rate), which would measure SQLite, not privacyIDEA.
     with closing(sqlite3.connect(home / "data.sqlite")) as db:
         db.execute("PRAGMA journal_mode=WAL")
     progress(f"{mode}: pi-manage admin add {ADMIN}")
