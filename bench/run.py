@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 
 # Run as a script, bench/ is first on sys.path: these are the sibling modules.
 from load import Driver, assert_valid_numbers
+from peer_privacyidea import PeerError, run_levels
 from redis_proxy import NOISE
 from services import HOST, BenchError, Fleet, start_stub
 from steps import (
@@ -160,6 +161,7 @@ def summarize(report: dict[str, Any]) -> None:
     report["throughput_small_keyspace_per_s"] = scaling["small_per_s"]
     report["throughput_large_keyspace_per_s"] = scaling["large_per_s"]
     report["throughput_keyspace_ratio"] = scaling["ratio_large_to_small"]
+    summarize_peer(report, shipped, minimal)
     shares = [r["other_cpu_share"] or 0.0 for r in [*runs, *scaling["runs"], report["argon2"]]]
     report["max_other_cpu_share"] = max(shares)
     if max(shares) > 0.05:
@@ -167,6 +169,26 @@ def summarize(report: dict[str, Any]) -> None:
             f"Other processes on this machine used up to {max(shares):.0%} of the cores during a measurement "
             "(other_cpu_share per run): the figures are lower than on an idle machine."
         )
+
+
+def summarize_peer(report: dict[str, Any], shipped: list[dict[str, Any]], minimal: list[dict[str, Any]]) -> None:
+    """otp against privacyIDEA at concurrency 8: pairs per second at both products' shipped defaults
+    (otp's best of 1 and 2 API processes), and server CPU per pair with the cheapest hashing each
+    allows.  otp's server CPU counts Redis too, as privacyIDEA's counts its SQLite work."""
+    peer = report.get("peer") or {}
+    if "shipped" not in peer:
+        return
+    at_8 = [r for r in shipped if r["concurrency"] == 8]
+    otp_rate = max((r["verifications_per_s"] for r in at_8), default=None)
+    peer_rate = max(r["pairs_per_s"] for r in peer["shipped"])
+    report["peer_pairs_per_s_shipped"] = peer_rate
+    report["peer_pairs_ratio"] = ratio(otp_rate, peer_rate)
+    otp_cpu, redis_cpu = pooled_cpu(minimal, "otp"), pooled_cpu(minimal, "redis")
+    otp_server = otp_cpu + redis_cpu if otp_cpu is not None and redis_cpu is not None else None
+    peer_cpu = min(r["server_cpu_ms_per_pair"] for r in peer["light"])
+    report["peer_server_cpu_ms_per_pair_light"] = peer_cpu
+    report["otp_server_cpu_ms_per_verification_minimal"] = otp_server
+    report["peer_cpu_ratio"] = ratio(peer_cpu, otp_server)
 
 
 # (figure, its key in the report, goal as text, the test the figure must pass)
@@ -245,9 +267,38 @@ def table(report: dict[str, Any]) -> str:
         )
     lines += ["", "| figure | value | goal |", "|---|---:|---|"]
     lines += [f"| {name} | {value} | {goal} |" for name, value, goal in figures(report)]
+    lines += peer_table(report)
     lines += ["", "| target | figure | goal | met |", "|---|---:|---|:-:|"]
     lines += [f"| {name} | {value} | {goal} | {mark} |" for name, value, goal, mark in target_rows(report)]
     return "\n".join(lines)
+
+
+def peer_table(report: dict[str, Any]) -> list[str]:
+    """otp and privacyIDEA side by side at concurrency 8, each with its server CPU per pair."""
+    peer = report.get("peer") or {}
+    if "shipped" not in peer:
+        return ["", f"privacyIDEA: not run ({peer.get('error', '--no-peer')})"]
+    lines = [
+        "",
+        "| product | hashing | API procs / workers | conc | pairs/s | server CPU ms/pair | p50 / p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["runs"]:
+        if r["concurrency"] == 8:
+            cpu = r["cpu_ms_per_verification"]
+            latency = f"start {fmt(r['start_p50_ms'])} + check {fmt(r['check_p50_ms'])}"
+            lines.append(
+                f"| otp | {r['argon2']} | {r['api_processes']} | 8 | {fmt(r['verifications_per_s'])} "
+                f"| {fmt(cpu['otp'] + cpu['redis'])} (incl. Redis {fmt(cpu['redis'])}) | {latency} |"
+            )
+    for mode in ("shipped", "light"):
+        for r in peer[mode]:
+            lines.append(
+                f"| privacyIDEA {r['version']} | {mode} | {r['server_workers']} | {r['concurrency']} "
+                f"| {fmt(r['pairs_per_s'])} | {fmt(r['server_cpu_ms_per_pair'])} "
+                f"| {fmt(r['p50_ms'])} / {fmt(r['p99_ms'])} |"
+            )
+    return lines
 
 
 def figures(r: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -324,6 +375,23 @@ def write_report(report: dict[str, Any]) -> Path:
 # -- entry point ---------------------------------------------------------------------------------
 
 
+# privacyIDEA's closed-loop pairs, right after otp's run: (concurrency, pairs) per level.  Its shipped
+# PIN hash (argon2id t=9, 64 MiB) makes a pair take ~0.5 s of CPU, so its counts are small.
+PEER_LEVELS = {True: {"shipped": [(8, 24)], "light": [(8, 96)]}, False: {"shipped": [(8, 60)], "light": [(8, 300)]}}
+
+
+def peer_runs(plan: Plan) -> dict[str, Any]:
+    """privacyIDEA 3.14 on the same box at otp's concurrency 8, shipped and light PIN hashing; an
+    install or setup that fails is reported, not fatal (otp's figures stand on their own)."""
+    levels = PEER_LEVELS[plan.quick]
+    try:
+        print("privacyIDEA 3.14, the same start→check pairs (bench/peer_privacyidea.py) …", flush=True)
+        return {mode: run_levels(levels[mode], light=mode == "light") for mode in ("shipped", "light")}
+    except PeerError as exc:
+        print(f"bench: privacyIDEA run failed: {exc}", file=sys.stderr)
+        return {"error": str(exc)}
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # so SIGTERM also runs the clean-up in main()'s finally
 
@@ -332,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts; under 2 minutes on 2 cores")
     parser.add_argument("--argon2", choices=("shipped", "minimal"), help="run only this pass (default: both)")
+    parser.add_argument(
+        "--no-peer", action="store_true", help="skip privacyIDEA's run after otp's (bench/peer_privacyidea.py)"
+    )
     args = parser.parse_args(argv)
     plan = Plan.make(args.quick)
     passes = [args.argon2] if args.argon2 else ["shipped", "minimal"]
@@ -351,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             fleet.stop_all()
             redis_server.stop()
     report |= {"started_at": started, "duration_s": time.monotonic() - began, "plan": asdict(plan), "notes": NOTES[:]}
+    if not args.no_peer:
+        report["peer"] = peer_runs(plan)
     summarize(report)
     path = write_report(report)
     print()
