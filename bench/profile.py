@@ -96,10 +96,24 @@ class Window:
     failed: int
     polls: int
     cpu_s: dict[str, float]
+    waited_s: dict[str, float]  # runnable, waiting for a core
     round_trips: dict[str, Tally]
 
     def per_verification_ms(self, name: str) -> float | None:
         return self.cpu_s[name] * 1000 / self.verifications if self.verifications else None
+
+
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """(on a core, runnable but waiting for one) in seconds, summed over the process's threads,
+    from /proc/<pid>/task/*/schedstat: py-spy samples a thread in both states alike."""
+    ran = waited = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            fields = stat.read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+        ran, waited = ran + int(fields[0]), waited + int(fields[1])
+    return ran / 1e9, waited / 1e9
 
 
 # -- py-spy ----------------------------------------------------------------------------------------
@@ -146,6 +160,7 @@ async def window(
         t.proxy.reset()
     pids = {t.name: t.proc.pid for t in targets} | {"redis": redis_pid}
     cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    waited = {t.name: sched_seconds(t.proc.pid)[1] for t in targets}
     ok, failed, polls, began = driver.ok, driver.failed, driver.polls, time.monotonic()
     suffix = "svg" if fmt == "flamegraph" else "folded"
     await asyncio.gather(*(record(t.proc.pid, seconds, fmt, out / f"{t.name}.{suffix}") for t in targets))
@@ -155,6 +170,7 @@ async def window(
         failed=driver.failed - failed,
         polls=driver.polls - polls,
         cpu_s={name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()},
+        waited_s={t.name: sched_seconds(t.proc.pid)[1] - waited[t.name] for t in targets},
         round_trips={t.name: t.proxy.reset() for t in targets},
     )
 
@@ -271,6 +287,9 @@ def report(name: str, measured: Window, run: Run, argon2_ms: float, started: str
         f"- samples: {profile.samples} ({profile.samples / measured.seconds:.0f}/s of {RATE_HZ} Hz per busy thread)",
         f"- CPU of this process: {measured.cpu_s[name]:.2f} s = {fmt_ms(cpu_ms)} ms per verification "
         f"(Redis server: {fmt_ms(measured.per_verification_ms('redis'))} ms, both processes' commands)",
+        f"- sampled thread time {profile.samples / RATE_HZ:.2f} s; the threads were on a core "
+        f"{measured.cpu_s[name]:.2f} s and runnable but waiting for one {measured.waited_s[name]:.2f} s "
+        "(schedstat): a sample cannot tell the two apart",
         f"- Redis round trips of this process: {trips:.2f} per verification "
         f"({', '.join(f'{c} {k / n:.2f}' for c, k in tally.commands.most_common(8))} commands each)",
         f"- redis-py own CPU per round trip, its socket writes included: {fmt_ms(per_trip_us)} µs",
