@@ -128,11 +128,18 @@ def py_spy() -> str:
     return found
 
 
+def ptrace_hint(said: str) -> str:
+    """The fix, when py-spy's words say the kernel refused (``Permission Denied``, EPERM)."""
+    lowered = said.lower()
+    return PTRACE_FIX if any(w in lowered for w in ("permission", "ptrace", "not permitted")) else ""
+
+
 def check_ptrace(pid: int) -> None:
     argv = [py_spy(), "dump", "--pid", str(pid)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     if done.returncode != 0:
-        raise BenchError(f"{PTRACE_FIX}\npy-spy said: {(done.stdout + done.stderr).strip()[-600:]}")
+        said = (done.stdout + done.stderr).strip()[-600:]
+        raise BenchError(f"py-spy could not read pid {pid}: {said}\n{ptrace_hint(said)}")
 
 
 async def record(pid: int, seconds: float, fmt: str, output: Path) -> None:
@@ -147,8 +154,7 @@ async def record(pid: int, seconds: float, fmt: str, output: Path) -> None:
     said, _ = await asyncio.wait_for(spy.communicate(), seconds + 60)
     if spy.returncode != 0:
         text = said.decode(errors="replace").strip()[-600:]
-        hint = PTRACE_FIX if "ermission" in text or "ptrace" in text.lower() else ""
-        raise BenchError(f"py-spy record on pid {pid} failed ({spy.returncode}): {text}\n{hint}")
+        raise BenchError(f"py-spy record on pid {pid} failed ({spy.returncode}): {text}\n{ptrace_hint(text)}")
 
 
 async def window(
