@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from conftest import Service, hash_fields
+from conftest import RecordingSender, Service, hash_fields
+
+from otp.storage import keys
 
 TO = "+15017122661"
 
@@ -261,3 +263,17 @@ async def test_a_start_for_a_number_whose_verification_ran_out_of_attempts_makes
     await service.redis.hset(key, "a", 5)
     service.clock.advance(31)
     assert (await service.start(TO)).json()["id"] != vid
+
+
+async def test_a_partition_whose_claim_fails_does_not_hold_back_the_other_partitions_sms(
+    service: Service, sender: RecordingSender
+) -> None:
+    """The worker claims every partition in one pipelined round trip; an error in one partition's
+    reply (here a key of the wrong type where its outbox should be) is logged, and the SMS of the
+    others still go out."""
+    to = "+15017122662"
+    broken = (keys.partition_of_number(to, 16) + 1) % 16
+    await service.redis.set(keys.outbox(broken), "not a sorted set")
+    assert (await service.start(to)).status_code == 201
+    assert await service.deliver() == 1
+    assert [m.to for m in sender.messages] == [to]

@@ -21,7 +21,8 @@ from otp.clock import SYSTEM, Clock
 from otp.core import metrics, services, webhooks
 from otp.core.keyring import Keyring
 from otp.edge.webhook_sender import PostResult, WebhookPoster
-from otp.edge.worker import backoff, claim_partitions
+from otp.edge.worker import backoff, each_partition, gathered
+from otp.errors import Unavailable
 from otp.model import QueuedEvent
 from otp.storage.store import Store
 
@@ -61,18 +62,21 @@ class EventDelivery:
         self.poster = poster or WebhookPoster(allow_private=options.allow_private, timeout=options.timeout)
 
     async def claim(self) -> list[QueuedEvent]:
-        now = self.clock.now_ms()
-
-        def one(partition: int) -> Awaitable[list[QueuedEvent]]:
-            return self.store.claim_events(
-                partition=partition,
-                now_ms=now,
-                lease_ms=int(self.options.lease * 1000),
-                limit=self.options.batch,
-                retention_ms=int(self.options.retention * 1000),
+        now, lease_ms, limit = self.clock.now_ms(), int(self.options.lease * 1000), self.options.batch
+        retention_ms = int(self.options.retention * 1000)
+        try:
+            batches = await self.store.claim_events_everywhere(
+                now_ms=now, lease_ms=lease_ms, limit=limit, retention_ms=retention_ms
             )
+        except Unavailable:
 
-        return await claim_partitions(self.store, one, "webhook events")
+            def one(partition: int) -> Awaitable[list[QueuedEvent]]:
+                return self.store.claim_events(
+                    partition=partition, now_ms=now, lease_ms=lease_ms, limit=limit, retention_ms=retention_ms
+                )
+
+            batches = await each_partition(self.store, one)
+        return gathered(batches, "webhook events")
 
     async def run_once(self) -> int:
         events = await self.claim()

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +40,8 @@ log = logging.getLogger("otp.worker")
 HEARTBEAT_TTL_MS = 15_000
 
 T = TypeVar("T")
+# A status poll due: (partition, verification id, send number, message sid, sent at ms).
+Poll = tuple[int, str, int, str, int]
 
 
 # A final send is polled for its price (Twilio's callbacks carry none) until the price shows, or
@@ -84,11 +86,11 @@ async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
             task.cancel()
 
 
-async def claim_partitions(store: Store, claim: Callable[[int], Awaitable[list[T]]], what: str) -> list[T]:
-    """What ``claim`` takes from every partition at once (SMS jobs, webhook events). What the
-    partitions that answered gave must be processed even when one failed, or it would sit leased
-    until the lease runs out; only when every partition failed is that an error."""
-    batches = await asyncio.gather(*(claim(p) for p in range(store.partitions)), return_exceptions=True)
+def gathered(batches: Sequence[list[T] | BaseException], what: str) -> list[T]:
+    """What a claim took from the partitions (SMS jobs, status polls, webhook events), each one's
+    rows or the error it answered. What those that answered gave must be processed even when one
+    failed, or it would sit leased until the lease runs out; only when every partition failed is
+    that an error."""
     found = [item for batch in batches if not isinstance(batch, BaseException) for item in batch]
     failures = [b for b in batches if isinstance(b, BaseException)]
     if failures and not found:
@@ -96,6 +98,12 @@ async def claim_partitions(store: Store, claim: Callable[[int], Awaitable[list[T
     for failure in failures:
         log.warning("worker: a partition's %s could not be claimed: %s", what, failure)
     return found
+
+
+async def each_partition(store: Store, claim: Callable[[int], Awaitable[list[T]]]) -> list[list[T] | BaseException]:
+    """``claim`` on every partition on its own: when the one pipelined claim fails whole (a Cluster
+    pipeline does when one node is down), the partitions that answer are still served."""
+    return await asyncio.gather(*(claim(p) for p in range(store.partitions)), return_exceptions=True)
 
 
 class EventLoop(Protocol):
@@ -162,24 +170,33 @@ class Worker:
     async def beat(self) -> None:
         await workers.beat(self.store, self._now_ms())
 
-    async def claim(self) -> list[Job]:
-        now = self._now_ms()
-
-        def one(partition: int) -> Awaitable[list[Job]]:
-            return self.store.claim_jobs(
-                partition=partition,
-                now_ms=now,
-                lease_ms=int(self.options.lease * 1000),
-                limit=self.options.batch,
-                retention_ms=int(self.options.retention * 1000),
+    async def claim(self) -> tuple[list[Job], list[Poll]]:
+        """Every partition's due SMS jobs and status polls: one round trip as a rule."""
+        now, lease_ms, limit = self._now_ms(), int(self.options.lease * 1000), self.options.batch
+        retention_ms = int(self.options.retention * 1000)
+        try:
+            jobs, polls = await self.store.claim_due(
+                now_ms=now, lease_ms=lease_ms, limit=limit, retention_ms=retention_ms
             )
+        except Unavailable:
 
-        return await claim_partitions(self.store, one, "jobs")
+            def one_jobs(partition: int) -> Awaitable[list[Job]]:
+                return self.store.claim_jobs(
+                    partition=partition, now_ms=now, lease_ms=lease_ms, limit=limit, retention_ms=retention_ms
+                )
+
+            def one_polls(partition: int) -> Awaitable[list[tuple[str, int, str, int]]]:
+                return self.store.claim_polls(partition=partition, now_ms=now, lease_ms=lease_ms, limit=limit)
+
+            jobs, polls = await each_partition(self.store, one_jobs), await each_partition(self.store, one_polls)
+        with_partition: list[list[Poll] | BaseException] = [
+            rows if isinstance(rows, BaseException) else [(p, *row) for row in rows] for p, rows in enumerate(polls)
+        ]
+        return gathered(jobs, "jobs"), gathered(with_partition, "status polls")
 
     async def run_once(self) -> int:
         """Claim and process every due job and status poll once; returns how many were claimed."""
-        jobs = await self.claim()
-        polls = await self.claim_polls()
+        jobs, polls = await self.claim()
         await asyncio.gather(
             *(self._process_guarded(job) for job in jobs), *(self._poll_guarded(*poll) for poll in polls)
         )
@@ -213,19 +230,6 @@ class Worker:
         self._events_claimed = task.result()
         if self._events_claimed and self._wake is not None:
             self._wake.set()  # more may be due: go round again now
-
-    async def claim_polls(self) -> list[tuple[int, str, int, str, int]]:
-        now = self._now_ms()
-        batches = await asyncio.gather(
-            *(
-                self.store.claim_polls(
-                    partition=p, now_ms=now, lease_ms=int(self.options.lease * 1000), limit=self.options.batch
-                )
-                for p in range(self.store.partitions)
-            ),
-            return_exceptions=True,
-        )
-        return [(p, *row) for p, batch in enumerate(batches) if not isinstance(batch, BaseException) for row in batch]
 
     async def _poll_guarded(self, partition: int, vid: str, n: int, sid: str, sent_at_ms: int) -> None:
         async with self._slots:
