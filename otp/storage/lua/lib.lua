@@ -177,6 +177,16 @@ end
 
 -- The names keys.py spells as verification(), number_state(), failed_checks(), approving_code().
 local function vkey(id) return K.verifications .. id end
+-- A verification's hash as its readers take it: the id is its key's, not a field (records written
+-- before that also hold it; the pair given last wins, and it is the same).
+local function record_of(key, id)
+  local flat = redis.call('HGETALL', key)
+  if #flat > 0 then
+    flat[#flat + 1] = 'id'
+    flat[#flat + 1] = id
+  end
+  return flat
+end
 -- A number's state: per API key its pending verification (two tenants never resend each other's
 -- codes), and its send log.
 local function numkey(to) return K.numbers .. to end
