@@ -112,6 +112,48 @@ def key_kind(key: bytes | str) -> str:
     return text.split(":", 1)[0]
 
 
+async def one_verification(client: aioredis.Redis, partitions: int) -> list[dict[str, Any]]:
+    """The keys of one pending verification (its record, its SMS job if queued, its number's
+    state, its outbox entry): MEMORY USAGE, OBJECT ENCODING and each field's value size, so a
+    change to what they hold can be measured field by field."""
+    found: list[Any] = []
+    cursor = 0
+    for _ in range(10_000):  # bounded: a few SCAN steps find a record among the keys
+        cursor, found = await client.scan(cursor, match=f"{keyspace.PREFIX}*:v:*", count=1000)
+        if found or cursor == 0:
+            break
+    if not found:
+        return []
+    vkey = _text(found[0])
+    vid = vkey.rsplit(":", 1)[1]
+    partition = keyspace.partition_of_id(vid, partitions)
+    record = {_text(k): _text(v) for k, v in (await client.hgetall(vkey)).items()}
+    to = record.get("to", "")
+    sends = int(record.get("s", "1"))
+    jobs = [keyspace.job(partition, f"{vid}:{n}") for n in range(1, sends + 1)]
+    out = [await _key_sample(client, "v", vkey)]
+    out += [await _key_sample(client, "j", key) for key in jobs if await client.exists(key)]
+    if to:
+        out.append(await _key_sample(client, "num", keyspace.number_state(partition, to)))
+    for n in range(1, sends + 1):
+        if await client.zscore(keyspace.outbox(partition), f"{vid}:{n}") is not None:
+            out.append({"kind": "outbox entry", "bytes": len(f"{vid}:{n}"), "encoding": "member", "fields": {}})
+    return out
+
+
+async def _key_sample(client: aioredis.Redis, kind: str, key: str) -> dict[str, Any]:
+    size = await client.memory_usage(key, samples=0)
+    encoding = await client.object("ENCODING", key)
+    fields: dict[str, int] = {}
+    if (await client.type(key)) in (b"hash", "hash"):
+        fields = {_text(k): len(v) for k, v in (await client.hgetall(key)).items()}
+    return {"kind": kind, "bytes": int(size or 0), "encoding": _text(encoding), "fields": fields}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def outbox_depth(client: aioredis.Redis, partitions: int) -> int:
     return sum([int(await client.zcard(keyspace.outbox(p))) for p in range(partitions)])
 

@@ -1,7 +1,7 @@
 """otp benchmark: full-flow throughput and latency, the argon2 bound, own CPU per verification,
 Redis round trips and memory, and throughput against keyspace size, all in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--argon2 shipped|minimal]
+    .venv/bin/python bench/run.py [--quick] [--argon2 shipped|minimal] [--only memory]
 
 Prints a table and writes bench/results/<UTC timestamp>.json.  Not a test: nothing is asserted
 against the goals, they are printed next to the figures.  See bench/README.md.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,10 +54,9 @@ from otp.edge.embedded_redis import EmbeddedRedis, free_port
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-async def bench_main(plan: Plan, passes: list[str], fleet: Fleet, redis_server: EmbeddedRedis) -> dict[str, Any]:
-    report: dict[str, Any] = {"quick": plan.quick, "passes": passes}
-    print("argon2 bound (shipped parameters, all cores) …", flush=True)
-    report["argon2"] = argon2_bound(plan.argon2_seconds)
+@contextlib.asynccontextmanager
+async def open_bench(plan: Plan, fleet: Fleet, redis_server: EmbeddedRedis, api_argon2: str) -> AsyncIterator[Bench]:
+    """Redis, the Twilio stand-in, the driver and an API key (made with ``api_argon2``'s config)."""
     redis_server.start()
     account_sid, auth_token = "AC" + secrets.token_hex(16), secrets.token_urlsafe(24)
     stub_port = free_port()
@@ -70,15 +70,49 @@ async def bench_main(plan: Plan, passes: list[str], fleet: Fleet, redis_server: 
         secret = secrets.token_urlsafe(48)  # OTP_SECRET_KEY
         bench = Bench(plan, fleet, redis_server, client, stub, stub_url, account_sid, auth_token, secret, http, driver)
         try:
-            report["machine"] = await machine(client)
-            bench.new_api_key(bench.config(passes[0]))
-            await run_passes(bench, passes, report)
-            print("plain Starlette baseline …", flush=True)
-            concurrency, count = plan.levels[-1]
-            report["plain_starlette"] = await plain_starlette(bench, 2 * count, concurrency)
+            bench.new_api_key(bench.config(api_argon2))
+            yield bench
         finally:
             await client.aclose()
+
+
+async def bench_main(plan: Plan, passes: list[str], fleet: Fleet, redis_server: EmbeddedRedis) -> dict[str, Any]:
+    report: dict[str, Any] = {"quick": plan.quick, "passes": passes}
+    print("argon2 bound (shipped parameters, all cores) …", flush=True)
+    report["argon2"] = argon2_bound(plan.argon2_seconds)
+    async with open_bench(plan, fleet, redis_server, passes[0]) as bench:
+        report["machine"] = await machine(bench.redis_client)
+        await run_passes(bench, passes, report)
+        print("plain Starlette baseline …", flush=True)
+        concurrency, count = plan.levels[-1]
+        report["plain_starlette"] = await plain_starlette(bench, 2 * count, concurrency)
     return report
+
+
+async def memory_main(plan: Plan, fleet: Fleet, redis_server: EmbeddedRedis) -> dict[str, Any]:
+    """``--only memory``: the Redis memory step alone (minimal argon2 pass)."""
+    async with open_bench(plan, fleet, redis_server, "minimal") as bench:
+        run = await start_pass(bench, "minimal")
+        try:
+            await start_counted(bench, run)
+            print(f"Redis memory over {plan.memory_pending:,} pending verifications …", flush=True)
+            return await redis_memory(bench, run)
+        finally:
+            await stop_pass(bench, run)
+
+
+def memory_table(memory: dict[str, Any]) -> str:
+    lines = ["| state | B / verification | by key kind (B / verification) |", "|---|---:|---|"]
+    for state in ("queued", "delivered"):
+        kinds = sorted(memory[state]["by_key_kind"].items(), key=lambda kv: -kv[1]["bytes"])
+        breakdown = ", ".join(f"{kind} {v['bytes']:.0f}" for kind, v in kinds)
+        lines.append(f"| {state} | {memory[state]['bytes']:.0f} | {breakdown} |")
+    for state in ("queued", "delivered"):
+        lines += ["", f"one verification, {state}:"]
+        for key in memory[state]["sample"]:
+            fields = ", ".join(f"{name} {size}" for name, size in key["fields"].items())
+            lines.append(f"  {key['kind']}: {key['bytes']} B, {key['encoding']}" + (f" ({fields})" if fields else ""))
+    return "\n".join(lines)
 
 
 async def run_passes(bench: Bench, passes: list[str], report: dict[str, Any]) -> None:
@@ -403,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-peer", action="store_true", help="skip privacyIDEA's run after otp's (bench/peer_privacyidea.py)"
     )
+    parser.add_argument("--only", choices=("memory",), help="run only this step (its figures printed, no JSON)")
     args = parser.parse_args(argv)
     plan = Plan.make(args.quick)
     passes = [args.argon2] if args.argon2 else ["shipped", "minimal"]
@@ -414,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         fleet = Fleet(Path(tmp))
         redis_server = EmbeddedRedis(Path(tmp) / "redis", port=free_port(), appendonly=False)
         try:
+            if args.only == "memory":
+                memory = asyncio.run(asyncio.wait_for(memory_main(plan, fleet, redis_server), plan.deadline_s))
+                print(memory_table(memory))
+                return 0
             report = asyncio.run(asyncio.wait_for(bench_main(plan, passes, fleet, redis_server), plan.deadline_s))
         except (BenchError, TimeoutError) as exc:
             print(f"bench: stopped: {type(exc).__name__}: {exc}", file=sys.stderr)

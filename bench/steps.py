@@ -15,7 +15,7 @@ import httpx
 import redis.asyncio as aioredis
 from argon2 import PasswordHasher, Type
 from load import Driver, FlowError, gather_bounded, numbers, percentile, run_flows
-from redis_probe import Template, drain, drop_outbox, key_breakdown, memory_point, replay
+from redis_probe import Template, drain, drop_outbox, key_breakdown, memory_point, one_verification, replay
 from redis_proxy import CountingProxy
 from services import (
     ARGON2,
@@ -363,9 +363,11 @@ async def redis_memory(bench: Bench, run: Pass) -> dict[str, Any]:
     fill_s = await replay(bench.redis_port, template, numbers("646"), count)
     queued = await memory_point(client, PARTITIONS)
     queued_kinds = await key_breakdown(client, PARTITIONS)
+    queued_sample = await one_verification(client, PARTITIONS)
     drain_s = await drain(client, run.config.env(port=0, public_url=run.urls[0]), PARTITIONS, 60 + count / 200)
     delivered = await memory_point(client, PARTITIONS)
     delivered_kinds = await key_breakdown(client, PARTITIONS)
+    delivered_sample = await one_verification(client, PARTITIONS)
 
     def by_kind(kinds: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         return {k: {"keys": v["keys"] / count, "bytes": v["bytes"] / count} for k, v in kinds.items()}
@@ -378,8 +380,8 @@ async def redis_memory(bench: Bench, run: Pass) -> dict[str, Any]:
         "pending": count,
         "fill_s": fill_s,
         "drain_s": drain_s,
-        "queued": {**per(queued), "by_key_kind": by_kind(queued_kinds)},
-        "delivered": {**per(delivered), "by_key_kind": by_kind(delivered_kinds)},
+        "queued": {**per(queued), "by_key_kind": by_kind(queued_kinds), "sample": queued_sample},
+        "delivered": {**per(delivered), "by_key_kind": by_kind(delivered_kinds), "sample": delivered_sample},
     }
 
 

@@ -57,3 +57,25 @@ def test_sealed_code_opens_only_with_the_secret() -> None:
     assert sealing.unseal(Keyring((OLD, NEW)), sealed) == "123456"
     assert sealing.unseal(Keyring((OLD,)), sealed) is None
     assert sealing.unseal(Keyring((NEW,)), sealed[:-4] + "AAAA") is None
+
+
+def test_a_code_hashed_with_its_context_stores_no_salt_and_verifies_only_with_that_context() -> None:
+    hasher = CodeHasher(Keyring((NEW,)), LIGHT)
+    stored = hasher.hash_now("123456", "key1|+15017122661")
+    assert len(stored) < len(hasher.hash_now("123456")) - 20  # the 16-byte salt isn't there
+    assert hasher.matches_now(stored, "123456", "key1|+15017122661")
+    assert not hasher.matches_now(stored, "123457", "key1|+15017122661")
+    assert not hasher.matches_now(stored, "123456", "key2|+15017122661")
+    assert not hasher.matches_now(stored, "123456")
+    # After a rotation its salt still comes from the secret that hashed it.
+    before = CodeHasher(Keyring((OLD,)), LIGHT).hash_now("123456", "key1|+15017122661")
+    assert CodeHasher(Keyring((NEW, OLD)), LIGHT).matches_now(before, "123456", "key1|+15017122661")
+
+
+def test_codes_of_both_forms_match_in_one_check() -> None:
+    hasher = CodeHasher(Keyring((NEW,)), LIGHT)
+    context = "key1|+15017122661"
+    salted = hasher.hash_now("111111")  # the previous form: the salt stored beside the hash
+    derived = hasher.hash_now("222222", context)
+    assert hasher.match_index([derived, salted], "111111", context) == 1
+    assert hasher.match_index([derived, salted], "222222", context) == 0

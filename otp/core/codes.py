@@ -55,20 +55,27 @@ class CodeHasher:
     def _peppered(self, pepper: bytes, code: str) -> bytes:
         return pepper + code.encode()
 
-    def salt_for(self, context: str) -> bytes:
+    def salt_for(self, context: str, kid: str | None = None) -> bytes | None:
         """The salt of every code of one API key's verifications of one number (``context`` names
-        both): resends share it, so a check runs argon2 once however many codes are live. Keyed,
-        so it can't be predicted without the secret; a pepper makes precomputation useless anyway."""
-        return hmac.new(self.keyring.current(SALT_KEY), context.encode(), hashlib.sha256).digest()[:SALT_LEN]
+        both): resends share it, so a check runs argon2 once however many codes are live. Keyed
+        (by the secret ``kid`` names, the current one by default), so it can't be predicted without
+        the secret; a pepper makes precomputation useless anyway. None: a retired secret."""
+        key = self.keyring.current(SALT_KEY) if kid is None else self.keyring.by_id(kid, SALT_KEY)
+        if key is None:
+            return None
+        return hmac.new(key, context.encode(), hashlib.sha256).digest()[:SALT_LEN]
 
     def hash_now(self, code: str, context: str | None = None) -> str:
-        """``<key id>$<t>,<m>,<p>$<salt‖hash, base64>``: the key id says which secret's pepper was
-        used.  This compact form of argon2's encoding fits Redis's 64-byte compact hash values.
-        Without ``context`` the salt is random."""
+        """``<key id>$<t>,<m>,<p>$<hash, base64>``: the key id says which secret's pepper (and
+        salt key) was used.  This compact form of argon2's encoding fits Redis's 64-byte compact
+        hash values. With ``context`` the salt is derived from it (`salt_for`) and not stored: a
+        check knows the context, and a pending verification keeps 22 bytes less per code. Without
+        it the salt is random and stored before the hash (``<salt‖hash, base64>``)."""
         p = self.params
-        salt = self.salt_for(context) if context is not None else secrets.token_bytes(SALT_LEN)
+        derived = self.salt_for(context) if context is not None else None
+        salt = derived or secrets.token_bytes(SALT_LEN)
         digest = self._raw(self.keyring.current(PEPPER), code, salt, p.time_cost, p.memory_kib, p.parallelism)
-        packed = base64.b64encode(salt + digest).decode().rstrip("=")
+        packed = base64.b64encode(digest if derived else salt + digest).decode().rstrip("=")
         return f"{self.keyring.current_id}${p.time_cost},{p.memory_kib},{p.parallelism}${packed}"
 
     def _raw(self, pepper: bytes, code: str, salt: bytes, time_cost: int, memory_kib: int, parallelism: int) -> bytes:
@@ -79,17 +86,18 @@ class CodeHasher:
         self._typical = _ewma(self._typical, time.perf_counter() - started)
         return digest
 
-    def matches_now(self, stored: str, code: str) -> bool:
-        return self.match_index([stored], code) is not None
+    def matches_now(self, stored: str, code: str, context: str | None = None) -> bool:
+        return self.match_index([stored], code, context) is not None
 
-    def match_index(self, stored: Sequence[str], code: str) -> int | None:
+    def match_index(self, stored: Sequence[str], code: str, context: str | None = None) -> int | None:
         """The index of the first stored hash ``code`` matches, or None. Hashes that share pepper,
         parameters and salt (every code of one verification) cost one argon2 run between them, and
-        every digest is compared, so the cost doesn't depend on which one matched."""
+        every digest is compared, so the cost doesn't depend on which one matched. ``context``: the
+        one the codes were hashed with, for hashes that don't store their salt."""
         runs: dict[tuple[str, str, bytes], bytes | None] = {}
         found: int | None = None
         for index, entry in enumerate(stored):
-            parsed = self._parse(entry)
+            parsed = self._parse(entry, context)
             if parsed is None:
                 if self._legacy_matches(entry, code) and found is None:
                     found = index
@@ -102,7 +110,7 @@ class CodeHasher:
                 found = index
         return found
 
-    def _parse(self, stored: str) -> tuple[tuple[str, str, bytes], bytes] | None:
+    def _parse(self, stored: str, context: str | None) -> tuple[tuple[str, str, bytes], bytes] | None:
         kid, _, rest = stored.partition("$")
         if rest.startswith("$argon2"):
             return None
@@ -111,6 +119,9 @@ class CodeHasher:
             blob = base64.b64decode(packed + "=" * (-len(packed) % 4))
         except ValueError:
             blob = b""
+        if len(blob) == HASH_LEN:  # the salt is the context's; without one nothing matches
+            salt = self.salt_for(context, kid) if context is not None else None
+            return (kid, params, salt or b""), blob
         return (kid, params, blob[:SALT_LEN]), blob[SALT_LEN:]
 
     def _digest(self, group: tuple[str, str, bytes], code: str) -> bytes | None:
@@ -148,9 +159,9 @@ class CodeHasher:
             return
         await asyncio.sleep(self._typical)
 
-    async def first_match(self, stored: list[str], code: str) -> int | None:
+    async def first_match(self, stored: list[str], code: str, context: str | None = None) -> int | None:
         """The index of the stored hash ``code`` matches (see ``match_index``), off the event loop."""
-        return await asyncio.to_thread(self.match_index, stored, code)
+        return await asyncio.to_thread(self.match_index, stored, code, context)
 
 
 def _ewma(previous: float | None, sample: float) -> float:

@@ -51,6 +51,12 @@ def pumping_ip(caller: Caller) -> str:
     return f"{caller.fraud_tenant}:{ip_scope(caller.ip)}" if caller.ip else ""
 
 
+def code_context(key_id: str, e164: str) -> str:
+    """What a verification's code hashes are salted with (the owner key and the number): a start
+    hashes with it, a check compares with it, and the hash in Redis needn't hold the salt."""
+    return f"{key_id}|{e164}"
+
+
 class Verifier:
     def __init__(
         self,
@@ -166,7 +172,7 @@ class Verifier:
         limits = self.policy.config
         try:
             # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
-            code_hash = await self.hasher.hash(code, f"{caller.key_id}|{phone.e164}")
+            code_hash = await self.hasher.hash(code, code_context(caller.key_id, phone.e164))
             start = StartArgs(
                 new_id=keyspace.new_verification_id(partition, self.store.partitions),
                 to=phone.e164,
@@ -418,7 +424,8 @@ class Verifier:
             return CheckResult(replace(records.verification(record), status=outcome), approved=False)
         # Newest code first: it is the one the user most likely typed.
         fields = sorted(found.hashes, key=lambda k: -int(k.split(":")[1]))
-        index = await self.hasher.first_match([found.hashes[k] for k in fields], code)
+        context = code_context(record.get("key", ""), record["to"])
+        index = await self.hasher.first_match([found.hashes[k] for k in fields], code, context)
         now_ms = self._now_ms()
         number = parse_e164(record["to"])
         audit = self._audit(caller, number)
@@ -465,7 +472,7 @@ class Verifier:
         if not found.replay_hash or record.get("key") != caller.key_id:
             await self.hasher.decoy()
             raise refusals.already_approved()
-        if await self.hasher.first_match([found.replay_hash], code) is None:
+        if await self.hasher.first_match([found.replay_hash], code, code_context(caller.key_id, record["to"])) is None:
             raise refusals.already_approved()
         return CheckResult(records.verification(record), approved=True, token=self._token(record, caller))
 

@@ -20,14 +20,15 @@ def flat_to_dict(flat: Sequence[Any]) -> dict[str, str]:
 
 
 def verification(record: dict[str, str]) -> Verification:
-    """A verification hash as the scripts keep it."""
+    """A verification hash as the scripts hand it out (lib.lua's ``record_of`` adds the id, which
+    the hash no longer holds: a raw HGETALL of a newer record reads with an empty id)."""
     created_ms = int(record["c"])
     attempts = [
         send_attempt(int(name[3:]), raw, record, created_ms) for name, raw in record.items() if name.startswith("sa:")
     ]
     attempts.sort(key=lambda a: a.number)
     return Verification(
-        id=record["id"],
+        id=record.get("id", ""),
         to=record["to"],
         channel=record.get("ch", "sms"),
         locale=record.get("loc", ""),

@@ -11,7 +11,7 @@ local matched, replay_ms = A.matched, A.replay_ms
 local to, owner = unpack(redis.call('HMGET', K.verification, 'to', 'key'))
 redis.call('ZREM', failedkey(owner or '', to or ''), id .. ':' .. attempt)
 if redis.call('EXISTS', K.verification) == 0 then return {0, {}} end
-if settle(id, retention) ~= 'pending' then return {0, redis.call('HGETALL', K.verification)} end
+if settle(id, retention) ~= 'pending' then return {0, record_of(K.verification, id)} end
 if matched ~= '' and replay_ms > 0 then
   local hash = redis.call('HGET', K.verification, matched)
   if hash then
@@ -21,4 +21,4 @@ if matched ~= '' and replay_ms > 0 then
 end
 finish(id, 'approved', retention, {'aa', NOW})
 audit('approved', {vid = id})
-return {1, redis.call('HGETALL', K.verification)}
+return {1, record_of(K.verification, id)}

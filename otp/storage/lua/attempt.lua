@@ -52,10 +52,10 @@ if st ~= 'pending' then
       if redis.call('HINCRBY', approving, 'n', 1) <= replays then replay = redis.call('HGET', approving, 'h') end
     end
   end
-  return {st, id, a, ma, replay, redis.call('HGETALL', key)}
+  return {st, id, a, ma, replay, record_of(key, id)}
 end
 if tonumber(a) >= tonumber(ma) then
-  return {'max_attempts_reached', id, a, ma, '', redis.call('HGETALL', key)}
+  return {'max_attempts_reached', id, a, ma, '', record_of(key, id)}
 end
 local failed_key = failedkey(found_owner, found_to)
 redis.call('ZREMRANGEBYSCORE', failed_key, '-inf', NOW - 3600000)
@@ -72,7 +72,7 @@ if failed >= failed_per_hour then
     for ip in string.gmatch(redis.call('HGET', vkey(vid), 'ci') or '', '[^,]+') do ips[#ips + 1] = ip end
   end
   note_lock('n:' .. id, {vid = id, key = found_owner, ['until'] = NOW + retry}, ips, {caller})
-  return {'refused', id, a, ma, '', redis.call('HGETALL', key), retry}
+  return {'refused', id, a, ma, '', record_of(key, id), retry}
 end
 a = redis.call('HINCRBY', key, 'a', 1)
 redis.call('ZADD', failed_key, NOW, id .. ':' .. a)
@@ -85,4 +85,4 @@ if AUDIT_CTX.ip then
   if more ~= (ci or '') then redis.call('HSET', key, 'ci', more) end
 end
 -- The code hashes travel in the record (its h:<n> fields).
-return {'counted', id, a, ma, '', redis.call('HGETALL', key)}
+return {'counted', id, a, ma, '', record_of(key, id)}

@@ -4,7 +4,7 @@
 local id, retention, owner = A.id, A.retention_ms, A.owner
 local found_owner = redis.call('HGET', K.verification, 'key')
 if not found_owner or (owner ~= '' and found_owner ~= owner) then return {0, {}} end
-if settle(id, retention) ~= 'pending' then return {0, redis.call('HGETALL', K.verification)} end
+if settle(id, retention) ~= 'pending' then return {0, record_of(K.verification, id)} end
 finish(id, 'canceled', retention)
 audit('canceled', {vid = id})
-return {1, redis.call('HGETALL', K.verification)}
+return {1, record_of(K.verification, id)}

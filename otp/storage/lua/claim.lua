@@ -11,11 +11,17 @@ local claimed = {}
 for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMIT', 0, limit)) do
   local jkey = K.jobs .. job_id
   local vid, n = string.match(job_id, '^(VE%x+):(%d+)$')
-  local fields = redis.call('HMGET', jkey, 'to', 'code', 'loc', 'tries', 'x', 'app', 'ah', 'tp', 'sb', 'mg', 'ps')
-  local live = fields[1] and redis.call('EXISTS', vkey(vid)) == 1
+  -- A job holds the sealed code and the send's own choices; the number, the expiry and (unless
+  -- the send chose another) the locale are the record's. A job queued by an earlier version also
+  -- holds to, loc and x (the record's values, loc the send's): its own win, so it sends as before.
+  -- (A worker of that version would take a new job for a dead one: upgrade workers first.)
+  local code, loc, app, ah, tp, sb, mg, ps, old_to, old_x = unpack(redis.call('HMGET', jkey, 'code', 'loc', 'app',
+    'ah', 'tp', 'sb', 'mg', 'ps', 'to', 'x'))
+  local to, record_loc, x = unpack(redis.call('HMGET', vkey(vid), 'to', 'loc', 'x'))
+  local live = code and to
   local st = live and settle(vid, retention) or 'expired'
   if st == 'pending' and redis.call('HEXISTS', vkey(vid), 'h:' .. n) == 0 then st = 'superseded' end
-  if st ~= 'pending' or NOW >= tonumber(fields[5]) then
+  if st ~= 'pending' or NOW >= tonumber(old_x or x) then
     redis.call('ZREM', K.outbox, job_id)
     redis.call('DEL', jkey)
     if redis.call('EXISTS', vkey(vid)) == 1 then
@@ -24,9 +30,8 @@ for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMI
   else
     local tries = redis.call('HINCRBY', jkey, 'tries', 1)
     redis.call('ZADD', K.outbox, NOW + lease, job_id)
-    claimed[#claimed + 1] = {job_id, vid, n, fields[1], fields[2], fields[3], tries, fields[5], fields[6] or '',
-                             NOW + lease, fields[7] or '', fields[8] or '', fields[9] or '', fields[10] or '',
-                             fields[11] or ''}
+    claimed[#claimed + 1] = {job_id, vid, n, old_to or to, code, loc or record_loc or '', tries, old_x or x, app or '',
+                             NOW + lease, ah or '', tp or '', sb or '', mg or '', ps or ''}
   end
 end
 return claimed

@@ -33,7 +33,10 @@ for _, eid in ipairs(redis.call('ZRANGEBYSCORE', K.events, '-inf', NOW, 'LIMIT',
     end
     redis.call('ZADD', K.events, NOW + lease, eid)
     local to, ch, tg = '', '', ''
-    if live then to, ch, tg = unpack(redis.call('HMGET', vkey(vid), 'to', 'ch', 'tg')) end
+    if live then
+      to, ch, tg = unpack(redis.call('HMGET', vkey(vid), 'to', 'ch', 'tg'))
+      ch = ch or 'sms'  -- a record keeps its channel only when it isn't SMS
+    end
     claimed[#claimed + 1] = {eid, t, vid, n, at, owner, ec or '', done or '', tries, NOW + lease,
                              to or '', ch or '', tg or '', st, first}
   end

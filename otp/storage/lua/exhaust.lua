@@ -11,4 +11,4 @@ if settle(id, retention) == 'pending' and tonumber(a) >= tonumber(ma) then
   for ip in string.gmatch(ci or '', '[^,]+') do ips[#ips + 1] = ip end
   note_lock('v:' .. id, {vid = id, key = owner, attempts = tonumber(a)}, ips, {AUDIT_CTX.key})
 end
-return redis.call('HGETALL', K.verification)
+return record_of(K.verification, id)

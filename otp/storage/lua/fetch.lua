@@ -2,4 +2,4 @@
 -- A.id, A.retention_ms
 if redis.call('EXISTS', K.verification) == 0 then return {} end
 settle(A.id, A.retention_ms)
-return redis.call('HGETALL', K.verification)
+return record_of(K.verification, A.id)

@@ -177,6 +177,16 @@ end
 
 -- The names keys.py spells as verification(), number_state(), failed_checks(), approving_code().
 local function vkey(id) return K.verifications .. id end
+-- A verification's hash as its readers take it: the id is its key's, not a field (records written
+-- before that also hold it; the pair given last wins, and it is the same).
+local function record_of(key, id)
+  local flat = redis.call('HGETALL', key)
+  if #flat > 0 then
+    flat[#flat + 1] = 'id'
+    flat[#flat + 1] = id
+  end
+  return flat
+end
 -- A number's state: per API key its pending verification (two tenants never resend each other's
 -- codes), and its send log.
 local function numkey(to) return K.numbers .. to end
@@ -274,7 +284,7 @@ end
 --   tl:<n>  the timeline: <state>=<ms after the attempt's time>,… the first time each TIMELINE
 --           state was reached   dx:<n> <country>|<sender>|<opt-out scope> the send went to and from (the
 --           worker's; the scope is the job's Messaging Service, "" for the operator's sender)
---   sn:<n> the pool's sender   qw:<n> the expected wait for the sender's slot (ms)
+--   sn:<n> the pool's sender while dx doesn't name it   qw:<n> the expected wait for the sender's slot (ms)
 local function split(text)
   local parts = {}
   for part in string.gmatch(text .. '|', '([^|]*)|') do parts[#parts + 1] = part end
@@ -339,9 +349,13 @@ local function update_attempt(id, n, changes)
   local key = vkey(id)
   local moved = false
   -- Where the send went and from which sender (the worker says at the send), before counting it.
+  -- dx holds the sender whole unless a long scope pushes it past 64 bytes: then the pool's sender
+  -- (sn) needn't be kept beside it.
+  local sender_in_dx = false
   if changes.country ~= nil and changes.country ~= cjson.null then
     local dx = changes.country .. '|' .. (changes.sender or '') .. '|' .. (changes.scope or '')
     redis.call('HSET', key, 'dx:' .. n, string.sub(dx, 1, 64))
+    sender_in_dx = #dx - #(changes.scope or '') <= 64
   end
   if changes.status then
     local old = DELIVERY_RANK[attempt.status] or 0
@@ -371,7 +385,8 @@ local function update_attempt(id, n, changes)
   end
   -- The pool's sender it went (or waits to go) out with, and the expected wait for its slot.
   if changes.sender and changes.sender ~= cjson.null then
-    redis.call('HSET', key, 'sn:' .. n, string.sub(changes.sender, 1, 64))
+    if sender_in_dx then redis.call('HDEL', key, 'sn:' .. n)
+    else redis.call('HSET', key, 'sn:' .. n, string.sub(changes.sender, 1, 64)) end
   end
   if changes.queued_ms and changes.queued_ms ~= cjson.null then
     redis.call('HSET', key, 'qw:' .. n, changes.queued_ms)

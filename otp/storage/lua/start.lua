@@ -42,7 +42,7 @@ end
 local function refuse(id, rule, reason, retry, window, last_send)
   audit('refused', {vid = id or '', decision = 'refused', rule = rule, reason = reason,
                     retry_after = math.ceil(retry / 1000), counts = decisions})
-  local record = id and redis.call('HGETALL', vkey(id)) or {}
+  local record = id and record_of(vkey(id), id) or {}
   local foreign = foreign_within(window, last_send)
   if foreign == 1 then
     redis.call('HSET', K.number, 'hd:' .. key_id, base36(NOW + hold_ms))
@@ -135,9 +135,13 @@ if existing then
   if n - kept >= 1 then redis.call('HDEL', vkey(id), 'h:' .. (n - kept)) end
 else
   id, n, mode, expires = new_id, 1, 'created', NOW + ttl
-  redis.call('HSET', vkey(id), 'id', id, 'to', to, 'ch', channel, 'loc', locale, 'key', key_id,
+  -- No id (its key's: record_of hands it out), and the channel and locale only when they aren't
+  -- the defaults: every byte of a pending record is kept per verification.
+  redis.call('HSET', vkey(id), 'to', to, 'key', key_id,
              'st', 'pending', 'c', NOW, 'u', NOW, 'x', expires, 'a', 0, 'ma', max_attempts,
              's', 1, 'ms', max_sends, 'h:1', code_hash)
+  if channel ~= 'sms' then redis.call('HSET', vkey(id), 'ch', channel) end
+  if locale ~= '' then redis.call('HSET', vkey(id), 'loc', locale) end
   redis.call('PEXPIRE', vkey(id), ttl + retention)
   if unproven then redis.call('HSET', vkey(id), 'up', 1) end
   if ip_scope ~= '' then redis.call('HSET', vkey(id), 'ips', ip_scope) end
@@ -162,8 +166,13 @@ if A.events then
 end
 
 local job_id = id .. ':' .. n
-redis.call('HSET', K.jobs .. job_id, 'vid', id, 'n', n, 'to', to, 'code', sealed,
-           'loc', locale, 'x', expires, 'tries', 0, 'app', app_name)
+-- The job holds only what the record doesn't: the sealed code, and the send's own choices when
+-- they aren't the defaults. Its id names the verification and the send; claim.lua reads the
+-- number and the expiry from the record, and the locale there unless this send asked for another
+-- (tries starts with the first claim's HINCRBY).
+redis.call('HSET', K.jobs .. job_id, 'code', sealed)
+if app_name ~= '' then redis.call('HSET', K.jobs .. job_id, 'app', app_name) end
+if locale ~= (redis.call('HGET', vkey(id), 'loc') or '') then redis.call('HSET', K.jobs .. job_id, 'loc', locale) end
 -- The hash belongs to this send (the app that asked for it), not to the verification: a resend
 -- from another client says again whether it wants one.
 if app_hash ~= '' then redis.call('HSET', K.jobs .. job_id, 'ah', app_hash) end
@@ -177,4 +186,4 @@ redis.call('ZADD', K.outbox, NOW, job_id)
 redis.call('PUBLISH', A.wake[1], A.wake[2])
 audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
       counts = decisions, number_sends_1h = hour + 1, number_sends_24h = day + 1})
-return {mode, redis.call('HGETALL', vkey(id)), '', '', 0, 0}
+return {mode, record_of(vkey(id), id), '', '', 0, 0}
