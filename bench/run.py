@@ -1,9 +1,10 @@
 """otp benchmark: full-flow throughput and latency, the argon2 bound, own CPU per verification,
 Redis round trips and memory, and throughput against keyspace size, all in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--argon2 shipped|minimal]
+    .venv/bin/python bench/run.py [--quick] [--argon2 shipped|minimal] [--worker-cpu]
 
-Prints a table and writes bench/results/<UTC timestamp>.json.  Not a test: nothing is asserted
+Prints a table and writes bench/results/<UTC timestamp>.json (``--worker-cpu``: only the minimal
+pass's throughput runs, for the one figure ``worker_cpu_ms_per_sms``, and no file).  Not a test: nothing is asserted
 against the goals, they are printed next to the figures.  See bench/README.md.
 """
 
@@ -52,10 +53,13 @@ from otp.edge.embedded_redis import EmbeddedRedis, free_port
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-async def bench_main(plan: Plan, passes: list[str], fleet: Fleet, redis_server: EmbeddedRedis) -> dict[str, Any]:
+async def bench_main(
+    plan: Plan, passes: list[str], fleet: Fleet, redis_server: EmbeddedRedis, *, worker_cpu: bool = False
+) -> dict[str, Any]:
     report: dict[str, Any] = {"quick": plan.quick, "passes": passes}
-    print("argon2 bound (shipped parameters, all cores) …", flush=True)
-    report["argon2"] = argon2_bound(plan.argon2_seconds)
+    if not worker_cpu:
+        print("argon2 bound (shipped parameters, all cores) …", flush=True)
+        report["argon2"] = argon2_bound(plan.argon2_seconds)
     redis_server.start()
     account_sid, auth_token = "AC" + secrets.token_hex(16), secrets.token_urlsafe(24)
     stub_port = free_port()
@@ -71,6 +75,13 @@ async def bench_main(plan: Plan, passes: list[str], fleet: Fleet, redis_server: 
         try:
             report["machine"] = await machine(client)
             bench.new_api_key(bench.config(passes[0]))
+            if worker_cpu:
+                run = await start_pass(bench, "minimal")
+                try:
+                    report["runs"] = await throughput_matrix(bench, run)
+                finally:
+                    await stop_pass(bench, run)
+                return report
             await run_passes(bench, passes, report)
             print("plain Starlette baseline …", flush=True)
             concurrency, count = plan.levels[-1]
@@ -332,9 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts; under 2 minutes on 2 cores")
     parser.add_argument("--argon2", choices=("shipped", "minimal"), help="run only this pass (default: both)")
+    parser.add_argument("--worker-cpu", action="store_true", help="only the figure worker_cpu_ms_per_sms")
     args = parser.parse_args(argv)
     plan = Plan.make(args.quick)
-    passes = [args.argon2] if args.argon2 else ["shipped", "minimal"]
+    passes = ["minimal"] if args.worker_cpu else [args.argon2] if args.argon2 else ["shipped", "minimal"]
     assert_valid_numbers(["415", "212", "646"])
     signal.signal(signal.SIGTERM, _interrupt)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -343,13 +355,17 @@ def main(argv: list[str] | None = None) -> int:
         fleet = Fleet(Path(tmp))
         redis_server = EmbeddedRedis(Path(tmp) / "redis", port=free_port(), appendonly=False)
         try:
-            report = asyncio.run(asyncio.wait_for(bench_main(plan, passes, fleet, redis_server), plan.deadline_s))
+            flow = bench_main(plan, passes, fleet, redis_server, worker_cpu=args.worker_cpu)
+            report = asyncio.run(asyncio.wait_for(flow, plan.deadline_s))
         except (BenchError, TimeoutError) as exc:
             print(f"bench: stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         finally:
             fleet.stop_all()
             redis_server.stop()
+    if args.worker_cpu:
+        print(f"\nworker_cpu_ms_per_sms: {fmt(pooled_cpu(report['runs'], 'otp_worker'), 2)}")
+        return 0
     report |= {"started_at": started, "duration_s": time.monotonic() - began, "plan": asdict(plan), "notes": NOTES[:]}
     summarize(report)
     path = write_report(report)
