@@ -51,15 +51,18 @@ class AcceptingSender:
     def __init__(self) -> None:
         self.codes: dict[str, str] = {}
 
-    def send(self, message: SmsMessage) -> Receipt:
+    async def send(self, message: SmsMessage) -> Receipt:
         self.codes[message.to] = re.findall(r"(?<!\d)\d{4,10}(?!\d)", message.body)[0]
         return Receipt(message_sid=f"SM{len(self.codes):032x}", status="queued", segments=1)
 
-    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+    async def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
         return None
 
-    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+    async def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         return "delivered", None, None
+
+    async def aclose(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -262,14 +262,17 @@ class NullSender:
 
     name = "bench-null"
 
-    def send(self, message: SmsMessage) -> Receipt:
+    async def send(self, message: SmsMessage) -> Receipt:
         return Receipt(message_sid="SM" + secrets.token_hex(16), status="delivered", segments=1)
 
-    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+    async def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
         return None
 
-    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+    async def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         return "delivered", None, None
+
+    async def aclose(self) -> None:
+        return None
 
 
 @contextlib.asynccontextmanager

@@ -1,7 +1,7 @@
 """otp benchmark: full-flow throughput and latency, the argon2 bound, own CPU per verification,
 Redis round trips and memory, and throughput against keyspace size, all in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--argon2 shipped|minimal] [--only memory]
+    .venv/bin/python bench/run.py [--quick] [--argon2 shipped|minimal] [--only memory|worker-cpu] [--no-peer]
 
 Prints a table and writes bench/results/<UTC timestamp>.json.  Not a test: nothing is asserted
 against the goals, they are printed next to the figures.  See bench/README.md.
@@ -97,6 +97,16 @@ async def memory_main(plan: Plan, fleet: Fleet, redis_server: EmbeddedRedis) -> 
             await start_counted(bench, run)
             print(f"Redis memory over {plan.memory_pending:,} pending verifications …", flush=True)
             return await redis_memory(bench, run)
+        finally:
+            await stop_pass(bench, run)
+
+
+async def worker_cpu_main(plan: Plan, fleet: Fleet, redis_server: EmbeddedRedis) -> float | None:
+    """``--only worker-cpu``: the minimal pass's throughput runs, for ``worker_cpu_ms_per_sms``."""
+    async with open_bench(plan, fleet, redis_server, "minimal") as bench:
+        run = await start_pass(bench, "minimal")
+        try:
+            return pooled_cpu(await throughput_matrix(bench, run), "otp_worker")
         finally:
             await stop_pass(bench, run)
 
@@ -437,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-peer", action="store_true", help="skip privacyIDEA's run after otp's (bench/peer_privacyidea.py)"
     )
-    parser.add_argument("--only", choices=("memory",), help="run only this step (its figures printed, no JSON)")
+    parser.add_argument(
+        "--only",
+        choices=("memory", "worker-cpu"),
+        help="run only this step, its figures printed, no JSON: the Redis memory step, or the minimal "
+        "pass's throughput runs for worker_cpu_ms_per_sms",
+    )
     args = parser.parse_args(argv)
     plan = Plan.make(args.quick)
     passes = [args.argon2] if args.argon2 else ["shipped", "minimal"]
@@ -452,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.only == "memory":
                 memory = asyncio.run(asyncio.wait_for(memory_main(plan, fleet, redis_server), plan.deadline_s))
                 print(memory_table(memory))
+                return 0
+            if args.only == "worker-cpu":
+                worker_ms = asyncio.run(asyncio.wait_for(worker_cpu_main(plan, fleet, redis_server), plan.deadline_s))
+                print(f"\nworker_cpu_ms_per_sms: {fmt(worker_ms, 2)}")
                 return 0
             report = asyncio.run(asyncio.wait_for(bench_main(plan, passes, fleet, redis_server), plan.deadline_s))
         except (BenchError, TimeoutError) as exc:

@@ -4,6 +4,8 @@
 
 Queues N verifications (worker off, distinct numbers, limits raised), then times one
 `otp worker --burst` draining them through the real twilio SDK to `python -m otp.devtools.twilio_stub`.
+Also prints the worker's CPU per SMS (bench/run.py's ``worker_cpu_ms_per_sms``, without the API
+around it): the burst's CPU less that of a burst on an empty queue (start-up and shut-down).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -66,6 +69,19 @@ async def queue_jobs(redis_url: str, jobs: int) -> None:
                 assert response.status_code == 201, response.text
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def burst(env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `otp worker --burst`."""
+    cpu, started = children_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, "-m", "otp", "worker", "--burst"], env=env, check=True)
+    return time.perf_counter() - started, children_cpu() - cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=400)
@@ -91,7 +107,6 @@ def main() -> int:
         )
         try:
             time.sleep(1.0)
-            asyncio.run(queue_jobs(redis.url, args.jobs))
             env = {
                 **os.environ,
                 "OTP_REDIS_URL": redis.url,
@@ -104,9 +119,9 @@ def main() -> int:
                 "OTP_PUBLIC_URL": "http://127.0.0.1:9",
                 "OTP_LOG_LEVEL": "WARNING",
             }
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "otp", "worker", "--burst"], env=env, check=True)
-            elapsed = time.perf_counter() - started
+            _, idle_cpu = burst(env)  # nothing queued: what every burst costs besides its sends
+            asyncio.run(queue_jobs(redis.url, args.jobs))
+            elapsed, cpu = burst(env)
         finally:
             stub.terminate()
             stub.wait(timeout=10)
@@ -114,6 +129,7 @@ def main() -> int:
     print(
         f"one worker: {args.jobs} SMS in {elapsed:.2f} s = {args.jobs / elapsed:.0f} sends/s (process start included)"
     )
+    print(f"worker CPU per SMS: {(cpu - idle_cpu) * 1000 / args.jobs:.2f} ms (start-up's {idle_cpu:.2f} s taken out)")
     return 0
 
 

@@ -84,6 +84,8 @@ def build_sender(settings: Settings) -> SmsSender:
         messaging_service_sid=settings.twilio_messaging_service_sid or (services[0] if services else ""),
         api_url=settings.twilio_api_url,
         timeout=settings.twilio_timeout,
+        # A connection for each send the worker makes at once.
+        pool_size=WorkerOptions.concurrency,
     )
 
 

@@ -57,15 +57,18 @@ class RecordingSender:
     def __init__(self) -> None:
         self.messages: list[SmsMessage] = []
 
-    def send(self, message: SmsMessage) -> Receipt:
+    async def send(self, message: SmsMessage) -> Receipt:
         self.messages.append(message)
         return Receipt(message_sid=f"SM{len(self.messages):032x}", status="queued", segments=1)
 
-    def find_sent(self, message: SmsMessage, since: Any) -> Receipt | None:
+    async def find_sent(self, message: SmsMessage, since: Any) -> Receipt | None:
         return None
 
-    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+    async def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         return "delivered", None, None
+
+    async def aclose(self) -> None:
+        return None
 
     def codes_for(self, to: str) -> list[str]:
         return [re.findall(r"(?<!\d)\d{4,10}(?!\d)", m.body)[0] for m in self.messages if m.to == to]

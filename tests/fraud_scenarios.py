@@ -42,7 +42,7 @@ class LatestCodes(RecordingSender):
         self.latest: dict[str, str] = {}
         self.count = 0
 
-    def send(self, message: SmsMessage) -> Receipt:
+    async def send(self, message: SmsMessage) -> Receipt:
         self.count += 1
         self.latest[message.to] = CODE.findall(message.body)[0]
         return Receipt(message_sid=f"SM{self.count:032x}", status="queued", segments=1)

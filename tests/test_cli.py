@@ -303,7 +303,10 @@ async def everything(redis_url: str, clock: Clock, capsys: pytest.CaptureFixture
             made = await otp_async(capsys, "keys", "create", HOSTILE, "--admin", "--json")
             assert made.code == 0, made.err
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://otp.test") as http:
+            async with (
+                contextlib.aclosing(worker),
+                httpx.AsyncClient(transport=transport, base_url="http://otp.test") as http,
+            ):
                 yield Everything(http, state.store, stub, clock, worker, key, made.json()["key"])
 
 

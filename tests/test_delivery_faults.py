@@ -1,4 +1,5 @@
-"""Delivery survives a worker killed mid-send and a Redis restart between start and send."""
+"""Delivery survives a worker killed mid-send and a Redis restart between start and send; a
+worker that stops closes its connections to Twilio."""
 
 from __future__ import annotations
 
@@ -55,6 +56,21 @@ async def test_a_worker_killed_mid_send_leaves_the_job_to_another_which_sends_it
         attempt = await live.delivery(vid, "delivered")
         assert len(live.stub.messages) == 1
         assert attempt["message_sid"] == live.stub.messages[0].sid
+
+
+async def test_a_worker_that_drained_the_queue_closes_its_twilio_connections(redis_url: str) -> None:
+    async with live_service(redis_url, worker=False) as live:
+        vid = (await live.start(TO))["id"]
+        env = worker_env(redis_url, live.stub.url, live.base)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "otp", "worker", "--burst", env=env, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(worker.communicate(), timeout=30)
+        assert worker.returncode == 0, stderr.decode()
+        attempt = await live.delivery(vid, "delivered")
+        assert [m.sid for m in live.stub.messages] == [attempt["message_sid"]]
+        # aiohttp's words for a session or connector left open at exit.
+        assert "Unclosed" not in stderr.decode()
 
 
 async def test_a_queued_sms_survives_a_redis_crash_with_aof(tmp_path: Path) -> None:

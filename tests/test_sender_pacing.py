@@ -108,7 +108,12 @@ async def pool_service(redis_url: str, clock: Clock, senders: str, **changes: An
             _, admin_key = await apikeys.create(Store(client, partitions=16), "pacing-admin", admin=True)
             await client.aclose()
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://otp.test") as http:
+            async with contextlib.AsyncExitStack() as closing:
+                for worker in workers:
+                    await closing.enter_async_context(contextlib.aclosing(worker))
+                http = await closing.enter_async_context(
+                    httpx.AsyncClient(transport=transport, base_url="http://otp.test")
+                )
                 yield Pool(http, stub, workers, clock, state.store, key, admin_key)
 
 

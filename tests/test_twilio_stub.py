@@ -3,6 +3,7 @@ through the SDK can be tested against the stub without the network."""
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import sys
@@ -502,3 +503,20 @@ def test_main_refuses_a_code_for_an_outcome_that_carries_none() -> None:
     )
     assert process.returncode == 2
     assert "+NUMBER=OUTCOME[:CODE]" in process.stderr and "undelivered, failed, reject only" in process.stderr
+
+
+def test_the_stand_in_keeps_connections_alive_like_twilio_and_hangs_up_when_stopped(stub: TwilioStub) -> None:
+    path, form = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", {"To": TO, "From": FROM, "Body": "hi"}
+    connection = http.client.HTTPConnection("127.0.0.1", stub.port, timeout=5)
+    try:
+        for _ in range(2):  # refused before the form is read: the second request is still understood
+            connection.request("POST", path, urllib.parse.urlencode(form), {"Authorization": "Basic bm9ib2R5Og=="})
+            answer = connection.getresponse()
+            answer.read()
+            assert (answer.status, answer.version, answer.will_close) == (401, 11, False)  # HTTP/1.1, kept open
+        stub.stop()
+        with pytest.raises((http.client.HTTPException, OSError)):
+            connection.request("POST", path, urllib.parse.urlencode(form))
+            connection.getresponse()
+    finally:
+        connection.close()

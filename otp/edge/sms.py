@@ -52,7 +52,7 @@ class MessageFetcher(Protocol):
     """A sender that can read a message's price too (Twilio fills it in after sending): the
     worker's poll uses it to reconcile the spend budgets (otp.core.budget)."""
 
-    def fetch_message(self, message_sid: str) -> MessageState: ...
+    async def fetch_message(self, message_sid: str) -> MessageState: ...
 
 
 class SendError(Exception):
@@ -68,18 +68,22 @@ class SendError(Exception):
 
 
 class SmsSender(Protocol):
-    """Blocking calls: the worker runs them on a thread."""
+    """Awaited on the worker's event loop: a call must not block it (no blocking I/O, no long CPU)."""
 
     name: str
 
-    def send(self, message: SmsMessage) -> Receipt: ...
+    async def send(self, message: SmsMessage) -> Receipt: ...
 
-    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+    async def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
         """The same message, if an earlier try did go out (so a retry doesn't send it twice)."""
         ...
 
-    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+    async def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         """(status, error code, error message), for sends that never got a status callback."""
+        ...
+
+    async def aclose(self) -> None:
+        """The worker is stopping: release connections (a later call may open them again)."""
         ...
 
 
@@ -88,14 +92,17 @@ class ConsoleSender:
 
     name = "console"
 
-    def send(self, message: SmsMessage) -> Receipt:
+    async def send(self, message: SmsMessage) -> Receipt:
         log.warning(
             "DEVELOPMENT ONLY console SMS (no Twilio configured) to %s: %s", mask_in_record(message.to), message.body
         )
         return Receipt(message_sid="SM" + secrets.token_hex(16), status="delivered", segments=1)
 
-    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+    async def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
         return None
 
-    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+    async def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         return "delivered", None, None
+
+    async def aclose(self) -> None:
+        return None

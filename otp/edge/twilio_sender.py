@@ -1,21 +1,28 @@
 """Sending through the official `twilio` SDK.
 
+The worker sends on its event loop, through the SDK's asyncio client (`AsyncHttpClient`: one
+pooled aiohttp session); `otp doctor` and Lookup make their few calls through the blocking one
+(`twilio_client`).
+
 ``OTP_TWILIO_API_URL`` points every API call at another base URL (a sandbox, a recorder, the test
-stand-in).  It is done in the HTTP client, below the SDK's own host logic, so it holds even when
+stand-in).  It is done in the HTTP clients, below the SDK's own host logic, so it holds even when
 ``TWILIO_EDGE`` / ``TWILIO_REGION`` rewrite the hostname.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
+import aiohttp
 from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from otp.core.phone import mask_numbers
@@ -44,6 +51,48 @@ class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]
         return super().request(method, redirect(url, self.base_url), *args, **kwargs)
 
 
+class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """The SDK's asyncio client on one aiohttp session of at most ``pool_size`` connections (one
+    per concurrent send), made on the first request (inside the running loop, as aiohttp wants)
+    and closed by `close`, after which a request makes another.  Every request is bounded by
+    ``timeout``: the SDK's own client hands aiohttp no bound when the call names none."""
+
+    def __init__(self, *, base_url: str, timeout: float, pool_size: int) -> None:
+        super().__init__(pool_connections=False, timeout=timeout)
+        self.session: aiohttp.ClientSession | None = None
+        self.base_url = base_url
+        self.pool_size = pool_size
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 — the SDK's signature
+        allow_redirects: bool = False,
+    ) -> Response:
+        if self.session is None:
+            # trust_env off (aiohttp's default, the SDK's too): with it on, every request would
+            # read ~/.netrc on a thread.
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.pool_size))
+        if self.base_url:
+            url = redirect(url, self.base_url)
+        if auth is not None:
+            # The credentials as a header: aiohttp deprecates the BasicAuth the SDK would make of them.
+            basic = base64.b64encode(":".join(auth).encode()).decode()
+            headers = {**(headers or {}), "Authorization": f"Basic {basic}"}
+        timeout = self.timeout if timeout is None else timeout
+        return await super().request(method, url, params, data, headers, None, timeout, allow_redirects)
+
+    async def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+
 def twilio_client(account_sid: str, auth_token: str, *, api_url: str, timeout: float, pool_size: int) -> Client:
     """The SDK's client with a connection pool of ``pool_size`` (one per concurrent call), sent to
     ``api_url`` instead of Twilio's hosts when one is set (the stand-in)."""
@@ -57,6 +106,8 @@ def twilio_client(account_sid: str, auth_token: str, *, api_url: str, timeout: f
 
 
 class TwilioSender:
+    """The worker's sender: every call awaits on the event loop (no thread per send)."""
+
     name = "twilio"
 
     def __init__(
@@ -68,17 +119,17 @@ class TwilioSender:
         messaging_service_sid: str = "",
         api_url: str = "",
         timeout: float = 10.0,
-        pool_size: int = 32,
+        pool_size: int = 16,
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("set OTP_TWILIO_FROM or OTP_TWILIO_MESSAGING_SERVICE_SID")
-        # One pooled connection per concurrent send (the worker's default concurrency is 16):
-        # requests' default pool of 10 would drop and reopen connections under load.
-        self.client = twilio_client(account_sid, auth_token, api_url=api_url, timeout=timeout, pool_size=pool_size)
+        # One pooled connection per concurrent send (the worker's concurrency).
+        self.http = AsyncHttpClient(base_url=api_url, timeout=timeout, pool_size=pool_size)
+        self.client = Client(account_sid, auth_token, http_client=self.http)
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
 
-    def send(self, message: SmsMessage) -> Receipt:
+    async def send(self, message: SmsMessage) -> Receipt:
         options: dict[str, Any] = {"to": message.to, "body": message.body}
         # The destination's Messaging Service (a /v2 MessagingConfiguration) wins over the pool's
         # sender the worker chose, which wins over the default.
@@ -95,7 +146,7 @@ class TwilioSender:
         if message.status_callback:
             options["status_callback"] = message.status_callback
         try:
-            created = self.client.messages.create(**options)
+            created = await self.client.messages.create_async(**options)
         except TwilioRestException as exc:
             # Whether another try can help: the error catalogue's word (otp.delivery_errors), its one home.
             transient = retry_helps(exc.code, exc.status)
@@ -103,10 +154,11 @@ class TwilioSender:
             # becomes the attempt's stored error and a log line, which hold masked numbers only.
             message_text = mask_numbers(f"Twilio {exc.status}: {exc.msg}", message.to)
             raise SendError(message_text, transient=transient, error_code=exc.code, sender=sender) from None
-        except requests.Timeout:
-            # Twilio may have accepted it: the retry (every retry) looks for it before sending again.
+        except TimeoutError:
+            # aiohttp's timeouts (connect, read, the whole request) are all TimeoutErrors. Twilio may
+            # have accepted it: the retry (every retry) looks for it before sending again.
             raise SendError("Twilio timed out", transient=True, sender=sender) from None
-        except requests.ConnectionError as exc:
+        except aiohttp.ClientConnectionError as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True, sender=sender) from None
         return Receipt(
             sender=sender,
@@ -117,13 +169,13 @@ class TwilioSender:
             price_unit=created.price_unit,
         )
 
-    def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
+    async def find_sent(self, message: SmsMessage, since: datetime) -> Receipt | None:
         """A message with this body to this number created since ``since``: the one an ambiguous
         failure (a timeout) may have sent after all."""
         try:
             # By number only: a message still queued has no DateSent yet, so that filter would miss it.
-            recent = self.client.messages.list(to=message.to, limit=50)
-        except (TwilioRestException, requests.RequestException) as exc:
+            recent = await self.client.messages.list_async(to=message.to, limit=50)
+        except (TwilioRestException, aiohttp.ClientError, TimeoutError) as exc:
             # Can't look, so can't know: sending now might send twice. Try again later.
             raise SendError(f"cannot check for an earlier send: {type(exc).__name__}", transient=True) from None
         for found in recent:
@@ -135,20 +187,24 @@ class TwilioSender:
                 )
         return None
 
-    def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
+    async def fetch_status(self, message_sid: str) -> tuple[str, int | None, str | None]:
         """(status, error code, error message) of a sent message, for the poll of unsettled sends."""
-        state = self.fetch_message(message_sid)
+        state = await self.fetch_message(message_sid)
         return state.status, state.error_code, state.error_message
 
-    def fetch_message(self, message_sid: str) -> MessageState:
+    async def fetch_message(self, message_sid: str) -> MessageState:
         """The Message resource: its state, and its price once Twilio has filled it in."""
         try:
-            fetched = self.client.messages(message_sid).fetch()
+            fetched = await self.client.messages(message_sid).fetch_async()
         except TwilioRestException as exc:
             raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=retry_helps(None, exc.status)) from None
-        except requests.RequestException as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
         found = fetched
         # Stored on the attempt: no full number in it (the send's error text, above, alike).
         error_message = mask_numbers(found.error_message, found.to or "") if found.error_message else None
         return MessageState(found.status, found.error_code, error_message, found.price, found.price_unit)
+
+    async def aclose(self) -> None:
+        """Closes the connection pool (the worker's shutdown); a later call opens another."""
+        await self.http.close()

@@ -1,4 +1,4 @@
-"""The SMS worker: claim due jobs under a lease, send through the `SmsSender` on a thread, record
+"""The SMS worker: claim due jobs under a lease, send through the `SmsSender` (on the loop), record
 the Message SID (or retry with backoff, or fail visibly), and beat a heartbeat (the
 ``otp_worker_last_seen_seconds`` gauge)."""
 
@@ -10,7 +10,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -144,20 +143,15 @@ class Worker:
         self.sender = sender
         self.options = options
         self.clock = clock
+        # Every send and poll holds a slot: at most this many calls to the sender at once (the
+        # Twilio sender's connection pool is as large).
         self._slots = asyncio.Semaphore(options.concurrency)
-        # The blocking SDK calls run on threads of this worker's own: one per send slot (every send
-        # and poll holds one), and never shared with argon2 runs on the default executor.  Idle
-        # threads end when the worker is garbage-collected.
-        self._threads = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="otp-sms")
         self.sent = 0
         self.pacer = Pacer(store, options.pool, clock)
         self._next_slot_ms = 0  # the earliest slot of a job this worker paced and hasn't seen come due
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
-
-    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
 
     def _emit(self, event: str, **fields: Any) -> None:
         events.emit(event, self.clock.now(), **fields)
@@ -282,8 +276,8 @@ class Worker:
 
     async def _fetch(self, sid: str) -> MessageState:
         if isinstance(self.sender, MessageFetcher):
-            return await self._off_loop(self.sender.fetch_message, sid)
-        status, error_code, error_message = await self._off_loop(self.sender.fetch_status, sid)
+            return await self.sender.fetch_message(sid)
+        status, error_code, error_message = await self.sender.fetch_status(sid)
         return MessageState(status, error_code, error_message)
 
     async def _reconcile(self, partition: int, vid: str, n: int, state: MessageState) -> None:
@@ -338,6 +332,13 @@ class Worker:
                 self._events_round.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._events_round
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Closes the sender's and the webhook poster's connections (`run` does, when it stops)."""
+        try:
+            await self.sender.aclose()
+        finally:
             if self.events is not None:
                 await self.events.aclose()
 
@@ -422,9 +423,9 @@ class Worker:
                 # An earlier try may have reached Twilio (a timeout, or a worker killed before it
                 # stored the SID): adopt that message instead of sending the code twice.
                 since = datetime.fromtimestamp(job.expires_ms / 1000 - self.options.code_ttl, UTC)
-                receipt = await self._off_loop(self.sender.find_sent, message, since)
+                receipt = await self.sender.find_sent(message, since)
             if receipt is None:
-                receipt = await self._off_loop(self.sender.send, message)
+                receipt = await self.sender.send(message)
         except SendError as exc:
             await self._failed_send(job, exc, country)
             return

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import secrets
+import socket
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime
@@ -68,13 +71,43 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], stub: TwilioStub) -> None:
         self.stub = stub
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(connection)
+
+    def hang_up(self) -> None:
+        """Ends every kept-alive connection: a stopped stand-in answers nothing more, as a Twilio
+        out of reach wouldn't (their threads would otherwise go on serving them)."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class Handler(BaseHTTPRequestHandler):
     server: Server
     server_version = "Twilio.stub"
     sys_version = ""
+    # As Twilio's API: HTTP/1.1, connections kept alive between requests (every answer has a
+    # Content-Length), so a pooled client reuses them as it would Twilio's.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.closed(self.connection)
+        super().finish()
 
     def do_POST(self) -> None:
         self._handle("POST")
@@ -93,6 +126,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         try:
+            # Read whatever the answer: an unread body would be taken for the connection's next request.
+            self._body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             path = urllib.parse.urlsplit(self.path).path
             lookup = _LOOKUP_PATH.match(path)
             if lookup is not None:
@@ -188,8 +223,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _create(self) -> None:
         stub = self.server.stub
-        length = int(self.headers.get("Content-Length") or 0)
-        form = urllib.parse.parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+        form = urllib.parse.parse_qs(self._body.decode(), keep_blank_values=True)
         fields = {name: values[-1] for name, values in form.items()}
         stub.say(f"POST Messages.json {fields}")
         failure = stub.take_failure()

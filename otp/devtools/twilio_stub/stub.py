@@ -94,6 +94,7 @@ class TwilioStub:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
+            server.hang_up()
             server.server_close()
         if self._serve_thread is not None:
             self._serve_thread.join(timeout=5)
