@@ -272,6 +272,46 @@ def test_a_stop_to_one_tenants_own_messaging_service_does_not_refuse_other_tenan
     assert admin.get(f"/v1/optouts/{to}", params={"messaging_service_sid": "MG1"}).status_code == 400
 
 
+def _us_delivered(admin: httpx.Client) -> int:
+    rows = admin.get("/v1/stats/overview", params={"since": "1h"}).json()["delivery"]["by_country"]
+    return sum(int(row["delivered"]) for row in rows if row["country"] == "US")
+
+
+def test_a_delivered_callback_that_overtakes_the_create_answer_still_counts_for_its_country(
+    v2: V2, v1: httpx.Client, admin: httpx.Client
+) -> None:
+    """Twilio may call back before its create answer reaches the worker, so before the worker has
+    recorded where the send went: the delivery still counts, once, in the per-country figures."""
+    before = _us_delivered(admin)
+    to = new_number()
+    v2.stub.script(to, "early", count=3)  # queued, sent and delivered posted before the create answers
+    settled(v1, start(v1, to)["id"], "delivered")
+    deadline = time.monotonic() + 10
+    while _us_delivered(admin) != before + 1:
+        assert time.monotonic() < deadline, (before, _us_delivered(admin))
+        time.sleep(0.03)
+    assert _us_delivered(admin) == before + 1
+
+
+def test_a_stop_reported_before_the_create_answer_marks_the_tenants_messaging_service_only(
+    v2: V2, admin: httpx.Client
+) -> None:
+    """A 21610 callback that overtakes the create answer is still a STOP to the Messaging Service
+    the send went through, never to the operator's own senders that every tenant shares."""
+    own = "MG" + "b" * 32
+    a = v2.client()
+    a_service = service(a).sid
+    a.verify.v2.services(a_service).messaging_configurations.create(country="US", messaging_service_sid=own)
+    to = new_number()
+    v2.stub.script(to, "early", count=3, error_code=21610)
+    started = a.verify.v2.services(a_service).verifications.create(to=to, channel="sms")
+    deadline = time.monotonic() + 10
+    while admin.get(f"/v1/optouts/{to}", params={"messaging_service_sid": own}).json()["opted_out"] is not True:
+        assert time.monotonic() < deadline, started.sid
+        time.sleep(0.03)
+    assert admin.get(f"/v1/optouts/{to}").json()["opted_out"] is False
+
+
 def _optouts_cli(redis_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "otp", "optouts", *args],

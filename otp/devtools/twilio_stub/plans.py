@@ -18,7 +18,7 @@ _OPTIONS: Final[dict[str, frozenset[str]]] = {
     "delayed": frozenset({"delay"}),
     "duplicate": frozenset(),
     "out_of_order": frozenset(),
-    "early": frozenset({"count"}),
+    "early": frozenset({"count", "error_code"}),
     "silent": frozenset(),
     "reject": frozenset({"code", "message"}),
 }
@@ -70,7 +70,10 @@ def plan(script: Script) -> Plan:
     if outcome == "out_of_order":
         return Plan((delivered[0], delivered[2], delivered[1]))
     if outcome == "early":
-        return Plan(delivered, early=max(0, min(int(options.get("count", 2)), len(delivered))))
+        # With error_code the last step is undelivered (a STOP's 21610, say), still before the answer.
+        code = options.get("error_code")
+        steps = delivered if code is None else (*delivered[:2], Step("undelivered", int(code)))
+        return Plan(steps, early=max(0, min(int(options.get("count", 2)), len(steps))))
     if outcome == "silent":
         return Plan(tuple(dataclasses.replace(step, posts=0) for step in delivered[1:]), instant=True)
     return Plan(delivered)

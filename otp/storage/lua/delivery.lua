@@ -23,6 +23,11 @@ local elapsed, country, scope = 0, '', ''
 if attempt then
   elapsed = math.max(0, NOW - attempt.at)
   local dx = redis.call('HGET', vkey(id), 'dx:' .. n)
-  if dx then country, scope = string.match(dx, '^([^|]*)|[^|]*|?(.*)$') end
+  if dx then country, scope = string.match(dx, '^([^|]*)|[^|]*|?(.*)$')
+  else
+    -- The report overtook the worker's record of the send (Twilio called back before its create
+    -- answer was stored): the job, still queued, names the Messaging Service it went through.
+    scope = redis.call('HGET', K.jobs .. id .. ':' .. n, 'mg') or ''
+  end
 end
 return {status or '', moved and 1 or 0, elapsed, country or '', scope or ''}

@@ -354,8 +354,11 @@ local function update_attempt(id, n, changes)
   local sender_in_dx = false
   if changes.country ~= nil and changes.country ~= cjson.null then
     local dx = changes.country .. '|' .. (changes.sender or '') .. '|' .. (changes.scope or '')
-    redis.call('HSET', key, 'dx:' .. n, string.sub(dx, 1, 64))
+    local first = redis.call('HSET', key, 'dx:' .. n, string.sub(dx, 1, 64)) == 1
     sender_in_dx = #dx - #(changes.scope or '') <= 64
+    -- Twilio's callback can overtake the worker's record of the send: a final state it brought
+    -- before dx existed wasn't counted then, so it is now (once: dx is new only once).
+    if first and COUNTED[attempt.status] then count_delivery(id, n, attempt) end
   end
   if changes.status then
     local old = DELIVERY_RANK[attempt.status] or 0
