@@ -3,6 +3,7 @@ answered in time becomes, and how the retry finds it instead of sending the code
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -64,3 +65,41 @@ async def test_the_sender_masks_the_number_in_twilio_refusals(stub: TwilioStub) 
         await sender.aclose()
     assert not refused.value.transient and refused.value.error_code == 21211
     assert refused.value.message.startswith("Twilio 400: ") and TO not in refused.value.message
+
+
+async def test_the_worker_sends_through_the_proxy_the_environment_names(
+    stub: TwilioStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind an egress proxy (HTTP_PROXY / HTTPS_PROXY) the sends go through it, as the
+    synchronous client's did; NO_PROXY still exempts a host."""
+    seen: list[bytes] = []
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())  # the request line, with the absolute URL a proxy gets
+        writer.write(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    proxy = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    sender = TwilioSender(ACCOUNT_SID, AUTH_TOKEN, from_number=FROM, api_url=stub.url, timeout=2.0)
+    try:
+        with pytest.raises(SendError):
+            await sender.send(SmsMessage(to=TO, body="Your code is 123456"))
+    finally:
+        await sender.aclose()
+        proxy.close()
+        await proxy.wait_closed()
+    assert seen and seen[0].startswith(f"POST {stub.url}/2010-04-01/Accounts/".encode())
+    assert stub.messages == []
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    sender = TwilioSender(ACCOUNT_SID, AUTH_TOKEN, from_number=FROM, api_url=stub.url, timeout=2.0)
+    try:
+        receipt = await sender.send(SmsMessage(to=TO, body="Your code is 123456"))
+    finally:
+        await sender.aclose()
+    assert receipt.message_sid == stub.messages[0].sid

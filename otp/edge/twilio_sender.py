@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -51,6 +52,18 @@ class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]
         return super().request(method, redirect(url, self.base_url), *args, **kwargs)
 
 
+TWILIO_API = "https://api.twilio.com"
+
+
+def proxy_for(url: str) -> str | None:
+    """The outbound proxy the environment names for ``url`` (HTTPS_PROXY or HTTP_PROXY by its
+    scheme, unless NO_PROXY covers its host), as requests honours them for the synchronous client."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """The SDK's asyncio client on one aiohttp session of at most ``pool_size`` connections (one
     per concurrent send), made on the first request (inside the running loop, as aiohttp wants)
@@ -76,8 +89,9 @@ class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     ) -> Response:
         if self.session is None:
             # trust_env off (aiohttp's default, the SDK's too): with it on, every request would
-            # read ~/.netrc on a thread.
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.pool_size))
+            # read ~/.netrc on a thread. The proxy the environment names is read here, once.
+            connector = aiohttp.TCPConnector(limit=self.pool_size)
+            self.session = aiohttp.ClientSession(connector=connector, proxy=proxy_for(self.base_url or TWILIO_API))
         if self.base_url:
             url = redirect(url, self.base_url)
         if auth is not None:
