@@ -294,7 +294,9 @@ class Worker:
         idle = self.options.poll_interval
         wake = asyncio.Event()
         self._wake = None if burst else wake
-        listener = asyncio.create_task(self._listen(wake, stop))
+        # A burst ends when the outbox is drained and waits on nothing else; a listener cancelled
+        # while it is still subscribing can hang redis-py's pub/sub clean-up, so a burst has none.
+        listener = None if burst else asyncio.create_task(self._listen(wake, stop))
         try:
             while not stop.is_set():
                 wake.clear()
@@ -323,9 +325,10 @@ class Worker:
                 await _first_of(wake.wait(), stop.wait(), seconds=self._idle_wait(idle))
                 idle = min(idle * 2, self.options.max_idle)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            if listener is not None:
+                listener.cancel()
+                # Bounded: a pub/sub connection torn down mid-handshake may never finish closing.
+                await asyncio.wait({listener}, timeout=1.0)
             self._wake = None
             if self._events_round is not None:
                 # The round's events stay leased and are claimed again: at least once.

@@ -27,7 +27,7 @@ if attempt then
   else
     -- The report overtook the worker's record of the send (Twilio called back before its create
     -- answer was stored): the job, still queued, names the Messaging Service it went through.
-    scope = redis.call('HGET', K.jobs .. id .. ':' .. n, 'mg') or ''
+    scope = redis.call('HGET', K.jobs .. member, 'mg') or ''
   end
 end
 return {status or '', moved and 1 or 0, elapsed, country or '', scope or ''}
