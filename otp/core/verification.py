@@ -141,15 +141,16 @@ class Verifier:
             along=Along(reservations, (opt_out, webhooks.subscribed_read(caller.key_id))),
         )
         opted_out, subscribed = optouts.opted_out_of(admission.read[0]), bool(admission.read[1])
+        # Best effort, like the commit: budget.lua has marked the level already, and a failure here
+        # must not leave the reservations behind (the day's budget would refuse real users early).
+        # Before the opt-out refusal too: a level marked without its event is that day's alert lost.
+        with contextlib.suppress(Unavailable):
+            await self._budget_levels(admission, partition, now_ms, caller)
         if opted_out:
             # Before any code is hashed or queued, and what the limits counted is given back:
             # Twilio would refuse the SMS (21610).
             await self.policy.release(admission)
             await self._refuse_opted_out(partition, now_ms, audit)
-        # Best effort, like the commit: budget.lua has marked the level already, and a failure here
-        # must not leave the reservations behind (the day's budget would refuse real users early).
-        with contextlib.suppress(Unavailable):
-            await self._budget_levels(admission, partition, now_ms, caller)
         if not admission.decision.allowed:
             await self.policy.release(admission)
             await self._audit_refusal(partition, now_ms, audit, admission.decision)
