@@ -30,7 +30,8 @@ async def counts(client: aioredis.Redis) -> dict[bytes, Any]:
     async for key in client.scan_iter(count=1000):
         if AUDIT_KEY.search(key):
             continue
-        kind = (await client.type(key)).decode()
+        raw = await client.type(key)
+        kind = raw.decode() if isinstance(raw, bytes) else raw
         if kind == "string":
             found[key] = await client.get(key)
         elif kind == "hash":
@@ -182,22 +183,16 @@ async def test_concurrent_starts_to_an_opted_out_number_and_to_a_number_at_its_h
         assert (await svc.deliver(), [m.to for m in svc.sender.messages]) == (3, [capped] * 3)
 
 
-IN_FLIGHT = pytest.mark.xfail(
-    strict=True,
-    reason="1c879a2: a start to an opted-out number is counted by the admission (key and IP sliding logs, "
-    "budget reservations) and given back only after its reply; while in flight it refuses real starts, "
-    "which DESIGN §2 forbids (no count-now-refund-later a concurrent request can observe)",
-)
-
-
-@pytest.mark.parametrize("limit", [pytest.param("key", marks=IN_FLIGHT), pytest.param("ip", marks=IN_FLIGHT)])
+@pytest.mark.parametrize("limit", ["key", "ip"])
 async def test_starts_to_an_opted_out_number_in_flight_do_not_refuse_the_keys_real_starts(
     redis_url: str, clock: Clock, sender: RecordingSender, limit: str
 ) -> None:
     """The key may send 5 a minute and the IP 5 an hour; 30 starts to an opted-out number go at once
     with 5 real ones.
-    Before 1c879a2 an opted-out start was refused before any limit counted it; now its admission
-    counts and is released, so while in flight it holds a place in the key's minute."""
+    1c879a2 read the opt-out in the admission's round trip: the admission counted an opted-out start
+    and gave it back after, so while in flight it held a place in the key's minute and the IP's
+    hour and refused the real starts (DESIGN §2: no count-now-refund-later a concurrent request can
+    observe). The opt-out is read before the admission again."""
     async with budgeted(redis_url, clock, sender, budget="100", key_sends_per_minute=5, ip_sends_per_hour=5) as svc:
         await opt_out(svc)
         ip = {"ip": "203.0.113.9"} if limit == "ip" else {}
@@ -210,7 +205,7 @@ async def test_starts_to_an_opted_out_number_in_flight_do_not_refuse_the_keys_re
 @pytest.mark.parametrize(
     "refused_by",
     [
-        pytest.param("opt_out", marks=IN_FLIGHT),
+        "opt_out",
         pytest.param(
             "number_cap",
             marks=pytest.mark.xfail(
@@ -226,7 +221,9 @@ async def test_a_tenants_refused_starts_in_flight_do_not_spend_another_tenants_s
 ) -> None:
     """The day's global budget (every tenant's) has 5 sends left; tenant A fires 20 starts that are
     all refused (to a number that replied STOP, or to one at its hourly cap) while tenant B starts
-    3 codes. A's starts cost nothing, so B's 3 must go out."""
+    3 codes. A's starts cost nothing, so B's 3 must go out. With the opt-out read in the admission's
+    round trip (1c879a2), A's reservations, given back only after, spent B's share meanwhile: B got
+    429 ``budget_exhausted`` (retry at midnight) for starts that fit."""
     async with budgeted(redis_url, clock, sender, budget="0.08", number_sends_per_hour=3, resend_cooldown=0) as svc:
         target = OPTED_OUT if refused_by == "opt_out" else "+15017120001"
         for _ in range(3):
