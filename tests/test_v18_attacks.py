@@ -8,14 +8,26 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import NO_PUMPING, Clock, RecordingSender, Service, make_settings, policy, running_service
+from conftest import (
+    NO_PUMPING,
+    Clock,
+    RecordingSender,
+    Service,
+    default_worker_options,
+    make_settings,
+    policy,
+    running_service,
+)
 
 from otp.core import apikeys, optouts
+from otp.edge.worker import Worker
+from otp.storage import keys as keyspace
 
 US_PRICES = "US=0.01,*=0.05"  # a budget of 0.05 is worth five sends to the US
 OPTED_OUT = "+15017122661"
@@ -241,3 +253,49 @@ async def test_a_tenants_refused_starts_in_flight_do_not_spend_another_tenants_s
         assert {a.status_code for a in a_answers} == {403 if refused_by == "opt_out" else 429}
         b_refusals = [a.json()["error"]["code"] for a in b_answers if a.status_code != 201]
         assert b_refusals == []
+
+
+# -- 2. the worker's pipelined claims -------------------------------------------------------------------
+
+
+def in_partition(partition: int, skip: int = 0) -> str:
+    """A US number of ``partition`` (the ``skip``-th one found)."""
+    found = (f"+1415555{n:04d}" for n in range(10_000))
+    return [to for to in found if keyspace.partition_of_number(to, 16) == partition][skip]
+
+
+def worker_of(svc: Service, **options: Any) -> Worker:
+    state = svc.app.state
+    return Worker(
+        state.store, state.verifier.keyring, svc.sender, replace(default_worker_options(), **options), clock=svc.clock
+    )
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(
+            "poll_schedule",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="3977e72: Worker.claim raises the one broken partition's poll error when no poll is due "
+                "elsewhere (gathered: failures and nothing found), after claim_due leased the jobs: no SMS of "
+                "any partition goes out, round after round (claim_polls used to drop its errors)",
+            ),
+        ),
+        "outbox",
+    ],
+)
+async def test_one_partitions_broken_key_holds_back_no_sms_of_the_other_partitions(
+    redis_url: str, clock: Clock, sender: RecordingSender, broken: str
+) -> None:
+    """A key of the wrong type where partition 3's status polls (or its outbox) should be: its reply
+    in the pipelined claim is an error of its own. The SMS due in partition 5 must still go out,
+    also when nothing else is due anywhere (the broken partition's error is then the only answer
+    of its kind)."""
+    async with budgeted(redis_url, clock, sender, budget="100") as svc:
+        await svc.redis.set(getattr(keyspace, broken)(3), "not a sorted set")
+        to = in_partition(5)
+        assert (await svc.start(to)).status_code == 201
+        await worker_of(svc).run_once()
+        assert [m.to for m in svc.sender.messages] == [to]
