@@ -274,15 +274,7 @@ def worker_of(svc: Service, **options: Any) -> Worker:
 @pytest.mark.parametrize(
     "broken",
     [
-        pytest.param(
-            "poll_schedule",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="3977e72: Worker.claim raises the one broken partition's poll error when no poll is due "
-                "elsewhere (gathered: failures and nothing found), after claim_due leased the jobs: no SMS of "
-                "any partition goes out, round after round (claim_polls used to drop its errors)",
-            ),
-        ),
+        "poll_schedule",
         "outbox",
     ],
 )
@@ -291,8 +283,9 @@ async def test_one_partitions_broken_key_holds_back_no_sms_of_the_other_partitio
 ) -> None:
     """A key of the wrong type where partition 3's status polls (or its outbox) should be: its reply
     in the pipelined claim is an error of its own. The SMS due in partition 5 must still go out,
-    also when nothing else is due anywhere (the broken partition's error is then the only answer
-    of its kind)."""
+    also when nothing else is due anywhere: the claim raised the broken partition's poll error
+    (nothing else found of its kind) after leasing partition 5's job, round after round (3977e72;
+    ``claim_polls`` used to drop its errors)."""
     async with budgeted(redis_url, clock, sender, budget="100") as svc:
         await svc.redis.set(getattr(keyspace, broken)(3), "not a sorted set")
         to = in_partition(5)
