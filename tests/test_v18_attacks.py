@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +27,14 @@ from conftest import (
     policy,
     running_service,
 )
+from test_faults import drain_once, durable_service
 
-from otp.core import apikeys, optouts
+from otp.app import event_options
+from otp.core import apikeys, optouts, webhooks
+from otp.edge.webhook_delivery import EventDelivery
 from otp.edge.worker import Worker
+from otp.errors import Unavailable
+from otp.settings import Settings
 from otp.storage import keys as keyspace
 
 US_PRICES = "US=0.01,*=0.05"  # a budget of 0.05 is worth five sends to the US
@@ -292,3 +300,122 @@ async def test_one_partitions_broken_key_holds_back_no_sms_of_the_other_partitio
         assert (await svc.start(to)).status_code == 201
         await worker_of(svc).run_once()
         assert [m.to for m in svc.sender.messages] == [to]
+
+
+async def subscribe(svc: Service, name: str) -> str:
+    """A /v1 key with a webhook for every event; its token."""
+    state = svc.app.state
+    key, token = await apikeys.create(state.store, name)
+    now_ms = int(svc.clock() * 1000)
+    hook = webhooks.Webhook(
+        sid=webhooks.new_sid(),
+        owner=key.key_id,
+        key_id=key.key_id,
+        friendly_name=name,
+        event_types=("*",),
+        status="enabled",
+        version="v2",
+        url="https://hooks.example.com/otp",
+        created_ms=now_ms,
+        updated_ms=now_ms,
+        sealed_secret=webhooks.seal_secret(state.verifier.keyring, "s" * 32),
+    )
+    await webhooks.save(state.store, hook)
+    return token
+
+
+def events_of(svc: Service) -> EventDelivery:
+    state = svc.app.state
+    return EventDelivery(state.store, state.verifier.keyring, event_options(Settings()), clock=svc.clock)
+
+
+async def test_one_partitions_broken_event_outbox_holds_back_no_webhook_event_of_the_others(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    async with budgeted(redis_url, clock, sender, budget="100") as svc:
+        token = await subscribe(svc, "hooked")
+        to = in_partition(5)
+        start = await svc.http.post("/v1/verifications", json={"to": to}, headers=svc.auth(token))
+        assert start.status_code == 201
+        await svc.redis.set(keyspace.event_outbox(3), "not a sorted set")
+        claimed = await events_of(svc).claim()
+        assert {(e.verification_id, e.partition) for e in claimed} == {(start.json()["id"], 5)}
+        assert await events_of(svc).claim() == []  # leased: not claimed twice
+
+
+async def test_the_worker_rides_out_a_redis_restart_and_sends_each_queued_sms_once(tmp_path: Path) -> None:
+    """Redis gone: a round is Unavailable (the shell's loop backs off and retries), never another
+    error (the webhook claim too); back: every queued SMS goes out once."""
+    async with durable_service(tmp_path) as (svc, server):
+        numbers = [in_partition(p) for p in (0, 5, 9, 15)]
+        for to in numbers:
+            assert (await svc.start(to)).status_code == 201
+        worker = worker_of(svc)
+        server.kill()
+        with pytest.raises(Unavailable):
+            await worker.run_once()
+        with pytest.raises(Unavailable):
+            await events_of(svc).claim()
+        server.start()
+        while await drain_once(worker):
+            pass
+        assert sorted(m.to for m in svc.sender.messages) == sorted(numbers)
+        assert await events_of(svc).claim() == []
+
+
+async def ping_waits(url: str, rounds: int = 200) -> float:
+    """The longest a PING from another client waited, over ``rounds`` PINGs back to back."""
+    client = aioredis.Redis.from_url(url)
+    longest = 0.0
+    try:
+        await client.ping()
+        for _ in range(rounds):
+            sent = time.perf_counter()
+            await client.ping()
+            longest = max(longest, time.perf_counter() - sent)
+    finally:
+        await client.aclose()
+    return longest
+
+
+async def test_a_big_backlog_is_claimed_a_batch_per_partition_in_short_redis_calls(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    """45 SMS due in each of the 16 partitions: one round's pipelined claim takes the batch (20)
+    of each, no more, and leaves the rest due for the next round. What Redis spent on it, per
+    script call and in all, is printed (SLOWLOG; no timed assertion: see bench/)."""
+    per_partition, batch = 45, default_worker_options().batch
+    async with budgeted(
+        redis_url, clock, sender, budget="1000", ip_sends_per_hour=10**6, number_sends_per_hour=10**3
+    ) as svc:
+        # The process's first claim meets Redis without the claim scripts (NOSCRIPT): loaded then.
+        assert await worker_of(svc).claim() == ([], [])
+        for p in range(16):
+            for n in range(per_partition):
+                assert (await svc.start(in_partition(p, n))).status_code == 201
+        assert await svc.app.state.store.outbox_depth() == 16 * per_partition
+        # Every command (the scripts' own calls too: Redis logs them), kept whole for the round.
+        await svc.redis.config_set("slowlog-max-len", 100_000)
+        await svc.redis.config_set("slowlog-log-slower-than", 0)
+        await svc.redis.slowlog_reset()
+        started = time.perf_counter()
+        probe = asyncio.create_task(ping_waits(redis_url))
+        jobs, polls = await worker_of(svc).claim()
+        elapsed = time.perf_counter() - started
+        longest_ping = await probe
+        calls = [e for e in await svc.redis.slowlog_get(-1) if e["command"].startswith(b"EVALSHA")]
+        await svc.redis.config_set("slowlog-log-slower-than", 10_000)
+        await svc.redis.config_set("slowlog-max-len", 128)
+        assert len(calls) == 2 * 16  # one claim and one poll claim a partition, each run once
+        by_partition = Counter(job.partition for job in jobs)
+        assert by_partition == {p: batch for p in range(16)} and polls == []
+        assert await svc.app.state.store.outbox_depth() == 16 * per_partition  # leased, not yet sent
+        # The next round takes the next batch of each, not the leased ones again.
+        again, _ = await worker_of(svc).claim()
+        assert not {j.job_id for j in again} & {j.job_id for j in jobs} and len(again) == 16 * batch
+        slowest = max(e["duration"] for e in calls)
+        print(
+            f"claim of {len(jobs)} jobs: {len(calls)} script calls, slowest {slowest} µs, "
+            f"Redis {sum(e['duration'] for e in calls)} µs in all, {elapsed * 1000:.1f} ms for the round trip; "
+            f"another client's longest PING meanwhile {longest_ping * 1000:.1f} ms"
+        )
