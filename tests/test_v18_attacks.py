@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from cluster_fixtures import local_cluster, running_service_at
 from conftest import (
     NO_PUMPING,
     Clock,
@@ -419,3 +420,51 @@ async def test_a_big_backlog_is_claimed_a_batch_per_partition_in_short_redis_cal
             f"Redis {sum(e['duration'] for e in calls)} µs in all, {elapsed * 1000:.1f} ms for the round trip; "
             f"another client's longest PING meanwhile {longest_ping * 1000:.1f} ms"
         )
+
+
+@pytest.mark.cluster
+async def test_a_cluster_master_gone_holds_back_no_sms_of_the_partitions_on_the_others(sender: RecordingSender) -> None:
+    """One of three masters killed: the pipelined claim fails whole (a Cluster pipeline does), the
+    worker claims partition by partition, and every SMS of the partitions on the two live masters
+    goes out once; those of the dead master's partitions wait, queued."""
+    clock = Clock()
+    with local_cluster("otp-test-v18-") as cluster:
+        settings = make_settings(cluster.url, policy=policy(**NO_PUMPING))
+        async with running_service_at(settings, clock, sender) as svc:
+            numbers = {p: in_partition(p) for p in range(16)}
+            for to in numbers.values():
+                assert (await svc.start(to)).status_code == 201
+            where = {p: cluster.node_for_key(keyspace.outbox(p)) for p in range(16)}
+            doomed = where[0]
+            for _, node in cluster.each_node():
+                # The live masters go on serving their slots while one is gone.
+                node.config_set("cluster-require-full-coverage", "no")
+            cluster.processes[cluster.ports.index(doomed)].kill()
+            alive = {p: to for p, to in numbers.items() if where[p] != doomed}
+            assert 0 < len(alive) < 16
+            sent = await asyncio.wait_for(worker_of(svc).run_once(), timeout=60)
+            assert sorted(m.to for m in svc.sender.messages) == sorted(alive.values()), sent
+            await asyncio.wait_for(worker_of(svc).run_once(), timeout=60)
+            assert len(svc.sender.messages) == len(alive)  # nothing sent twice
+
+
+async def test_a_tenants_event_backlog_delays_another_tenants_event_by_whole_rounds_only(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    """Tenant A has 30 events due in partition 5 before tenant B's one. The partition's claim takes
+    the oldest 20 a round (every tenant's alike: the outbox is one queue a partition), so B's event
+    waits one round, no more: a backlog delays, never starves. B's event in another partition
+    goes in the first round."""
+    async with budgeted(redis_url, clock, sender, budget="1000", ip_sends_per_hour=10**6) as svc:
+        a, b = await subscribe(svc, "tenant-a"), await subscribe(svc, "tenant-b")
+        for n in range(30):
+            response = await svc.http.post("/v1/verifications", json={"to": in_partition(5, n)}, headers=svc.auth(a))
+            assert response.status_code == 201
+        clock.advance(1)
+        b_ids = []
+        for to in (in_partition(5, 40), in_partition(6)):
+            response = await svc.http.post("/v1/verifications", json={"to": to}, headers=svc.auth(b))
+            b_ids.append(response.json()["id"])
+        rounds = [{e.verification_id for e in await events_of(svc).claim()} for _ in range(3)]
+        assert b_ids[1] in rounds[0] and b_ids[0] not in rounds[0]
+        assert b_ids[0] in rounds[1]
