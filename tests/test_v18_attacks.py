@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from cluster_fixtures import local_cluster, running_service_at
@@ -468,3 +469,48 @@ async def test_a_tenants_event_backlog_delays_another_tenants_event_by_whole_rou
         rounds = [{e.verification_id for e in await events_of(svc).claim()} for _ in range(3)]
         assert b_ids[1] in rounds[0] and b_ids[0] not in rounds[0]
         assert b_ids[0] in rounds[1]
+
+
+MG_A = "MG" + "a" * 32
+
+
+async def account(svc: Service, name: str) -> tuple[str, str]:
+    key, token = await apikeys.create(svc.app.state.store, name, twilio=True)
+    return key.key_id, token.split("_")[2]
+
+
+async def v2_post(svc: Service, auth: tuple[str, str], path: str, **form: str) -> httpx.Response:
+    return await svc.http.post(f"/v2/{path}", data=form, auth=auth)
+
+
+async def test_a_v2_start_to_a_number_opted_out_of_its_messaging_service_moves_no_bucket_and_spares_other_tenants(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    """Tenant A's service sends US codes through its own Messaging Service, where the number
+    replied STOP; A's starts (with a RateLimits value whose Rate Limit has a bucket) are refused
+    without moving the bucket or any other count, and tenant B, on the operator's sender, starts
+    to the same number as to one never seen: same status, no Retry-After, no error."""
+    settings = make_settings(redis_url, policy=policy(**NO_PUMPING), twilio_messaging_services=frozenset({MG_A}))
+    async with running_service(settings, clock, sender) as svc:
+        a, b = await account(svc, "tenant-a"), await account(svc, "tenant-b")
+        a_sid = (await v2_post(svc, a, "Services", FriendlyName="A")).json()["sid"]
+        b_sid = (await v2_post(svc, b, "Services", FriendlyName="B")).json()["sid"]
+        config = await v2_post(
+            svc, a, f"Services/{a_sid}/MessagingConfigurations", Country="US", MessagingServiceSid=MG_A
+        )
+        assert config.status_code == 201, config.text
+        limit = (await v2_post(svc, a, f"Services/{a_sid}/RateLimits", UniqueName="user_id")).json()["sid"]
+        bucket = await v2_post(svc, a, f"Services/{a_sid}/RateLimits/{limit}/Buckets", Max="2", Interval="60")
+        assert bucket.status_code == 201, bucket.text
+        await opt_out(svc, scope=MG_A)
+        form = {"To": OPTED_OUT, "Channel": "sms", "RateLimits": '{"user_id": "u1"}'}
+        before = await counts(svc.redis)
+        refused = [await v2_post(svc, a, f"Services/{a_sid}/Verifications", **form) for _ in range(3)]
+        assert {(r.status_code, r.json()["code"]) for r in refused} == {(403, 21610)}, refused[0].text
+        assert changed(before, await counts(svc.redis)) == {}
+        answers = [
+            await v2_post(svc, b, f"Services/{b_sid}/Verifications", To=to, Channel="sms")
+            for to in (OPTED_OUT, "+15017122662")
+        ]
+        assert [r.status_code for r in answers] == [201, 201]
+        assert [r.json()["status"] for r in answers] == ["pending", "pending"]
