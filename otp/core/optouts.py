@@ -3,8 +3,9 @@
 Twilio answers a send to a number that replied STOP to the sender with 21610 (at the create, or as
 the send's error in a callback or a poll); from then on every SMS to it would fail the same way.
 So a 21610 marks the number (its keyed hash, for ``OTP_OPT_OUT_TTL``), and a start for a marked
-number is refused with 403 ``recipient_opted_out`` in the admission's own round trip (what the limits
-counted there is given back at once), before any code is hashed or any SMS is queued. The safe list
+number is refused with 403 ``recipient_opted_out`` by a read before the admission (not in its round
+trip: a count given back after would refuse concurrent starts meanwhile), so no limit or budget
+counts it, and no code is hashed or SMS queued. The safe list
 does not clear it: the safe list waives the fraud rules, and an opt-out is the user's own word,
 which Twilio enforces anyway. An admin clears it (the user texted START):
 ``DELETE /v1/optouts/{number}`` or ``otp optouts clear``.
@@ -53,7 +54,7 @@ async def opted_out(store: Store, keyring: Keyring, e164: str, scope: str = "") 
 
 
 def opted_out_read(store: Store, keyring: Keyring, e164: str, scope: str = "") -> Read:
-    """`opted_out` as a read for the admission's round trip; `records.marked_at_of` decodes it."""
+    """`opted_out` as a read for `Store.run_many`; `opted_out_of` decodes its reply."""
     partition, number_hash = _where(store, keyring, e164)
     return records.marked_read(partition, number_hash, scope)
 

@@ -120,15 +120,14 @@ class Verifier:
         if estimate:
             # Counter-only (lib.lua's audit()): what the send costs, or what its refusal saved.
             audit.update(_est=str(estimate), _bt=caller.fraud_tenant)
-        # Whether the number replied STOP, and whether the owner has webhooks now (the record is
-        # marked, and its events are queued by the scripts that commit them: otp.core.webhooks):
-        # read in the admission's round trip, so neither costs a wait of its own.
+        # Whether the number replied STOP: read before the admission, not in its round trip, so a
+        # start refused for it never holds a place in a limit or a budget that a concurrent start
+        # reads (DESIGN §2). It says more than a number type or country refusal: asked first.
         opt_out = optouts.opted_out_read(self.store, self.keyring, phone.e164, opts.messaging_service_sid)
+        if optouts.opted_out_of((await self.store.run_many([opt_out], now_ms))[0]):
+            await self._refuse_opted_out(partition, now_ms, audit)
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
-            # An opt-out says more than a number type or country refusal: it is asked first.
-            if optouts.opted_out_of((await self.store.run_many([opt_out], now_ms))[0]):
-                await self._refuse_opted_out(partition, now_ms, audit)
             await self._audit_refusal(partition, now_ms, audit, permission)
             raise refusals.not_permitted(permission)
         day, reservations = (
@@ -144,14 +143,11 @@ class Verifier:
             number_hash=self.keyring.number_hash(phone.e164),
             custom=self._custom_limits(opts, caller),
             buckets=self._bucket_limits(opts),
-            along=Along(reservations, (opt_out, webhooks.subscribed_read(caller.key_id))),
+            # Whether the owner has webhooks now (the record is marked, and its events are queued
+            # by the scripts that commit them: otp.core.webhooks): no wait of its own.
+            along=Along(reservations, (webhooks.subscribed_read(caller.key_id),)),
         )
-        opted_out, subscribed = optouts.opted_out_of(admission.read[0]), bool(admission.read[1])
-        if opted_out:
-            # Before any code is hashed or queued, and what the limits counted is given back:
-            # Twilio would refuse the SMS (21610).
-            await self.policy.release(admission)
-            await self._refuse_opted_out(partition, now_ms, audit)
+        subscribed = bool(admission.read[0])
         # Best effort, like the commit: budget.lua has marked the level already, and a failure here
         # must not leave the reservations behind (the day's budget would refuse real users early).
         with contextlib.suppress(Unavailable):

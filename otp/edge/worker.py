@@ -89,10 +89,12 @@ def gathered(batches: Sequence[list[T] | BaseException], what: str) -> list[T]:
     """What a claim took from the partitions (SMS jobs, status polls, webhook events), each one's
     rows or the error it answered. What those that answered gave must be processed even when one
     failed, or it would sit leased until the lease runs out; only when every partition failed is
-    that an error."""
+    that an error. (Not when those that answered had nothing due: the worker's one claim takes jobs
+    and polls together, and one partition's broken poll schedule must not throw away the jobs the
+    same round trip leased.)"""
     found = [item for batch in batches if not isinstance(batch, BaseException) for item in batch]
     failures = [b for b in batches if isinstance(b, BaseException)]
-    if failures and not found:
+    if failures and len(failures) == len(batches):
         raise failures[0]
     for failure in failures:
         log.warning("worker: a partition's %s could not be claimed: %s", what, failure)
