@@ -235,12 +235,6 @@ def _sender(url: str, timeout: float) -> TwilioSender:
     return TwilioSender(ACCOUNT_SID, AUTH_TOKEN, from_number=FROM, api_url=url, timeout=timeout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncHttpClient hands the request to the SDK's AsyncTwilioHttpClient.request, which reads "
-    "the whole answer with response.text(): a 64 MiB answer (or any size within the timeout) is read "
-    "and decoded whole in the worker's memory",
-)
 async def test_a_huge_answer_from_twilio_is_not_read_whole_into_the_worker() -> None:
     """A "Twilio" (or a middlebox) answering a create with a body of 64 MiB: the sender stops
     reading well before that and reports a transient failure (the retry looks for the message)."""

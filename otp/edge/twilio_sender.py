@@ -64,11 +64,38 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+# The largest answer the worker reads from Twilio is a page of 50 messages (tens of KiB): more is
+# no answer of Twilio's (a middlebox's, a hostile network's), and reading it whole would fill the
+# worker's memory within the timeout.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+class AnswerTooLarge(aiohttp.ClientPayloadError):
+    """An answer past MAX_ANSWER_BYTES: not read further, its connection closed."""
+
+
+async def read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, or AnswerTooLarge as soon as it says or shows it is larger than allowed."""
+    if (response.content_length or 0) > MAX_ANSWER_BYTES:
+        response.close()
+        raise AnswerTooLarge(f"answer of {response.content_length} bytes")
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            response.close()
+            raise AnswerTooLarge(f"answer past {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """The SDK's asyncio client on one aiohttp session of at most ``pool_size`` connections (one
     per concurrent send), made on the first request (inside the running loop, as aiohttp wants)
     and closed by `close`, after which a request makes another.  Every request is bounded by
-    ``timeout``: the SDK's own client hands aiohttp no bound when the call names none."""
+    ``timeout``: the SDK's own client hands aiohttp no bound when the call names none; and its
+    answer by MAX_ANSWER_BYTES (the SDK's reads any answer whole). No request is logged: the SDK's
+    log lines would name the number (a list's ``To``)."""
 
     def __init__(self, *, base_url: str, timeout: float, pool_size: int) -> None:
         super().__init__(pool_connections=False, timeout=timeout)
@@ -80,8 +107,8 @@ class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         self,
         method: str,
         url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 — the SDK's signature
@@ -99,7 +126,20 @@ class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             basic = base64.b64encode(":".join(auth).encode()).decode()
             headers = {**(headers or {}), "Authorization": f"Basic {basic}"}
         timeout = self.timeout if timeout is None else timeout
-        return await super().request(method, url, params, data, headers, None, timeout, allow_redirects)
+        if timeout is not None and timeout <= 0:
+            raise ValueError(timeout)
+        async with self.session.request(
+            method.upper(),
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=allow_redirects,
+        ) as response:
+            body = await read_bounded(response)
+        # Twilio's JSON is UTF-8 (RFC 8259); a charset the answer names otherwise isn't trusted.
+        return Response(response.status, body.decode(errors="replace"), response.headers)
 
     async def close(self) -> None:
         session, self.session = self.session, None
@@ -174,6 +214,11 @@ class TwilioSender:
             raise SendError("Twilio timed out", transient=True, sender=sender) from None
         except aiohttp.ClientConnectionError as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True, sender=sender) from None
+        except aiohttp.ClientError as exc:
+            # A body cut short or too large: Twilio may have accepted it, so the retry looks first.
+            raise SendError(
+                f"unreadable answer from Twilio: {type(exc).__name__}", transient=True, sender=sender
+            ) from None
         return Receipt(
             sender=sender,
             message_sid=created.sid,
