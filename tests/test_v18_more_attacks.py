@@ -366,14 +366,6 @@ NOT_TWILIO = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TwilioSender catches TwilioRestException only: an RFC 9457 error (TwilioServiceException), "
-    "a list page Twilio refuses (the SDK's base TwilioException 'Unable to fetch page') and a fetch "
-    "answered 3xx or 2xx with a body that isn't JSON (JSONDecodeError) escape as no SendError; from "
-    "fetch_message that fails the worker's whole round (_poll_guarded catches only Unavailable): "
-    "'unexpected error; retrying in 1 s' on every poll of that message",
-)
 @pytest.mark.parametrize("kind", sorted(NOT_TWILIO))
 async def test_an_answer_that_isnt_twilios_is_a_transient_send_error_on_every_call(kind: str) -> None:
     status, body, content_type = NOT_TWILIO[kind]
@@ -393,11 +385,6 @@ async def test_an_answer_that_isnt_twilios_is_a_transient_send_error_on_every_ca
     assert sent.value.transient or sent.value.error_code is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TwilioSender.fetch_message puts Twilio's error text into the SendError unmasked (send masks "
-    "it): the worker's poll logs it ('status poll of ... failed: ...') with the full number",
-)
 async def test_a_twilio_error_text_naming_the_number_is_masked_on_every_call() -> None:
     """Twilio's error texts may quote the recipient: what the sender hands the worker (a log line,
     the attempt's stored error) holds no full number, for a create and for a status fetch alike."""

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from requests.adapters import HTTPAdapter
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
@@ -208,6 +208,16 @@ class TwilioSender:
             # becomes the attempt's stored error and a log line, which hold masked numbers only.
             message_text = mask_numbers(f"Twilio {exc.status}: {exc.msg}", message.to)
             raise SendError(message_text, transient=transient, error_code=exc.code, sender=sender) from None
+        except TwilioServiceException as exc:  # an error in RFC 9457's form
+            message_text = mask_numbers(f"Twilio {exc.status}: {exc.title}", message.to)
+            transient = retry_helps(exc.code, exc.status)
+            raise SendError(message_text, transient=transient, error_code=exc.code, sender=sender) from None
+        except (TwilioException, ValueError) as exc:
+            # No answer of Twilio's (a proxy's page, a body that isn't JSON): it may have accepted
+            # the message, so the retry looks for it first.
+            raise SendError(
+                f"unreadable answer from Twilio: {type(exc).__name__}", transient=True, sender=sender
+            ) from None
         except TimeoutError:
             # aiohttp's timeouts (connect, read, the whole request) are all TimeoutErrors. Twilio may
             # have accepted it: the retry (every retry) looks for it before sending again.
@@ -234,7 +244,7 @@ class TwilioSender:
         try:
             # By number only: a message still queued has no DateSent yet, so that filter would miss it.
             recent = await self.client.messages.list_async(to=message.to, limit=50)
-        except (TwilioRestException, aiohttp.ClientError, TimeoutError) as exc:
+        except (TwilioException, aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # Can't look, so can't know: sending now might send twice. Try again later.
             raise SendError(f"cannot check for an earlier send: {type(exc).__name__}", transient=True) from None
         for found in recent:
@@ -255,8 +265,17 @@ class TwilioSender:
         """The Message resource: its state, and its price once Twilio has filled it in."""
         try:
             fetched = await self.client.messages(message_sid).fetch_async()
+        # Every failure a SendError (the poll logs it): one escaping would fail the worker's round.
+        # Twilio's text is masked as the send's is: it becomes a log line.
         except TwilioRestException as exc:
-            raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=retry_helps(None, exc.status)) from None
+            text = mask_numbers(f"Twilio {exc.status}: {exc.msg}")
+            raise SendError(text, transient=retry_helps(None, exc.status)) from None
+        except TwilioServiceException as exc:
+            text = mask_numbers(f"Twilio {exc.status}: {exc.title}")
+            raise SendError(text, transient=retry_helps(None, exc.status)) from None
+        except (TwilioException, ValueError) as exc:
+            # A 3xx the SDK lets through to a fetch, a body that isn't JSON: no answer of Twilio's.
+            raise SendError(f"unreadable answer from Twilio: {type(exc).__name__}", transient=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
         found = fetched
