@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -167,6 +168,21 @@ async def test_a_code_hashed_and_sealed_before_a_rotation_still_sends_and_verifi
         code = await after.last_code()
         checked = await after.check(code, key=key, id=vid)
         assert checked.status_code == 200 and checked.json()["status"] == "approved", checked.text
+
+
+async def test_a_code_of_a_secret_since_removed_is_neither_sent_nor_a_500(
+    redis_url: str, clock: Clock, sender: RecordingSender
+) -> None:
+    async with _service_with(redis_url, clock, sender, OLD_SECRET) as before:
+        vid = (await before.start(TO)).json()["id"]
+        key = before.key
+    async with _service_with(redis_url, clock, sender, SECRET) as after:
+        await after.deliver()
+        assert sender.messages == []  # sealed with a secret no longer held: not sent, failed visibly
+        checked = await after.check("123456", key=key, id=vid)
+        assert checked.status_code < 500 and checked.json().get("status") != "approved", checked.text
+        fetched = (await after.http.get(f"/v1/verifications/{vid}", headers=after.auth(key))).json()
+        assert fetched["send_attempts"][-1]["delivery"]["status"] == "failed"
 
 
 async def test_a_hash_naming_an_unknown_key_id_never_matches_nor_fails(service: Service) -> None:
@@ -410,7 +426,10 @@ async def test_a_twilio_error_text_naming_the_number_is_masked_on_every_call() -
     assert TO not in fetched.value.message and TO[1:] not in fetched.value.message, fetched.value.message
 
 
-async def test_a_timed_out_create_sends_exactly_one_sms_through_the_worker(redis_url: str) -> None:
+async def test_a_timed_out_create_sends_exactly_one_sms_through_the_worker(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     async with live_service(redis_url) as live:
         to = new_number()
         live.stub.hang_next(1, seconds=3.0)  # accepted at once, answered past the 1 s timeout
@@ -419,6 +438,10 @@ async def test_a_timed_out_create_sends_exactly_one_sms_through_the_worker(redis
         sent = [m for m in live.stub.messages if m.to == to]
         assert len(sent) == 1
         assert attempt["message_sid"] == sent[0].sid
+    # The worker's lines about it (the timeout, the retry, the send) name no full number.
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("retry" in line for line in logged), logged
+    assert not [line for line in logged if to in line or to[1:] in line]
 
 
 async def test_a_hung_twilio_create_does_not_hold_other_numbers_sends(redis_url: str) -> None:
