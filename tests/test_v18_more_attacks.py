@@ -251,9 +251,11 @@ def _sender(url: str, timeout: float) -> TwilioSender:
     return TwilioSender(ACCOUNT_SID, AUTH_TOKEN, from_number=FROM, api_url=url, timeout=timeout)
 
 
-async def test_a_huge_answer_from_twilio_is_not_read_whole_into_the_worker() -> None:
-    """A "Twilio" (or a middlebox) answering a create with a body of 64 MiB: the sender stops
-    reading well before that and reports a transient failure (the retry looks for the message)."""
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "until-close"])
+async def test_a_huge_answer_from_twilio_is_not_read_whole_into_the_worker(announced: bool) -> None:
+    """A "Twilio" (or a middlebox) answering a create with a body of 64 MiB, announced by its
+    Content-Length or not (read until the connection closes): the sender stops reading well before
+    that and reports a transient failure (the retry looks for the message)."""
     total = 64 * 1024 * 1024
     written = [0]
 
@@ -261,7 +263,8 @@ async def test_a_huge_answer_from_twilio_is_not_read_whole_into_the_worker() -> 
         await _read_request(reader)
         head = b'{"sid": "SM' + b"0" * 32 + b'", "status": "queued", "pad": "'
         writer.write(b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n")
-        writer.write(f"content-length: {len(head) + total + 2}\r\n\r\n".encode() + head)
+        length = f"content-length: {len(head) + total + 2}\r\n" if announced else "connection: close\r\n"
+        writer.write(f"{length}\r\n".encode() + head)
         chunk = b"x" * 65536
         try:
             while written[0] < total:
