@@ -614,3 +614,17 @@ def test_an_overtaking_stop_for_one_tenants_messaging_service_marks_no_other_sco
     started = b.verify.v2.services(b_service).verifications.create(to=to, channel="sms")
     assert started.status == "pending"
     _wait(lambda: [m for m in v2.stub.messages if m.to == to and m.messaging_service_sid == mg_b])
+
+
+async def test_a_check_by_number_on_another_key_reads_the_same_as_no_verification(service: Service) -> None:
+    """Tenant A's pending code for a number: tenant B's check by that number answers as for a number
+    nobody verifies (no hint of A's verification), and A's attempts aren't spent by it."""
+    other = await _second_key(service)
+    vid = (await service.start(TO)).json()["id"]
+    code = await service.last_code()
+    theirs = await service.check(code, key=other, to=TO)
+    nobody = await service.check(code, key=other, to="+15017122669")
+    assert (theirs.status_code, theirs.json()["error"]["code"]) == (nobody.status_code, nobody.json()["error"]["code"])
+    fetched = (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()
+    assert fetched["attempts"] == 0
+    assert (await service.check(code, id=vid)).json()["status"] == "approved"
