@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from requests.adapters import HTTPAdapter
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
@@ -64,11 +64,38 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+# The largest answer the worker reads from Twilio is a page of 50 messages (tens of KiB): more is
+# no answer of Twilio's (a middlebox's, a hostile network's), and reading it whole would fill the
+# worker's memory within the timeout.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+class AnswerTooLarge(aiohttp.ClientPayloadError):
+    """An answer past MAX_ANSWER_BYTES: not read further, its connection closed."""
+
+
+async def read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, or AnswerTooLarge as soon as it says or shows it is larger than allowed."""
+    if (response.content_length or 0) > MAX_ANSWER_BYTES:
+        response.close()
+        raise AnswerTooLarge(f"answer of {response.content_length} bytes")
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            response.close()
+            raise AnswerTooLarge(f"answer past {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """The SDK's asyncio client on one aiohttp session of at most ``pool_size`` connections (one
     per concurrent send), made on the first request (inside the running loop, as aiohttp wants)
     and closed by `close`, after which a request makes another.  Every request is bounded by
-    ``timeout``: the SDK's own client hands aiohttp no bound when the call names none."""
+    ``timeout``: the SDK's own client hands aiohttp no bound when the call names none; and its
+    answer by MAX_ANSWER_BYTES (the SDK's reads any answer whole). No request is logged: the SDK's
+    log lines would name the number (a list's ``To``)."""
 
     def __init__(self, *, base_url: str, timeout: float, pool_size: int) -> None:
         super().__init__(pool_connections=False, timeout=timeout)
@@ -80,8 +107,8 @@ class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         self,
         method: str,
         url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 — the SDK's signature
@@ -99,7 +126,20 @@ class AsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             basic = base64.b64encode(":".join(auth).encode()).decode()
             headers = {**(headers or {}), "Authorization": f"Basic {basic}"}
         timeout = self.timeout if timeout is None else timeout
-        return await super().request(method, url, params, data, headers, None, timeout, allow_redirects)
+        if timeout is not None and timeout <= 0:
+            raise ValueError(timeout)
+        async with self.session.request(
+            method.upper(),
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=allow_redirects,
+        ) as response:
+            body = await read_bounded(response)
+        # Twilio's JSON is UTF-8 (RFC 8259); a charset the answer names otherwise isn't trusted.
+        return Response(response.status, body.decode(errors="replace"), response.headers)
 
     async def close(self) -> None:
         session, self.session = self.session, None
@@ -168,12 +208,27 @@ class TwilioSender:
             # becomes the attempt's stored error and a log line, which hold masked numbers only.
             message_text = mask_numbers(f"Twilio {exc.status}: {exc.msg}", message.to)
             raise SendError(message_text, transient=transient, error_code=exc.code, sender=sender) from None
+        except TwilioServiceException as exc:  # an error in RFC 9457's form
+            message_text = mask_numbers(f"Twilio {exc.status}: {exc.title}", message.to)
+            transient = retry_helps(exc.code, exc.status)
+            raise SendError(message_text, transient=transient, error_code=exc.code, sender=sender) from None
+        except (TwilioException, ValueError) as exc:
+            # No answer of Twilio's (a proxy's page, a body that isn't JSON): it may have accepted
+            # the message, so the retry looks for it first.
+            raise SendError(
+                f"unreadable answer from Twilio: {type(exc).__name__}", transient=True, sender=sender
+            ) from None
         except TimeoutError:
             # aiohttp's timeouts (connect, read, the whole request) are all TimeoutErrors. Twilio may
             # have accepted it: the retry (every retry) looks for it before sending again.
             raise SendError("Twilio timed out", transient=True, sender=sender) from None
         except aiohttp.ClientConnectionError as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True, sender=sender) from None
+        except aiohttp.ClientError as exc:
+            # A body cut short or too large: Twilio may have accepted it, so the retry looks first.
+            raise SendError(
+                f"unreadable answer from Twilio: {type(exc).__name__}", transient=True, sender=sender
+            ) from None
         return Receipt(
             sender=sender,
             message_sid=created.sid,
@@ -189,7 +244,7 @@ class TwilioSender:
         try:
             # By number only: a message still queued has no DateSent yet, so that filter would miss it.
             recent = await self.client.messages.list_async(to=message.to, limit=50)
-        except (TwilioRestException, aiohttp.ClientError, TimeoutError) as exc:
+        except (TwilioException, aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # Can't look, so can't know: sending now might send twice. Try again later.
             raise SendError(f"cannot check for an earlier send: {type(exc).__name__}", transient=True) from None
         for found in recent:
@@ -210,8 +265,17 @@ class TwilioSender:
         """The Message resource: its state, and its price once Twilio has filled it in."""
         try:
             fetched = await self.client.messages(message_sid).fetch_async()
+        # Every failure a SendError (the poll logs it): one escaping would fail the worker's round.
+        # Twilio's text is masked as the send's is: it becomes a log line.
         except TwilioRestException as exc:
-            raise SendError(f"Twilio {exc.status}: {exc.msg}", transient=retry_helps(None, exc.status)) from None
+            text = mask_numbers(f"Twilio {exc.status}: {exc.msg}")
+            raise SendError(text, transient=retry_helps(None, exc.status)) from None
+        except TwilioServiceException as exc:
+            text = mask_numbers(f"Twilio {exc.status}: {exc.title}")
+            raise SendError(text, transient=retry_helps(None, exc.status)) from None
+        except (TwilioException, ValueError) as exc:
+            # A 3xx the SDK lets through to a fetch, a body that isn't JSON: no answer of Twilio's.
+            raise SendError(f"unreadable answer from Twilio: {type(exc).__name__}", transient=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SendError(f"cannot reach Twilio: {type(exc).__name__}", transient=True) from None
         found = fetched
