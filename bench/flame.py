@@ -3,12 +3,15 @@ driver keeps N verifications in flight (minimal argon2, so otp's own code is not
 
     .venv/bin/python bench/flame.py [--seconds 20] [--concurrency 8] [--out bench/profiles]
 
+Two recordings of --seconds each, one after the other (raw stacks, then flame graphs).  The default
+--out holds the committed run's files: they are overwritten.
+
 Writes, in --out: api.svg and worker.svg (py-spy's flame graphs), api.txt and worker.txt (tables:
-samples by kind of work, by request handler, by function and by module, with CPU ms per
-verification), and api.folded / worker.folded (py-spy's raw collapsed stacks the tables come
-from).  The pieces are bench/run.py's (services.py, load.py, steps.py); see bench/README.md,
-"Profiles".  py-spy needs ptrace: as root it works; in a container, run it with
-``--cap-add SYS_PTRACE``.
+samples by kind of work, by part (API: the request handler; worker: the task's first otp frame), by
+function and by module, with CPU ms per verification), and api.folded / worker.folded (py-spy's raw
+collapsed stacks the tables come from).  The pieces are bench/run.py's (services.py, load.py,
+steps.py); see bench/README.md, "Profiles".  py-spy needs ptrace: as root it works; in a container,
+run it with ``--cap-add SYS_PTRACE``.
 """
 
 from __future__ import annotations
@@ -343,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each recording (default 20)")
     parser.add_argument("--concurrency", type=int, default=8, help="verifications in flight (default 8)")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"where the files go (default {OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help=f"where the files go (default {OUT}, over the committed ones)"
+    )
     parser.add_argument("--top", type=int, default=30, help="rows of the function and module tables (default 30)")
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.concurrency < 1:

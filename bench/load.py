@@ -170,10 +170,17 @@ async def run_flows(
                 result.errors.append(f"{type(exc).__name__}: {exc}")
 
     began = time.perf_counter()
+    lanes = asyncio.gather(*(lane() for _ in range(concurrency)))
     try:
-        await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(concurrency))), timeout_s)
+        await asyncio.wait_for(lanes, timeout_s)
     except TimeoutError:
         result.errors.append(f"run stopped at its {timeout_s:.0f} s bound")
+    except asyncio.CancelledError:
+        # A caller stopping an endless run (flame.py): read the lanes' CancelledError, else asyncio
+        # prints "_GatheringFuture exception was never retrieved" with a traceback at exit.
+        if lanes.done() and not lanes.cancelled():
+            lanes.exception()
+        raise
     result.wall_s = time.perf_counter() - began
     return result
 

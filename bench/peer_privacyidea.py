@@ -5,7 +5,7 @@
 
 Installs privacyIDEA (pinned) and gunicorn into their own venv under bench/.peer/venv (reused when
 present), gives each mode its own instance under bench/.peer/<mode>/ (pi.cfg, SQLite database,
-encryption key, audit keys, a passwd-file resolver with USERS users, one SMS token per user, all
+encryption key, audit keys, a passwd-file resolver with 32 users, one SMS token per user, all
 configured through privacyIDEA's own pi-manage and REST API), serves it with gunicorn (workers =
 cores) and runs closed-loop pairs: "start" = POST /validate/check with user + PIN (privacyIDEA sends
 the challenge through its HttpSMSProvider to a loopback sink run here), "check" = POST
@@ -539,12 +539,17 @@ def run_peer(concurrency: int, pairs: int, light_pin_hashing: bool) -> dict[str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description="\n\n".join(__doc__.split("\n\n")[:3]), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer pairs (under ~3 minutes once installed)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    parser.add_argument("--mode", choices=["shipped", "light", "both"], default="both")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--mode",
+        choices=["shipped", "light", "both"],
+        default="both",
+        help="PIN hashing: privacyIDEA's own default, the cheapest argon2, or both (default both)",
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="pairs in flight, at most 32 (default 8)")
     parser.add_argument("--pairs", type=int, help="pairs per mode (default: shipped 60, light 300; --quick: 24, 96)")
     args = parser.parse_args()
     modes = ["shipped", "light"] if args.mode == "both" else [args.mode]

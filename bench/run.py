@@ -112,7 +112,10 @@ async def worker_cpu_main(plan: Plan, fleet: Fleet, redis_server: EmbeddedRedis)
 
 
 def memory_table(memory: dict[str, Any]) -> str:
-    lines = ["| state | B / verification | by key kind (B / verification) |", "|---|---:|---|"]
+    lines = [
+        "| state | B / verification (used_memory, audit excluded) | by key kind (MEMORY USAGE, audit included) |",
+        "|---|---:|---|",
+    ]
     for state in ("queued", "delivered"):
         kinds = sorted(memory[state]["by_key_kind"].items(), key=lambda kv: -kv[1]["bytes"])
         breakdown = ", ".join(f"{kind} {v['bytes']:.0f}" for kind, v in kinds)
@@ -442,10 +445,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller counts; under 2 minutes on 2 cores")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller counts; under 2 minutes on 2 cores, privacyIDEA's run apart"
+    )
     parser.add_argument("--argon2", choices=("shipped", "minimal"), help="run only this pass (default: both)")
     parser.add_argument(
-        "--no-peer", action="store_true", help="skip privacyIDEA's run after otp's (bench/peer_privacyidea.py)"
+        "--no-peer",
+        action="store_true",
+        help="skip privacyIDEA's run after otp's (bench/peer_privacyidea.py; it installs privacyIDEA from PyPI "
+        "into bench/.peer/venv the first time)",
     )
     parser.add_argument(
         "--only",

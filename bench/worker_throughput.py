@@ -84,7 +84,7 @@ def burst(env: dict[str, str]) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--jobs", type=int, default=400, help="SMS jobs queued, then drained (default 400)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         redis = EmbeddedRedis(tmp, port=free_port(), appendonly=False)

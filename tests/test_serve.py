@@ -7,10 +7,12 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from processes import stop
 
 from otp.edge.embedded_redis import free_port
@@ -87,6 +89,37 @@ def test_serve_with_nothing_configured_runs_a_full_start_and_check(served) -> No
     checked = httpx.post(f"{base}/v1/verifications/check", json={"id": vid, "code": code}, headers=headers)
     assert checked.json()["status"] == "approved"
     assert (data_dir / "appendonly.aof").exists()
+
+
+def test_a_second_serve_on_the_same_data_folder_exits_2_and_leaves_the_first_serving(served) -> None:  # type: ignore[no-untyped-def]
+    # What a user does when port 8000 is taken by the first one: start another on the next port.
+    base, data_dir, _process = served
+    result = subprocess.run(
+        otp_command("serve"),
+        env=clean_env(OTP_DATA_DIR=str(data_dir), OTP_PORT=str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=data_dir.parent,
+    )
+    assert result.returncode == 2
+    assert "another `otp serve` runs with the data folder" in result.stderr
+    assert "OTP_DATA_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    # The first one's Redis still takes new connections (its socket was left in place), so
+    # concurrent starts, which need more than the pool's idle connections, are answered (some
+    # refused by the rate limits), never 503 for want of Redis.
+    assert redis.Redis(unix_socket_path=str(data_dir / "redis.sock")).ping()
+    key = (data_dir / "dev-api-key").read_text().strip()
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def start(n: int) -> httpx.Response:
+        return httpx.post(f"{base}/v1/verifications", json={"to": f"+150171226{70 + n}"}, headers=headers)
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(start, range(12)))
+    statuses = {a.status_code for a in answers}
+    assert 201 in statuses and statuses <= {201, 429}, [a.text for a in answers]
 
 
 def test_serve_refuses_a_bad_variable_naming_it(tmp_path: Path) -> None:

@@ -131,6 +131,13 @@ class EmbeddedRedis:
             if self._stopping.is_set():
                 return
             if not self.port and self.socket_path.exists():
+                # A socket that answers is another live server's (a second `otp serve` in the same
+                # folder): unlinking it would cut that one off and share its AOF. A dead one's is stale.
+                if self._answers():
+                    raise ConfigError(
+                        f"a redis-server already answers on {self.socket_path}: another `otp serve` runs "
+                        f"with the data folder {self.data_dir}/; stop it, or give this one its own OTP_DATA_DIR"
+                    )
                 self.socket_path.unlink()
             process = self.process = subprocess.Popen(
                 self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
