@@ -21,7 +21,7 @@ from otp.clock import SYSTEM, Clock
 from otp.core import metrics, services, webhooks
 from otp.core.keyring import Keyring
 from otp.edge.webhook_sender import PostResult, WebhookPoster
-from otp.edge.worker import backoff, each_partition, gathered
+from otp.edge.worker import backoff, each_partition, gathered, refused_round
 from otp.errors import Unavailable
 from otp.model import QueuedEvent
 from otp.storage.store import Store
@@ -76,6 +76,9 @@ class EventDelivery:
                 )
 
             batches = await each_partition(self.store, one)
+        refused = refused_round(batches)
+        if refused is not None:
+            raise refused
         return gathered(batches, "webhook events")
 
     async def run_once(self) -> int:

@@ -87,18 +87,25 @@ async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
 
 def gathered(batches: Sequence[list[T] | BaseException], what: str) -> list[T]:
     """What a claim took from the partitions (SMS jobs, status polls, webhook events), each one's
-    rows or the error it answered. What those that answered gave must be processed even when one
-    failed, or it would sit leased until the lease runs out; only when every partition failed is
-    that an error. (Not when those that answered had nothing due: the worker's one claim takes jobs
-    and polls together, and one partition's broken poll schedule must not throw away the jobs the
-    same round trip leased.)"""
-    found = [item for batch in batches if not isinstance(batch, BaseException) for item in batch]
-    failures = [b for b in batches if isinstance(b, BaseException)]
-    if failures and len(failures) == len(batches):
-        raise failures[0]
-    for failure in failures:
+    rows or the error it answered, which is logged. What those that answered gave must be
+    processed even when one failed, or it would sit leased until the lease runs out."""
+    for failure in (b for b in batches if isinstance(b, BaseException)):
         log.warning("worker: a partition's %s could not be claimed: %s", what, failure)
-    return found
+    return [item for batch in batches if not isinstance(batch, BaseException) for item in batch]
+
+
+def refused_round(*claims: Sequence[list[Any] | BaseException]) -> BaseException | None:
+    """The error a claim round that found nothing fails with, so the worker backs off as for any
+    outage: every partition failed, or storage refused some (``Unavailable``: a primary without its
+    replicas refuses the writes of the partitions that had work, not the empty ones' reads). A
+    round that found something never fails, and one partition's broken key never fails a round."""
+    replies = [reply for claim in claims for reply in claim]
+    if any(not isinstance(reply, BaseException) and reply for reply in replies):
+        return None
+    failures = [reply for reply in replies if isinstance(reply, BaseException)]
+    if failures and (len(failures) == len(replies) or any(isinstance(f, Unavailable) for f in failures)):
+        return next((f for f in failures if isinstance(f, Unavailable)), failures[0])
+    return None
 
 
 async def each_partition(store: Store, claim: Callable[[int], Awaitable[list[T]]]) -> list[list[T] | BaseException]:
@@ -188,6 +195,9 @@ class Worker:
         with_partition: list[list[Poll] | BaseException] = [
             rows if isinstance(rows, BaseException) else [(p, *row) for row in rows] for p, rows in enumerate(polls)
         ]
+        refused = refused_round(jobs, with_partition)
+        if refused is not None:
+            raise refused
         return gathered(jobs, "jobs"), gathered(with_partition, "status polls")
 
     async def run_once(self) -> int:
