@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import secrets
 import shutil
 import signal
 import subprocess
@@ -32,14 +31,13 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
-import redis.asyncio as aioredis
 
 # Run as a script, bench/ is first on sys.path: these are the sibling modules.
 from load import Driver, FlowError, Sample, assert_valid_numbers, run_flows
 from redis_proxy import CountingProxy, Tally
-from services import HOST, BenchError, Fleet, Proc, cpu_seconds, start_api, start_stub, start_worker, wait_ready
+from services import HOST, BenchError, Fleet, Proc, cpu_seconds, start_api, start_worker, wait_ready
 from stacks import OUTSIDE, Key, Profile, by_entry, by_handler, kind_table, part_table, split, top_table
-from steps import CALLBACKS_PER_SMS, Bench, Plan, argon2_ms_per_hash, warm_up
+from steps import CALLBACKS_PER_SMS, Bench, Plan, argon2_ms_per_hash, open_bench, warm_up
 
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
@@ -196,23 +194,12 @@ class Run:
 
 
 async def profile_main(run: Run, fleet: Fleet, redis_server: EmbeddedRedis) -> tuple[Window, float]:
-    redis_server.start()
-    account_sid, auth_token = "AC" + secrets.token_hex(16), secrets.token_urlsafe(24)
-    stub_port = free_port()
-    stub = await start_stub(fleet, stub_port, account_sid, auth_token)
-    stub_url = f"http://{HOST}:{stub_port}"
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=2.0)
-    client = aioredis.Redis.from_url(redis_server.url)
     proxies = {name: CountingProxy(redis_server.port or 0) for name in ("api", "worker")}
     try:
-        async with httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False) as http:
-            driver = CountingDriver(http, stub_url, account_sid, auth_token)
-            bench = Bench(
-                Plan.make(True), fleet, redis_server, client, stub, stub_url, account_sid, auth_token,
-                secrets.token_urlsafe(48), http, driver,
-            )  # fmt: skip
+        async with open_bench(Plan.make(True), fleet, redis_server, "minimal", driver=CountingDriver) as bench:
+            driver, http = bench.driver, bench.http
+            assert isinstance(driver, CountingDriver)
             config = bench.config("minimal")
-            bench.new_api_key(config)
             for proxy in proxies.values():
                 await proxy.start()
             port = free_port()
@@ -230,7 +217,6 @@ async def profile_main(run: Run, fleet: Fleet, redis_server: EmbeddedRedis) -> t
     finally:
         for proxy in proxies.values():
             await proxy.stop()
-        await client.aclose()
 
 
 async def steady_load(run: Run, bench: Bench, driver: CountingDriver, url: str, targets: list[Target]) -> Window:

@@ -11,35 +11,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import secrets
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
 
 # Run as a script, bench/ is first on sys.path: these are the sibling modules.
-from load import Driver, assert_valid_numbers
+from load import assert_valid_numbers
 from peer_privacyidea import PeerError, run_levels
 from redis_proxy import NOISE
-from services import HOST, BenchError, Fleet, start_stub
+from services import BenchError, Fleet
 from steps import (
     Bench,
     Plan,
     argon2_bound,
     keyspace_scaling,
+    open_bench,
     plain_starlette,
     redis_memory,
     redis_round_trips,
@@ -52,28 +50,6 @@ from steps import (
 from otp.edge.embedded_redis import EmbeddedRedis, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-@contextlib.asynccontextmanager
-async def open_bench(plan: Plan, fleet: Fleet, redis_server: EmbeddedRedis, api_argon2: str) -> AsyncIterator[Bench]:
-    """Redis, the Twilio stand-in, the driver and an API key (made with ``api_argon2``'s config)."""
-    redis_server.start()
-    account_sid, auth_token = "AC" + secrets.token_hex(16), secrets.token_urlsafe(24)
-    stub_port = free_port()
-    stub = await start_stub(fleet, stub_port, account_sid, auth_token)
-    stub_url = f"http://{HOST}:{stub_port}"
-    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close them under us.
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=2.0)
-    client = aioredis.Redis.from_url(redis_server.url)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False) as http:
-        driver = Driver(http, "", stub_url, account_sid, auth_token)
-        secret = secrets.token_urlsafe(48)  # OTP_SECRET_KEY
-        bench = Bench(plan, fleet, redis_server, client, stub, stub_url, account_sid, auth_token, secret, http, driver)
-        try:
-            bench.new_api_key(bench.config(api_argon2))
-            yield bench
-        finally:
-            await client.aclose()
 
 
 async def bench_main(plan: Plan, passes: list[str], fleet: Fleet, redis_server: EmbeddedRedis) -> dict[str, Any]:

@@ -3,11 +3,13 @@ dict.  The order they run in, and the summary, are in run.py."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import resource
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,7 @@ from services import (
     create_api_key,
     start_api,
     start_plain,
+    start_stub,
     start_worker,
     system_busy_seconds,
     wait_ready,
@@ -149,6 +152,39 @@ class Bench:
         self.api_key = create_api_key(self.fleet, config)
         self.driver.use_key(self.api_key)
         return self.api_key
+
+
+def plain_driver(http: httpx.AsyncClient, stub_url: str, account_sid: str, auth_token: str) -> Driver:
+    return Driver(http, "", stub_url, account_sid, auth_token)
+
+
+@contextlib.asynccontextmanager
+async def open_bench(
+    plan: Plan,
+    fleet: Fleet,
+    redis_server: EmbeddedRedis,
+    api_argon2: str,
+    driver: Callable[[httpx.AsyncClient, str, str, str], Driver] = plain_driver,
+) -> AsyncIterator[Bench]:
+    """Redis, the Twilio stand-in, the driver (``driver`` makes it) and an API key (made with
+    ``api_argon2``'s config): what every benchmark script starts from."""
+    redis_server.start()
+    account_sid, auth_token = "AC" + secrets.token_hex(16), secrets.token_urlsafe(24)
+    stub_port = free_port()
+    stub = await start_stub(fleet, stub_port, account_sid, auth_token)
+    stub_url = f"http://{HOST}:{stub_port}"
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close them under us.
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=2.0)
+    client = aioredis.Redis.from_url(redis_server.url)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False) as http:
+        made = driver(http, stub_url, account_sid, auth_token)
+        secret = secrets.token_urlsafe(48)  # OTP_SECRET_KEY
+        bench = Bench(plan, fleet, redis_server, client, stub, stub_url, account_sid, auth_token, secret, http, made)
+        try:
+            bench.new_api_key(bench.config(api_argon2))
+            yield bench
+        finally:
+            await client.aclose()
 
 
 @dataclass
