@@ -251,6 +251,17 @@ def _sender(url: str, timeout: float) -> TwilioSender:
     return TwilioSender(ACCOUNT_SID, AUTH_TOKEN, from_number=FROM, api_url=url, timeout=timeout)
 
 
+async def _refused_send(url: str, timeout: float, bound_s: float) -> SendError:
+    """The SendError one send to ``url`` ends with, within ``bound_s`` whatever the server does."""
+    sender = _sender(url, timeout=timeout)
+    try:
+        with pytest.raises(SendError) as failed:
+            await asyncio.wait_for(sender.send(SmsMessage(to=TO, body="Your code is 123456")), bound_s)
+    finally:
+        await sender.aclose()
+    return failed.value
+
+
 @pytest.mark.parametrize("announced", [True, False], ids=["content-length", "until-close"])
 async def test_a_huge_answer_from_twilio_is_not_read_whole_into_the_worker(announced: bool) -> None:
     """A "Twilio" (or a middlebox) answering a create with a body of 64 MiB, announced by its
@@ -278,13 +289,8 @@ async def test_a_huge_answer_from_twilio_is_not_read_whole_into_the_worker(annou
         writer.close()
 
     async with _hostile(huge) as url:
-        sender = _sender(url, timeout=30.0)
-        try:
-            with pytest.raises(SendError) as failed:
-                await asyncio.wait_for(sender.send(SmsMessage(to=TO, body="Your code is 123456")), 60)
-        finally:
-            await sender.aclose()
-    assert failed.value.transient
+        failed = await _refused_send(url, timeout=30.0, bound_s=60)
+    assert failed.transient
     # What the sender let through its socket (the kernel's buffers hold a few MiB more at most).
     assert written[0] < 16 * 1024 * 1024, written[0]
 
@@ -306,13 +312,8 @@ async def test_a_trickling_answer_ends_at_the_senders_timeout() -> None:
         writer.close()
 
     async with _hostile(trickle) as url:
-        sender = _sender(url, timeout=0.5)
-        try:
-            with pytest.raises(SendError) as failed:
-                await asyncio.wait_for(sender.send(SmsMessage(to=TO, body="Your code is 123456")), 20)
-        finally:
-            await sender.aclose()
-    assert failed.value.transient and failed.value.message == "Twilio timed out"
+        failed = await _refused_send(url, timeout=0.5, bound_s=20)
+    assert failed.transient and failed.message == "Twilio timed out"
     assert dripped[0] < 600
 
 
