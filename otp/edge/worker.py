@@ -74,6 +74,11 @@ class WorkerOptions:
     poll_interval: float = 0.05
     max_idle: float = 1.0
     backoff_cap: float = 60.0
+    # While the wake-up channel is heard, a round claims only the partitions start.lua announced
+    # and those that had work in the last round; what comes due unannounced (a retry after its
+    # backoff, a status poll, a paced job, a webhook event) waits for a full sweep of every
+    # partition, at least this often. Without the channel (Cluster) every round is a full sweep.
+    sweep_interval: float = 0.25
 
 
 async def _first_of(*waits: Awaitable[Any], seconds: float) -> None:
@@ -108,10 +113,14 @@ def refused_round(*claims: Sequence[list[Any] | BaseException]) -> BaseException
     return None
 
 
-async def each_partition(store: Store, claim: Callable[[int], Awaitable[list[T]]]) -> list[list[T] | BaseException]:
-    """``claim`` on every partition on its own: when the one pipelined claim fails whole (a Cluster
-    pipeline does when one node is down), the partitions that answer are still served."""
-    return await asyncio.gather(*(claim(p) for p in range(store.partitions)), return_exceptions=True)
+async def each_partition(
+    store: Store, claim: Callable[[int], Awaitable[list[T]]], partitions: Sequence[int] | None = None
+) -> list[list[T] | BaseException]:
+    """``claim`` on each of ``partitions`` (all by default) on its own: when the one pipelined
+    claim fails whole (a Cluster pipeline does when one node is down), the partitions that answer
+    are still served."""
+    named = range(store.partitions) if partitions is None else partitions
+    return await asyncio.gather(*(claim(p) for p in named), return_exceptions=True)
 
 
 class EventLoop(Protocol):
@@ -146,7 +155,14 @@ class Worker:
         # claimed some starts the next at once.
         self._events_round: asyncio.Task[int] | None = None
         self._events_claimed = 0
+        self._events_at = -float("inf")  # monotonic: when the last webhook round started
         self._wake: asyncio.Event | None = None
+        # The wake-up channel (`_listen`): whether it is heard, the partitions it announced since
+        # the last round, those the last round found work in, and when every partition was last swept.
+        self._listening = False
+        self._woken: set[int] = set()
+        self._busy: set[int] = set()
+        self._swept_at = -float("inf")
         self.store = store
         self.keyring = keyring
         self.sender = sender
@@ -173,13 +189,30 @@ class Worker:
     async def beat(self) -> None:
         await workers.beat(self.store, self._now_ms())
 
+    def _round_partitions(self) -> list[int] | None:
+        """The partitions this round claims: None for every one (a full sweep)."""
+        now = time.monotonic()
+        slot_came = bool(self._next_slot_ms) and self._now_ms() >= self._next_slot_ms  # a paced job is due
+        if not self._listening or slot_came or now - self._swept_at >= self.options.sweep_interval:
+            self._swept_at = now
+            self._woken.clear()
+            return None
+        named = sorted(self._woken | self._busy)
+        self._woken.clear()
+        return named
+
     async def claim(self) -> tuple[list[Job], list[Poll]]:
-        """Every partition's due SMS jobs and status polls: one round trip as a rule."""
+        """The due SMS jobs and status polls of this round's partitions (`_round_partitions`): one
+        round trip as a rule, none when nothing was announced between sweeps."""
+        partitions = self._round_partitions()
+        if partitions is not None and not partitions:
+            return [], []
+        named = range(self.store.partitions) if partitions is None else partitions
         now, lease_ms, limit = self._now_ms(), int(self.options.lease * 1000), self.options.batch
         retention_ms = int(self.options.retention * 1000)
         try:
             jobs, polls = await self.store.claim_due(
-                now_ms=now, lease_ms=lease_ms, limit=limit, retention_ms=retention_ms
+                now_ms=now, lease_ms=lease_ms, limit=limit, retention_ms=retention_ms, partitions=partitions
             )
         except Unavailable:
 
@@ -191,14 +224,19 @@ class Worker:
             def one_polls(partition: int) -> Awaitable[list[tuple[str, int, str, int]]]:
                 return self.store.claim_polls(partition=partition, now_ms=now, lease_ms=lease_ms, limit=limit)
 
-            jobs, polls = await each_partition(self.store, one_jobs), await each_partition(self.store, one_polls)
+            jobs = await each_partition(self.store, one_jobs, partitions)
+            polls = await each_partition(self.store, one_polls, partitions)
         with_partition: list[list[Poll] | BaseException] = [
-            rows if isinstance(rows, BaseException) else [(p, *row) for row in rows] for p, rows in enumerate(polls)
+            rows if isinstance(rows, BaseException) else [(p, *row) for row in rows]
+            for p, rows in zip(named, polls, strict=True)
         ]
         refused = refused_round(jobs, with_partition)
         if refused is not None:
             raise refused
-        return gathered(jobs, "jobs"), gathered(with_partition, "status polls")
+        claimed_jobs, claimed_polls = gathered(jobs, "jobs"), gathered(with_partition, "status polls")
+        # A partition that had work may have more (a claim takes at most `batch`): claim it again next round.
+        self._busy = {job.partition for job in claimed_jobs} | {poll[0] for poll in claimed_polls}
+        return claimed_jobs, claimed_polls
 
     async def run_once(self) -> int:
         """Claim and process every due job and status poll once; returns how many were claimed."""
@@ -221,6 +259,12 @@ class Worker:
         round's sends goes out in the next webhook round."""
         if self.events is None or (self._events_round is not None and not self._events_round.done()):
             return 0
+        # Events are not announced: claimed again at once after a round that found some, else
+        # at the sweep pace while the wake-up channel keeps the outbox's own rounds short.
+        now = time.monotonic()
+        if self._listening and not self._events_claimed and now - self._events_at < self.options.sweep_interval:
+            return 0
+        self._events_at = now
         claimed, self._events_claimed = self._events_claimed, 0
         task = asyncio.create_task(self.events.run_once())
         task.add_done_callback(self._webhook_round_done)
@@ -371,13 +415,21 @@ class Worker:
             return
         while not stop.is_set():
             try:
-                async for _ in workers.wake_ups(self.store):
+                async for partition in workers.wake_ups(self.store):
+                    if partition is None:
+                        self._swept_at = -float("inf")  # unannounced work may be anywhere: sweep
+                    else:
+                        self._woken.add(partition)
+                    self._listening = True
                     wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.debug("worker: wake-up channel lost (%s)", exc)
-                await asyncio.sleep(1.0)
+            finally:
+                # Unheard announcements: full sweeps until the channel is heard again.
+                self._listening = False
+            await asyncio.sleep(1.0)
 
     async def _drained(self) -> bool:
         """Nothing left that is due now or will come due (a retry waiting on its backoff)."""

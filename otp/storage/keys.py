@@ -45,6 +45,15 @@ def tag(partition: int) -> str:
     return f"{PREFIX}{{p{partition:02x}}}:"
 
 
+_TAG = re.compile(rf"^{re.escape(PREFIX)}\{{p([0-9a-f]{{2}})\}}:$")
+
+
+def partition_of_tag(text: str) -> int | None:
+    """The partition a `tag` names (start.lua's wake-up message is its partition's tag), or None."""
+    found = _TAG.match(text)
+    return int(found.group(1), 16) if found else None
+
+
 def verification_prefix(partition: int) -> str:
     return f"{tag(partition)}v:"
 

@@ -282,21 +282,23 @@ class Store:
         return [records.job(row, partition) for row in rows]
 
     async def claim_due(
-        self, *, now_ms: int, lease_ms: int, limit: int, retention_ms: int
+        self, *, now_ms: int, lease_ms: int, limit: int, retention_ms: int, partitions: Sequence[int] | None = None
     ) -> tuple[list[list[Job] | BaseException], list[list[tuple[str, int, str, int]] | BaseException]]:
-        """Every partition's due SMS jobs and status polls (`claim_jobs`, `claim_polls`) in one
-        pipelined round trip per node, not 2 × partitions: what a worker's round costs Redis and
-        the worker's CPU when little is due. Per partition, its rows or the error it answered."""
+        """The due SMS jobs and status polls (`claim_jobs`, `claim_polls`) of ``partitions`` (all
+        by default) in one pipelined round trip per node, not 2 × partitions: what a worker's round
+        costs Redis and the worker's CPU when little is due. Per partition, in the order given, its
+        rows or the error it answered."""
+        named_partitions = range(self.partitions) if partitions is None else partitions
         jobs_argument = self._argument(now_ms, {"lease_ms": lease_ms, "limit": limit, "retention_ms": retention_ms})
         polls_argument = self._argument(now_ms, {"lease_ms": lease_ms, "limit": limit})
         calls: list[PipelineCall] = []
-        for partition in range(self.partitions):
+        for partition in named_partitions:
             named = keyspace.partition_script_keys(partition, now_ms)
             calls += [("claim", named, [jobs_argument]), ("poll_claim", named, [polls_argument])]
         replies = await self.guarded(lambda: self.scripts.pipelined(calls, raise_errors=False))
         jobs = [
             _rows_or_error(rows, functools.partial(records.job, partition=partition))
-            for partition, rows in enumerate(replies[0::2])
+            for partition, rows in zip(named_partitions, replies[0::2], strict=True)
         ]
         return jobs, [_rows_or_error(rows, records.poll_due) for rows in replies[1::2]]
 

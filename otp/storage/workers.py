@@ -30,14 +30,20 @@ def has_wake_channel(store: Store) -> bool:
     return getattr(store.client, "pubsub", None) is not None
 
 
-async def wake_ups(store: Store) -> AsyncIterator[None]:
-    """One item per job announced, until the connection is lost (then it raises). Yields nothing
-    when the client has no pub/sub: the caller polls."""
+async def wake_ups(store: Store) -> AsyncIterator[int | None]:
+    """The partition of each job start.lua announces, until the connection is lost (then it
+    raises); None where every partition may hold unannounced work: once subscribed (what was
+    queued before went unheard) and for a message that names no partition. Yields nothing when
+    the client has no pub/sub: the caller polls."""
     if not has_wake_channel(store):
         return
     await store.ping()  # a cluster client learns its slot map before it can subscribe
     async with store.client.pubsub() as pubsub:
         await pubsub.subscribe(keyspace.WAKE_CHANNEL)
         async for message in pubsub.listen():
-            if message.get("type") == "message":
-                yield
+            if message.get("type") == "subscribe":
+                yield None
+            elif message.get("type") == "message":
+                data = message.get("data")
+                text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+                yield keyspace.partition_of_tag(text)
