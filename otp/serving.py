@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import h11
 from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 HEAD = "head"
 UNREAD_BODY = "unread body"
@@ -107,6 +107,39 @@ class HeadLimitedConnection(h11.Connection):
         return None
 
 
+class HeadWithBody:
+    """A request cycle's transport that holds its response head until the first body write and
+    sends the two in one ``write``: uvicorn writes them apart, one send syscall (and, for the
+    client, one more segment to wait for) each, on every response. Only the head is held, so a
+    streamed body still goes out chunk by chunk; a 100 Continue (written before the response
+    starts) is not held; closing sends what is held first."""
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._held = b""
+        self._head_seen = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._head_seen and self._cycle.response_started and not self._cycle.response_complete:
+            self._head_seen = True
+            self._held = bytes(data)
+            return
+        if self._held:
+            data, self._held = self._held + bytes(data), b""
+        if data:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._held:
+            self._transport.write(self._held)
+            self._held = b""
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def _timeout_response(timeout: float) -> bytes:
     message = f"headers: the request head was not received within {timeout:g}s"
     return _json_error("408 Request Timeout", "request_timeout", message)
@@ -136,7 +169,11 @@ class DeadlineH11Protocol(H11Protocol):
 
     def handle_events(self) -> None:
         # Run on new data and after each response (a pipelined head waits in h11's buffer).
+        before = self.cycle
         super().handle_events()
+        if self.cycle is not None and self.cycle is not before:
+            # A new request's cycle, made just now; its task runs from the loop's next turn.
+            self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.transport, self.cycle))
         if self._limited.refused is not None and not self.transport.is_closing():
             refusal = _json_error("431 Request Header Fields Too Large", "headers_too_large", self._limited.refused)
             self.transport.write(refusal)
