@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from otp import __version__, admin_cli, audit_cli, logs
+from otp import __version__, admin_cli, audit_cli, event_loop, logs
 from otp.core import apikeys
 from otp.edge.embedded_redis import EmbeddedRedis
 from otp.errors import ConfigError
@@ -156,6 +156,8 @@ def _serve(settings: Settings, embedded: EmbeddedRedis | None) -> None:
         log_config=None,
         access_log=False,
         workers=None,
+        # uvloop, installed with otp: what otp/event_loop.py runs the worker on.
+        loop="auto",
         # Slow clients: read deadlines uvicorn lacks (otp/serving.py) and a cap on open
         # connections, above which uvicorn answers 503.
         http=serving.http_protocol(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout),
@@ -201,7 +203,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             await client.aclose()
         return 0
 
-    return asyncio.run(run())
+    return event_loop.run(run())
 
 
 def build_parser() -> argparse.ArgumentParser:
