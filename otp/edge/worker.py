@@ -76,8 +76,10 @@ class WorkerOptions:
     backoff_cap: float = 60.0
     # While the wake-up channel is heard, a round claims only the partitions start.lua announced
     # and those that had work in the last round; what comes due unannounced (a retry after its
-    # backoff, a status poll, a paced job, a webhook event) waits for a full sweep of every
-    # partition, at least this often. Without the channel (Cluster) every round is a full sweep.
+    # backoff, a status poll, a lease that ran out, a webhook event) waits for the next full sweep
+    # of every partition: at most one per this interval while rounds come faster, else every idle
+    # round (at most `max_idle` apart). A paced job's slot coming due sweeps at once. Without the
+    # channel (Cluster, a burst) every round is a full sweep.
     sweep_interval: float = 0.25
 
 
