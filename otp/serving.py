@@ -131,7 +131,8 @@ class HeadWithBody:
             self._transport.write(data)
 
     def close(self) -> None:
-        if self._held:
+        # uvloop raises on a write to a closing transport (asyncio ignores it): a held head then has no reader.
+        if self._held and not self._transport.is_closing():
             self._transport.write(self._held)
             self._held = b""
         self._transport.close()

@@ -79,7 +79,7 @@ class WorkerOptions:
     # backoff, a status poll, a lease that ran out, a webhook event) waits for the next full sweep
     # of every partition: at most one per this interval while rounds come faster, else every idle
     # round (at most `max_idle` apart). A paced job's slot coming due sweeps at once. Without the
-    # channel (Cluster, a burst) every round is a full sweep.
+    # channel (a burst, a lost or not yet heard subscription) every round is a full sweep.
     sweep_interval: float = 0.25
 
 
@@ -197,6 +197,7 @@ class Worker:
         slot_came = bool(self._next_slot_ms) and self._now_ms() >= self._next_slot_ms  # a paced job is due
         if not self._listening or slot_came or now - self._swept_at >= self.options.sweep_interval:
             self._swept_at = now
+            self._next_slot_ms = 0 if slot_came else self._next_slot_ms  # this sweep claims it
             self._woken.clear()
             return None
         named = sorted(self._woken | self._busy)
@@ -411,8 +412,8 @@ class Worker:
         return min(idle, until)
 
     async def _listen(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
-        """Set ``wake`` whenever start.lua announces a new job. Only a plain Redis client has
-        pub/sub here (not redis-py's cluster client); without it the worker just polls."""
+        """Set ``wake`` whenever start.lua announces a new job (a PUBLISH reaches subscribers on
+        every Cluster node too); a client without pub/sub leaves the worker sweeping every round."""
         if not workers.has_wake_channel(self.store):
             return
         while not stop.is_set():

@@ -26,7 +26,7 @@ async def last_beat_ms(store: Store) -> int | None:
 
 
 def has_wake_channel(store: Store) -> bool:
-    """Only a plain Redis client has pub/sub here (not redis-py's cluster client)."""
+    """Whether the client can subscribe (plain and Sentinel clients, and redis-py's asyncio cluster client)."""
     return getattr(store.client, "pubsub", None) is not None
 
 
