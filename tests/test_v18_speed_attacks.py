@@ -15,12 +15,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 from delivery_fixtures import live_service
 from test_access_log import credentials, serving
 from test_delivery_faults import worker_env
+from test_response_writes import connect
 
 from otp.edge.embedded_redis import EmbeddedRedis
 
@@ -29,11 +29,6 @@ from otp.edge.embedded_redis import EmbeddedRedis
 def served(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serving(redis_server.url, tmp_path_factory.mktemp("speed")) as (base, _process):
         yield base
-
-
-def connect(base: str) -> socket.socket:
-    url = urlparse(base)
-    return socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=5)
 
 
 def read_responses(
