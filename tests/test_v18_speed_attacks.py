@@ -104,33 +104,37 @@ def test_an_oversized_head_pipelined_after_an_answer(served: str) -> None:
     assert [s.split(b" ")[1] for s, _ in answers] == [b"200", b"431"], answers
 
 
+def stop_with_sigterm(process: subprocess.Popen[str], timeout: float) -> tuple[float, str]:
+    """SIGTERM ``process``; how long it took to exit and what it wrote (killed if it never did)."""
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return time.monotonic() - began, (out or "") + (err or "")
+
+
 async def test_otp_worker_stops_on_sigterm_under_uvloop(redis_url: str) -> None:
-    if True:
-        async with live_service(redis_url, worker=False) as live:
-            env = worker_env(redis_url, live.stub.url, live.base)
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "otp", "worker"], env=env, stderr=subprocess.PIPE, text=True
-            )
-            try:
-                await asyncio.sleep(3.0)
-                to = "+14155550123"
-                await live.start(to)
-                deadline = time.monotonic() + 10
-                while not any(m.to == to for m in live.stub.messages) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                assert any(m.to == to for m in live.stub.messages)
-                began = time.monotonic()
-                worker.send_signal(signal.SIGTERM)
-                _, err = await asyncio.to_thread(worker.communicate, timeout=15)
-                took = time.monotonic() - began
-            finally:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-            assert worker.returncode == 0, err
-            assert took < 3.0, (took, err)
-            assert "worker stopped" in err, err
-            assert "Traceback" not in err, err
+    async with live_service(redis_url, worker=False) as live:
+        env = worker_env(redis_url, live.stub.url, live.base)
+        worker = subprocess.Popen([sys.executable, "-m", "otp", "worker"], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            await asyncio.sleep(3.0)
+            to = "+14155550123"
+            await live.start(to)
+            deadline = time.monotonic() + 10
+            while not any(m.to == to for m in live.stub.messages) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert any(m.to == to for m in live.stub.messages)
+        finally:
+            took, err = await asyncio.to_thread(stop_with_sigterm, worker, 15)
+        assert worker.returncode == 0, err
+        assert took < 3.0, (took, err)
+        assert "worker stopped" in err, err
+        assert "Traceback" not in err, err
 
 
 def test_dev_serve_stops_on_sigterm_under_uvloop_with_its_worker_and_embedded_redis(tmp_path: Path) -> None:
@@ -147,14 +151,8 @@ def test_dev_serve_stops_on_sigterm_under_uvloop_with_its_worker_and_embedded_re
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", process)
         time.sleep(1.0)
-        began = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=20)
-        took = time.monotonic() - began
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        took, out = stop_with_sigterm(process, 20)
     assert process.returncode == 0, out
     assert took < 5.0, (took, out)
     assert "Traceback" not in out, out
