@@ -343,7 +343,8 @@ async def test_keys_of_one_verification_share_a_slot_and_partitions_spread_over_
             ]
             slots = {await cluster.cluster_keyslot(key) for key in keys}
             assert len(slots) == 1, keys
-            assert await cluster.exists(keys[0], keys[1], keys[2]) == 3
+            # The record holds the queued SMS's sealed code; a job hash only for a send's own choices.
+            assert await cluster.exists(keys[0], keys[2]) == 2
             masters_of_partitions.add(redis_cluster.node_for_key(keys[0]))
         assert len(masters_of_partitions) >= 2
         holding = {port: count for port, count in redis_cluster.keys_per_node().items() if count}

@@ -4,6 +4,7 @@ verify as before."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import Service, hash_fields
 
 from otp.storage import keys as keyspace
@@ -16,16 +17,30 @@ def _keys(vid: str) -> tuple[str, str]:
     return keyspace.verification(partition, vid), keyspace.job(partition, f"{vid}:1")
 
 
-async def test_a_pending_sms_job_holds_the_sealed_code_and_no_number(service: Service) -> None:
+async def test_a_pending_sms_job_is_the_sealed_code_on_the_record_and_goes_with_the_send(service: Service) -> None:
     vid = (await service.start(TO)).json()["id"]
     record_key, job_key = _keys(vid)
-    record, job = await hash_fields(service.redis, record_key), await hash_fields(service.redis, job_key)
-    # The id is the key's, the channel the default: neither is stored.
+    record = await hash_fields(service.redis, record_key)
+    # The id is the key's, the channel the default: neither is stored. A send that makes no choices
+    # of its own has no job hash: its sealed code is a field of the record.
     assert not {b"id", b"ch"} & set(record)
-    assert set(job) == {b"code"}
-    assert TO.encode() not in job[b"code"]
+    assert not await service.redis.exists(job_key)
+    assert TO.encode() not in record[b"jc:1"] and b"jc:1" in record
+    await service.deliver()
+    assert [m.to for m in service.sender.messages] == [TO]
+    assert not {b"jc:1", b"jn:1", b"jp:1"} & set(await hash_fields(service.redis, record_key))
     fetched = (await service.http.get(f"/v1/verifications/{vid}", headers=service.auth())).json()
     assert (fetched["id"], fetched["channel"]) == (vid, "sms")
+
+
+async def test_a_cancel_before_the_send_drops_the_sealed_code_and_the_sms(service: Service) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    record_key, _ = _keys(vid)
+    canceled = await service.http.post(f"/v1/verifications/{vid}/cancel", headers=service.auth())
+    assert canceled.status_code == 200, canceled.text
+    assert b"jc:1" not in await hash_fields(service.redis, record_key)
+    await service.deliver()
+    assert service.sender.messages == []
 
 
 async def test_a_resend_in_another_locale_keeps_that_locale_on_its_own_job(service: Service) -> None:
@@ -40,19 +55,26 @@ async def test_a_resend_in_another_locale_keeps_that_locale_on_its_own_job(servi
     assert "est votre code" in resent.body and "est votre code" not in first.body
 
 
-async def test_a_verification_and_job_of_the_previous_version_still_send_and_verify(service: Service) -> None:
+@pytest.mark.parametrize("version", ["record with its id", "job with its code"])
+async def test_a_verification_and_job_of_an_earlier_version_still_send_and_verify(
+    service: Service, version: str
+) -> None:
     vid = (await service.start(TO)).json()["id"]
     record_key, job_key = _keys(vid)
     record = await hash_fields(service.redis, record_key)
-    # The previous version's forms: the record held its id, channel and locale; the job the
-    # verification, the send, the number, the locale, the expiry, the tries and the app name.
-    await service.redis.hset(record_key, mapping={"id": vid, "ch": "sms", "loc": ""})
-    await service.redis.hset(
-        job_key,
-        mapping={"vid": vid, "n": 1, "to": TO, "loc": "", "x": record[b"x"], "tries": 0, "app": ""},
-    )
+    # The earlier forms kept the sealed code in the job hash, not on the record. The oldest: the
+    # record held its id, channel and locale; the job the verification, the send, the number, the
+    # locale, the expiry, the tries and the app name.
+    await service.redis.hdel(record_key, "jc:1")
+    await service.redis.hset(job_key, mapping={"code": record[b"jc:1"], "tries": 0})
+    if version == "record with its id":
+        await service.redis.hset(record_key, mapping={"id": vid, "ch": "sms", "loc": ""})
+        await service.redis.hset(
+            job_key, mapping={"vid": vid, "n": 1, "to": TO, "loc": "", "x": record[b"x"], "app": ""}
+        )
     code = await service.last_code()
     assert [m.to for m in service.sender.messages] == [TO]
+    assert not await service.redis.exists(job_key)
     checked = await service.check(code, id=vid)
     assert checked.status_code == 200 and checked.json()["status"] == "approved"
     assert checked.json()["id"] == vid

@@ -11,24 +11,31 @@ local claimed = {}
 for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMIT', 0, limit)) do
   local jkey = K.jobs .. job_id
   local vid, n = string.match(job_id, '^(VE%x+):(%d+)$')
-  -- A job holds the sealed code and the send's own choices; the number, the expiry and (unless
-  -- the send chose another) the locale are the record's. A job queued by an earlier version also
-  -- holds to, loc and x (the record's values, loc the send's): its own win, so it sends as before.
-  -- (A worker of that version would take a new job for a dead one: upgrade workers first.)
-  local code, loc, app, ah, tp, sb, mg, ps, old_to, old_x = unpack(redis.call('HMGET', jkey, 'code', 'loc', 'app',
-    'ah', 'tp', 'sb', 'mg', 'ps', 'to', 'x'))
-  local to, record_loc, x = unpack(redis.call('HMGET', vkey(vid), 'to', 'loc', 'x'))
-  local live = code and to
-  local st = live and settle(vid, retention) or 'expired'
-  if st == 'pending' and redis.call('HEXISTS', vkey(vid), 'h:' .. n) == 0 then st = 'superseded' end
+  local code_field, tries_field, pace_field = job_fields(n)
+  -- The sealed code, the tries and the slot are the record's (start.lua); the job hash, if any,
+  -- holds the send's own choices. A job queued by an earlier version holds its code, tries and
+  -- slot itself (and to, loc and x, the record's values, loc the send's: its own win, so it sends
+  -- as before): the first claim moves the three onto the record. (A worker of that version would
+  -- take a new job for a dead one: upgrade workers first.)
+  local old_code, old_tries, old_ps, loc, app, ah, tp, sb, mg, old_to, old_x = unpack(redis.call('HMGET', jkey,
+    'code', 'tries', 'ps', 'loc', 'app', 'ah', 'tp', 'sb', 'mg', 'to', 'x'))
+  local to, record_loc, x, code, ps = unpack(redis.call('HMGET', vkey(vid), 'to', 'loc', 'x', code_field, pace_field))
+  if old_code and to then
+    code, ps = old_code, old_ps
+    redis.call('HSET', vkey(vid), code_field, old_code, tries_field, old_tries or 0)
+    if old_ps then redis.call('HSET', vkey(vid), pace_field, old_ps) end
+    redis.call('HDEL', jkey, 'code', 'tries', 'ps')
+  end
+  local st = to and settle(vid, retention) or 'expired'
+  if st == 'pending' and (not code or redis.call('HEXISTS', vkey(vid), 'h:' .. n) == 0) then st = 'superseded' end
   if st ~= 'pending' or NOW >= tonumber(old_x or x) then
     redis.call('ZREM', K.outbox, job_id)
-    redis.call('DEL', jkey)
+    drop_job(vid, n)
     if redis.call('EXISTS', vkey(vid)) == 1 then
       update_attempt(vid, n, {status = 'canceled', error_message = 'not sent: verification ' .. st})
     end
   else
-    local tries = redis.call('HINCRBY', jkey, 'tries', 1)
+    local tries = redis.call('HINCRBY', vkey(vid), tries_field, 1)
     redis.call('ZADD', K.outbox, NOW + lease, job_id)
     claimed[#claimed + 1] = {job_id, vid, n, old_to or to, code, loc or record_loc or '', tries, old_x or x, app or '',
                              NOW + lease, ah or '', tp or '', sb or '', mg or '', ps or ''}

@@ -193,6 +193,15 @@ local function numkey(to) return K.numbers .. to end
 -- A number's failed checks of the last hour, per API key: guesses spread over a tenant's
 -- verifications are capped, and no tenant's guesses lock the number for another.
 local function failedkey(owner, to) return K.failed .. owner .. ':' .. to end
+-- Send n's SMS job, while queued: its sealed code (jc), how often it was claimed (jn) and the
+-- sender slot it waits for (jp) are fields of the record (start.lua); the job hash holds the
+-- send's own choices, when it makes any. Dropped when it is sent, fails, or can no longer be sent.
+local function job_fields(n) return 'jc:' .. n, 'jn:' .. n, 'jp:' .. n end
+local function drop_job(id, n)
+  redis.call('HDEL', vkey(id), job_fields(n))
+  local job_id = id .. ':' .. n
+  redis.call('DEL', K.jobs .. job_id)
+end
 -- The code that approved a verification, for its replays.
 local function approvingkey(id) return K.approving .. id end
 
@@ -254,7 +263,11 @@ local function finish(id, status, retention_ms, extra)
   redis.call('HSET', key, 'st', status, 'u', NOW)
   if extra then redis.call('HSET', key, unpack(extra)) end
   local hashes = {}
-  for i = 1, tonumber(sends) do hashes[#hashes + 1] = 'h:' .. i end
+  -- With the code hashes go the sealed codes of SMS still queued (claim.lua drops their jobs).
+  for i = 1, tonumber(sends) do
+    hashes[#hashes + 1] = 'h:' .. i
+    for _, f in ipairs({job_fields(i)}) do hashes[#hashes + 1] = f end
+  end
   redis.call('HDEL', key, unpack(hashes))
   if redis.call('HGET', numkey(to), 'p:' .. owner) == id then redis.call('HDEL', numkey(to), 'p:' .. owner) end
   redis.call('PEXPIRE', key, retention_ms)

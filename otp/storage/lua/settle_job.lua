@@ -10,19 +10,21 @@ local job_id, outcome, changes, due = A.job_id, A.outcome, A.changes, A.retry_du
 local poll_due = A.poll_due_ms
 local vid, n = string.match(job_id, '^(VE%x+):(%d+)$')
 local moved, status = update_attempt(vid, n, changes)
+local _, tries_field, pace_field = job_fields(n)
 if outcome == 'paced' then
-  if redis.call('ZSCORE', K.outbox, job_id) then
+  -- (Never on a record that is gone: a field alone would read as a verification.)
+  if redis.call('ZSCORE', K.outbox, job_id) and redis.call('EXISTS', vkey(vid)) == 1 then
     redis.call('ZADD', K.outbox, 'XX', due, job_id)
-    redis.call('HINCRBY', K.jobs .. job_id, 'tries', -1)
-    redis.call('HSET', K.jobs .. job_id, 'ps', A.pace)
+    redis.call('HINCRBY', vkey(vid), tries_field, -1)
+    redis.call('HSET', vkey(vid), pace_field, A.pace)
   end
 elseif outcome == 'retry' then
   -- XX: a job another worker already finished stays finished. A retry takes a new sender slot.
   redis.call('ZADD', K.outbox, 'XX', due, job_id)
-  redis.call('HDEL', K.jobs .. job_id, 'ps')
+  redis.call('HDEL', vkey(vid), pace_field)
 else
   redis.call('ZREM', K.outbox, job_id)
-  redis.call('DEL', K.jobs .. job_id)
+  drop_job(vid, n)
 end
 if outcome == 'sent' and status and not FINAL[status] then
   redis.call('ZADD', K.poll, poll_due, job_id)

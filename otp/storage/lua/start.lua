@@ -166,22 +166,26 @@ if A.events then
 end
 
 local job_id = id .. ':' .. n
--- The job holds only what the record doesn't: the sealed code, and the send's own choices when
--- they aren't the defaults. Its id names the verification and the send; claim.lua reads the
--- number and the expiry from the record, and the locale there unless this send asked for another
--- (tries starts with the first claim's HINCRBY).
-redis.call('HSET', K.jobs .. job_id, 'code', sealed)
-if app_name ~= '' then redis.call('HSET', K.jobs .. job_id, 'app', app_name) end
-if locale ~= (redis.call('HGET', vkey(id), 'loc') or '') then redis.call('HSET', K.jobs .. job_id, 'loc', locale) end
+-- The job's sealed code is a field of the record (lib.lua's job_fields): one key less per queued
+-- SMS, and a finished verification drops it with its code hashes. A job hash (K.jobs) holds only the send's own choices when it makes any: the name in the SMS, a
+-- locale other than the record's, the app hash, the template, its substitutions (which can be
+-- long: on the record they would cost its compact encoding) and the Messaging Service. Its id
+-- names the verification and the send; claim.lua reads the number and the expiry from the record.
+redis.call('HSET', vkey(id), (job_fields(n)), sealed)
+local choices = {}
+if app_name ~= '' then choices[#choices + 1] = 'app'; choices[#choices + 1] = app_name end
+local record_loc = redis.call('HGET', vkey(id), 'loc') or ''
+if locale ~= record_loc then choices[#choices + 1] = 'loc'; choices[#choices + 1] = locale end
 -- The hash belongs to this send (the app that asked for it), not to the verification: a resend
 -- from another client says again whether it wants one.
-if app_hash ~= '' then redis.call('HSET', K.jobs .. job_id, 'ah', app_hash) end
--- So do its template (tp), the template's substitutions (sb) and the Messaging Service chosen for
--- the destination (mg): a field only when it isn't the default, so a pending job stays small.
-if template ~= '' then redis.call('HSET', K.jobs .. job_id, 'tp', template) end
-if substitutions ~= '' then redis.call('HSET', K.jobs .. job_id, 'sb', substitutions) end
-if sender ~= '' then redis.call('HSET', K.jobs .. job_id, 'mg', sender) end
-redis.call('PEXPIRE', K.jobs .. job_id, expires - NOW)
+if app_hash ~= '' then choices[#choices + 1] = 'ah'; choices[#choices + 1] = app_hash end
+if template ~= '' then choices[#choices + 1] = 'tp'; choices[#choices + 1] = template end
+if substitutions ~= '' then choices[#choices + 1] = 'sb'; choices[#choices + 1] = substitutions end
+if sender ~= '' then choices[#choices + 1] = 'mg'; choices[#choices + 1] = sender end
+if #choices > 0 then
+  redis.call('HSET', K.jobs .. job_id, unpack(choices))
+  redis.call('PEXPIRE', K.jobs .. job_id, expires - NOW)
+end
 redis.call('ZADD', K.outbox, NOW, job_id)
 redis.call('PUBLISH', A.wake[1], A.wake[2])
 audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
