@@ -138,6 +138,8 @@ async def one_verification(client: aioredis.Redis, partitions: int) -> list[dict
     for n in range(1, sends + 1):
         if await client.zscore(keyspace.outbox(partition), f"{vid}:{n}") is not None:
             out.append({"kind": "outbox entry", "bytes": len(f"{vid}:{n}"), "encoding": "member", "fields": {}})
+        if await client.lpos(keyspace.new_jobs(partition), f"{vid}:{n}") is not None:
+            out.append({"kind": "new job entry", "bytes": len(f"{vid}:{n}"), "encoding": "list entry", "fields": {}})
     return out
 
 
@@ -155,12 +157,14 @@ def _text(value: Any) -> str:
 
 
 async def outbox_depth(client: aioredis.Redis, partitions: int) -> int:
-    return sum([int(await client.zcard(keyspace.outbox(p))) for p in range(partitions)])
+    leased = [int(await client.zcard(keyspace.outbox(p))) for p in range(partitions)]
+    return sum(leased) + sum([int(await client.llen(keyspace.new_jobs(p))) for p in range(partitions)])
 
 
 async def drop_outbox(client: aioredis.Redis, partitions: int) -> None:
     """Forget queued SMS jobs (filler numbers are never sent); their job hashes expire by TTL."""
     await client.delete(*(keyspace.outbox(p) for p in range(partitions)))
+    await client.delete(*(keyspace.new_jobs(p) for p in range(partitions)))
 
 
 # -- capture and replay --------------------------------------------------------------------------

@@ -337,13 +337,15 @@ async def test_keys_of_one_verification_share_a_slot_and_partitions_spread_over_
             keys = [
                 keyspace.verification(partition, vid),
                 keyspace.job(partition, f"{vid}:1"),
-                keyspace.outbox(partition),
+                keyspace.new_jobs(partition),
                 keyspace.audit_stream(partition),
                 keyspace.number_state(partition, to),
+                keyspace.outbox(partition),
             ]
             slots = {await cluster.cluster_keyslot(key) for key in keys}
             assert len(slots) == 1, keys
-            # The record holds the queued SMS's sealed code; a job hash only for a send's own choices.
+            # The record holds the queued SMS's sealed code; a job hash only for a send's own choices;
+            # the job waits in the partition's list of new jobs until its first claim.
             assert await cluster.exists(keys[0], keys[2]) == 2
             masters_of_partitions.add(redis_cluster.node_for_key(keys[0]))
         assert len(masters_of_partitions) >= 2

@@ -97,6 +97,6 @@ async def test_every_state_key_has_a_ttl(service: Service) -> None:
     keys = [k.decode() async for k in service.redis.scan_iter("otp:*")]
     assert keys
     for key in keys:
-        if key.startswith("otp:{cfg}:key") or key.endswith((":outbox", ":poll", ":audit")):
-            continue  # API keys are configuration; outbox and poll schedules drain, audit streams are capped
+        if key.startswith("otp:{cfg}:key") or key.endswith((":outbox", ":outq", ":poll", ":audit")):
+            continue  # API keys are configuration; outbox, new jobs and polls drain, audit streams are capped
         assert await service.redis.pttl(key) > 0, key

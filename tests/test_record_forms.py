@@ -33,6 +33,19 @@ async def test_a_pending_sms_job_is_the_sealed_code_on_the_record_and_goes_with_
     assert (fetched["id"], fetched["channel"]) == (vid, "sms")
 
 
+async def test_a_queued_sms_waits_in_the_new_jobs_list_and_once_claimed_only_under_its_lease(
+    service: Service,
+) -> None:
+    vid = (await service.start(TO)).json()["id"]
+    partition = keyspace.partition_of_id(vid, 16)
+    new_jobs, outbox = keyspace.new_jobs(partition), keyspace.outbox(partition)
+    assert await service.redis.lrange(new_jobs, 0, -1) == [f"{vid}:1".encode()]
+    assert await service.redis.zcard(outbox) == 0
+    await service.deliver()
+    assert [m.to for m in service.sender.messages] == [TO]
+    assert await service.redis.llen(new_jobs) == 0 and await service.redis.zcard(outbox) == 0
+
+
 async def test_a_cancel_before_the_send_drops_the_sealed_code_and_the_sms(service: Service) -> None:
     vid = (await service.start(TO)).json()["id"]
     record_key, _ = _keys(vid)
@@ -62,9 +75,13 @@ async def test_a_verification_and_job_of_an_earlier_version_still_send_and_verif
     vid = (await service.start(TO)).json()["id"]
     record_key, job_key = _keys(vid)
     record = await hash_fields(service.redis, record_key)
-    # The earlier forms kept the sealed code in the job hash, not on the record. The oldest: the
+    # The earlier forms queued the job in the outbox and kept its sealed code in the job hash, not
+    # on the record. The oldest: the
     # record held its id, channel and locale; the job the verification, the send, the number, the
     # locale, the expiry, the tries and the app name.
+    partition = keyspace.partition_of_id(vid, 16)
+    await service.redis.lrem(keyspace.new_jobs(partition), 0, f"{vid}:1")
+    await service.redis.zadd(keyspace.outbox(partition), {f"{vid}:1": int(record[b"c"])})
     await service.redis.hdel(record_key, "jc:1")
     await service.redis.hset(job_key, mapping={"code": record[b"jc:1"], "tries": 0})
     if version == "record with its id":

@@ -113,7 +113,16 @@ def job(partition: int, job_id: str) -> str:
 
 
 def outbox(partition: int) -> str:
+    """A sorted set: the partition's SMS jobs under a lease, waiting for a retry or for their
+    sender's slot (job id → due ms)."""
     return f"{tag(partition)}outbox"
+
+
+def new_jobs(partition: int) -> str:
+    """A list: the partition's SMS jobs queued and not yet claimed, oldest first. A list entry
+    costs a third of a sorted set's member, and every queued SMS waits here until its first claim
+    moves it to `outbox` under its lease."""
+    return f"{tag(partition)}outq"
 
 
 def event_outbox(partition: int) -> str:
@@ -326,6 +335,7 @@ def partition_script_keys(partition: int, now_ms: int) -> dict[str, str]:
         "approving": approving_code_prefix(partition),
         "jobs": job_prefix(partition),
         "outbox": outbox(partition),
+        "new_jobs": new_jobs(partition),
         "poll": poll_schedule(partition),
         "audit": audit_stream(partition),
         "counter": audit_counter(partition, now_ms),

@@ -35,6 +35,7 @@ PARTITION_KEYS = (
     "approving",
     "jobs",
     "outbox",
+    "new_jobs",
     "poll",
     "audit",
     "counter",

@@ -482,6 +482,7 @@ class Store:
             async with self.client.pipeline(transaction=False) as pipe:
                 for partition in range(self.partitions):
                     pipe.zcard(keyspace.outbox(partition))
+                    pipe.llen(keyspace.new_jobs(partition))
                 return sum(int(n) for n in await pipe.execute())
 
         return await self.guarded(depth)

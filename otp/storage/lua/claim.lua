@@ -1,6 +1,6 @@
 -- Claim due SMS jobs of one partition under a lease: a claimed job's due time moves to the end
 -- of the lease, so the job of a worker that died is claimed again once the lease runs out.
--- K.outbox the partition's outbox (and its other keys, lib.lua).  A.lease_ms, A.limit (most jobs),
+-- K.outbox the partition's outbox, K.new_jobs its jobs never claimed (and its other keys, lib.lua).  A.lease_ms, A.limit (most jobs),
 -- A.retention_ms
 -- Returns a list of {job id, verification id, send number, E.164, sealed code, locale, tries, expires,
 -- name in the SMS, lease deadline, app hash, template, substitutions, messaging service sid,
@@ -8,7 +8,7 @@
 -- resends pushed it out) is dropped: its SMS would carry a code that can't work.
 local lease, limit, retention = A.lease_ms, A.limit, A.retention_ms
 local claimed = {}
-for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMIT', 0, limit)) do
+local function claim(job_id)
   local jkey = K.jobs .. job_id
   local vid, n = string.match(job_id, '^(VE%x+):(%d+)$')
   local code_field, tries_field, pace_field = job_fields(n)
@@ -40,5 +40,13 @@ for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMI
     claimed[#claimed + 1] = {job_id, vid, n, old_to or to, code, loc or record_loc or '', tries, old_x or x, app or '',
                              NOW + lease, ah or '', tp or '', sb or '', mg or '', ps or ''}
   end
+end
+-- Jobs whose lease ran out, retries and paced jobs that are due, then new jobs, oldest first: a
+-- claimed new job moves to the outbox under its lease, so the list holds only what was never
+-- claimed. A job queued by an earlier version waits in the outbox as a due member.
+local due = redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMIT', 0, limit)
+for _, job_id in ipairs(due) do claim(job_id) end
+if #due < limit then
+  for _, job_id in ipairs(redis.call('LPOP', K.new_jobs, limit - #due) or {}) do claim(job_id) end
 end
 return claimed

@@ -186,7 +186,7 @@ if #choices > 0 then
   redis.call('HSET', K.jobs .. job_id, unpack(choices))
   redis.call('PEXPIRE', K.jobs .. job_id, expires - NOW)
 end
-redis.call('ZADD', K.outbox, NOW, job_id)
+redis.call('RPUSH', K.new_jobs, job_id)
 redis.call('PUBLISH', A.wake[1], A.wake[2])
 audit(mode == 'created' and 'started' or 'resent', {vid = id, send = n, decision = 'allowed',
       counts = decisions, number_sends_1h = hour + 1, number_sends_24h = day + 1})
