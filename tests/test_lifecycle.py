@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 
-from conftest import RecordingSender, Service, hash_fields
+from conftest import RecordingSender, Service, default_worker_options, hash_fields
 
+from otp.edge.worker import Worker
 from otp.storage import keys
 
 TO = "+15017122661"
@@ -277,3 +279,52 @@ async def test_a_partition_whose_claim_fails_does_not_hold_back_the_other_partit
     assert (await service.start(to)).status_code == 201
     assert await service.deliver() == 1
     assert [m.to for m in sender.messages] == [to]
+
+
+def worker_for(service: Service) -> Worker:
+    state = service.app.state
+    return Worker(state.store, state.verifier.keyring, service.sender, default_worker_options(), clock=service.clock)
+
+
+async def test_a_worker_whose_lease_ran_out_before_the_send_leaves_the_sms_to_the_one_that_took_it_over(
+    service: Service,
+) -> None:
+    assert (await service.start(TO)).status_code == 201
+    slow, other = worker_for(service), worker_for(service)
+    [job], _ = await slow.claim()
+    service.clock.advance(default_worker_options().lease + 1)
+    [taken], _ = await other.claim()
+    assert taken.job_id == job.job_id
+    await slow.process(job)
+    assert service.sender.messages == []
+    await other.process(taken)
+    assert [m.to for m in service.sender.messages] == [TO]
+
+
+async def script_calls_of(service: Service, work: Awaitable[None]) -> int:
+    await service.redis.config_set("slowlog-log-slower-than", 0)
+    await service.redis.slowlog_reset()
+    await work
+    calls = [e for e in await service.redis.slowlog_get(128) if e["command"].startswith(b"EVALSHA")]
+    await service.redis.config_set("slowlog-log-slower-than", 10_000)
+    return len(calls)
+
+
+async def test_a_job_sent_right_after_its_claim_skips_the_lease_renewal_one_that_waited_is_renewed(
+    service: Service,
+) -> None:
+    """A renewal gives a lease that has barely begun nothing: the send right after the claim costs
+    one script call fewer. A job that waited for a send slot (past a tenth of its lease, at most a
+    second) is renewed first, so a lease that ran out meanwhile is seen (the test above)."""
+    first, second = "+15017122663", "+15017122664"
+    for to in (first, second):
+        assert (await service.start(to)).status_code == 201
+    worker = worker_for(service)
+    jobs, _ = await worker.claim()
+    fresh, waited = sorted(jobs, key=lambda j: j.to)
+    service.clock.advance(0.5)
+    right_after = await script_calls_of(service, worker.process(fresh))
+    service.clock.advance(1.0)
+    after_a_wait = await script_calls_of(service, worker.process(waited))
+    assert after_a_wait == right_after + 1
+    assert sorted(m.to for m in service.sender.messages) == [first, second]

@@ -48,6 +48,15 @@ Poll = tuple[int, str, int, str, int]
 # prices would otherwise be fetched every OTP_DELIVERY_POLL_AFTER until retention ends.
 PRICE_WAIT = 3600.0
 
+# A job sent this soon after its claim still has nearly all of its lease (at least 90 %), which
+# is what a renewal would give it: the renewal's round trip buys nothing then. A job that waited
+# longer for a send slot is renewed, so a lease that ran out meanwhile is never sent on.
+FRESH_CLAIM_MS = 1000
+
+
+def freshly_claimed(job: Job, *, now_ms: int, lease_ms: int) -> bool:
+    return job.lease_deadline_ms - now_ms >= lease_ms - min(FRESH_CLAIM_MS, lease_ms // 10)
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -466,8 +475,10 @@ class Worker:
             template=job.template or messages.VERIFICATION,
             substitutions=job.substitutions,
         )
-        lease_ms = int(self.options.lease * 1000)
-        if not await self.store.renew_lease(job, now_ms=self._now_ms(), lease_ms=lease_ms):
+        lease_ms, now_ms = int(self.options.lease * 1000), self._now_ms()
+        if not freshly_claimed(job, now_ms=now_ms, lease_ms=lease_ms) and not await self.store.renew_lease(
+            job, now_ms=now_ms, lease_ms=lease_ms
+        ):
             # The lease ran out while the job waited for a send slot and another worker has it now.
             log.info("worker: job %s was taken over by another worker; not sending it", job.job_id)
             return
