@@ -5,7 +5,8 @@ verify as before."""
 from __future__ import annotations
 
 import pytest
-from conftest import Service, hash_fields
+from conftest import Service, default_worker_options, hash_fields
+from test_v18_attacks import in_partition
 
 from otp.storage import keys as keyspace
 
@@ -44,6 +45,24 @@ async def test_a_queued_sms_waits_in_the_new_jobs_list_and_once_claimed_only_und
     await service.deliver()
     assert [m.to for m in service.sender.messages] == [TO]
     assert await service.redis.llen(new_jobs) == 0 and await service.redis.zcard(outbox) == 0
+
+
+async def test_a_broken_record_among_new_jobs_loses_none_of_the_sms_popped_behind_it(no_cooldown: Service) -> None:
+    """A claim that fails midway keeps what it wrote: the new jobs it took off the list must be in
+    the outbox by then, due, or they would be in no queue and never sent."""
+    service = no_cooldown
+    broken, *others = [in_partition(3, n) for n in range(4)]
+    broken_vid = (await service.start(broken)).json()["id"]
+    for to in others:
+        assert (await service.start(to)).status_code == 201
+    record_key, _ = _keys(broken_vid)
+    await service.redis.hset(record_key, "x", "not a time")
+    await service.deliver()  # the partition's claim fails (logged); the others' go on
+    assert service.sender.messages == []
+    await service.redis.delete(record_key)  # the operator removes the broken record
+    service.clock.advance(default_worker_options().lease + 1)
+    await service.deliver()
+    assert sorted(m.to for m in service.sender.messages) == sorted(others)
 
 
 async def test_a_cancel_before_the_send_drops_the_sealed_code_and_the_sms(service: Service) -> None:

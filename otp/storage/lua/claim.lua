@@ -47,6 +47,14 @@ end
 local due = redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMIT', 0, limit)
 for _, job_id in ipairs(due) do claim(job_id) end
 if #due < limit then
-  for _, job_id in ipairs(redis.call('LPOP', K.new_jobs, limit - #due) or {}) do claim(job_id) end
+  local new = redis.call('LPOP', K.new_jobs, limit - #due)
+  if new then
+    -- Into the outbox, due, before any is claimed: a script that fails midway (a broken record)
+    -- keeps what it wrote, and a job popped off the list must still be queued somewhere.
+    local members = {}
+    for _, job_id in ipairs(new) do members[#members + 1] = NOW; members[#members + 1] = job_id end
+    redis.call('ZADD', K.outbox, unpack(members))
+    for _, job_id in ipairs(new) do claim(job_id) end
+  end
 end
 return claimed
