@@ -1,11 +1,12 @@
 -- Claim due SMS jobs of one partition under a lease: a claimed job's due time moves to the end
 -- of the lease, so the job of a worker that died is claimed again once the lease runs out.
--- K.outbox the partition's outbox, K.new_jobs its jobs never claimed (and its other keys, lib.lua).  A.lease_ms, A.limit (most jobs),
--- A.retention_ms
+-- K.outbox the partition's outbox, K.new_jobs its jobs never claimed (and its other keys, lib.lua).
+-- A.lease_ms, A.limit (most jobs), A.retention_ms
 -- Returns a list of {job id, verification id, send number, E.164, sealed code, locale, tries, expires,
 -- name in the SMS, lease deadline, app hash, template, substitutions, messaging service sid,
--- the sender slot it waited for ("<sender>|<slot ms>", settle_job.lua's paced; "" none)}.  A job whose code is no longer among the kept ones (newer
--- resends pushed it out) is dropped: its SMS would carry a code that can't work.
+-- the sender slot it waited for ("<sender>|<slot ms>", settle_job.lua's paced; "" none)}.  A job
+-- whose code is no longer among the kept ones (newer resends pushed it out) is dropped: its SMS
+-- would carry a code that can't work.
 local lease, limit, retention = A.lease_ms, A.limit, A.retention_ms
 local claimed = {}
 local function claim(job_id)

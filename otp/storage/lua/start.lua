@@ -167,10 +167,11 @@ end
 
 local job_id = id .. ':' .. n
 -- The job's sealed code is a field of the record (lib.lua's job_fields): one key less per queued
--- SMS, and a finished verification drops it with its code hashes. A job hash (K.jobs) holds only the send's own choices when it makes any: the name in the SMS, a
--- locale other than the record's, the app hash, the template, its substitutions (which can be
--- long: on the record they would cost its compact encoding) and the Messaging Service. Its id
--- names the verification and the send; claim.lua reads the number and the expiry from the record.
+-- SMS, and a finished verification drops it with its code hashes. A job hash (K.jobs) holds only
+-- the send's own choices when it makes any: the name in the SMS, a locale other than the record's,
+-- the app hash, the template, its substitutions (which can be long: on the record they would cost
+-- its compact encoding) and the Messaging Service. Its id names the verification and the send;
+-- claim.lua reads the number and the expiry from the record.
 redis.call('HSET', vkey(id), (job_fields(n)), sealed)
 local choices = {}
 if app_name ~= '' then choices[#choices + 1] = 'app'; choices[#choices + 1] = app_name end
