@@ -547,6 +547,9 @@ async def test_pages_load_fast_with_50k_events(big_log: Service) -> None:
             timings.append(time.perf_counter() - started)
             assert response.status_code == 200, path
         print(f"{path}: {min(timings) * 1000:.0f} ms")
-        assert min(timings) < 1.0, (path, timings)
+        # Not a speed target (bench/dashboard_load.py has those): a bound that catches a page
+        # gone slow by far. The 7-day Incidents page takes 0.9-1.1 s here on a 2-core box, so a
+        # 1 s bound failed CI by chance.
+        assert min(timings) < 2.5, (path, timings)
     figures = (await big_log.http.get("/v1/stats/overview?since=7d", headers=big_log.auth(big_log.admin_key))).json()
     assert figures["totals"]["started"] > 10_000
