@@ -108,11 +108,18 @@ def mask(e164: str, visible: int = 4) -> str:
     apart, not to dial. The mask has a fixed width so it doesn't reveal the number's length."""
     if len(e164) < 8:
         return MASK
-    try:
-        code = str(phonenumbers.parse(e164).country_code)
-    except NumberParseException:
-        code = e164[1:2]
-    return f"+{code}{'*' * (len(MASK) + 4 - visible)}{e164[-visible:]}"
+    return f"+{calling_code(e164)}{'*' * (len(MASK) + 4 - visible)}{e164[-visible:]}"
+
+
+def calling_code(e164: str) -> str:
+    """The country calling code an E.164 number starts with (its first digit when none is
+    known). Calling codes are prefix-free and at most 3 digits: a lookup, not a parse, since
+    every response and audit record masks a number (a parse was ~0.1 ms of each start)."""
+    for length in (1, 2, 3):
+        code = e164[1 : 1 + length]
+        if code.isdigit() and code[0] != "0" and int(code) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return code
+    return e164[1:2]
 
 
 def mask_in_record(e164: str) -> str:

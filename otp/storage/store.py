@@ -3,13 +3,15 @@ its reply into the kernel's records. The storage package is the only code that t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
@@ -32,6 +34,18 @@ from otp.storage.transient import is_transient
 __all__ = ["Call", "Read", "Store"]
 
 T = TypeVar("T")
+
+
+# A script's one JSON argument, as bytes redis-py sends untouched: msgspec encodes the start's
+# and the attempt's arguments (dataclasses, nested ones too) several times faster than json.dumps
+# of dataclasses.asdict, which deep-copies every field (bench/README.md, the in-process profile).
+_encode = msgspec.json.Encoder().encode
+
+
+def _shallow(value: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, nested dataclasses left for ``_encode``."""
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
 
 log = logging.getLogger("otp.store")
 
@@ -145,7 +159,7 @@ class Store:
         except Exception as exc:
             raise _storage_error(exc) from exc
 
-    def _argument(self, now_ms: int, fields: Mapping[str, Any], audit: Mapping[str, str] | None = None) -> str:
+    def _argument(self, now_ms: int, named: Mapping[str, Any], audit: Mapping[str, str] | None = None) -> bytes:
         """The one JSON argument of a partition script: its named fields and lib.lua's header."""
         header = {
             "now": now_ms,
@@ -156,7 +170,7 @@ class Store:
         }
         if self.audit_retention_ms is not None:
             header["cap_ms"] = self.audit_retention_ms
-        return json.dumps({**fields, **header}, separators=(",", ":"))
+        return _encode({**named, **header})
 
     async def _run(
         self,
@@ -176,7 +190,7 @@ class Store:
     def _scope_call(call: Call | Read, now_ms: int) -> PipelineCall:
         if isinstance(call, Read):
             return call.command, (call.key,)
-        return call.script, call.keys, [json.dumps({**call.args, "now": now_ms}, separators=(",", ":"))]
+        return call.script, call.keys, [_encode({**call.args, "now": now_ms})]
 
     async def run_many(self, calls: Sequence[Call | Read], now_ms: int) -> list[Any]:
         """Scripts of different slots, and reads, in one pipelined round trip (each one atomic on its own)."""
@@ -194,15 +208,15 @@ class Store:
     # -- verifications ---------------------------------------------------------------------------
 
     async def start(self, partition: int, now_ms: int, args: StartArgs, audit: dict[str, str]) -> StartOutcome:
-        fields = {**asdict(args), "wake": [keyspace.WAKE_CHANNEL, keyspace.tag(partition)]}
+        named = {**_shallow(args), "wake": [keyspace.WAKE_CHANNEL, keyspace.tag(partition)]}
         keys = {"number": keyspace.number_state(partition, args.to)}
-        return records.start_outcome(await self._run("start", partition, now_ms, fields, keys, audit))
+        return records.start_outcome(await self._run("start", partition, now_ms, named, keys, audit))
 
     async def count_attempt(
         self, partition: int, now_ms: int, check: CheckArgs, audit: dict[str, str]
     ) -> AttemptOutcome:
         keys = {"check_log": keyspace.check_log(partition, check.rate_key)}
-        return records.attempt_outcome(await self._run("attempt", partition, now_ms, asdict(check), keys, audit))
+        return records.attempt_outcome(await self._run("attempt", partition, now_ms, _shallow(check), keys, audit))
 
     def _verification_keys(self, partition: int, verification_id: str) -> dict[str, str]:
         return {"verification": keyspace.verification(partition, verification_id)}
@@ -305,7 +319,7 @@ class Store:
     async def renew_lease(self, job: Job, *, now_ms: int, lease_ms: int) -> bool:
         """True if the job is still this worker's (and its lease now runs from ``now_ms``)."""
         fields = {"job_id": job.job_id, "lease_deadline_ms": job.lease_deadline_ms, "lease_ms": lease_ms}
-        argument = json.dumps({**fields, "now": now_ms})
+        argument = _encode({**fields, "now": now_ms})
         keys = {"outbox": keyspace.outbox(job.partition)}
         return bool(int(await self.guarded(lambda: self.scripts.run("renew", keys, [argument]))))
 
