@@ -335,7 +335,7 @@ def partition_script_keys(partition: int, now_ms: int) -> dict[str, str]:
 @functools.lru_cache(maxsize=4096)
 def _partition_script_keys(partition: int, minute: int) -> dict[str, str]:
     # Built once a minute per partition (the hour and minute counters are the only keys that
-    # change): each partition script call needs them, and building 18 names cost ~30 µs a call.
+    # change): each partition script call needs them, and building 18 names cost ~6 µs a call (0.25 µs cached).
     now_ms = minute * 60_000
     return {
         "verifications": verification_prefix(partition),

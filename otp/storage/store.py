@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 # A script's one JSON argument, as bytes redis-py sends untouched: msgspec encodes the start's
 # and the attempt's arguments (dataclasses, nested ones too) several times faster than json.dumps
-# of dataclasses.asdict, which deep-copies every field (bench/README.md, the in-process profile).
+# of dataclasses.asdict, which deep-copies every field (a start's argument: 35 µs before, 4.6 µs).
 _encode = msgspec.json.Encoder().encode
 
 
