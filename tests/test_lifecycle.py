@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from conftest import RecordingSender, Service, default_worker_options, hash_fields
 
@@ -328,3 +329,34 @@ async def test_a_job_sent_right_after_its_claim_skips_the_lease_renewal_one_that
     after_a_wait = await script_calls_of(service, worker.process(waited))
     assert after_a_wait == right_after + 1
     assert sorted(m.to for m in service.sender.messages) == [first, second]
+
+
+def same_partition_numbers(count: int, partitions: int) -> list[str]:
+    """``count`` valid numbers of one partition, and one of another partition last."""
+    candidates = [f"+1501712{n:04d}" for n in range(2660, 2760)]
+    by_partition: dict[int, list[str]] = {}
+    for number in candidates:
+        by_partition.setdefault(keys.partition_of_number(number, partitions), []).append(number)
+    crowded = next(found for found in by_partition.values() if len(found) >= count)
+    other = next(n for n in candidates if n not in crowded)
+    return [*crowded[:count], other]
+
+
+async def test_a_partition_with_more_than_a_batch_due_is_claimed_again_at_once_an_emptied_one_is_not(
+    service: Service,
+) -> None:
+    """A claim takes at most a batch: a partition that filled one is claimed again the next round,
+    so a backlog drains without waiting for a sweep; one that took less has nothing due, and the
+    worker leaves it to the next announcement or sweep (no round trip for nothing)."""
+    options = replace(default_worker_options(), batch=2, sweep_interval=60.0)
+    state = service.app.state
+    worker = Worker(state.store, state.verifier.keyring, service.sender, options, clock=service.clock)
+    *crowded, other = same_partition_numbers(3, state.store.partitions)
+    for to in (*crowded, other):
+        assert (await service.start(to)).status_code == 201
+    swept, _ = await worker.claim()  # the first round sweeps every partition
+    assert sorted(j.to for j in swept) == sorted([*crowded[:2], other])
+    worker._listening = True  # the wake-up channel is heard (test_worker_wakeups runs it for real)
+    again, _ = await worker.claim()
+    assert [j.to for j in again] == [crowded[2]]
+    assert await script_calls_of(service, worker.claim()) == 0

@@ -142,6 +142,15 @@ class EventLoop(Protocol):
     async def aclose(self) -> None: ...
 
 
+def full_batches(partitions: Sequence[int], replies: Sequence[Sequence[Any] | BaseException], limit: int) -> set[int]:
+    """The partitions whose claim took ``limit`` rows (a whole batch)."""
+    return {
+        p
+        for p, rows in zip(partitions, replies, strict=True)
+        if not isinstance(rows, BaseException) and len(rows) >= limit
+    }
+
+
 def backoff(tries: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter: spreads a crowd of retries after an outage."""
     return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, tries - 1)))  # noqa: S311
@@ -246,8 +255,11 @@ class Worker:
         if refused is not None:
             raise refused
         claimed_jobs, claimed_polls = gathered(jobs, "jobs"), gathered(with_partition, "status polls")
-        # A partition that had work may have more (a claim takes at most `batch`): claim it again next round.
-        self._busy = {job.partition for job in claimed_jobs} | {poll[0] for poll in claimed_polls}
+        # A partition whose claim took a whole batch may have more due: claim it again next round.
+        # One that took less has none due now (what comes due later is announced or swept), and
+        # claiming it again cost every SMS a second round of two scripts. A batch short of jobs
+        # claim.lua dropped (superseded codes) may leave some behind until the next sweep.
+        self._busy = full_batches(named, jobs, limit) | full_batches(named, polls, limit)
         return claimed_jobs, claimed_polls
 
     async def run_once(self) -> int:
