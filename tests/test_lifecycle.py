@@ -302,7 +302,7 @@ async def test_a_worker_whose_lease_ran_out_before_the_send_leaves_the_sms_to_th
     assert [m.to for m in service.sender.messages] == [TO]
 
 
-async def script_calls_of(service: Service, work: Awaitable[None]) -> int:
+async def script_calls_of(service: Service, work: Awaitable[object]) -> int:
     await service.redis.config_set("slowlog-log-slower-than", 0)
     await service.redis.slowlog_reset()
     await work
