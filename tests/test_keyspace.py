@@ -100,3 +100,19 @@ async def test_every_state_key_has_a_ttl(service: Service) -> None:
         if key.startswith("otp:{cfg}:key") or key.endswith((":outbox", ":outq", ":poll", ":audit")):
             continue  # API keys are configuration; outbox, new jobs and polls drain, audit streams are capped
         assert await service.redis.pttl(key) > 0, key
+
+
+def test_a_float_clock_does_not_give_integer_callers_float_key_names() -> None:
+    """The script keys are cached per minute: a float ``now_ms`` (an injected clock's
+    ``time.time() * 1000``) must not make the minute's cached names end in ".0" for everyone."""
+    now_ms = 1_700_000_000_000 + 7 * 60_000
+    from_float = keyspace.partition_script_keys(2, float(now_ms))  # type: ignore[arg-type]
+    from_int = keyspace.partition_script_keys(2, now_ms)
+    assert from_float == from_int
+    assert ".0" not in "".join(from_int.values())
+
+
+def test_a_callers_changes_to_its_script_keys_reach_no_other_call() -> None:
+    mine = keyspace.partition_script_keys(3, 1_700_000_000_000)
+    mine.clear()
+    assert keyspace.partition_script_keys(3, 1_700_000_000_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable
 from dataclasses import replace
 
@@ -360,3 +361,54 @@ async def test_a_partition_with_more_than_a_batch_due_is_claimed_again_at_once_a
     again, _ = await worker.claim()
     assert [j.to for j in again] == [crowded[2]]
     assert await script_calls_of(service, worker.claim()) == 0
+
+
+async def _cancel(service: Service, vid: str) -> None:
+    response = await service.http.post(f"/v1/verifications/{vid}/cancel", headers=service.auth())
+    assert response.status_code == 200, response.text
+
+
+async def test_a_due_job_behind_a_dropped_one_is_claimed_the_next_round(no_cooldown: Service) -> None:
+    """A batch short of a whole one because claim.lua dropped a canceled job: the job behind it
+    in the same partition is due now, announced, yet the next round claims nothing."""
+    service = no_cooldown
+    options = replace(default_worker_options(), batch=2, sweep_interval=60.0)
+    state = service.app.state
+    worker = Worker(state.store, state.verifier.keyring, service.sender, options, clock=service.clock)
+    worker._listening = True  # the wake-up channel is heard
+    worker._swept_at = time.monotonic()  # just swept
+    a, b, c, _ = same_partition_numbers(3, state.store.partitions)
+    dropped = (await service.start(a)).json()["id"]
+    await service.start(b)
+    await service.start(c)
+    await _cancel(service, dropped)
+    worker._woken = {keys.partition_of_number(a, state.store.partitions)}  # the starts' announcements
+    first, _ = await worker.claim()
+    assert [j.to for j in first] == [b]  # a dropped, b claimed: 1 row of a batch of 2
+    second, _ = await worker.claim()
+    assert [j.to for j in second] == [c], "c is due, yet left until the next sweep (60 s here)"
+
+
+async def test_one_canceled_start_per_batch_delays_a_partitions_backlog_by_a_sweep_per_batch(
+    no_cooldown: Service,
+) -> None:
+    """A hostile tenant cancels one of its starts per batch: every claim of the partition is then
+    short of a batch and the rest of the backlog (other tenants' codes too) waits for sweeps."""
+    service = no_cooldown
+    options = replace(default_worker_options(), batch=2, sweep_interval=60.0)
+    state = service.app.state
+    worker = Worker(state.store, state.verifier.keyring, service.sender, options, clock=service.clock)
+    worker._listening = True
+    worker._swept_at = time.monotonic()
+    *numbers, _ = same_partition_numbers(6, state.store.partitions)
+    partition = keys.partition_of_number(numbers[0], state.store.partitions)
+    for i, to in enumerate(numbers):
+        vid = (await service.start(to)).json()["id"]
+        if i % 2 == 0:
+            await _cancel(service, vid)  # jobs: X V X V X V
+    worker._woken = {partition}
+    claimed: list[str] = []
+    for _ in range(6):  # six rounds between two sweeps
+        jobs, _ = await worker.claim()
+        claimed += [j.to for j in jobs]
+    assert claimed == numbers[1::2], f"only {claimed} of {numbers[1::2]} claimed before the next sweep"

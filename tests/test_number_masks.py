@@ -16,10 +16,33 @@ def _examples() -> list[tuple[str, str]]:
     return found
 
 
+def _shown(e164: str, code: str, visible: int) -> str:
+    """The last digits a mask shows: ``visible``, but never within 3 of the whole national number."""
+    shown = max(0, min(visible, len(e164) - 1 - len(code) - 3))
+    return e164[len(e164) - shown :]
+
+
 @pytest.mark.parametrize(("e164", "code"), _examples())
 def test_a_mask_keeps_the_calling_code_phonenumbers_reads_for_every_regions_example(e164: str, code: str) -> None:
-    assert mask(e164) == f"+{code}*******{e164[-4:]}"
-    assert mask_in_record(e164) == f"+{code}*********{e164[-2:]}"
+    assert mask(e164) == f"+{code}" + "*" * (11 - len(_shown(e164, code, 4))) + _shown(e164, code, 4)
+    assert mask_in_record(e164) == f"+{code}" + "*" * (11 - len(_shown(e164, code, 2))) + _shown(e164, code, 2)
+
+
+@pytest.mark.parametrize(("e164", "code"), _examples())
+def test_no_mask_spells_a_short_national_number_whole(e164: str, code: str) -> None:
+    """Tokelau's and Niue's numbers have 4 national digits: code + last 4 would be all of it."""
+    for masked in (mask(e164), mask_in_record(e164)):
+        assert sum(c.isdigit() for c in masked) <= len(e164) - 1 - 3, masked
+
+
+def test_a_common_number_still_shows_its_last_four() -> None:
+    assert mask("+15017122661") == "+1*******2661"
+    assert mask("+8801712345678") == "+880*******5678"
+    assert mask("+6907290") == "+690**********0"
+
+
+def test_superscript_digits_mask_without_an_exception() -> None:
+    assert mask("+²⁵⁰¹⁷¹²²⁶⁶¹") == "+²*******²⁶⁶¹"
 
 
 @pytest.mark.parametrize("e164", ["+999123456789", "+0123456789", "+01234567890"])

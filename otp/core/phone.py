@@ -101,14 +101,19 @@ class Phone:
 
 
 MASK = "*******"
+HIDDEN_DIGITS = 3  # of a national number, at least, in every mask
 
 
 def mask(e164: str, visible: int = 4) -> str:
     """``+15017122661`` → ``+1*******2661``: enough for a tenant to tell its users' numbers
-    apart, not to dial. The mask has a fixed width so it doesn't reveal the number's length."""
+    apart, not to dial. The mask has a fixed width so it doesn't reveal the number's length, and
+    hides at least HIDDEN_DIGITS of the national number (a 4-digit one, Tokelau's or Niue's, would
+    otherwise be shown whole)."""
     if len(e164) < 8:
         return MASK
-    return f"+{calling_code(e164)}{'*' * (len(MASK) + 4 - visible)}{e164[-visible:]}"
+    code = calling_code(e164)
+    shown = max(0, min(visible, len(e164) - 1 - len(code) - HIDDEN_DIGITS))
+    return f"+{code}{'*' * (len(MASK) + 4 - shown)}{e164[len(e164) - shown :]}"
 
 
 def calling_code(e164: str) -> str:
@@ -117,7 +122,13 @@ def calling_code(e164: str) -> str:
     every response and audit record masks a number (a parse cost 12 µs, the lookup 0.7 µs)."""
     for length in (1, 2, 3):
         code = e164[1 : 1 + length]
-        if code.isdigit() and code[0] != "0" and int(code) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        # ASCII digits only: "²".isdigit() holds, and int("²") raises.
+        if (
+            code.isascii()
+            and code.isdigit()
+            and code[0] != "0"
+            and int(code) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+        ):
             return code
     return e164[1:2]
 

@@ -142,15 +142,6 @@ class EventLoop(Protocol):
     async def aclose(self) -> None: ...
 
 
-def full_batches(partitions: Sequence[int], replies: Sequence[Sequence[Any] | BaseException], limit: int) -> set[int]:
-    """The partitions whose claim took ``limit`` rows (a whole batch)."""
-    return {
-        p
-        for p, rows in zip(partitions, replies, strict=True)
-        if not isinstance(rows, BaseException) and len(rows) >= limit
-    }
-
-
 def backoff(tries: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter: spreads a crowd of retries after an outage."""
     return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, tries - 1)))  # noqa: S311
@@ -232,7 +223,7 @@ class Worker:
         now, lease_ms, limit = self._now_ms(), int(self.options.lease * 1000), self.options.batch
         retention_ms = int(self.options.retention * 1000)
         try:
-            jobs, polls = await self.store.claim_due(
+            jobs, polls, more = await self.store.claim_due(
                 now_ms=now, lease_ms=lease_ms, limit=limit, retention_ms=retention_ms, partitions=partitions
             )
         except Unavailable:
@@ -247,6 +238,9 @@ class Worker:
 
             jobs = await each_partition(self.store, one_jobs, partitions)
             polls = await each_partition(self.store, one_polls, partitions)
+            # Degraded (one call per partition): any partition that had work is claimed again.
+            more = {p for p, found in zip(named, jobs, strict=True) if isinstance(found, list) and found}
+            more |= {p for p, found in zip(named, polls, strict=True) if isinstance(found, list) and found}
         with_partition: list[list[Poll] | BaseException] = [
             rows if isinstance(rows, BaseException) else [(p, *row) for row in rows]
             for p, rows in zip(named, polls, strict=True)
@@ -255,11 +249,10 @@ class Worker:
         if refused is not None:
             raise refused
         claimed_jobs, claimed_polls = gathered(jobs, "jobs"), gathered(with_partition, "status polls")
-        # A partition whose claim took a whole batch may have more due: claim it again next round.
-        # One that took less has none due now (what comes due later is announced or swept), and
-        # claiming it again cost every SMS a second round of two scripts. A batch short of jobs
-        # claim.lua dropped (superseded codes) may leave some behind until the next sweep.
-        self._busy = full_batches(named, jobs, limit) | full_batches(named, polls, limit)
+        # A partition whose claim looked at a whole batch (claimed or dropped) may have more due:
+        # claim it again next round. One that looked at less has none due now (what comes due
+        # later is announced or swept); claiming it again anyway cost every SMS a second round.
+        self._busy = more
         return claimed_jobs, claimed_polls
 
     async def run_once(self) -> int:

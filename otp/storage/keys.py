@@ -329,7 +329,8 @@ def partition_script_keys(partition: int, now_ms: int) -> dict[str, str]:
     place that spells a key, and no Lua file holds a key-name literal. The hour counter is named
     from ``now_ms``, which the caller knows, so it is a whole key.
     """
-    return dict(_partition_script_keys(partition, now_ms // 60_000))
+    # int(): a float's minute would be the same cache entry as the int's, with '.0' key names.
+    return dict(_partition_script_keys(partition, int(now_ms) // 60_000))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -93,6 +93,12 @@ def _storage_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _batch(reply: Any) -> tuple[Any, bool]:
+    """A claim script's reply: its rows, and whether it looked at a whole batch (more may be due)."""
+    rows, more = reply
+    return rows, bool(int(more))
+
+
 def _rows_or_error(reply: Any, decode: Callable[[Any], T]) -> list[T] | BaseException:
     """One partition's reply in a pipelined claim: its rows decoded, or its error as `guarded` raises it."""
     if isinstance(reply, BaseException):
@@ -292,16 +298,17 @@ class Store:
         self, *, partition: int, now_ms: int, lease_ms: int, limit: int, retention_ms: int
     ) -> list[Job]:
         fields = {"lease_ms": lease_ms, "limit": limit, "retention_ms": retention_ms}
-        rows = await self._run("claim", partition, now_ms, fields)
+        rows, _ = _batch(await self._run("claim", partition, now_ms, fields))
         return [records.job(row, partition) for row in rows]
 
     async def claim_due(
         self, *, now_ms: int, lease_ms: int, limit: int, retention_ms: int, partitions: Sequence[int] | None = None
-    ) -> tuple[list[list[Job] | BaseException], list[list[tuple[str, int, str, int]] | BaseException]]:
+    ) -> tuple[list[list[Job] | BaseException], list[list[tuple[str, int, str, int]] | BaseException], set[int]]:
         """The due SMS jobs and status polls (`claim_jobs`, `claim_polls`) of ``partitions`` (all
         by default) in one pipelined round trip per node, not 2 × partitions: what a worker's round
         costs Redis and the worker's CPU when little is due. Per partition, in the order given, its
-        rows or the error it answered."""
+        rows or the error it answered; and the partitions where either claim looked at a whole
+        batch (more may be due: claim them again at once)."""
         named_partitions = range(self.partitions) if partitions is None else partitions
         jobs_argument = self._argument(now_ms, {"lease_ms": lease_ms, "limit": limit, "retention_ms": retention_ms})
         polls_argument = self._argument(now_ms, {"lease_ms": lease_ms, "limit": limit})
@@ -310,11 +317,18 @@ class Store:
             named = keyspace.partition_script_keys(partition, now_ms)
             calls += [("claim", named, [jobs_argument]), ("poll_claim", named, [polls_argument])]
         replies = await self.guarded(lambda: self.scripts.pipelined(calls, raise_errors=False))
+        batches = [r if isinstance(r, BaseException) else _batch(r) for r in replies]
+        rows = [b if isinstance(b, BaseException) else b[0] for b in batches]
+        more = {
+            partition
+            for partition, pair in zip(named_partitions, zip(batches[0::2], batches[1::2], strict=True), strict=True)
+            if any(not isinstance(b, BaseException) and b[1] for b in pair)
+        }
         jobs = [
-            _rows_or_error(rows, functools.partial(records.job, partition=partition))
-            for partition, rows in zip(named_partitions, replies[0::2], strict=True)
+            _rows_or_error(found, functools.partial(records.job, partition=partition))
+            for partition, found in zip(named_partitions, rows[0::2], strict=True)
         ]
-        return jobs, [_rows_or_error(rows, records.poll_due) for rows in replies[1::2]]
+        return jobs, [_rows_or_error(found, records.poll_due) for found in rows[1::2]], more
 
     async def renew_lease(self, job: Job, *, now_ms: int, lease_ms: int) -> bool:
         """True if the job is still this worker's (and its lease now runs from ``now_ms``)."""
@@ -384,7 +398,7 @@ class Store:
         self, *, partition: int, now_ms: int, lease_ms: int, limit: int
     ) -> list[tuple[str, int, str, int]]:
         """Sends due for a status poll: (verification id, send number, message sid, sent at ms)."""
-        rows = await self._run("poll_claim", partition, now_ms, {"lease_ms": lease_ms, "limit": limit})
+        rows, _ = _batch(await self._run("poll_claim", partition, now_ms, {"lease_ms": lease_ms, "limit": limit}))
         return [records.poll_due(row) for row in rows]
 
     # -- webhook events ----------------------------------------------------------------------------

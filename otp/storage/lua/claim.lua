@@ -2,9 +2,10 @@
 -- of the lease, so the job of a worker that died is claimed again once the lease runs out.
 -- K.outbox the partition's outbox, K.new_jobs its jobs never claimed (and its other keys, lib.lua).
 -- A.lease_ms, A.limit (most jobs), A.retention_ms
--- Returns a list of {job id, verification id, send number, E.164, sealed code, locale, tries, expires,
--- name in the SMS, lease deadline, app hash, template, substitutions, messaging service sid,
--- the sender slot it waited for ("<sender>|<slot ms>", settle_job.lua's paced; "" none)}.  A job
+-- Returns {claimed, more}: claimed a list of {job id, verification id, send number, E.164, sealed
+-- code, locale, tries, expires, name in the SMS, lease deadline, app hash, template, substitutions,
+-- messaging service sid, the sender slot it waited for ("<sender>|<slot ms>", settle_job.lua's
+-- paced; "" none)}; more 1 when a whole batch was looked at (more may be due), else 0.  A job
 -- whose code is no longer among the kept ones (newer resends pushed it out) is dropped: its SMS
 -- would carry a code that can't work.
 local lease, limit, retention = A.lease_ms, A.limit, A.retention_ms
@@ -46,10 +47,12 @@ end
 -- claimed new job moves to the outbox under its lease, so the list holds only what was never
 -- claimed. A job queued by an earlier version waits in the outbox as a due member.
 local due = redis.call('ZRANGEBYSCORE', K.outbox, '-inf', NOW, 'LIMIT', 0, limit)
+local looked = #due
 for _, job_id in ipairs(due) do claim(job_id) end
 if #due < limit then
   local new = redis.call('LPOP', K.new_jobs, limit - #due)
   if new then
+    looked = looked + #new
     -- Into the outbox, due, before any is claimed: a script that fails midway (a broken record)
     -- keeps what it wrote, and a job popped off the list must still be queued somewhere.
     local members = {}
@@ -58,4 +61,5 @@ if #due < limit then
     for _, job_id in ipairs(new) do claim(job_id) end
   end
 end
-return claimed
+-- Counted as looked at, not as claimed: jobs dropped above don't hide the ones behind them.
+return {claimed, looked >= limit and 1 or 0}
