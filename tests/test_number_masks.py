@@ -3,7 +3,7 @@
 import phonenumbers
 import pytest
 
-from otp.core.phone import mask, mask_in_record
+from otp.core.phone import HIDDEN_DIGITS, mask, mask_in_record
 
 
 def _examples() -> list[tuple[str, str]]:
@@ -17,8 +17,8 @@ def _examples() -> list[tuple[str, str]]:
 
 
 def _shown(e164: str, code: str, visible: int) -> str:
-    """The last digits a mask shows: ``visible``, but never within 3 of the whole national number."""
-    shown = max(0, min(visible, len(e164) - 1 - len(code) - 3))
+    """The last digits a mask shows: ``visible``, but never within HIDDEN_DIGITS of the whole national number."""
+    shown = max(0, min(visible, len(e164) - 1 - len(code) - HIDDEN_DIGITS))
     return e164[len(e164) - shown :]
 
 
@@ -32,7 +32,7 @@ def test_a_mask_keeps_the_calling_code_phonenumbers_reads_for_every_regions_exam
 def test_no_mask_spells_a_short_national_number_whole(e164: str, code: str) -> None:
     """Tokelau's and Niue's numbers have 4 national digits: code + last 4 would be all of it."""
     for masked in (mask(e164), mask_in_record(e164)):
-        assert sum(c.isdigit() for c in masked) <= len(e164) - 1 - 3, masked
+        assert sum(c.isdigit() for c in masked) <= len(e164) - 1 - HIDDEN_DIGITS, masked
 
 
 def test_a_common_number_still_shows_its_last_four() -> None:
