@@ -239,8 +239,9 @@ class Worker:
             jobs = await each_partition(self.store, one_jobs, partitions)
             polls = await each_partition(self.store, one_polls, partitions)
             # Degraded (one call per partition): any partition that had work is claimed again.
-            more = {p for p, found in zip(named, jobs, strict=True) if isinstance(found, list) and found}
-            more |= {p for p, found in zip(named, polls, strict=True) if isinstance(found, list) and found}
+            more = {
+                p for p, *found in zip(named, jobs, polls, strict=True) if any(isinstance(f, list) and f for f in found)
+            }
         with_partition: list[list[Poll] | BaseException] = [
             rows if isinstance(rows, BaseException) else [(p, *row) for row in rows]
             for p, rows in zip(named, polls, strict=True)

@@ -319,10 +319,11 @@ class Store:
         replies = await self.guarded(lambda: self.scripts.pipelined(calls, raise_errors=False))
         batches = [r if isinstance(r, BaseException) else _batch(r) for r in replies]
         rows = [b if isinstance(b, BaseException) else b[0] for b in batches]
+        full = [not isinstance(b, BaseException) and b[1] for b in batches]
         more = {
-            partition
-            for partition, pair in zip(named_partitions, zip(batches[0::2], batches[1::2], strict=True), strict=True)
-            if any(not isinstance(b, BaseException) and b[1] for b in pair)
+            p
+            for p, jobs_full, polls_full in zip(named_partitions, full[0::2], full[1::2], strict=True)
+            if jobs_full or polls_full
         }
         jobs = [
             _rows_or_error(found, functools.partial(records.job, partition=partition))
