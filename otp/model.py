@@ -83,6 +83,17 @@ class NumberLimits:
 
 
 @dataclass(frozen=True)
+class NumberGateArgs:
+    """What ``number_gate.lua`` needs to ask the number's own limits before the admission: the
+    start's key, limits and retention (as in StartArgs); ``apply``: audit a refusal and set its hold."""
+
+    key_id: str
+    number_limits: NumberLimits
+    retention_ms: int
+    apply: bool = False
+
+
+@dataclass(frozen=True)
 class StartArgs:
     """What ``start.lua`` needs to start or resend one verification (its JSON argument)."""
 

@@ -136,9 +136,9 @@ def test_every_documented_code_is_still_raised() -> None:
 
 
 def test_every_refusal_of_the_send_rules_is_a_documented_code() -> None:
-    """The reasons Lua decides (start.lua, attempt.lua) reach clients as codes too."""
+    """The reasons Lua decides (the number's limits in lib.lua, attempt.lua) reach clients as codes too."""
     lua = PACKAGE / "storage" / "lua"
-    reasons = set(re.findall(r"refuse\([^,]+,\s*'\w+',\s*'(\w+)'", (lua / "start.lua").read_text()))
+    reasons = set(re.findall(r"refusal\([^,]+,\s*'\w+',\s*'(\w+)'", (lua / "lib.lua").read_text()))
     reasons |= set(re.findall(r"reason = '(\w+)'", (lua / "attempt.lua").read_text()))
     assert {"max_sends_reached", "resend_too_soon", "too_many_failed_checks"} <= reasons
     assert reasons <= set(refusals.REFUSAL_MESSAGES) | {"too_many_failed_checks"}

@@ -31,7 +31,7 @@ from otp.model import CANCELED as CANCELED
 from otp.model import EXPIRED as EXPIRED
 from otp.model import MAX_ATTEMPTS as MAX_ATTEMPTS
 from otp.model import PENDING as PENDING
-from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, NumberLimits, StartArgs
+from otp.model import ApproveArgs, AttemptOutcome, CheckArgs, NumberGateArgs, NumberLimits, StartArgs, StartOutcome
 from otp.model import SendAttempt as SendAttempt
 from otp.model import Verification as Verification
 from otp.storage import keys as keyspace
@@ -124,12 +124,31 @@ class Verifier:
         # start refused for it never holds a place in a limit or a budget that a concurrent start
         # reads (DESIGN §2). It says more than a number type or country refusal: asked first.
         opt_out = optouts.opted_out_read(self.store, self.keyring, phone.e164, opts.messaging_service_sid)
-        if optouts.opted_out_of((await self.store.run_many([opt_out], now_ms))[0]):
+        limits = self.policy.config
+        number_limits = NumberLimits(
+            safe=safe,
+            sends_per_hour=limits.number_sends_per_hour,
+            sends_per_day=limits.number_sends_per_day,
+            cooldown_ms=int(limits.resend_cooldown * 1000),
+            shared_hold_ms=refusals.SHARED_LIMIT_RETRY * 1000,
+        )
+        retention_ms = int(self.rules.retention * 1000)
+        # The number's own limits are asked in the same round trip, for the same reason: a start
+        # they refuse (a number at its hourly cap) must not hold a budget or limit place meanwhile.
+        gate = NumberGateArgs(caller.key_id, number_limits, retention_ms)
+        opted, capped = await self.store.run_many(
+            [opt_out, self.store.number_gate(partition, now_ms, phone.e164, gate, audit)], now_ms
+        )
+        if optouts.opted_out_of(opted):
             await self._refuse_opted_out(partition, now_ms, audit)
         permission = self.policy.permission(phone)
         if not permission.allowed and not safe:
             await self._audit_refusal(partition, now_ms, audit, permission)
             raise refusals.not_permitted(permission)
+        if capped:
+            refused = await self.store.refuse_by_number(partition, now_ms, phone.e164, gate, audit)
+            if refused is not None:
+                self._raise_number_refusal(refused, audit)
         day, reservations = (
             self.budgets.reserve_calls(phone.country, caller.fraud_tenant, estimate, now_ms)
             if self.budgets is not None
@@ -165,7 +184,6 @@ class Verifier:
             audit["flagged"] = ",".join(
                 f"{scope}:{admission.decision.details[scope]['flagged']}" for scope in admission.flagged
             )
-        limits = self.policy.config
         try:
             # One salt for the key's codes to this number: a check runs argon2 once for all live codes.
             code_hash = await self.hasher.hash(code, code_context(caller.key_id, phone.e164))
@@ -179,16 +197,10 @@ class Verifier:
                 max_attempts=self.rules.max_check_attempts,
                 max_sends=self.rules.max_sends,
                 codes_kept=self.rules.codes_kept,
-                retention_ms=int(self.rules.retention * 1000),
+                retention_ms=retention_ms,
                 code_hash=code_hash,
                 sealed_code=sealing.seal(self.keyring, code),
-                number_limits=NumberLimits(
-                    safe=safe,
-                    sends_per_hour=limits.number_sends_per_hour,
-                    sends_per_day=limits.number_sends_per_day,
-                    cooldown_ms=int(limits.resend_cooldown * 1000),
-                    shared_hold_ms=refusals.SHARED_LIMIT_RETRY * 1000,
-                ),
+                number_limits=number_limits,
                 decisions=decisions_json(admission),
                 app_name=opts.app_name,
                 app_hash=opts.app_hash,
@@ -212,12 +224,7 @@ class Verifier:
             raise
         if outcome.mode == "refused":
             await self.policy.release(admission)
-            self._emit(Event.REFUSED, rule=outcome.rule, reason=outcome.reason, **audit)
-            if outcome.foreign:
-                raise refusals.shared_number_limit(outcome.retry_ms)
-            raise refusals.rate_limited(
-                Decision(False, outcome.rule, outcome.reason, refusals.retry_seconds(outcome.retry_ms))
-            )
+            self._raise_number_refusal(outcome, audit)
         self._emit(Event.RESENT if outcome.mode == "resent" else Event.STARTED, vid=outcome.record.get("id"), **audit)
         # Every send counts in the pumping windows, resends too; an approval converts them all.
         # Best effort: the SMS is queued, so a failure here must not tell the client to retry.
@@ -225,6 +232,14 @@ class Verifier:
             await self.policy.commit(admission, now_ms, resent=outcome.mode == "resent")
         return StartResult(
             records.verification(outcome.record), resent=outcome.mode == "resent", flagged=admission.flagged
+        )
+
+    def _raise_number_refusal(self, outcome: StartOutcome, audit: dict[str, str]) -> NoReturn:
+        self._emit(Event.REFUSED, rule=outcome.rule, reason=outcome.reason, **audit)
+        if outcome.foreign:
+            raise refusals.shared_number_limit(outcome.retry_ms)
+        raise refusals.rate_limited(
+            Decision(False, outcome.rule, outcome.reason, refusals.retry_seconds(outcome.retry_ms))
         )
 
     async def _refuse_opted_out(self, partition: int, now_ms: int, audit: dict[str, str]) -> NoReturn:

@@ -62,6 +62,7 @@ class ScriptSpec:
 # The runtime's scripts. Other storage modules add theirs with `register` (e.g. "audit_scan").
 SCRIPTS: dict[str, ScriptSpec] = {
     "start": ScriptSpec(("number", *PARTITION_KEYS)),
+    "number_gate": ScriptSpec(("number", *PARTITION_KEYS)),
     "attempt": ScriptSpec(("check_log", *PARTITION_KEYS)),
     "approve": ScriptSpec(("verification", *PARTITION_KEYS)),
     "exhaust": ScriptSpec(("verification", *PARTITION_KEYS)),

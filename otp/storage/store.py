@@ -22,13 +22,14 @@ from otp.model import (
     CheckArgs,
     DeliveryUpdate,
     Job,
+    NumberGateArgs,
     QueuedEvent,
     StartArgs,
     StartOutcome,
 )
 from otp.storage import keys as keyspace
 from otp.storage import records
-from otp.storage.scripts import PipelineCall, Registry
+from otp.storage.scripts import PipelineCall, Registry, ordered_keys
 from otp.storage.transient import is_transient
 
 __all__ = ["Call", "Read", "Store"]
@@ -167,6 +168,9 @@ class Store:
 
     def _argument(self, now_ms: int, named: Mapping[str, Any], audit: Mapping[str, str] | None = None) -> bytes:
         """The one JSON argument of a partition script: its named fields and lib.lua's header."""
+        return _encode(self._fields(now_ms, named, audit))
+
+    def _fields(self, now_ms: int, named: Mapping[str, Any], audit: Mapping[str, str] | None) -> dict[str, Any]:
         header = {
             "now": now_ms,
             "cap": self.audit_maxlen_per_partition,
@@ -176,7 +180,7 @@ class Store:
         }
         if self.audit_retention_ms is not None:
             header["cap_ms"] = self.audit_retention_ms
-        return _encode({**named, **header})
+        return {**named, **header}
 
     async def _run(
         self,
@@ -217,6 +221,24 @@ class Store:
         named = {**_shallow(args), "wake": [keyspace.WAKE_CHANNEL, keyspace.tag(partition)]}
         keys = {"number": keyspace.number_state(partition, args.to)}
         return records.start_outcome(await self._run("start", partition, now_ms, named, keys, audit))
+
+    def number_gate(self, partition: int, now_ms: int, to: str, gate: NumberGateArgs, audit: dict[str, str]) -> Call:
+        """number_gate.lua's read for `run_many`: its reply is 1 when the number's own limits
+        refuse the start now (then `refuse_by_number`), 0 when they allow it. ``audit``: the
+        start's context, for the expiry of the key's pending verification it may find."""
+        keys = {**keyspace.partition_script_keys(partition, now_ms), "number": keyspace.number_state(partition, to)}
+        fields = self._fields(now_ms, _shallow(dataclasses.replace(gate, apply=False)), audit)
+        return Call("number_gate", f"number {keyspace.tag(partition)}", ordered_keys("number_gate", keys), fields)
+
+    async def refuse_by_number(
+        self, partition: int, now_ms: int, to: str, gate: NumberGateArgs, audit: dict[str, str]
+    ) -> StartOutcome | None:
+        """The number's own limits asked again, a refusal audited and its hold set: the refusal as
+        `start` returns it, or None when they allow the start after all (a window just passed)."""
+        keys = {"number": keyspace.number_state(partition, to)}
+        named = _shallow(dataclasses.replace(gate, apply=True))
+        reply = await self._run("number_gate", partition, now_ms, named, keys, audit)
+        return None if reply == 0 else records.start_outcome(reply)
 
     async def count_attempt(
         self, partition: int, now_ms: int, check: CheckArgs, audit: dict[str, str]

@@ -412,3 +412,101 @@ local function update_attempt(id, n, changes)
   end
   return moved, attempt.status, attempt
 end
+
+-- The number's own limits for one API key's start, with K.number the number's state
+-- (keys.number_state): start.lua decides them in the same step as the send; number_gate.lua reads
+-- them before the admission, so a start they refuse never holds a place in a limit or a budget a
+-- concurrent start reads. ``limits``: StartArgs.number_limits. Returns {refused = true, …} (see
+-- refuse_number), or the state the send builds on: the key's pending verification (existing, nil
+-- for a new one), the number's sends over the last day (sent, oldest first) and their counts
+-- (day, and hour for the last hour). Writes nothing but an expired pending verification's end.
+local function number_verdict(key_id, limits, retention)
+  local held = tonumber(redis.call('HGET', K.number, 'hd:' .. key_id) or '', 36)
+  if held and held > NOW then return {refused = true, held = held - NOW} end
+  local function refusal(id, rule, reason, retry, window, last_send)
+    return {refused = true, id = id, rule = rule, reason = reason, retry = retry, window = window, last = last_send}
+  end
+
+  local existing = redis.call('HGET', K.number, 'p:' .. key_id)
+  if existing and settle(existing, retention) ~= 'pending' then existing = nil end
+  if existing then
+    -- Out of check attempts (its last check may still be comparing): a resend there could never
+    -- be approved, so the number gets a new verification instead.
+    local a, ma = unpack(redis.call('HMGET', vkey(existing), 'a', 'ma'))
+    if tonumber(a) >= tonumber(ma) then existing = nil end
+  end
+  if existing then
+    local sends, cap, x = unpack(redis.call('HMGET', vkey(existing), 's', 'ms', 'x'))
+    if tonumber(sends) >= tonumber(cap) then
+      return refusal(existing, 'verification_sends', 'max_sends_reached', tonumber(x) - NOW)
+    end
+  end
+
+  -- The number's sends over the last day, oldest first: ms times in base 36, so a few fit in one
+  -- compact (at most 64-byte) hash value.
+  local sent, last_hour = {}, {}
+  for t in string.gmatch(redis.call('HGET', K.number, 's') or '', '%w+') do
+    t = tonumber(t, 36)
+    if t > NOW - 86400000 then sent[#sent + 1] = t end
+    if t > NOW - 3600000 then last_hour[#last_hour + 1] = t end
+  end
+  local day, hour = #sent, #last_hour
+  if not limits.safe then
+    local per_day, per_hour, cooldown = limits.sends_per_day, limits.sends_per_hour, limits.cooldown_ms
+    if day >= per_day then
+      return refusal(existing, 'number_sends', 'number_daily_limit', sent[day - per_day + 1] + 86400000 - NOW,
+                     86400000, sent[day])
+    end
+    if hour >= per_hour then
+      return refusal(existing, 'number_sends', 'number_hourly_limit', last_hour[hour - per_hour + 1] + 3600000 - NOW,
+                     3600000, last_hour[hour])
+    end
+    -- The cooldown doubles with each send to the number in the hour, but a verification's first
+    -- resend is free: a user who presses Resend at once gets a code, as at Twilio. It still spaces
+    -- the later resends, a new verification right after another, and any loop. Free also when the
+    -- number had other sends earlier in the hour (a second sign-in), as long as this verification's
+    -- one send is the number's latest: after another tenant's send in between it waits as a start.
+    local steps = existing and hour - 1 or hour
+    if existing and hour > 0 then
+      local sends, created = unpack(redis.call('HMGET', vkey(existing), 's', 'c'))
+      if tonumber(sends) == 1 and tonumber(created) == last_hour[hour] then steps = 0 end
+    end
+    if steps > 0 and cooldown > 0 then
+      local last = last_hour[hour]
+      local wait = cooldown * 2 ^ (math.min(steps, 16) - 1)
+      if NOW - last < wait then
+        return refusal(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW), 3600000, last)
+      end
+    end
+  end
+  return {existing = existing, sent = sent, day = day, hour = hour}
+end
+
+-- A refusal of number_verdict's, audited (``decisions``: the admission's counts, "" before it)
+-- and as start.lua returns it: {'refused', the verification, rule, reason, retry after ms, 1 if
+-- another API key's sends were behind it}. Those sends are not revealed: the key is told a fixed
+-- hold (hd:<key id>, ``hold_ms``) instead of when they were, so polling can't find out.
+local function refuse_number(verdict, key_id, hold_ms, decisions)
+  if verdict.held then
+    audit('refused', {decision = 'refused', rule = 'number_sends', reason = 'shared_hold',
+                      retry_after = math.ceil(verdict.held / 1000), counts = decisions})
+    return {'refused', {}, 'number_sends', 'shared_hold', verdict.held, 1}
+  end
+  local id, retry = verdict.id, verdict.retry
+  audit('refused', {vid = id or '', decision = 'refused', rule = verdict.rule, reason = verdict.reason,
+                    retry_after = math.ceil(retry / 1000), counts = decisions})
+  local foreign = 0
+  if verdict.window then
+    -- Whether a send by another API key than the caller's lies within the rule's window.
+    local last_key, other = unpack(redis.call('HMGET', K.number, 'lk', 'ot'))
+    local latest = nil
+    if last_key and last_key ~= key_id then latest = verdict.last
+    elseif other then latest = tonumber(other, 36) end
+    if latest and latest > NOW - verdict.window then foreign = 1 end
+  end
+  if foreign == 1 then
+    redis.call('HSET', K.number, 'hd:' .. key_id, base36(NOW + hold_ms))
+    retry = hold_ms
+  end
+  return {'refused', id and record_of(vkey(id), id) or {}, verdict.rule, verdict.reason, retry, foreign}
+end

@@ -20,95 +20,18 @@ local ttl, max_attempts, max_sends = A.ttl_ms, A.max_attempts, A.max_sends
 local kept, retention = A.codes_kept, A.retention_ms
 local code_hash, sealed = A.code_hash, A.sealed_code
 local limits = A.number_limits
-local safe, per_hour, per_day, cooldown = limits.safe, limits.sends_per_hour, limits.sends_per_day, limits.cooldown_ms
+local per_hour, per_day = limits.sends_per_hour, limits.sends_per_day
 local decisions, app_name, hold_ms = A.decisions, A.app_name, limits.shared_hold_ms
 local app_hash, tags = A.app_hash or '', A.tags or ''
 local template, substitutions, sender = A.template or '', A.substitutions or '', A.messaging_service_sid or ''
 local custom = A.custom_code
 local unproven, ip_scope, fraud_tenant = A.unproven, A.ip_scope, A.fraud_tenant or ''
 
--- Whether a send by another API key than the caller's lies within the rule's window, given the
--- time of the number's last send.
-local function foreign_within(window, last_send)
-  if not window then return 0 end
-  local last_key, other = unpack(redis.call('HMGET', K.number, 'lk', 'ot'))
-  local latest = nil
-  if last_key and last_key ~= key_id then latest = last_send
-  elseif other then latest = tonumber(other, 36) end
-  if latest and latest > NOW - window then return 1 end
-  return 0
-end
-
-local function refuse(id, rule, reason, retry, window, last_send)
-  audit('refused', {vid = id or '', decision = 'refused', rule = rule, reason = reason,
-                    retry_after = math.ceil(retry / 1000), counts = decisions})
-  local record = id and record_of(vkey(id), id) or {}
-  local foreign = foreign_within(window, last_send)
-  if foreign == 1 then
-    redis.call('HSET', K.number, 'hd:' .. key_id, base36(NOW + hold_ms))
-    retry = hold_ms
-  end
-  return {'refused', record, rule, reason, retry, foreign}
-end
-
-local held = tonumber(redis.call('HGET', K.number, 'hd:' .. key_id) or '', 36)
-if held and held > NOW then
-  audit('refused', {decision = 'refused', rule = 'number_sends', reason = 'shared_hold',
-                    retry_after = math.ceil((held - NOW) / 1000), counts = decisions})
-  return {'refused', {}, 'number_sends', 'shared_hold', held - NOW, 1}
-end
-
-local existing = redis.call('HGET', K.number, 'p:' .. key_id)
-if existing and settle(existing, retention) ~= 'pending' then existing = nil end
-if existing then
-  -- Out of check attempts (its last check may still be comparing): a resend there could never
-  -- be approved, so the number gets a new verification instead.
-  local a, ma = unpack(redis.call('HMGET', vkey(existing), 'a', 'ma'))
-  if tonumber(a) >= tonumber(ma) then existing = nil end
-end
-if existing then
-  local sends, cap, x = unpack(redis.call('HMGET', vkey(existing), 's', 'ms', 'x'))
-  if tonumber(sends) >= tonumber(cap) then
-    return refuse(existing, 'verification_sends', 'max_sends_reached', tonumber(x) - NOW)
-  end
-end
-
--- The number's sends over the last day, oldest first: ms times in base 36, so a few fit in one
--- compact (at most 64-byte) hash value.
-local sent, last_hour = {}, {}
-for t in string.gmatch(redis.call('HGET', K.number, 's') or '', '%w+') do
-  t = tonumber(t, 36)
-  if t > NOW - 86400000 then sent[#sent + 1] = t end
-  if t > NOW - 3600000 then last_hour[#last_hour + 1] = t end
-end
-local day, hour = #sent, #last_hour
-if not safe then
-  if day >= per_day then
-    return refuse(existing, 'number_sends', 'number_daily_limit', sent[day - per_day + 1] + 86400000 - NOW, 86400000,
-                  sent[day])
-  end
-  if hour >= per_hour then
-    return refuse(existing, 'number_sends', 'number_hourly_limit', last_hour[hour - per_hour + 1] + 3600000 - NOW,
-                  3600000, last_hour[hour])
-  end
-  -- The cooldown doubles with each send to the number in the hour, but a verification's first
-  -- resend is free: a user who presses Resend at once gets a code, as at Twilio. It still spaces
-  -- the later resends, a new verification right after another, and any loop. Free also when the
-  -- number had other sends earlier in the hour (a second sign-in), as long as this verification's
-  -- one send is the number's latest: after another tenant's send in between it waits as a start.
-  local steps = existing and hour - 1 or hour
-  if existing and hour > 0 then
-    local sends, created = unpack(redis.call('HMGET', vkey(existing), 's', 'c'))
-    if tonumber(sends) == 1 and tonumber(created) == last_hour[hour] then steps = 0 end
-  end
-  if steps > 0 and cooldown > 0 then
-    local last = last_hour[hour]
-    local wait = cooldown * 2 ^ (math.min(steps, 16) - 1)
-    if NOW - last < wait then
-      return refuse(existing, 'resend_cooldown', 'resend_too_soon', math.floor(last + wait - NOW), 3600000, last)
-    end
-  end
-end
+-- The number's own limits (lib.lua's number_verdict): number_gate.lua read them before the
+-- admission, and they are decided again here, in the same step as the send.
+local verdict = number_verdict(key_id, limits, retention)
+if verdict.refused then return refuse_number(verdict, key_id, hold_ms, decisions) end
+local existing, sent, hour, day = verdict.existing, verdict.sent, verdict.hour, verdict.day
 sent[#sent + 1] = NOW
 -- The rules read at most this many of the latest sends: the log stays bounded even for a
 -- safe-listed number that no limit stops.
