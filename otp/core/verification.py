@@ -134,10 +134,11 @@ class Verifier:
         )
         retention_ms = int(self.rules.retention * 1000)
         # The number's own limits are asked in the same round trip, for the same reason: a start
-        # they refuse (a number at its hourly cap) must not hold a budget or limit place meanwhile.
+        # they refuse for the key's own sends (its number at its hourly cap) must not hold a budget
+        # or limit place meanwhile. Refusals other keys' sends are behind still come from start.lua.
         gate = NumberGateArgs(caller.key_id, number_limits, retention_ms)
-        opted, capped = await self.store.run_many(
-            [opt_out, self.store.number_gate(partition, now_ms, phone.e164, gate, audit)], now_ms
+        opted, capped = await self.store.before_admission(
+            opt_out, self.store.number_gate(partition, now_ms, phone.e164, gate, audit), now_ms
         )
         if optouts.opted_out_of(opted):
             await self._refuse_opted_out(partition, now_ms, audit)

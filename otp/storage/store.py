@@ -230,6 +230,20 @@ class Store:
         fields = self._fields(now_ms, _shallow(dataclasses.replace(gate, apply=False)), audit)
         return Call("number_gate", f"number {keyspace.tag(partition)}", ordered_keys("number_gate", keys), fields)
 
+    async def before_admission(self, opt_out: Read, gate: Call, now_ms: int) -> tuple[Any, bool]:
+        """The opt-out read and `number_gate`'s in one round trip: the opt-out's raw reply, and
+        whether the number's limits refuse the start now. The gate only advises (start.lua decides
+        the same limits with the send): a failure of its own (a number key of the wrong type) leaves
+        them to start.lua instead of hiding the opt-out's answer behind a 503."""
+        calls = [self._scope_call(opt_out, now_ms), self._scope_call(gate, now_ms)]
+        opted, capped = await self.guarded(lambda: self.scripts.pipelined(calls, raise_errors=False))
+        if isinstance(opted, BaseException):
+            raise _storage_error(opted) from opted
+        if isinstance(capped, BaseException):
+            log.warning("number_gate.lua failed (%s): the number's limits are left to start.lua", type(capped).__name__)
+            return opted, False
+        return opted, capped == 1
+
     async def refuse_by_number(
         self, partition: int, now_ms: int, to: str, gate: NumberGateArgs, audit: dict[str, str]
     ) -> StartOutcome | None:

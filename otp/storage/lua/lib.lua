@@ -482,6 +482,19 @@ local function number_verdict(key_id, limits, retention)
   return {existing = existing, sent = sent, day = day, hour = hour}
 end
 
+-- 1 when another API key's sends are behind a refusal of number_verdict's: its shared hold, or
+-- a send by another key than ``key_id`` within the rule's window; else 0.
+local function number_refusal_foreign(verdict, key_id)
+  if verdict.held then return 1 end
+  if not verdict.window then return 0 end
+  local last_key, other = unpack(redis.call('HMGET', K.number, 'lk', 'ot'))
+  local latest = nil
+  if last_key and last_key ~= key_id then latest = verdict.last
+  elseif other then latest = tonumber(other, 36) end
+  if latest and latest > NOW - verdict.window then return 1 end
+  return 0
+end
+
 -- A refusal of number_verdict's, audited (``decisions``: the admission's counts, "" before it)
 -- and as start.lua returns it: {'refused', the verification, rule, reason, retry after ms, 1 if
 -- another API key's sends were behind it}. Those sends are not revealed: the key is told a fixed
@@ -495,15 +508,7 @@ local function refuse_number(verdict, key_id, hold_ms, decisions)
   local id, retry = verdict.id, verdict.retry
   audit('refused', {vid = id or '', decision = 'refused', rule = verdict.rule, reason = verdict.reason,
                     retry_after = math.ceil(retry / 1000), counts = decisions})
-  local foreign = 0
-  if verdict.window then
-    -- Whether a send by another API key than the caller's lies within the rule's window.
-    local last_key, other = unpack(redis.call('HMGET', K.number, 'lk', 'ot'))
-    local latest = nil
-    if last_key and last_key ~= key_id then latest = verdict.last
-    elseif other then latest = tonumber(other, 36) end
-    if latest and latest > NOW - verdict.window then foreign = 1 end
-  end
+  local foreign = number_refusal_foreign(verdict, key_id)
   if foreign == 1 then
     redis.call('HSET', K.number, 'hd:' .. key_id, base36(NOW + hold_ms))
     retry = hold_ms
