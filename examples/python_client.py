@@ -74,7 +74,11 @@ def main() -> int:
         return 1
     print(f"sent a code to {verification['to']} (verification {verification['id']})", flush=True)
     while True:
-        code = input("code: ").strip()
+        try:
+            code = input("code: ").strip()
+        except EOFError:  # the input ended (Ctrl-D, a closed pipe) before a code came
+            print("no code entered")
+            return 1
         status, body = post("/v1/verifications/check", {"id": verification["id"], "code": code}, key)
         if status == 400:  # not a code (e.g. a typo with letters): type it again
             print("error:", error_message(body))

@@ -67,7 +67,11 @@ def main() -> int:
         return 1
     print(f"sent a code to {verification.to} (verification {verification.sid})", flush=True)
     while True:
-        code = input("code: ").strip()
+        try:
+            code = input("code: ").strip()
+        except EOFError:  # the input ended (Ctrl-D, a closed pipe) before a code came
+            print("no code entered")
+            return 1
         try:
             check = verify.verification_checks.create(verification_sid=verification.sid, code=code)
         except TwilioRestException as exc:

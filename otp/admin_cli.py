@@ -60,7 +60,7 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def add_safelist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    safelist = sub.add_parser("safelist", help="numbers and prefixes that bypass the fraud rules")
+    safelist = sub.add_parser("safelist", help=f"numbers and prefixes that bypass {validators.SAFE_LIST_EXEMPTS}")
     safelist_sub = safelist.add_subparsers(dest="safelist_command", metavar="ACTION", required=True)
     entry_help = "E.164 number or prefix (+1501712), or a whole number in national format in OTP_DEFAULT_REGION"
     add = safelist_sub.add_parser(

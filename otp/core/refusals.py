@@ -18,8 +18,8 @@ LOOKUP_RETRY = 5
 REFUSAL_MESSAGES = {
     "country_not_allowed": "SMS to this country is not enabled (OTP_ALLOWED_COUNTRIES)",
     "number_type_not_allowed": "this kind of number can't receive verification codes",
-    "max_sends_reached": "this verification has had all its sends; wait for it to expire",
-    "number_daily_limit": "too many codes sent to this number today",
+    "max_sends_reached": "this verification has had all its sends; cancel it and start another, or let it expire",
+    "number_daily_limit": "too many codes sent to this number in the last 24 hours",
     "number_hourly_limit": "too many codes sent to this number this hour",
     "resend_too_soon": "a code was just sent to this number; wait before asking for another",
     "ip_hourly_limit": "too many codes requested from this IP address",
