@@ -495,7 +495,7 @@ local function number_refusal_foreign(verdict, key_id)
   return 0
 end
 
--- A refusal of number_verdict's, audited (``decisions``: the admission's counts, "" before it)
+-- A refusal of number_verdict's, audited (``decisions``: the admission's counts, '{}' before it)
 -- and as start.lua returns it: {'refused', the verification, rule, reason, retry after ms, 1 if
 -- another API key's sends were behind it}. Those sends are not revealed: the key is told a fixed
 -- hold (hd:<key id>, ``hold_ms``) instead of when they were, so polling can't find out.
