@@ -85,12 +85,12 @@ class NumberLimits:
 @dataclass(frozen=True)
 class NumberGateArgs:
     """What ``number_gate.lua`` needs to ask the number's own limits before the admission: the
-    start's key, limits and retention (as in StartArgs); ``apply``: audit a refusal and set its hold."""
+    start's key, limits and retention (as in StartArgs). Whether it applies a refusal is the
+    store's choice (`Store.before_admission` reads, `Store.refuse_by_number` applies)."""
 
     key_id: str
     number_limits: NumberLimits
     retention_ms: int
-    apply: bool = False
 
 
 @dataclass(frozen=True)

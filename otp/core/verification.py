@@ -137,9 +137,7 @@ class Verifier:
         # they refuse for the key's own sends (its number at its hourly cap) must not hold a budget
         # or limit place meanwhile. Refusals other keys' sends are behind still come from start.lua.
         gate = NumberGateArgs(caller.key_id, number_limits, retention_ms)
-        opted, capped = await self.store.before_admission(
-            opt_out, self.store.number_gate(partition, now_ms, phone.e164, gate, audit), now_ms
-        )
+        opted, capped = await self.store.before_admission(opt_out, partition, now_ms, phone.e164, gate, audit)
         if optouts.opted_out_of(opted):
             await self._refuse_opted_out(partition, now_ms, audit)
         permission = self.policy.permission(phone)

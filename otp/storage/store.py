@@ -222,20 +222,19 @@ class Store:
         keys = {"number": keyspace.number_state(partition, args.to)}
         return records.start_outcome(await self._run("start", partition, now_ms, named, keys, audit))
 
-    def number_gate(self, partition: int, now_ms: int, to: str, gate: NumberGateArgs, audit: dict[str, str]) -> Call:
-        """number_gate.lua's read for `run_many`: its reply is 1 when the number's own limits
-        refuse the start now (then `refuse_by_number`), 0 when they allow it. ``audit``: the
-        start's context, for the expiry of the key's pending verification it may find."""
+    async def before_admission(
+        self, opt_out: Read, partition: int, now_ms: int, to: str, gate: NumberGateArgs, audit: dict[str, str]
+    ) -> tuple[Any, bool]:
+        """The opt-out read and number_gate.lua's read in one round trip: the opt-out's raw reply,
+        and whether the number's own limits refuse the start now (then `refuse_by_number`).
+        ``audit``: the start's context, for the expiry of the key's pending verification the gate
+        may find. The gate only advises (start.lua decides the same limits with the send): a
+        failure of its own (a number key of the wrong type) leaves them to start.lua instead of
+        hiding the opt-out's answer behind a 503."""
         keys = {**keyspace.partition_script_keys(partition, now_ms), "number": keyspace.number_state(partition, to)}
-        fields = self._fields(now_ms, _shallow(dataclasses.replace(gate, apply=False)), audit)
-        return Call("number_gate", f"number {keyspace.tag(partition)}", ordered_keys("number_gate", keys), fields)
-
-    async def before_admission(self, opt_out: Read, gate: Call, now_ms: int) -> tuple[Any, bool]:
-        """The opt-out read and `number_gate`'s in one round trip: the opt-out's raw reply, and
-        whether the number's limits refuse the start now. The gate only advises (start.lua decides
-        the same limits with the send): a failure of its own (a number key of the wrong type) leaves
-        them to start.lua instead of hiding the opt-out's answer behind a 503."""
-        calls = [self._scope_call(opt_out, now_ms), self._scope_call(gate, now_ms)]
+        fields = self._fields(now_ms, {**_shallow(gate), "apply": False}, audit)
+        read = Call("number_gate", f"number {keyspace.tag(partition)}", ordered_keys("number_gate", keys), fields)
+        calls = [self._scope_call(opt_out, now_ms), self._scope_call(read, now_ms)]
         opted, capped = await self.guarded(lambda: self.scripts.pipelined(calls, raise_errors=False))
         if isinstance(opted, BaseException):
             raise _storage_error(opted) from opted
@@ -250,7 +249,7 @@ class Store:
         """The number's own limits asked again, a refusal audited and its hold set: the refusal as
         `start` returns it, or None when they allow the start after all (a window just passed)."""
         keys = {"number": keyspace.number_state(partition, to)}
-        named = _shallow(dataclasses.replace(gate, apply=True))
+        named = {**_shallow(gate), "apply": True}
         reply = await self._run("number_gate", partition, now_ms, named, keys, audit)
         return None if reply == 0 else records.start_outcome(reply)
 
